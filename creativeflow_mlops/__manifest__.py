@@ -1,0 +1,37 @@
+# Copyright 2026 CreativeFlow
+# License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
+{
+    "name": "CreativeFlow MLOps",
+    "summary": "Model registry, validation, approvals and GPU deployments "
+    "for AI models, inside Odoo",
+    "version": "18.0.1.0.0",
+    "category": "Productivity/MLOps",
+    "website": "https://github.com/creativeflow/creativeflow_mlops",
+    "author": "CreativeFlow",
+    "license": "LGPL-3",
+    "application": True,
+    "installable": True,
+    "depends": ["base", "mail", "web", "queue_job"],
+    "external_dependencies": {"python": []},
+    "data": [
+        "security/mlops_security.xml",
+        "security/ir.model.access.csv",
+        "data/mail_activity_type_data.xml",
+        "wizards/mlops_version_approval_wizard_views.xml",
+        "views/mlops_model_tag_views.xml",
+        "views/mlops_model_views.xml",
+        "views/mlops_model_version_views.xml",
+        "views/mlops_version_approval_views.xml",
+        "views/mlops_validation_result_views.xml",
+        "views/mlops_deployment_views.xml",
+        "views/mlops_feedback_views.xml",
+        "views/res_config_settings_views.xml",
+        "views/mlops_menus.xml",
+        "data/mlops_model_version_actions.xml",
+    ],
+    "assets": {
+        "web.assets_tests": [
+            "creativeflow_mlops/static/src/tours/*.js",
+        ],
+    },
+}

@@ -1,0 +1,31 @@
+"""Errors of the MLOps layer, each with the REST error code and HTTP status of
+the contract (shared/contract/api.md), so controllers map them without
+guessing. They subclass Odoo's user-facing errors: the web client shows their
+message, and a savepoint or a job sees an ordinary exception."""
+
+from odoo.exceptions import AccessError, UserError
+
+
+class MLOpsError(UserError):
+    code = "invalid_request"
+    http_status = 400
+
+
+class TransitionNotAllowed(MLOpsError):
+    """The state machine refuses the move from the current state."""
+
+    code = "transition_not_allowed"
+    http_status = 409
+
+
+class LifecycleAccessError(AccessError):
+    """The user lacks the role the transition needs."""
+
+    code = "forbidden"
+    http_status = 403
+
+
+class SeparationOfDutiesError(LifecycleAccessError):
+    """The uploader of a version tried to approve it."""
+
+    code = "separation_of_duties"

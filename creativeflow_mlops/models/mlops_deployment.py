@@ -1,0 +1,99 @@
+# Copyright 2026 CreativeFlow
+# License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
+from odoo import _, api, fields, models
+from odoo.exceptions import UserError
+
+from ..lifecycle import (
+    DEPLOYMENT_CREATE_STATES,
+    DEPLOYMENT_STATES,
+    DEPLOYMENT_TRANSITIONS,
+    ENVIRONMENTS,
+    STRATEGIES,
+)
+
+# a deployment in one of these states serves or may serve traffic
+LIVE_STATES = ("requested", "deploying", "active", "inactive_bluegreen", "rolling_out_canary")
+
+
+class MlopsDeployment(models.Model):
+    _name = "mlops.deployment"
+    _description = "AI Model Deployment"
+    _inherit = ["mail.thread", "mlops.lifecycle.mixin"]
+    _order = "id desc"
+
+    _lifecycle_transitions = DEPLOYMENT_TRANSITIONS
+    _lifecycle_create_states = DEPLOYMENT_CREATE_STATES
+
+    version_id = fields.Many2one(
+        "mlops.model.version",
+        string="Version",
+        required=True,
+        ondelete="restrict",
+        index=True,
+        tracking=True,
+    )
+    model_id = fields.Many2one(related="version_id.model_id", store=True, index=True)
+    company_id = fields.Many2one(related="version_id.company_id", store=True, index=True)
+    environment = fields.Selection(ENVIRONMENTS, required=True, default="staging", index=True)
+    strategy = fields.Selection(STRATEGIES, required=True, default="rolling")
+    state = fields.Selection(
+        DEPLOYMENT_STATES,
+        default="requested",
+        required=True,
+        readonly=True,
+        copy=False,
+        index=True,
+        tracking=True,
+    )
+    replicas = fields.Integer(default=1, tracking=True)
+    traffic_percent = fields.Integer(
+        default=100, help="Share of the environment's traffic this deployment serves."
+    )
+    canary_percent = fields.Integer(help="Target share for a canary rollout.")
+    endpoint_url = fields.Char(string="Endpoint URL", copy=False)
+    target = fields.Char(help="Code of the cluster target.")
+    gpu = fields.Integer(string="GPUs")
+    gpu_type = fields.Char(string="GPU Type")
+    cpu = fields.Char(string="CPU", help="Kubernetes quantity, e.g. 2 or 500m.")
+    memory = fields.Char(help="Kubernetes quantity, e.g. 8Gi.")
+    config = fields.Json()
+    deployed_by_id = fields.Many2one(
+        "res.users", string="Deployed By", default=lambda self: self.env.user, readonly=True
+    )
+    deployed_at = fields.Datetime(readonly=True, copy=False)
+    message = fields.Text(string="Last Message", copy=False)
+
+    _sql_constraints = [
+        ("replicas_positive", "CHECK (replicas >= 0)", "Replicas cannot be negative."),
+        (
+            "traffic_percent_range",
+            "CHECK (traffic_percent BETWEEN 0 AND 100)",
+            "Traffic must be between 0 and 100 percent.",
+        ),
+        (
+            "canary_percent_range",
+            "CHECK (canary_percent IS NULL OR canary_percent BETWEEN 0 AND 100)",
+            "The canary share must be between 0 and 100 percent.",
+        ),
+    ]
+
+    @api.depends("version_id", "environment")
+    def _compute_display_name(self):
+        labels = dict(ENVIRONMENTS)
+        for deployment in self:
+            deployment.display_name = _(
+                "%(version)s on %(environment)s",
+                version=deployment.version_id.display_name,
+                environment=labels.get(deployment.environment, ""),
+            )
+
+    @api.ondelete(at_uninstall=False)
+    def _unlink_except_live(self):
+        live = self.filtered(lambda d: d.state in LIVE_STATES)
+        if live:
+            raise UserError(
+                _(
+                    "Undeploy %(deployments)s before deleting it.",
+                    deployments=", ".join(live.mapped("display_name")),
+                )
+            )

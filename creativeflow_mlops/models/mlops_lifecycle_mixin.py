@@ -1,0 +1,176 @@
+# Copyright 2026 CreativeFlow
+# License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
+from odoo import _, api, models
+from odoo.exceptions import AccessError, UserError
+
+from ..exceptions import LifecycleAccessError, TransitionNotAllowed
+from ..lifecycle import SYSTEM, find_transition, targets_from
+
+
+class MlopsLifecycleMixin(models.AbstractModel):
+    """A state machine enforced in ``create()`` and ``write()``.
+
+    Inheriting models declare their table of transitions with class
+    attributes, in the manner of ``tier.validation``:
+
+    - ``_lifecycle_transitions``: a tuple of ``lifecycle.Transition``;
+    - ``_lifecycle_create_states``: {state: actor} the states a record may be
+      created in;
+    - ``_lifecycle_state_field``: the Selection holding the state.
+
+    Every path that changes the state (buttons, RPC ``write``, imports,
+    server actions, jobs) goes through ``write()``, so none can bypass the
+    table. ``SYSTEM`` transitions need the superuser environment, which no
+    RPC call can obtain; the others need the actor's group.
+    """
+
+    _name = "mlops.lifecycle.mixin"
+    _description = "MLOps Lifecycle (state machine)"
+
+    _lifecycle_transitions = ()
+    _lifecycle_create_states = {}
+    _lifecycle_state_field = "state"
+
+    @api.model_create_multi
+    def create(self, vals_list):
+        field_name = self._lifecycle_state_field
+        for vals in vals_list:
+            if field_name in vals:
+                self._lifecycle_check_create_state(vals[field_name])
+        return super().create(vals_list)
+
+    def write(self, vals):
+        field_name = self._lifecycle_state_field
+        if field_name not in vals:
+            return super().write(vals)
+        target = vals[field_name]
+        moves = []
+        for record in self:
+            source = record[field_name]
+            if source == target:
+                continue
+            moves.append((record, record._lifecycle_check_transition(target)))
+        result = super().write(vals)
+        for record, transition in moves:
+            record._lifecycle_after_transition(transition)
+        return result
+
+    # ------------------------------------------------------------------
+    # Business
+    # ------------------------------------------------------------------
+
+    def _lifecycle_state_label(self, state):
+        selection = self._fields[self._lifecycle_state_field]._description_selection(
+            self.env
+        )
+        return dict(selection).get(state, state)
+
+    def _lifecycle_check_create_state(self, state):
+        actor = self._lifecycle_create_states.get(state)
+        if actor is None:
+            raise TransitionNotAllowed(
+                _(
+                    "A %(model)s cannot be created in state %(state)s.",
+                    model=self._description,
+                    state=self._lifecycle_state_label(state),
+                )
+            )
+        self._lifecycle_check_actor(actor, _("create it as %s") % state)
+
+    def _lifecycle_check_transition(self, target):
+        """Return the transition of ``self`` to ``target`` or raise why not."""
+        self.ensure_one()
+        source = self[self._lifecycle_state_field]
+        transition = find_transition(self._lifecycle_transitions, source, target)
+        if transition is None:
+            allowed = targets_from(self._lifecycle_transitions, source)
+            raise TransitionNotAllowed(
+                _(
+                    "%(record)s cannot go from %(from_state)s to %(to_state)s; "
+                    "from %(from_state)s it can go to: %(allowed)s.",
+                    record=self.display_name,
+                    from_state=self._lifecycle_state_label(source),
+                    to_state=self._lifecycle_state_label(target),
+                    allowed=", ".join(
+                        self._lifecycle_state_label(state) for state in allowed
+                    )
+                    or _("nothing"),
+                )
+            )
+        self._lifecycle_check_actor(transition.actor, transition.label)
+        if transition.separation_of_duties:
+            self._lifecycle_check_separation_of_duties(transition)
+        return transition
+
+    def _lifecycle_check_actor(self, actor, label):
+        if self.env.su:
+            return
+        if actor == SYSTEM:
+            raise LifecycleAccessError(
+                _(
+                    "“%(label)s” is done by the platform itself, not by hand.",
+                    label=label,
+                )
+            )
+        if not self.env.user.has_group(actor):
+            group = self.env.ref(actor)
+            raise LifecycleAccessError(
+                _(
+                    "“%(label)s” needs the role %(group)s.",
+                    label=label,
+                    group=group.full_name,
+                )
+            )
+
+    def _lifecycle_check_separation_of_duties(self, transition):
+        """Hook: raise ``SeparationOfDutiesError`` when the current user may
+        not perform ``transition`` on ``self``."""
+        return None
+
+    def _lifecycle_after_transition(self, transition):
+        """Hook called once per record after its state changed."""
+        return None
+
+    def _lifecycle_apply_each(self, method_name, *args, **kwargs):
+        """Call ``method_name`` on each record in its own savepoint.
+
+        Returns ``(done, refused)``: the records that went through, and
+        ``(record, reason)`` pairs for those that were refused, so a server
+        action over a mixed selection changes what it can and says why for
+        the rest.
+        """
+        done = self.browse()
+        refused = []
+        for record in self:
+            try:
+                with self.env.cr.savepoint():
+                    getattr(record, method_name)(*args, **kwargs)
+            except (UserError, AccessError) as error:
+                refused.append((record, str(error.args[0])))
+            else:
+                done |= record
+        return done, refused
+
+    def _lifecycle_report_action(self, title, done, refused):
+        """A client notification that reports a mass action per record."""
+        lines = [_("%s: done", record.display_name) for record in done]
+        lines += [
+            _("%(record)s: refused: %(reason)s", record=record.display_name, reason=r)
+            for record, r in refused
+        ]
+        return {
+            "type": "ir.actions.client",
+            "tag": "display_notification",
+            "params": {
+                "title": _(
+                    "%(title)s: %(done)s done, %(refused)s refused",
+                    title=title,
+                    done=len(done),
+                    refused=len(refused),
+                ),
+                "message": "\n".join(lines),
+                "type": "warning" if refused else "success",
+                "sticky": bool(refused),
+                "next": {"type": "ir.actions.act_window_close"},
+            },
+        }

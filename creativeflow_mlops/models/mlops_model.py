@@ -1,0 +1,152 @@
+# Copyright 2026 CreativeFlow
+# License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
+import re
+
+from odoo import _, api, fields, models
+from odoo.exceptions import UserError
+
+TASK_TYPES = [
+    ("image_generation", "Image Generation"),
+    ("text_generation", "Text Generation"),
+    ("image_to_image", "Image to Image"),
+    ("upscaling", "Upscaling"),
+    ("style_transfer", "Style Transfer"),
+    ("classification", "Classification"),
+    ("object_detection", "Object Detection"),
+    ("segmentation", "Segmentation"),
+    ("embedding", "Embedding"),
+    ("speech", "Speech"),
+    ("other", "Other"),
+]
+
+# versions that carry no live or approved artifact; a model made only of
+# these may be deleted
+DISPOSABLE_VERSION_STATES = ("draft", "validation_failed", "archived")
+
+
+class MlopsModel(models.Model):
+    _name = "mlops.model"
+    _description = "AI Model"
+    _inherit = ["mail.thread", "mail.activity.mixin"]
+    _order = "name"
+
+    name = fields.Char(required=True, tracking=True)
+    slug = fields.Char(
+        compute="_compute_slug",
+        store=True,
+        help="DNS-safe name used for Kubernetes objects and endpoint slugs.",
+    )
+    description = fields.Text()
+    task_type = fields.Selection(TASK_TYPES, default="other", required=True, tracking=True)
+    owner_id = fields.Many2one(
+        "res.users",
+        string="Owner",
+        default=lambda self: self.env.user,
+        tracking=True,
+        index=True,
+    )
+    company_id = fields.Many2one(
+        "res.company",
+        required=True,
+        default=lambda self: self.env.company,
+        index=True,
+    )
+    tag_ids = fields.Many2many("mlops.model.tag", string="Tags")
+    active = fields.Boolean(default=True)
+    version_ids = fields.One2many("mlops.model.version", "model_id", string="Versions")
+    production_version_id = fields.Many2one(
+        "mlops.model.version",
+        string="Production Version",
+        compute="_compute_production_version_id",
+        store=True,
+    )
+    latest_version_id = fields.Many2one(
+        "mlops.model.version",
+        string="Latest Version",
+        compute="_compute_production_version_id",
+        store=True,
+    )
+    version_count = fields.Integer(compute="_compute_counts")
+    deployment_count = fields.Integer(compute="_compute_counts")
+    feedback_count = fields.Integer(compute="_compute_counts")
+
+    _sql_constraints = [
+        (
+            "name_company_uniq",
+            "unique (name, company_id)",
+            "A model with this name already exists in this company.",
+        ),
+    ]
+
+    @api.depends("name")
+    def _compute_slug(self):
+        for model in self:
+            slug = re.sub(r"[^a-z0-9]+", "-", (model.name or "").lower()).strip("-")
+            model.slug = slug[:40].rstrip("-") or False
+
+    @api.depends("version_ids.state", "version_ids.create_date")
+    def _compute_production_version_id(self):
+        for model in self:
+            versions = model.version_ids.sorted("id", reverse=True)
+            model.production_version_id = versions.filtered(
+                lambda v: v.state == "production"
+            )[:1]
+            model.latest_version_id = versions[:1]
+
+    def _compute_counts(self):
+        Version = self.env["mlops.model.version"]
+        versions = dict(
+            Version._read_group([("model_id", "in", self.ids)], ["model_id"], ["__count"])
+        )
+        deployments = dict(
+            self.env["mlops.deployment"]._read_group(
+                [("model_id", "in", self.ids)], ["model_id"], ["__count"]
+            )
+        )
+        feedback = dict(
+            self.env["mlops.feedback"]._read_group(
+                [("model_id", "in", self.ids)], ["model_id"], ["__count"]
+            )
+        )
+        for model in self:
+            model.version_count = versions.get(model, 0)
+            model.deployment_count = deployments.get(model, 0)
+            model.feedback_count = feedback.get(model, 0)
+
+    @api.ondelete(at_uninstall=False)
+    def _unlink_except_live_versions(self):
+        for model in self:
+            live = model.with_context(active_test=False).version_ids.filtered(
+                lambda v: v.state not in DISPOSABLE_VERSION_STATES
+            )
+            if live:
+                raise UserError(
+                    _(
+                        "Model %(model)s still has versions in use (%(versions)s): "
+                        "archive them first.",
+                        model=model.display_name,
+                        versions=", ".join(live.mapped("version")),
+                    )
+                )
+
+    def _action_open_related(self, res_model, title):
+        self.ensure_one()
+        return {
+            "type": "ir.actions.act_window",
+            "name": title,
+            "res_model": res_model,
+            "view_mode": "list,form",
+            "domain": [("model_id", "=", self.id)],
+            "context": {"default_model_id": self.id},
+        }
+
+    def action_view_versions(self):
+        action = self._action_open_related("mlops.model.version", _("Versions"))
+        action["view_mode"] = "list,kanban,form"
+        return action
+
+    def action_view_deployments(self):
+        return self._action_open_related("mlops.deployment", _("Deployments"))
+
+    def action_view_feedback(self):
+        return self._action_open_related("mlops.feedback", _("Feedback"))

@@ -1,0 +1,593 @@
+# Copyright 2026 CreativeFlow
+# License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
+import json
+import re
+
+from odoo import _, api, fields, models
+from odoo.exceptions import UserError, ValidationError
+
+from ..exceptions import SeparationOfDutiesError, TransitionNotAllowed
+from ..lifecycle import (
+    APPROVER,
+    INTERFACE_TYPES,
+    MODEL_FORMATS,
+    VERSION_CREATE_STATES,
+    VERSION_STATES,
+    VERSION_TRANSITIONS,
+)
+
+VERSION_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
+
+# What a version is made of: once it left draft, only the platform changes it,
+# so the artifact that was validated is the one that gets approved and served.
+IMMUTABLE_FIELDS = frozenset(
+    {
+        "model_id",
+        "version",
+        "model_format",
+        "artifact_storage",
+        "artifact_uri",
+        "artifact_object_key",
+        "artifact_size",
+        "artifact_sha256",
+        "artifact_filename",
+        "artifact_content_type",
+    }
+)
+
+# Json field -> the editable text shown in the form
+JSON_TEXT_FIELDS = {
+    "parameters_text": "parameters",
+    "metrics_text": "metrics",
+    "input_schema_text": "input_schema",
+    "output_schema_text": "output_schema",
+}
+
+# what an approval wizard does, by the state it starts from
+PENDING_APPROVAL_STATES = {"validated": "staging", "staging": "production"}
+
+
+class BigInteger(fields.Integer):
+    """An Integer stored as ``int8``: artifact sizes pass 2 GiB."""
+
+    _column_type = ("int8", "int8")
+
+
+class MlopsModelVersion(models.Model):
+    _name = "mlops.model.version"
+    _description = "AI Model Version"
+    _inherit = ["mail.thread", "mail.activity.mixin", "mlops.lifecycle.mixin"]
+    _order = "model_id, id desc"
+    _rec_names_search = ["version", "model_id.name"]
+
+    _lifecycle_transitions = VERSION_TRANSITIONS
+    _lifecycle_create_states = VERSION_CREATE_STATES
+
+    model_id = fields.Many2one(
+        "mlops.model",
+        string="Model",
+        required=True,
+        ondelete="cascade",
+        index=True,
+        tracking=True,
+    )
+    version = fields.Char(required=True, tracking=True)
+    description = fields.Text()
+    state = fields.Selection(
+        VERSION_STATES,
+        default="draft",
+        required=True,
+        readonly=True,
+        copy=False,
+        index=True,
+        tracking=True,
+    )
+    model_format = fields.Selection(MODEL_FORMATS, required=True, default="onnx")
+    interface_type = fields.Selection(
+        INTERFACE_TYPES, required=True, default="kserve_v2"
+    )
+    task_type = fields.Selection(related="model_id.task_type")
+    company_id = fields.Many2one(
+        related="model_id.company_id", store=True, index=True, precompute=True
+    )
+    uploaded_by_id = fields.Many2one(
+        "res.users",
+        string="Uploaded By",
+        default=lambda self: self.env.user,
+        readonly=True,
+        copy=False,
+        help="Separation of duties: this user cannot approve the version.",
+    )
+    # artifact
+    artifact_storage = fields.Char(
+        string="Storage Backend", help="Code of the storage backend holding the artifact."
+    )
+    artifact_uri = fields.Char(string="Artifact URI", copy=False)
+    artifact_object_key = fields.Char(copy=False)
+    artifact_size = BigInteger(string="Size (bytes)", copy=False)
+    artifact_sha256 = fields.Char(string="SHA-256", size=64, copy=False)
+    artifact_filename = fields.Char(string="Filename", copy=False)
+    artifact_content_type = fields.Char(string="Content Type")
+    # description of the model
+    parameters = fields.Json(string="Parameters (data)")
+    metrics = fields.Json(string="Metrics (data)")
+    input_schema = fields.Json(string="Input Schema (data)")
+    output_schema = fields.Json(string="Output Schema (data)")
+    parameters_text = fields.Text(
+        string="Parameters", compute="_compute_json_text", inverse="_inverse_json_text"
+    )
+    metrics_text = fields.Text(
+        string="Metrics", compute="_compute_json_text", inverse="_inverse_json_text"
+    )
+    input_schema_text = fields.Text(
+        string="Input Schema", compute="_compute_json_text", inverse="_inverse_json_text"
+    )
+    output_schema_text = fields.Text(
+        string="Output Schema", compute="_compute_json_text", inverse="_inverse_json_text"
+    )
+    # lineage
+    source_run = fields.Char(help="Training run that produced the artifact.")
+    dataset = fields.Char(help="Dataset name and version used for training.")
+    git_commit = fields.Char(help="Commit of the training code.")
+    parent_version_id = fields.Many2one(
+        "mlops.model.version",
+        string="Parent Version",
+        domain="[('model_id', '=', model_id), ('id', '!=', id)]",
+        ondelete="set null",
+    )
+    # related records
+    approval_ids = fields.One2many(
+        "mlops.version.approval", "version_id", string="Approvals", readonly=True
+    )
+    validation_result_ids = fields.One2many(
+        "mlops.validation.result", "version_id", string="Validation Results"
+    )
+    deployment_ids = fields.One2many("mlops.deployment", "version_id", string="Deployments")
+    feedback_ids = fields.One2many("mlops.feedback", "version_id", string="Feedback")
+    validation_count = fields.Integer(compute="_compute_counts")
+    deployment_count = fields.Integer(compute="_compute_counts")
+    feedback_count = fields.Integer(compute="_compute_counts")
+    approval_count = fields.Integer(compute="_compute_counts")
+    is_production = fields.Boolean(compute="_compute_is_production")
+
+    _sql_constraints = [
+        (
+            "model_version_uniq",
+            "unique (model_id, version)",
+            "This model already has a version with this name.",
+        ),
+        (
+            "artifact_size_positive",
+            "CHECK (artifact_size IS NULL OR artifact_size >= 0)",
+            "An artifact size cannot be negative.",
+        ),
+    ]
+
+    # ------------------------------------------------------------------
+    # Computes
+    # ------------------------------------------------------------------
+
+    @api.depends("model_id.name", "version")
+    def _compute_display_name(self):
+        for version in self:
+            version.display_name = f"{version.model_id.name or ''} {version.version or ''}".strip()
+
+    @api.depends(*JSON_TEXT_FIELDS.values())
+    def _compute_json_text(self):
+        for version in self:
+            for text_field, json_field in JSON_TEXT_FIELDS.items():
+                value = version[json_field]
+                version[text_field] = (
+                    json.dumps(value, indent=2, sort_keys=True) if value else False
+                )
+
+    def _inverse_json_text(self):
+        for version in self:
+            values = {}
+            for text_field, json_field in JSON_TEXT_FIELDS.items():
+                text = (version[text_field] or "").strip()
+                try:
+                    parsed = json.loads(text) if text else False
+                except ValueError as error:
+                    raise ValidationError(
+                        _(
+                            "%(field)s is not valid JSON: %(error)s",
+                            field=version._fields[text_field].string,
+                            error=error,
+                        )
+                    ) from error
+                if parsed != version[json_field]:
+                    values[json_field] = parsed
+            if values:
+                version.write(values)
+
+    def _compute_counts(self):
+        def count(model, domain_field="version_id"):
+            return dict(
+                self.env[model]._read_group(
+                    [(domain_field, "in", self.ids)], [domain_field], ["__count"]
+                )
+            )
+
+        validations = count("mlops.validation.result")
+        deployments = count("mlops.deployment")
+        feedback = count("mlops.feedback")
+        approvals = count("mlops.version.approval")
+        for version in self:
+            version.validation_count = validations.get(version, 0)
+            version.deployment_count = deployments.get(version, 0)
+            version.feedback_count = feedback.get(version, 0)
+            version.approval_count = approvals.get(version, 0)
+
+    @api.depends("state")
+    def _compute_is_production(self):
+        for version in self:
+            version.is_production = version.state == "production"
+
+    # ------------------------------------------------------------------
+    # Constraints
+    # ------------------------------------------------------------------
+
+    @api.constrains("version")
+    def _check_version(self):
+        for version in self:
+            if not VERSION_PATTERN.match(version.version or ""):
+                raise ValidationError(
+                    _(
+                        "Version “%(version)s” is not valid: use up to 64 letters, "
+                        "digits, dots, dashes, underscores or plus signs, starting "
+                        "with a letter or digit (for example 1.4.0).",
+                        version=version.version,
+                    )
+                )
+
+    @api.constrains("artifact_sha256")
+    def _check_artifact_sha256(self):
+        for version in self:
+            sha = version.artifact_sha256
+            if sha and not re.fullmatch(r"[0-9a-f]{64}", sha):
+                raise ValidationError(
+                    _("The SHA-256 must be 64 lowercase hexadecimal digits.")
+                )
+
+    @api.constrains("parent_version_id", "model_id")
+    def _check_parent_version_id(self):
+        for version in self:
+            parent = version.parent_version_id
+            if parent and (parent == version or parent.model_id != version.model_id):
+                raise ValidationError(
+                    _("The parent version must be another version of the same model.")
+                )
+
+    # ------------------------------------------------------------------
+    # CRUD
+    # ------------------------------------------------------------------
+
+    def write(self, vals):
+        frozen = IMMUTABLE_FIELDS.intersection(vals)
+        if frozen and not self.env.su:
+            sealed = self.filtered(lambda v: v.state != "draft")
+            if sealed:
+                raise UserError(
+                    _(
+                        "%(versions)s left draft: %(fields)s can no longer change. "
+                        "Register a new version instead.",
+                        versions=", ".join(sealed.mapped("display_name")),
+                        fields=", ".join(
+                            sorted(self._fields[name].string for name in frozen)
+                        ),
+                    )
+                )
+        return super().write(vals)
+
+    @api.ondelete(at_uninstall=False)
+    def _unlink_except_in_use(self):
+        in_use = self.filtered(
+            lambda v: v.state not in ("draft", "validation_failed", "archived")
+        )
+        if in_use:
+            raise UserError(
+                _(
+                    "Only draft, failed or archived versions can be deleted; archive "
+                    "%(versions)s first.",
+                    versions=", ".join(in_use.mapped("display_name")),
+                )
+            )
+
+    # ------------------------------------------------------------------
+    # Actions
+    # ------------------------------------------------------------------
+
+    def action_validate(self):
+        """Re-validate: back to ``validating`` (Manager)."""
+        self._check_can_validate()
+        self._do_validate()
+        return True
+
+    def action_approve_staging(self, reason=None):
+        """Approve the deployment of validated versions to staging."""
+        versions = self.with_context(mlops_reason=reason)
+        versions._check_can_approve_staging()
+        versions._do_transition("staging_pending")
+        return True
+
+    def action_promote(self, reason=None, strategy="blue_green", canary_percent=None):
+        """Approve the promotion of staging versions to production."""
+        versions = self.with_context(
+            mlops_reason=reason, mlops_strategy=strategy, mlops_canary_percent=canary_percent
+        )
+        versions._check_can_promote()
+        versions._do_transition("production_pending")
+        return True
+
+    def action_rollback(self, reason=None):
+        """Roll production back to these deprecated versions."""
+        versions = self.with_context(mlops_reason=reason)
+        versions._check_can_rollback()
+        versions._do_transition("production_pending")
+        return True
+
+    def action_archive_version(self):
+        """Retire versions: undeploy them, keep the artifact (Manager)."""
+        self._check_can_archive()
+        self._do_archive()
+        return True
+
+    def action_reject(self, reason):
+        """Record a refusal of the approval pending on these versions."""
+        self._check_can_reject(reason)
+        for version in self:
+            stage = PENDING_APPROVAL_STATES[version.state]
+            version._record_approval(stage, "rejected", reason)
+            version._close_approval_activities(_("Rejected: %s", reason))
+            version.message_post(
+                body=_("%(stage)s approval rejected: %(reason)s", stage=stage, reason=reason),
+                subtype_xmlid="mail.mt_note",
+            )
+        return True
+
+    def action_open_approval_wizard(self):
+        wizard_action = self.env.context.get("mlops_approval_action")
+        return {
+            "type": "ir.actions.act_window",
+            "name": _("Approval"),
+            "res_model": "mlops.version.approval.wizard",
+            "view_mode": "form",
+            "target": "new",
+            "context": {
+                "default_version_ids": self.ids,
+                "default_action": wizard_action or "approve_staging",
+            },
+        }
+
+    def action_mass_validate(self):
+        done, refused = self._lifecycle_apply_each("action_validate")
+        return self._lifecycle_report_action(_("Re-validate"), done, refused)
+
+    def action_mass_archive(self):
+        done, refused = self._lifecycle_apply_each("action_archive_version")
+        return self._lifecycle_report_action(_("Archive"), done, refused)
+
+    def _action_open_related(self, res_model, title):
+        self.ensure_one()
+        return {
+            "type": "ir.actions.act_window",
+            "name": title,
+            "res_model": res_model,
+            "view_mode": "list,form",
+            "domain": [("version_id", "=", self.id)],
+            "context": {"default_version_id": self.id},
+        }
+
+    def action_view_validations(self):
+        return self._action_open_related("mlops.validation.result", _("Validation Results"))
+
+    def action_view_deployments(self):
+        return self._action_open_related("mlops.deployment", _("Deployments"))
+
+    def action_view_feedback(self):
+        return self._action_open_related("mlops.feedback", _("Feedback"))
+
+    def action_view_approvals(self):
+        return self._action_open_related("mlops.version.approval", _("Approvals"))
+
+    # ------------------------------------------------------------------
+    # Business
+    # ------------------------------------------------------------------
+
+    def _check_can_transition(self, target):
+        for version in self:
+            version._lifecycle_check_transition(target)
+
+    def _check_can_validate(self):
+        self._check_can_transition("validating")
+
+    def _check_can_approve_staging(self):
+        self._check_can_transition("staging_pending")
+
+    def _check_can_promote(self):
+        self._check_state_in(("staging",), _("Promote"))
+        self._check_can_transition("production_pending")
+
+    def _check_can_rollback(self):
+        self._check_state_in(("deprecated",), _("Roll back"))
+        self._check_can_transition("production_pending")
+
+    def _check_state_in(self, states, label):
+        """Refuse ``label`` for the versions whose state is not in ``states``;
+        for when one target state is reached by several actions."""
+        for version in self.filtered(lambda v: v.state not in states):
+            raise TransitionNotAllowed(
+                _(
+                    "%(label)s is not possible for %(version)s: it is %(state)s, "
+                    "and only versions in %(states)s can.",
+                    label=label,
+                    version=version.display_name,
+                    state=version._lifecycle_state_label(version.state),
+                    states=", ".join(version._lifecycle_state_label(s) for s in states),
+                )
+            )
+
+    def _check_can_archive(self):
+        self._check_can_transition("archived")
+
+    def _check_can_reject(self, reason):
+        if not (reason or "").strip():
+            raise UserError(_("Say why the approval is rejected."))
+        for version in self:
+            if version.state not in PENDING_APPROVAL_STATES:
+                raise UserError(
+                    _(
+                        "%(version)s has no approval pending (it is %(state)s).",
+                        version=version.display_name,
+                        state=version._lifecycle_state_label(version.state),
+                    )
+                )
+            version._lifecycle_check_actor(APPROVER, _("Reject"))
+
+    def _do_validate(self):
+        self.write({"state": "validating"})
+
+    def _do_transition(self, target):
+        self.write({"state": target})
+
+    def _do_archive(self):
+        self._undeploy()
+        self.write({"state": "archived"})
+
+    def _undeploy(self):
+        """Take down every deployment of the versions that is not already
+        finished with."""
+        live = self.deployment_ids.filtered(lambda d: d.state != "deleted")
+        live.sudo().write({"state": "deleted"})
+
+    def _approval_reason_required(self):
+        return not self.env["ir.config_parameter"].sudo().get_param(
+            "creativeflow_mlops.approval_reason_optional"
+        )
+
+    def _self_approval_allowed(self):
+        return bool(
+            self.env["ir.config_parameter"].sudo().get_param(
+                "creativeflow_mlops.allow_self_approval"
+            )
+        )
+
+    def _lifecycle_check_separation_of_duties(self, transition):
+        if self.env.user._is_superuser() or self._self_approval_allowed():
+            return
+        if self.uploaded_by_id and self.uploaded_by_id == self.env.user:
+            raise SeparationOfDutiesError(
+                _(
+                    "Separation of duties: %(user)s uploaded %(version)s and cannot "
+                    "also approve “%(label)s”. Another approver must do it.",
+                    user=self.env.user.name,
+                    version=self.display_name,
+                    label=transition.label,
+                )
+            )
+
+    def _lifecycle_check_transition(self, target):
+        transition = super()._lifecycle_check_transition(target)
+        if transition.approval and self._approval_reason_required():
+            if not (self.env.context.get("mlops_reason") or "").strip():
+                raise UserError(
+                    _(
+                        "“%(label)s” of %(version)s needs a reason.",
+                        label=transition.label,
+                        version=self.display_name,
+                    )
+                )
+        return transition
+
+    def _lifecycle_after_transition(self, transition):
+        if transition.approval:
+            reason = self.env.context.get("mlops_reason")
+            self._record_approval(transition.approval, "approved", reason)
+            self.message_post(
+                body=_(
+                    "%(label)s approved by %(user)s: %(reason)s",
+                    label=transition.label,
+                    user=self.env.user.name,
+                    reason=reason or _("no reason given"),
+                ),
+                subtype_xmlid="mail.mt_note",
+            )
+        self._close_approval_activities(transition.label)
+        if transition.target in PENDING_APPROVAL_STATES:
+            self._schedule_approval_activity(PENDING_APPROVAL_STATES[transition.target])
+        if transition.target == "production":
+            self._deprecate_previous_production()
+
+    def _record_approval(self, stage, decision, reason):
+        self.env["mlops.version.approval"].sudo().create(
+            {
+                "version_id": self.id,
+                "stage": stage,
+                "decision": decision,
+                "reason": reason,
+                "user_id": self.env.user.id,
+                "strategy": self.env.context.get("mlops_strategy")
+                if stage == "production"
+                else False,
+            }
+        )
+
+    def _deprecate_previous_production(self):
+        previous = self.sudo().search(
+            [
+                ("model_id", "=", self.model_id.id),
+                ("state", "=", "production"),
+                ("id", "!=", self.id),
+            ]
+        )
+        previous.write({"state": "deprecated"})
+        for version in previous:
+            version.message_post(
+                body=_("Replaced in production by %s.", self.display_name),
+                subtype_xmlid="mail.mt_note",
+            )
+
+    def _get_approval_assignee(self):
+        """The approver asked to act: the model's owner when allowed to,
+        else the default approver of the settings, else any approver."""
+        approvers = self.env.ref(APPROVER).users
+        approvers = approvers.filtered(
+            lambda u: not u.share and self.company_id in u.company_ids
+        )
+        if not self._self_approval_allowed():
+            approvers -= self.uploaded_by_id
+        default_id = self.env["ir.config_parameter"].sudo().get_param(
+            "creativeflow_mlops.default_approver_id"
+        )
+        candidates = (
+            self.model_id.owner_id,
+            self.env["res.users"].browse(int(default_id or 0)),
+        )
+        for candidate in candidates:
+            if candidate in approvers:
+                return candidate
+        return approvers.sorted("id")[:1]
+
+    def _schedule_approval_activity(self, stage):
+        user = self._get_approval_assignee()
+        if not user:
+            return
+        summary = (
+            _("Approve %s for staging", self.display_name)
+            if stage == "staging"
+            else _("Promote %s to production", self.display_name)
+        )
+        self.sudo().activity_schedule(
+            "creativeflow_mlops.mail_activity_type_mlops_approval",
+            user_id=user.id,
+            summary=summary,
+        )
+
+    def _close_approval_activities(self, feedback_text):
+        activities = self.sudo().activity_ids.filtered(
+            lambda a: a.activity_type_id
+            == self.env.ref("creativeflow_mlops.mail_activity_type_mlops_approval")
+        )
+        if activities:
+            activities.action_feedback(feedback=feedback_text)

@@ -1,0 +1,28 @@
+# Copyright 2026 CreativeFlow
+# License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
+from odoo import fields, models
+
+
+class ResConfigSettings(models.TransientModel):
+    _inherit = "res.config.settings"
+
+    mlops_allow_self_approval = fields.Boolean(
+        string="Uploader May Approve",
+        config_parameter="creativeflow_mlops.allow_self_approval",
+        help="Relax separation of duties: the uploader of a version may approve "
+        "its staging and promote it. Every approval is still recorded.",
+    )
+    mlops_approval_reason_optional = fields.Boolean(
+        string="Approval Reason Optional",
+        config_parameter="creativeflow_mlops.approval_reason_optional",
+        help="By default every approval must say why.",
+    )
+    mlops_default_approver_id = fields.Many2one(
+        "res.users",
+        string="Default Approver",
+        config_parameter="creativeflow_mlops.default_approver_id",
+        domain=lambda self: [
+            ("groups_id", "in", self.env.ref("creativeflow_mlops.group_mlops_approver").id)
+        ],
+        help="Gets the approval activities when the model's owner cannot approve.",
+    )

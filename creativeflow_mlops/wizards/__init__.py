@@ -1,0 +1,1 @@
+from . import mlops_version_approval_wizard

@@ -1,0 +1,65 @@
+# Copyright 2026 CreativeFlow
+# License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
+from odoo import _, api, fields, models
+
+
+class MlopsVersionApprovalWizard(models.TransientModel):
+    """Asks the reason of an approval, for one version or a selection."""
+
+    _name = "mlops.version.approval.wizard"
+    _description = "Approve or Reject AI Model Versions"
+
+    version_ids = fields.Many2many("mlops.model.version", string="Versions", required=True)
+    action = fields.Selection(
+        [
+            ("approve_staging", "Approve Staging"),
+            ("promote", "Promote to Production"),
+            ("rollback", "Roll Back to This Version"),
+        ],
+        required=True,
+        default="approve_staging",
+    )
+    reason = fields.Text()
+    strategy = fields.Selection(
+        [("blue_green", "Blue-Green"), ("canary", "Canary")], default="blue_green"
+    )
+    canary_percent = fields.Integer(default=10)
+    version_count = fields.Integer(compute="_compute_version_count")
+
+    @api.depends("version_ids")
+    def _compute_version_count(self):
+        for wizard in self:
+            wizard.version_count = len(wizard.version_ids)
+
+    def _call(self, versions, method_name):
+        kwargs = {"reason": self.reason}
+        if self.action == "promote":
+            kwargs.update(strategy=self.strategy, canary_percent=self.canary_percent)
+        if len(versions) == 1:
+            # one version: a refusal is an ordinary error dialog
+            getattr(versions, method_name)(**kwargs)
+            return {"type": "ir.actions.act_window_close"}
+        done, refused = versions._lifecycle_apply_each(method_name, **kwargs)
+        title = dict(self._fields["action"]._description_selection(self.env))[
+            self.action
+        ]
+        return versions._lifecycle_report_action(title, done, refused)
+
+    def action_confirm(self):
+        self.ensure_one()
+        method_name = {
+            "approve_staging": "action_approve_staging",
+            "promote": "action_promote",
+            "rollback": "action_rollback",
+        }[self.action]
+        return self._call(self.version_ids, method_name)
+
+    def action_reject(self):
+        self.ensure_one()
+        if len(self.version_ids) == 1:
+            self.version_ids.action_reject(self.reason)
+            return {"type": "ir.actions.act_window_close"}
+        done, refused = self.version_ids._lifecycle_apply_each(
+            "action_reject", self.reason
+        )
+        return self.version_ids._lifecycle_report_action(_("Reject"), done, refused)

@@ -1,0 +1,340 @@
+#!/usr/bin/env python3
+"""Run the product or its tests on this machine, with an installed Odoo 18.
+
+    bin/serve   Odoo on 127.0.0.1 with creativeflow_mlops installed
+    bin/test    every test: the addon's Odoo tests, then the top-level ones
+
+The project does not contain Odoo: this script finds the Odoo 18 installed in
+the Python that runs it and stops with a clear message when there is none. It
+makes PostgreSQL ready (installing Debian's package when missing, starting the
+cluster, creating a role for Odoo) unless MLOPS_DB_HOST points elsewhere.
+
+Settings come from the environment (defaults in brackets):
+    MLOPS_DB_HOST [local Debian cluster]  MLOPS_DB_PORT [the cluster's port]
+    MLOPS_DB_USER [odoo]  MLOPS_DB_PASSWORD [odoo]
+    MLOPS_DB_NAME [creativeflow for serve, mlops_test for test]
+    MLOPS_HTTP_PORT [8069 for serve]  MLOPS_STATE_DIR [<repo>/.devstack]
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+ADDON = "creativeflow_mlops"
+ODOO_HELP = """\
+Odoo 18 is not installed in this Python ({python}).
+The project does not ship Odoo. Either run it in containers
+(docker compose up, see README.md), or install Odoo 18.0 from source
+into this Python, as its documentation says:
+    git clone --depth 1 --branch 18.0 https://github.com/odoo/odoo
+    pip install -r odoo/requirements.txt --build-constraint <(echo 'setuptools<70')
+    pip install --no-deps -e odoo --config-settings editable_mode=compat
+    pip install -r requirements.txt -r requirements-test.txt
+"""
+
+
+class SetupError(RuntimeError):
+    """The machine is missing something the command cannot provide."""
+
+
+def log(message):
+    print(f"[devstack] {message}", file=sys.stderr, flush=True)
+
+
+def run(cmd, **kwargs):
+    kwargs.setdefault("check", True)
+    return subprocess.run(cmd, **kwargs)
+
+
+# ---------------------------------------------------------------------------
+# Odoo
+# ---------------------------------------------------------------------------
+
+
+def find_odoo():
+    """Return the imported ``odoo`` package, or raise with how to get it."""
+    try:
+        import odoo.release
+    except ImportError as error:
+        raise SetupError(ODOO_HELP.format(python=sys.executable)) from error
+    if odoo.release.version_info[0] != 18:
+        raise SetupError(
+            f"Odoo {odoo.release.version} is installed, this addon needs 18.0.\n"
+            + ODOO_HELP.format(python=sys.executable)
+        )
+    return odoo
+
+
+def addons_path(odoo):
+    """Odoo's own addon folders, then this repository."""
+    package_dir = Path(odoo.__file__).resolve().parent
+    paths = [package_dir / "addons", package_dir.parent / "addons"]
+    paths = [p for p in paths if p.is_dir() and (p / "web").is_dir()]
+    return ",".join(str(p) for p in [*paths, REPO])
+
+
+# ---------------------------------------------------------------------------
+# PostgreSQL
+# ---------------------------------------------------------------------------
+
+
+def apt_install(*packages):
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        raise SetupError(
+            f"{', '.join(packages)} missing; install it (apt-get install "
+            f"{' '.join(packages)}) or run this command as root."
+        )
+    log(f"installing {' '.join(packages)} from Debian")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    run(["apt-get", "update", "-qq"], env=env, stdout=subprocess.DEVNULL)
+    run(
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages],
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
+
+
+def as_postgres(cmd):
+    if os.geteuid() == 0:
+        cmd = ["runuser", "-u", "postgres", "--", *cmd]
+    return run(cmd, capture_output=True, text=True)
+
+
+def local_cluster():
+    """Make a local Debian cluster run and return its port."""
+    if not shutil.which("pg_lsclusters"):
+        apt_install("postgresql")
+    clusters = run(["pg_lsclusters", "-h"], capture_output=True, text=True).stdout
+    rows = [line.split() for line in clusters.splitlines() if line.strip()]
+    if not rows:
+        version = sorted(os.listdir("/usr/lib/postgresql"))[-1]
+        log(f"creating PostgreSQL {version} cluster 'main'")
+        run(["pg_createcluster", version, "main"], stdout=subprocess.DEVNULL)
+        rows = [[version, "main", "5432", "down"]]
+    version, name, port, status = rows[0][:4]
+    if status != "online":
+        log(f"starting PostgreSQL cluster {version}/{name}")
+        run(["pg_ctlcluster", version, name, "start"])
+    return int(port)
+
+
+def ensure_role(port, user, password):
+    exists = as_postgres(
+        ["psql", "-p", str(port), "-tAc", f"SELECT 1 FROM pg_roles WHERE rolname = '{user}'"]
+    ).stdout.strip()
+    if exists != "1":
+        log(f"creating PostgreSQL role {user}")
+        as_postgres(
+            [
+                "psql",
+                "-p",
+                str(port),
+                "-c",
+                f"CREATE ROLE \"{user}\" LOGIN CREATEDB PASSWORD '{password}'",
+            ]
+        )
+
+
+def database_settings():
+    user = os.environ.get("MLOPS_DB_USER", "odoo")
+    password = os.environ.get("MLOPS_DB_PASSWORD", "odoo")
+    if user == "postgres":
+        raise SetupError("Odoo refuses the postgres role: set MLOPS_DB_USER to another.")
+    host = os.environ.get("MLOPS_DB_HOST")
+    if host:
+        port = int(os.environ.get("MLOPS_DB_PORT", "5432"))
+    else:
+        host = "127.0.0.1"
+        port = int(os.environ.get("MLOPS_DB_PORT") or local_cluster())
+        ensure_role(port, user, password)
+    return {"db_host": host, "db_port": port, "db_user": user, "db_password": password}
+
+
+def connect(db_settings, dbname="postgres"):
+    import psycopg2
+
+    return psycopg2.connect(
+        host=db_settings["db_host"],
+        port=db_settings["db_port"],
+        user=db_settings["db_user"],
+        password=db_settings["db_password"],
+        dbname=dbname,
+        connect_timeout=10,
+    )
+
+
+def database_exists(db_settings, name):
+    with connect(db_settings) as conn, conn.cursor() as cr:
+        cr.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+        return bool(cr.fetchone())
+
+
+def drop_database(db_settings, name):
+    conn = connect(db_settings)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cr:
+            cr.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()",
+                (name,),
+            )
+            cr.execute(f'DROP DATABASE IF EXISTS "{name}"')
+    finally:
+        conn.close()
+
+
+# ---------------------------------------------------------------------------
+# Configuration and commands
+# ---------------------------------------------------------------------------
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def state_dir():
+    path = Path(os.environ.get("MLOPS_STATE_DIR") or REPO / ".devstack")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def write_config(odoo, db_settings, name, http_port, **extra):
+    state = state_dir()
+    options = {
+        **db_settings,
+        "addons_path": addons_path(odoo),
+        "data_dir": str(state / "data"),
+        "http_interface": "127.0.0.1",
+        "http_port": http_port,
+        "gevent_port": free_port(),
+        "list_db": False,
+        "without_demo": "all",
+        "max_cron_threads": 1,
+        "log_level": "info",
+        **extra,
+    }
+    path = state / f"{name}.conf"
+    lines = ["[options]"] + [f"{key} = {value}" for key, value in options.items()]
+    lines += ["", "[queue_job]", "channels = root:2"]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def odoo_command(config, *args):
+    return [sys.executable, "-m", "odoo", "-c", str(config), *args]
+
+
+def install_addon(config, dbname):
+    log(f"installing {ADDON} into a new database {dbname}")
+    run(
+        odoo_command(
+            config,
+            "-d",
+            dbname,
+            "-i",
+            ADDON,
+            "--stop-after-init",
+            "--log-level=warn",
+        )
+    )
+
+
+def ensure_test_tools():
+    """The test runner's Python packages and the browser for tours."""
+    missing = []
+    for module in ("pytest_odoo", "websocket", "minio"):
+        try:
+            __import__(module)
+        except ImportError:
+            missing.append(module)
+    if missing:
+        log(f"installing the test requirements ({', '.join(missing)} missing)")
+        run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "-r",
+                str(REPO / "requirements.txt"),
+                "-r",
+                str(REPO / "requirements-test.txt"),
+            ]
+        )
+    if not shutil.which("chromium") and not shutil.which("google-chrome"):
+        apt_install("chromium")
+
+
+def cmd_serve(argv):
+    odoo = find_odoo()
+    db_settings = database_settings()
+    dbname = os.environ.get("MLOPS_DB_NAME", "creativeflow")
+    http_port = int(os.environ.get("MLOPS_HTTP_PORT", "8069"))
+    # queue_job's runner starts with the server when it is server-wide
+    config = write_config(
+        odoo, db_settings, "serve", http_port, server_wide_modules="base,web,queue_job"
+    )
+    if not database_exists(db_settings, dbname):
+        install_addon(config, dbname)
+    log(f"Odoo on http://127.0.0.1:{http_port}/odoo (login admin, password admin)")
+    args = odoo_command(config, "-d", dbname, "--db-filter", f"^{dbname}$", *argv)
+    os.execv(args[0], args)
+
+
+def cmd_test(argv):
+    odoo = find_odoo()
+    ensure_test_tools()
+    db_settings = database_settings()
+    dbname = os.environ.get("MLOPS_DB_NAME", "mlops_test")
+    config = write_config(odoo, db_settings, "test", free_port())
+    drop_database(db_settings, dbname)
+    install_addon(config, dbname)
+    env = dict(os.environ, MLOPS_TEST_CONFIG=str(config))
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            f"--odoo-config={config}",
+            f"--odoo-database={dbname}",
+            "--odoo-http",
+            "-p",
+            "no:cacheprovider",
+            *(argv or [f"{ADDON}/tests", "tests"]),
+        ],
+        cwd=REPO,
+        env=env,
+        check=False,
+    )
+    if result.returncode == 5:
+        log("pytest collected no test: that is a failure here")
+        return 1
+    return result.returncode
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    commands = {"serve": cmd_serve, "test": cmd_test}
+    if not argv or argv[0] not in commands:
+        print(__doc__, file=sys.stderr)
+        return 2
+    try:
+        return commands[argv[0]](argv[1:])
+    except SetupError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 3
+    except subprocess.CalledProcessError as error:
+        print(f"error: {' '.join(map(str, error.cmd))} failed ({error.returncode})", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
