@@ -10,7 +10,6 @@
     "author": "CreativeFlow",
     "license": "LGPL-3",
     "application": True,
-    "installable": True,
     "depends": ["base", "mail", "web", "queue_job"],
     "external_dependencies": {"python": []},
     "data": [

@@ -124,7 +124,13 @@ def local_cluster():
 
 def ensure_role(port, user, password):
     exists = as_postgres(
-        ["psql", "-p", str(port), "-tAc", f"SELECT 1 FROM pg_roles WHERE rolname = '{user}'"]
+        [
+            "psql",
+            "-p",
+            str(port),
+            "-tAc",
+            f"SELECT 1 FROM pg_roles WHERE rolname = '{user}'",
+        ]
     ).stdout.strip()
     if exists != "1":
         log(f"creating PostgreSQL role {user}")
@@ -143,7 +149,9 @@ def database_settings():
     user = os.environ.get("MLOPS_DB_USER", "odoo")
     password = os.environ.get("MLOPS_DB_PASSWORD", "odoo")
     if user == "postgres":
-        raise SetupError("Odoo refuses the postgres role: set MLOPS_DB_USER to another.")
+        raise SetupError(
+            "Odoo refuses the postgres role: set MLOPS_DB_USER to another."
+        )
     host = os.environ.get("MLOPS_DB_HOST")
     if host:
         port = int(os.environ.get("MLOPS_DB_PORT", "5432"))
@@ -249,7 +257,7 @@ def install_addon(config, dbname):
 def ensure_test_tools():
     """The test runner's Python packages and the browser for tours."""
     missing = []
-    for module in ("pytest_odoo", "websocket", "minio"):
+    for module in ("pytest_odoo", "websocket", "minio", "yaml", "ruff", "pylint_odoo"):
         try:
             __import__(module)
         except ImportError:
@@ -269,8 +277,16 @@ def ensure_test_tools():
                 str(REPO / "requirements-test.txt"),
             ]
         )
-    if not shutil.which("chromium") and not shutil.which("google-chrome"):
-        apt_install("chromium")
+    debian = [
+        package
+        for package, binary in (
+            ("chromium", "chromium"),
+            ("docker-compose", "docker-compose"),
+        )
+        if not shutil.which(binary)
+    ]
+    if debian:
+        apt_install(*debian)
 
 
 def cmd_serve(argv):
@@ -332,7 +348,10 @@ def main(argv=None):
         print(f"error: {error}", file=sys.stderr)
         return 3
     except subprocess.CalledProcessError as error:
-        print(f"error: {' '.join(map(str, error.cmd))} failed ({error.returncode})", file=sys.stderr)
+        print(
+            f"error: {' '.join(map(str, error.cmd))} failed ({error.returncode})",
+            file=sys.stderr,
+        )
         return 1
 
 

@@ -1,6 +1,6 @@
 # Copyright 2026 CreativeFlow
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
-from odoo import _, api, fields, models
+from odoo import api, fields, models
 from odoo.exceptions import UserError
 
 from ..lifecycle import (
@@ -12,7 +12,13 @@ from ..lifecycle import (
 )
 
 # a deployment in one of these states serves or may serve traffic
-LIVE_STATES = ("requested", "deploying", "active", "inactive_bluegreen", "rolling_out_canary")
+LIVE_STATES = (
+    "requested",
+    "deploying",
+    "active",
+    "inactive_bluegreen",
+    "rolling_out_canary",
+)
 
 
 class MlopsDeployment(models.Model):
@@ -26,15 +32,18 @@ class MlopsDeployment(models.Model):
 
     version_id = fields.Many2one(
         "mlops.model.version",
-        string="Version",
         required=True,
         ondelete="restrict",
         index=True,
         tracking=True,
     )
     model_id = fields.Many2one(related="version_id.model_id", store=True, index=True)
-    company_id = fields.Many2one(related="version_id.company_id", store=True, index=True)
-    environment = fields.Selection(ENVIRONMENTS, required=True, default="staging", index=True)
+    company_id = fields.Many2one(
+        related="version_id.company_id", store=True, index=True
+    )
+    environment = fields.Selection(
+        ENVIRONMENTS, required=True, default="staging", index=True
+    )
     strategy = fields.Selection(STRATEGIES, required=True, default="rolling")
     state = fields.Selection(
         DEPLOYMENT_STATES,
@@ -58,7 +67,9 @@ class MlopsDeployment(models.Model):
     memory = fields.Char(help="Kubernetes quantity, e.g. 8Gi.")
     config = fields.Json()
     deployed_by_id = fields.Many2one(
-        "res.users", string="Deployed By", default=lambda self: self.env.user, readonly=True
+        "res.users",
+        default=lambda self: self.env.user,
+        readonly=True,
     )
     deployed_at = fields.Datetime(readonly=True, copy=False)
     message = fields.Text(string="Last Message", copy=False)
@@ -81,7 +92,7 @@ class MlopsDeployment(models.Model):
     def _compute_display_name(self):
         labels = dict(ENVIRONMENTS)
         for deployment in self:
-            deployment.display_name = _(
+            deployment.display_name = self.env._(
                 "%(version)s on %(environment)s",
                 version=deployment.version_id.display_name,
                 environment=labels.get(deployment.environment, ""),
@@ -92,7 +103,7 @@ class MlopsDeployment(models.Model):
         live = self.filtered(lambda d: d.state in LIVE_STATES)
         if live:
             raise UserError(
-                _(
+                self.env._(
                     "Undeploy %(deployments)s before deleting it.",
                     deployments=", ".join(live.mapped("display_name")),
                 )

@@ -1,6 +1,6 @@
 # Copyright 2026 CreativeFlow
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
-from odoo import _, api, fields, models
+from odoo import api, fields, models
 from odoo.exceptions import ValidationError
 
 
@@ -12,7 +12,6 @@ class MlopsFeedback(models.Model):
 
     version_id = fields.Many2one(
         "mlops.model.version",
-        string="Version",
         compute="_compute_version_id",
         store=True,
         readonly=False,
@@ -24,7 +23,7 @@ class MlopsFeedback(models.Model):
     model_id = fields.Many2one(related="version_id.model_id", store=True, index=True)
     company_id = fields.Many2one(related="version_id.company_id", store=True)
     user_id = fields.Many2one(
-        "res.users", string="User", default=lambda self: self.env.user, index=True
+        "res.users", default=lambda self: self.env.user, index=True
     )
     generation_request_id = fields.Char(index=True)
     rating = fields.Integer(help="From 1 (worst) to 5 (best).")
@@ -52,5 +51,5 @@ class MlopsFeedback(models.Model):
             deployment = feedback.deployment_id
             if deployment and deployment.version_id != feedback.version_id:
                 raise ValidationError(
-                    _("The feedback's deployment serves another version.")
+                    self.env._("The feedback's deployment serves another version.")
                 )

@@ -1,6 +1,6 @@
 # Copyright 2026 CreativeFlow
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
-from odoo import _, api, models
+from odoo import api, models
 from odoo.exceptions import AccessError, UserError
 
 from ..exceptions import LifecycleAccessError, TransitionNotAllowed
@@ -69,13 +69,13 @@ class MlopsLifecycleMixin(models.AbstractModel):
         actor = self._lifecycle_create_states.get(state)
         if actor is None:
             raise TransitionNotAllowed(
-                _(
+                self.env._(
                     "A %(model)s cannot be created in state %(state)s.",
                     model=self._description,
                     state=self._lifecycle_state_label(state),
                 )
             )
-        self._lifecycle_check_actor(actor, _("create it as %s") % state)
+        self._lifecycle_check_actor(actor, self.env._("create it as %s", state))
 
     def _lifecycle_check_transition(self, target):
         """Return the transition of ``self`` to ``target`` or raise why not."""
@@ -85,7 +85,7 @@ class MlopsLifecycleMixin(models.AbstractModel):
         if transition is None:
             allowed = targets_from(self._lifecycle_transitions, source)
             raise TransitionNotAllowed(
-                _(
+                self.env._(
                     "%(record)s cannot go from %(from_state)s to %(to_state)s; "
                     "from %(from_state)s it can go to: %(allowed)s.",
                     record=self.display_name,
@@ -94,7 +94,7 @@ class MlopsLifecycleMixin(models.AbstractModel):
                     allowed=", ".join(
                         self._lifecycle_state_label(state) for state in allowed
                     )
-                    or _("nothing"),
+                    or self.env._("nothing"),
                 )
             )
         self._lifecycle_check_actor(transition.actor, transition.label)
@@ -107,7 +107,7 @@ class MlopsLifecycleMixin(models.AbstractModel):
             return
         if actor == SYSTEM:
             raise LifecycleAccessError(
-                _(
+                self.env._(
                     "“%(label)s” is done by the platform itself, not by hand.",
                     label=label,
                 )
@@ -115,7 +115,7 @@ class MlopsLifecycleMixin(models.AbstractModel):
         if not self.env.user.has_group(actor):
             group = self.env.ref(actor)
             raise LifecycleAccessError(
-                _(
+                self.env._(
                     "“%(label)s” needs the role %(group)s.",
                     label=label,
                     group=group.full_name,
@@ -153,16 +153,18 @@ class MlopsLifecycleMixin(models.AbstractModel):
 
     def _lifecycle_report_action(self, title, done, refused):
         """A client notification that reports a mass action per record."""
-        lines = [_("%s: done", record.display_name) for record in done]
+        lines = [self.env._("%s: done", record.display_name) for record in done]
         lines += [
-            _("%(record)s: refused: %(reason)s", record=record.display_name, reason=r)
+            self.env._(
+                "%(record)s: refused: %(reason)s", record=record.display_name, reason=r
+            )
             for record, r in refused
         ]
         return {
             "type": "ir.actions.client",
             "tag": "display_notification",
             "params": {
-                "title": _(
+                "title": self.env._(
                     "%(title)s: %(done)s done, %(refused)s refused",
                     title=title,
                     done=len(done),

@@ -2,7 +2,7 @@
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
 import re
 
-from odoo import _, api, fields, models
+from odoo import api, fields, models
 from odoo.exceptions import UserError
 
 TASK_TYPES = [
@@ -37,10 +37,11 @@ class MlopsModel(models.Model):
         help="DNS-safe name used for Kubernetes objects and endpoint slugs.",
     )
     description = fields.Text()
-    task_type = fields.Selection(TASK_TYPES, default="other", required=True, tracking=True)
+    task_type = fields.Selection(
+        TASK_TYPES, default="other", required=True, tracking=True
+    )
     owner_id = fields.Many2one(
         "res.users",
-        string="Owner",
         default=lambda self: self.env.user,
         tracking=True,
         index=True,
@@ -56,13 +57,11 @@ class MlopsModel(models.Model):
     version_ids = fields.One2many("mlops.model.version", "model_id", string="Versions")
     production_version_id = fields.Many2one(
         "mlops.model.version",
-        string="Production Version",
         compute="_compute_production_version_id",
         store=True,
     )
     latest_version_id = fields.Many2one(
         "mlops.model.version",
-        string="Latest Version",
         compute="_compute_production_version_id",
         store=True,
     )
@@ -96,7 +95,9 @@ class MlopsModel(models.Model):
     def _compute_counts(self):
         Version = self.env["mlops.model.version"]
         versions = dict(
-            Version._read_group([("model_id", "in", self.ids)], ["model_id"], ["__count"])
+            Version._read_group(
+                [("model_id", "in", self.ids)], ["model_id"], ["__count"]
+            )
         )
         deployments = dict(
             self.env["mlops.deployment"]._read_group(
@@ -121,7 +122,7 @@ class MlopsModel(models.Model):
             )
             if live:
                 raise UserError(
-                    _(
+                    self.env._(
                         "Model %(model)s still has versions in use (%(versions)s): "
                         "archive them first.",
                         model=model.display_name,
@@ -141,12 +142,14 @@ class MlopsModel(models.Model):
         }
 
     def action_view_versions(self):
-        action = self._action_open_related("mlops.model.version", _("Versions"))
+        action = self._action_open_related(
+            "mlops.model.version", self.env._("Versions")
+        )
         action["view_mode"] = "list,kanban,form"
         return action
 
     def action_view_deployments(self):
-        return self._action_open_related("mlops.deployment", _("Deployments"))
+        return self._action_open_related("mlops.deployment", self.env._("Deployments"))
 
     def action_view_feedback(self):
-        return self._action_open_related("mlops.feedback", _("Feedback"))
+        return self._action_open_related("mlops.feedback", self.env._("Feedback"))

@@ -3,7 +3,7 @@
 import json
 import re
 
-from odoo import _, api, fields, models
+from odoo import api, fields, models
 from odoo.exceptions import UserError, ValidationError
 
 from ..exceptions import SeparationOfDutiesError, TransitionNotAllowed
@@ -65,7 +65,6 @@ class MlopsModelVersion(models.Model):
 
     model_id = fields.Many2one(
         "mlops.model",
-        string="Model",
         required=True,
         ondelete="cascade",
         index=True,
@@ -92,7 +91,6 @@ class MlopsModelVersion(models.Model):
     )
     uploaded_by_id = fields.Many2one(
         "res.users",
-        string="Uploaded By",
         default=lambda self: self.env.user,
         readonly=True,
         copy=False,
@@ -100,7 +98,8 @@ class MlopsModelVersion(models.Model):
     )
     # artifact
     artifact_storage = fields.Char(
-        string="Storage Backend", help="Code of the storage backend holding the artifact."
+        string="Storage Backend",
+        help="Code of the storage backend holding the artifact.",
     )
     artifact_uri = fields.Char(string="Artifact URI", copy=False)
     artifact_object_key = fields.Char(copy=False)
@@ -120,10 +119,14 @@ class MlopsModelVersion(models.Model):
         string="Metrics", compute="_compute_json_text", inverse="_inverse_json_text"
     )
     input_schema_text = fields.Text(
-        string="Input Schema", compute="_compute_json_text", inverse="_inverse_json_text"
+        string="Input Schema",
+        compute="_compute_json_text",
+        inverse="_inverse_json_text",
     )
     output_schema_text = fields.Text(
-        string="Output Schema", compute="_compute_json_text", inverse="_inverse_json_text"
+        string="Output Schema",
+        compute="_compute_json_text",
+        inverse="_inverse_json_text",
     )
     # lineage
     source_run = fields.Char(help="Training run that produced the artifact.")
@@ -131,7 +134,6 @@ class MlopsModelVersion(models.Model):
     git_commit = fields.Char(help="Commit of the training code.")
     parent_version_id = fields.Many2one(
         "mlops.model.version",
-        string="Parent Version",
         domain="[('model_id', '=', model_id), ('id', '!=', id)]",
         ondelete="set null",
     )
@@ -142,8 +144,10 @@ class MlopsModelVersion(models.Model):
     validation_result_ids = fields.One2many(
         "mlops.validation.result", "version_id", string="Validation Results"
     )
-    deployment_ids = fields.One2many("mlops.deployment", "version_id", string="Deployments")
-    feedback_ids = fields.One2many("mlops.feedback", "version_id", string="Feedback")
+    deployment_ids = fields.One2many(
+        "mlops.deployment", "version_id", string="Deployments"
+    )
+    feedback_ids = fields.One2many("mlops.feedback", "version_id")
     validation_count = fields.Integer(compute="_compute_counts")
     deployment_count = fields.Integer(compute="_compute_counts")
     feedback_count = fields.Integer(compute="_compute_counts")
@@ -170,7 +174,9 @@ class MlopsModelVersion(models.Model):
     @api.depends("model_id.name", "version")
     def _compute_display_name(self):
         for version in self:
-            version.display_name = f"{version.model_id.name or ''} {version.version or ''}".strip()
+            version.display_name = (
+                f"{version.model_id.name or ''} {version.version or ''}".strip()
+            )
 
     @api.depends(*JSON_TEXT_FIELDS.values())
     def _compute_json_text(self):
@@ -190,7 +196,7 @@ class MlopsModelVersion(models.Model):
                     parsed = json.loads(text) if text else False
                 except ValueError as error:
                     raise ValidationError(
-                        _(
+                        self.env._(
                             "%(field)s is not valid JSON: %(error)s",
                             field=version._fields[text_field].string,
                             error=error,
@@ -233,7 +239,7 @@ class MlopsModelVersion(models.Model):
         for version in self:
             if not VERSION_PATTERN.match(version.version or ""):
                 raise ValidationError(
-                    _(
+                    self.env._(
                         "Version “%(version)s” is not valid: use up to 64 letters, "
                         "digits, dots, dashes, underscores or plus signs, starting "
                         "with a letter or digit (for example 1.4.0).",
@@ -247,7 +253,7 @@ class MlopsModelVersion(models.Model):
             sha = version.artifact_sha256
             if sha and not re.fullmatch(r"[0-9a-f]{64}", sha):
                 raise ValidationError(
-                    _("The SHA-256 must be 64 lowercase hexadecimal digits.")
+                    self.env._("The SHA-256 must be 64 lowercase hexadecimal digits.")
                 )
 
     @api.constrains("parent_version_id", "model_id")
@@ -256,7 +262,9 @@ class MlopsModelVersion(models.Model):
             parent = version.parent_version_id
             if parent and (parent == version or parent.model_id != version.model_id):
                 raise ValidationError(
-                    _("The parent version must be another version of the same model.")
+                    self.env._(
+                        "The parent version must be another version of the same model."
+                    )
                 )
 
     # ------------------------------------------------------------------
@@ -269,7 +277,7 @@ class MlopsModelVersion(models.Model):
             sealed = self.filtered(lambda v: v.state != "draft")
             if sealed:
                 raise UserError(
-                    _(
+                    self.env._(
                         "%(versions)s left draft: %(fields)s can no longer change. "
                         "Register a new version instead.",
                         versions=", ".join(sealed.mapped("display_name")),
@@ -287,7 +295,7 @@ class MlopsModelVersion(models.Model):
         )
         if in_use:
             raise UserError(
-                _(
+                self.env._(
                     "Only draft, failed or archived versions can be deleted; archive "
                     "%(versions)s first.",
                     versions=", ".join(in_use.mapped("display_name")),
@@ -314,7 +322,9 @@ class MlopsModelVersion(models.Model):
     def action_promote(self, reason=None, strategy="blue_green", canary_percent=None):
         """Approve the promotion of staging versions to production."""
         versions = self.with_context(
-            mlops_reason=reason, mlops_strategy=strategy, mlops_canary_percent=canary_percent
+            mlops_reason=reason,
+            mlops_strategy=strategy,
+            mlops_canary_percent=canary_percent,
         )
         versions._check_can_promote()
         versions._do_transition("production_pending")
@@ -339,9 +349,13 @@ class MlopsModelVersion(models.Model):
         for version in self:
             stage = PENDING_APPROVAL_STATES[version.state]
             version._record_approval(stage, "rejected", reason)
-            version._close_approval_activities(_("Rejected: %s", reason))
+            version._close_approval_activities(self.env._("Rejected: %s", reason))
             version.message_post(
-                body=_("%(stage)s approval rejected: %(reason)s", stage=stage, reason=reason),
+                body=self.env._(
+                    "%(stage)s approval rejected: %(reason)s",
+                    stage=stage,
+                    reason=reason,
+                ),
                 subtype_xmlid="mail.mt_note",
             )
         return True
@@ -350,7 +364,7 @@ class MlopsModelVersion(models.Model):
         wizard_action = self.env.context.get("mlops_approval_action")
         return {
             "type": "ir.actions.act_window",
-            "name": _("Approval"),
+            "name": self.env._("Approval"),
             "res_model": "mlops.version.approval.wizard",
             "view_mode": "form",
             "target": "new",
@@ -362,11 +376,11 @@ class MlopsModelVersion(models.Model):
 
     def action_mass_validate(self):
         done, refused = self._lifecycle_apply_each("action_validate")
-        return self._lifecycle_report_action(_("Re-validate"), done, refused)
+        return self._lifecycle_report_action(self.env._("Re-validate"), done, refused)
 
     def action_mass_archive(self):
         done, refused = self._lifecycle_apply_each("action_archive_version")
-        return self._lifecycle_report_action(_("Archive"), done, refused)
+        return self._lifecycle_report_action(self.env._("Archive"), done, refused)
 
     def _action_open_related(self, res_model, title):
         self.ensure_one()
@@ -380,16 +394,20 @@ class MlopsModelVersion(models.Model):
         }
 
     def action_view_validations(self):
-        return self._action_open_related("mlops.validation.result", _("Validation Results"))
+        return self._action_open_related(
+            "mlops.validation.result", self.env._("Validation Results")
+        )
 
     def action_view_deployments(self):
-        return self._action_open_related("mlops.deployment", _("Deployments"))
+        return self._action_open_related("mlops.deployment", self.env._("Deployments"))
 
     def action_view_feedback(self):
-        return self._action_open_related("mlops.feedback", _("Feedback"))
+        return self._action_open_related("mlops.feedback", self.env._("Feedback"))
 
     def action_view_approvals(self):
-        return self._action_open_related("mlops.version.approval", _("Approvals"))
+        return self._action_open_related(
+            "mlops.version.approval", self.env._("Approvals")
+        )
 
     # ------------------------------------------------------------------
     # Business
@@ -406,11 +424,11 @@ class MlopsModelVersion(models.Model):
         self._check_can_transition("staging_pending")
 
     def _check_can_promote(self):
-        self._check_state_in(("staging",), _("Promote"))
+        self._check_state_in(("staging",), self.env._("Promote"))
         self._check_can_transition("production_pending")
 
     def _check_can_rollback(self):
-        self._check_state_in(("deprecated",), _("Roll back"))
+        self._check_state_in(("deprecated",), self.env._("Roll back"))
         self._check_can_transition("production_pending")
 
     def _check_state_in(self, states, label):
@@ -418,7 +436,7 @@ class MlopsModelVersion(models.Model):
         for when one target state is reached by several actions."""
         for version in self.filtered(lambda v: v.state not in states):
             raise TransitionNotAllowed(
-                _(
+                self.env._(
                     "%(label)s is not possible for %(version)s: it is %(state)s, "
                     "and only versions in %(states)s can.",
                     label=label,
@@ -433,17 +451,17 @@ class MlopsModelVersion(models.Model):
 
     def _check_can_reject(self, reason):
         if not (reason or "").strip():
-            raise UserError(_("Say why the approval is rejected."))
+            raise UserError(self.env._("Say why the approval is rejected."))
         for version in self:
             if version.state not in PENDING_APPROVAL_STATES:
                 raise UserError(
-                    _(
+                    self.env._(
                         "%(version)s has no approval pending (it is %(state)s).",
                         version=version.display_name,
                         state=version._lifecycle_state_label(version.state),
                     )
                 )
-            version._lifecycle_check_actor(APPROVER, _("Reject"))
+            version._lifecycle_check_actor(APPROVER, self.env._("Reject"))
 
     def _do_validate(self):
         self.write({"state": "validating"})
@@ -462,15 +480,17 @@ class MlopsModelVersion(models.Model):
         live.sudo().write({"state": "deleted"})
 
     def _approval_reason_required(self):
-        return not self.env["ir.config_parameter"].sudo().get_param(
-            "creativeflow_mlops.approval_reason_optional"
+        return (
+            not self.env["ir.config_parameter"]
+            .sudo()
+            .get_param("creativeflow_mlops.approval_reason_optional")
         )
 
     def _self_approval_allowed(self):
         return bool(
-            self.env["ir.config_parameter"].sudo().get_param(
-                "creativeflow_mlops.allow_self_approval"
-            )
+            self.env["ir.config_parameter"]
+            .sudo()
+            .get_param("creativeflow_mlops.allow_self_approval")
         )
 
     def _lifecycle_check_separation_of_duties(self, transition):
@@ -478,7 +498,7 @@ class MlopsModelVersion(models.Model):
             return
         if self.uploaded_by_id and self.uploaded_by_id == self.env.user:
             raise SeparationOfDutiesError(
-                _(
+                self.env._(
                     "Separation of duties: %(user)s uploaded %(version)s and cannot "
                     "also approve “%(label)s”. Another approver must do it.",
                     user=self.env.user.name,
@@ -492,7 +512,7 @@ class MlopsModelVersion(models.Model):
         if transition.approval and self._approval_reason_required():
             if not (self.env.context.get("mlops_reason") or "").strip():
                 raise UserError(
-                    _(
+                    self.env._(
                         "“%(label)s” of %(version)s needs a reason.",
                         label=transition.label,
                         version=self.display_name,
@@ -505,11 +525,11 @@ class MlopsModelVersion(models.Model):
             reason = self.env.context.get("mlops_reason")
             self._record_approval(transition.approval, "approved", reason)
             self.message_post(
-                body=_(
+                body=self.env._(
                     "%(label)s approved by %(user)s: %(reason)s",
                     label=transition.label,
                     user=self.env.user.name,
-                    reason=reason or _("no reason given"),
+                    reason=reason or self.env._("no reason given"),
                 ),
                 subtype_xmlid="mail.mt_note",
             )
@@ -544,7 +564,7 @@ class MlopsModelVersion(models.Model):
         previous.write({"state": "deprecated"})
         for version in previous:
             version.message_post(
-                body=_("Replaced in production by %s.", self.display_name),
+                body=self.env._("Replaced in production by %s.", self.display_name),
                 subtype_xmlid="mail.mt_note",
             )
 
@@ -557,8 +577,10 @@ class MlopsModelVersion(models.Model):
         )
         if not self._self_approval_allowed():
             approvers -= self.uploaded_by_id
-        default_id = self.env["ir.config_parameter"].sudo().get_param(
-            "creativeflow_mlops.default_approver_id"
+        default_id = (
+            self.env["ir.config_parameter"]
+            .sudo()
+            .get_param("creativeflow_mlops.default_approver_id")
         )
         candidates = (
             self.model_id.owner_id,
@@ -574,9 +596,9 @@ class MlopsModelVersion(models.Model):
         if not user:
             return
         summary = (
-            _("Approve %s for staging", self.display_name)
+            self.env._("Approve %s for staging", self.display_name)
             if stage == "staging"
-            else _("Promote %s to production", self.display_name)
+            else self.env._("Promote %s to production", self.display_name)
         )
         self.sudo().activity_schedule(
             "creativeflow_mlops.mail_activity_type_mlops_approval",
@@ -586,8 +608,10 @@ class MlopsModelVersion(models.Model):
 
     def _close_approval_activities(self, feedback_text):
         activities = self.sudo().activity_ids.filtered(
-            lambda a: a.activity_type_id
-            == self.env.ref("creativeflow_mlops.mail_activity_type_mlops_approval")
+            lambda a: (
+                a.activity_type_id
+                == self.env.ref("creativeflow_mlops.mail_activity_type_mlops_approval")
+            )
         )
         if activities:
             activities.action_feedback(feedback=feedback_text)

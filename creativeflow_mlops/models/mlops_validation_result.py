@@ -16,7 +16,9 @@ class MlopsValidationResult(models.Model):
     model_id = fields.Many2one(related="version_id.model_id", store=True)
     company_id = fields.Many2one(related="version_id.company_id", store=True)
     scan_type = fields.Selection(SCAN_TYPES, required=True)
-    state = fields.Selection(VALIDATION_STATES, default="pending", required=True, index=True)
+    state = fields.Selection(
+        VALIDATION_STATES, default="pending", required=True, index=True
+    )
     blocking = fields.Boolean(
         default=True, help="A failure of a blocking scan fails the version."
     )
@@ -32,7 +34,9 @@ class MlopsValidationResult(models.Model):
     def _compute_duration(self):
         for result in self:
             if result.started_at and result.finished_at:
-                result.duration = (result.finished_at - result.started_at).total_seconds()
+                result.duration = (
+                    result.finished_at - result.started_at
+                ).total_seconds()
             else:
                 result.duration = 0.0
 

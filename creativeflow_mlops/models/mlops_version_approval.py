@@ -14,7 +14,11 @@ class MlopsVersionApproval(models.Model):
     _order = "create_date desc, id desc"
 
     version_id = fields.Many2one(
-        "mlops.model.version", required=True, ondelete="cascade", index=True, readonly=True
+        "mlops.model.version",
+        required=True,
+        ondelete="cascade",
+        index=True,
+        readonly=True,
     )
     model_id = fields.Many2one(related="version_id.model_id", store=True)
     company_id = fields.Many2one(related="version_id.company_id", store=True)
@@ -28,10 +32,16 @@ class MlopsVersionApproval(models.Model):
         readonly=True,
     )
     decision = fields.Selection(
-        [("approved", "Approved"), ("rejected", "Rejected")], required=True, readonly=True
+        [("approved", "Approved"), ("rejected", "Rejected")],
+        required=True,
+        readonly=True,
     )
     user_id = fields.Many2one(
-        "res.users", string="By", required=True, readonly=True, default=lambda s: s.env.user
+        "res.users",
+        string="By",
+        required=True,
+        readonly=True,
+        default=lambda s: s.env.user,
     )
     date = fields.Datetime(default=fields.Datetime.now, required=True, readonly=True)
     reason = fields.Text(readonly=True)

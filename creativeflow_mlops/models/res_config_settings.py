@@ -22,7 +22,11 @@ class ResConfigSettings(models.TransientModel):
         string="Default Approver",
         config_parameter="creativeflow_mlops.default_approver_id",
         domain=lambda self: [
-            ("groups_id", "in", self.env.ref("creativeflow_mlops.group_mlops_approver").id)
+            (
+                "groups_id",
+                "in",
+                self.env.ref("creativeflow_mlops.group_mlops_approver").id,
+            )
         ],
         help="Gets the approval activities when the model's owner cannot approve.",
     )

@@ -28,7 +28,9 @@ class MlopsCase(TransactionCase):
         cls.uploader = new_test_user(
             cls.env, login="mlops_uploader", groups=USER, name="Uma Uploader"
         )
-        cls.user = new_test_user(cls.env, login="mlops_user", groups=USER, name="Ugo User")
+        cls.user = new_test_user(
+            cls.env, login="mlops_user", groups=USER, name="Ugo User"
+        )
         cls.approver = new_test_user(
             cls.env, login="mlops_approver", groups=APPROVER, name="Ada Approver"
         )
@@ -38,9 +40,15 @@ class MlopsCase(TransactionCase):
         cls.manager = new_test_user(
             cls.env, login="mlops_manager", groups=MANAGER, name="Mia Manager"
         )
-        cls.outsider = new_test_user(cls.env, login="mlops_outsider", name="Otto Outsider")
+        cls.outsider = new_test_user(
+            cls.env, login="mlops_outsider", name="Otto Outsider"
+        )
         cls.model = cls.env["mlops.model"].create(
-            {"name": "sentiment", "task_type": "classification", "owner_id": cls.approver.id}
+            {
+                "name": "sentiment",
+                "task_type": "classification",
+                "owner_id": cls.approver.id,
+            }
         )
         cls._version_seq = 0
 
@@ -58,7 +66,12 @@ class MlopsCase(TransactionCase):
             "artifact_sha256": "ab" * 32,
         }
         values.update(vals)
-        return cls.env["mlops.model.version"].with_user(uploader).create(values).sudo(False)
+        return (
+            cls.env["mlops.model.version"]
+            .with_user(uploader)
+            .create(values)
+            .sudo(False)
+        )
 
     def _move(self, version, target, who):
         """Move ``version`` to ``target`` the way the contract says ``who``
@@ -66,10 +79,14 @@ class MlopsCase(TransactionCase):
         if who == "system":
             version.sudo().write({"state": target})
             return
-        actor = self.approver2 if version.uploaded_by_id == self.approver else self.approver
+        actor = (
+            self.approver2 if version.uploaded_by_id == self.approver else self.approver
+        )
         if who == "manager":
             actor = self.manager
-        version.with_user(actor).with_context(mlops_reason="tested").write({"state": target})
+        version.with_user(actor).with_context(mlops_reason="tested").write(
+            {"state": target}
+        )
 
     def _bring_to(self, version, state):
         if state == "deprecated":

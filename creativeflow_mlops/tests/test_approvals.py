@@ -9,13 +9,17 @@ from .common import MlopsCase
 class TestApprovals(MlopsCase):
     def _activities(self, version):
         return version.activity_ids.filtered(
-            lambda a: a.activity_type_id
-            == self.env.ref("creativeflow_mlops.mail_activity_type_mlops_approval")
+            lambda a: (
+                a.activity_type_id
+                == self.env.ref("creativeflow_mlops.mail_activity_type_mlops_approval")
+            )
         )
 
     def test_approval_is_recorded(self):
         version = self._version_in("validated")
-        version.with_user(self.approver).action_approve_staging(reason="F1 0.93 on holdout")
+        version.with_user(self.approver).action_approve_staging(
+            reason="F1 0.93 on holdout"
+        )
         self.assertEqual(version.state, "staging_pending")
         approval = version.approval_ids
         self.assertEqual(len(approval), 1)
@@ -138,7 +142,11 @@ class TestApprovals(MlopsCase):
             with self.subTest(user=user.login):
                 with self.assertRaises(AccessError):
                     Approval.with_user(user).create(
-                        {"version_id": version.id, "stage": "staging", "decision": "approved"}
+                        {
+                            "version_id": version.id,
+                            "stage": "staging",
+                            "decision": "approved",
+                        }
                     )
                 with self.assertRaises(AccessError):
                     approval.with_user(user).write({"reason": "rewritten"})

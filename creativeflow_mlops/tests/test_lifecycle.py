@@ -42,7 +42,9 @@ class TestLifecycle(MlopsCase):
         refused = 0
         for source in ALL_STATES:
             for target in ALL_STATES:
-                if source == target or find_transition(VERSION_TRANSITIONS, source, target):
+                if source == target or find_transition(
+                    VERSION_TRANSITIONS, source, target
+                ):
                     continue
                 version = versions[source]
                 with self.subTest(source=source, target=target):
@@ -102,7 +104,9 @@ class TestLifecycle(MlopsCase):
         with self.assertRaisesRegex(TransitionNotAllowed, "only versions in Staging"):
             deprecated.with_user(self.approver).action_promote(reason="no")
         staging = self._version_in("staging")
-        with self.assertRaisesRegex(TransitionNotAllowed, "only versions in Deprecated"):
+        with self.assertRaisesRegex(
+            TransitionNotAllowed, "only versions in Deprecated"
+        ):
             staging.with_user(self.approver).action_rollback(reason="no")
         self.assertEqual(staging.state, "staging")
 
@@ -183,7 +187,12 @@ class TestLifecycle(MlopsCase):
             deployment.sudo().write({"state": "active"})
         with self.assertRaisesRegex(LifecycleAccessError, "done by the platform"):
             deployment.with_user(self.manager).write({"state": "deploying"})
-        for target in ("deploying", "rolling_out_canary", "active", "inactive_bluegreen"):
+        for target in (
+            "deploying",
+            "rolling_out_canary",
+            "active",
+            "inactive_bluegreen",
+        ):
             deployment.sudo().write({"state": target})
         with self.assertRaisesRegex(UserError, "Undeploy"):
             deployment.with_user(self.manager).unlink()

@@ -27,7 +27,11 @@ class TestMultiCompany(MlopsCase):
             company_ids=[(6, 0, cls.company_b.ids)],
         )
         cls.model_b = cls.env["mlops.model"].create(
-            {"name": "sentiment", "company_id": cls.company_b.id, "owner_id": cls.approver_b.id}
+            {
+                "name": "sentiment",
+                "company_id": cls.company_b.id,
+                "owner_id": cls.approver_b.id,
+            }
         )
 
     def test_same_name_in_two_companies(self):
@@ -43,7 +47,9 @@ class TestMultiCompany(MlopsCase):
                 Version = self.env["mlops.model.version"].with_user(user)
                 self.assertNotIn(version_b, Version.search([]))
                 self.assertFalse(
-                    self.env["mlops.model"].with_user(user).search([("id", "=", self.model_b.id)])
+                    self.env["mlops.model"]
+                    .with_user(user)
+                    .search([("id", "=", self.model_b.id)])
                 )
                 with self.assertRaises(AccessError):
                     version_b.with_user(user).read(["version"])
@@ -54,7 +60,9 @@ class TestMultiCompany(MlopsCase):
         self.assertEqual(version_b.state, "validated")
 
     def test_company_b_works_in_its_own_company(self):
-        version_b = self._version_in("validated", model=self.model_b, uploader=self.uploader_b)
+        version_b = self._version_in(
+            "validated", model=self.model_b, uploader=self.uploader_b
+        )
         self.assertNotIn(
             self.model, self.env["mlops.model"].with_user(self.approver_b).search([])
         )

@@ -17,7 +17,12 @@ class TestSecurity(MlopsCase):
         self.assertTrue(self.env.ref("base.user_admin").has_group(MANAGER))
 
     def test_outsider_sees_nothing(self):
-        for model in ("mlops.model", "mlops.model.version", "mlops.deployment", "mlops.feedback"):
+        for model in (
+            "mlops.model",
+            "mlops.model.version",
+            "mlops.deployment",
+            "mlops.feedback",
+        ):
             with self.subTest(model=model), self.assertRaises(AccessError):
                 self.env[model].with_user(self.outsider).search([])
 
@@ -36,16 +41,20 @@ class TestSecurity(MlopsCase):
             self.env["mlops.deployment"].with_user(self.user).create(
                 {"version_id": version.id}
             )
-        feedback = self.env["mlops.feedback"].with_user(self.user).create(
-            {"version_id": version.id, "rating": 4, "comment": "crisp"}
+        feedback = (
+            self.env["mlops.feedback"]
+            .with_user(self.user)
+            .create({"version_id": version.id, "rating": 4, "comment": "crisp"})
         )
         self.assertEqual(feedback.user_id, self.user)
         self.assertEqual(self.model.with_user(self.user).name, "sentiment")
 
     def test_user_cannot_touch_others_feedback(self):
         version = self._version_in("validated")
-        feedback = self.env["mlops.feedback"].with_user(self.uploader).create(
-            {"version_id": version.id, "rating": 2}
+        feedback = (
+            self.env["mlops.feedback"]
+            .with_user(self.uploader)
+            .create({"version_id": version.id, "rating": 2})
         )
         self.assertEqual(feedback.with_user(self.user).rating, 2)
         with self.assertRaises(AccessError):

@@ -27,7 +27,9 @@ class TestServerActions(MlopsCase):
         params = result["params"]
         self.assertEqual(params["title"], "Re-validate: 2 done, 2 refused")
         self.assertEqual(params["type"], "warning")
-        self.assertEqual((validated | failed).mapped("state"), ["validating", "validating"])
+        self.assertEqual(
+            (validated | failed).mapped("state"), ["validating", "validating"]
+        )
         self.assertEqual(draft.state, "draft")
         self.assertEqual(staging.state, "staging")
         self.assertIn(f"{draft.display_name}: refused: ", params["message"])
@@ -46,7 +48,9 @@ class TestServerActions(MlopsCase):
         # record is refused for the missing role and nothing changes
         other = self._version_in("validated")
         with self.assertRaises(AccessError):
-            self._run("creativeflow_mlops.action_server_version_archive", other, self.approver)
+            self._run(
+                "creativeflow_mlops.action_server_version_archive", other, self.approver
+            )
         result = other.with_user(self.approver).action_mass_archive()
         self.assertEqual(result["params"]["title"], "Archive: 0 done, 1 refused")
         self.assertIn("needs the role MLOps / Manager", result["params"]["message"])
@@ -82,9 +86,11 @@ class TestServerActions(MlopsCase):
 
     def test_promote_wizard_on_one_version(self):
         version = self._version_in("staging")
-        action = version.with_user(self.approver).with_context(
-            mlops_approval_action="promote"
-        ).action_open_approval_wizard()
+        action = (
+            version.with_user(self.approver)
+            .with_context(mlops_approval_action="promote")
+            .action_open_approval_wizard()
+        )
         wizard_form = Form(
             self.env["mlops.version.approval.wizard"]
             .with_user(self.approver)

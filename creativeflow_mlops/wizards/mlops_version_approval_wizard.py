@@ -1,6 +1,6 @@
 # Copyright 2026 CreativeFlow
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
-from odoo import _, api, fields, models
+from odoo import api, fields, models
 
 
 class MlopsVersionApprovalWizard(models.TransientModel):
@@ -9,7 +9,9 @@ class MlopsVersionApprovalWizard(models.TransientModel):
     _name = "mlops.version.approval.wizard"
     _description = "Approve or Reject AI Model Versions"
 
-    version_ids = fields.Many2many("mlops.model.version", string="Versions", required=True)
+    version_ids = fields.Many2many(
+        "mlops.model.version", string="Versions", required=True
+    )
     action = fields.Selection(
         [
             ("approve_staging", "Approve Staging"),
@@ -62,4 +64,6 @@ class MlopsVersionApprovalWizard(models.TransientModel):
         done, refused = self.version_ids._lifecycle_apply_each(
             "action_reject", self.reason
         )
-        return self.version_ids._lifecycle_report_action(_("Reject"), done, refused)
+        return self.version_ids._lifecycle_report_action(
+            self.env._("Reject"), done, refused
+        )
