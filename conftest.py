@@ -1,0 +1,49 @@
+"""Session-wide real servers for every test of bin/test.
+
+A real S3 server (SeaweedFS) is started once on loopback; Odoo tests
+(TransactionCase) read its address from MLOPS_TEST_S3_* environment
+variables, plain tests use the ``s3_server`` fixture.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent
+sys.path.insert(0, str(REPO / "tools"))
+
+import testservers  # noqa: E402
+
+import odoo.addons  # noqa: E402
+
+# plain tests import the addon's ORM-free packages as odoo.addons.<addon>
+if str(REPO) not in odoo.addons.__path__:
+    odoo.addons.__path__.append(str(REPO))
+
+_S3 = None
+
+
+def pytest_configure(config):
+    global _S3
+    if os.environ.get("MLOPS_TEST_NO_S3"):
+        return
+    _S3 = testservers.SeaweedS3().start()
+    os.environ["MLOPS_TEST_S3_ENDPOINT"] = _S3.endpoint
+    os.environ["MLOPS_TEST_S3_ACCESS_KEY"] = testservers.ACCESS_KEY
+    os.environ["MLOPS_TEST_S3_SECRET_KEY"] = testservers.SECRET_KEY
+
+
+def pytest_unconfigure(config):
+    if _S3 is not None:
+        _S3.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    if _S3 is None:
+        pytest.skip("MLOPS_TEST_NO_S3 is set")
+    if _S3.process is None:  # a test stopped it
+        _S3.start()
+    return _S3

@@ -1,0 +1,450 @@
+"""Artifact stores: a local folder and S3 (MinIO or any S3, through the
+``minio`` SDK).
+
+Both stream: an artifact goes through in parts, its size and SHA-256 computed
+on the way, and never sits whole in memory. A failure leaves no partial
+object behind. Errors are sorted for the caller:
+
+- ``StorageUnavailable``: the backend cannot be reached now (retry later,
+  HTTP 503);
+- ``StorageRefused``: the backend answered no (credentials, policy, a
+  missing bucket): retrying will not help.
+"""
+
+import hashlib
+import io
+import os
+import re
+import shutil
+import tempfile
+import unicodedata
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path, PurePosixPath
+
+DEFAULT_PART_SIZE = 16 * 1024 * 1024  # S3 multipart minimum is 5 MiB
+CHUNK_SIZE = 1024 * 1024
+MAX_FILENAME_LENGTH = 200
+
+
+class StorageError(Exception):
+    """Base class of the store errors."""
+
+
+class StorageUnavailable(StorageError):
+    """The backend cannot be reached: transient."""
+
+
+class StorageRefused(StorageError):
+    """The backend refused the operation: not transient."""
+
+
+class IntegrityMismatch(StorageError):
+    """What was stored is not what was announced."""
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    key: str
+    size: int
+    sha256: str
+    uri: str
+
+
+# ---------------------------------------------------------------------------
+# Names
+# ---------------------------------------------------------------------------
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
+
+
+def sanitize_filename(name):
+    """A safe base name: no folders, no traversal, no control characters.
+
+    Raises ``ValueError`` when nothing usable is left.
+    """
+    if not isinstance(name, str):
+        raise ValueError("the filename must be text")
+    name = unicodedata.normalize("NFKC", name)
+    # keep the last path component of either separator: "..\\..\\x" -> "x"
+    name = re.split(r"[\\/]", name)[-1]
+    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C")
+    name = _UNSAFE.sub("_", name).strip("._ ")
+    if not name or set(name) <= {"."}:
+        raise ValueError("the filename has no usable characters")
+    if len(name) > MAX_FILENAME_LENGTH:
+        stem, dot, ext = name.rpartition(".")
+        if dot and len(ext) < 20:
+            name = stem[: MAX_FILENAME_LENGTH - len(ext) - 1] + "." + ext
+        else:
+            name = name[:MAX_FILENAME_LENGTH]
+    return name
+
+
+def _segment(value, what):
+    segment = _UNSAFE.sub("-", str(value)).strip("-.")
+    if not segment:
+        raise ValueError(f"the {what} gives an empty path segment")
+    return segment
+
+
+def object_key(prefix, model, version, filename):
+    """``[prefix/]models/<model>/<version>/<filename>``, every part safe."""
+    parts = [_segment(p, "prefix") for p in (prefix or "").split("/") if p.strip("./")]
+    parts += [
+        "models",
+        _segment(model, "model"),
+        _segment(version, "version"),
+        sanitize_filename(filename),
+    ]
+    return "/".join(parts)
+
+
+class HashingReader:
+    """Wraps a binary stream; counts and hashes what is read through it and
+    refuses to read past ``max_size``."""
+
+    def __init__(self, stream, max_size=None):
+        self._stream = stream
+        self._max_size = max_size
+        self.size = 0
+        self._sha = hashlib.sha256()
+
+    def read(self, size=-1):
+        data = self._stream.read(size)
+        if data:
+            self.size += len(data)
+            if self._max_size is not None and self.size > self._max_size:
+                raise IntegrityMismatch(
+                    f"the artifact is larger than the announced {self._max_size} bytes"
+                )
+            self._sha.update(data)
+        return data
+
+    @property
+    def sha256(self):
+        return self._sha.hexdigest()
+
+
+# ---------------------------------------------------------------------------
+# Local folder
+# ---------------------------------------------------------------------------
+
+
+class _Store:
+    def put_bytes(self, key, data, content_type=None):
+        return self.put_stream(key, io.BytesIO(data), content_type)
+
+    def hash_object(self, key):
+        """Read an object back: (size, sha256)."""
+        sha = hashlib.sha256()
+        size = 0
+        with self.open(key) as stream:
+            while chunk := stream.read(CHUNK_SIZE):
+                size += len(chunk)
+                sha.update(chunk)
+        return size, sha.hexdigest()
+
+
+class LocalStore(_Store):
+    """A folder on the Odoo server: the embedded default."""
+
+    kind = "local"
+
+    def __init__(self, root):
+        self.root = Path(root).resolve()
+
+    def _path(self, key):
+        path = (self.root / PurePosixPath(key)).resolve()
+        if self.root not in path.parents:
+            raise StorageRefused(f"the key {key!r} leaves the store")
+        return path
+
+    def uri(self, key):
+        return f"local://{key}"
+
+    def check(self):
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=self.root):
+                pass
+        except OSError as error:
+            raise StorageRefused(f"cannot write in {self.root}: {error}") from error
+        return {"kind": self.kind, "root": str(self.root)}
+
+    def put_stream(self, key, stream, content_type=None, max_size=None):
+        path = self._path(key)
+        reader = HashingReader(stream, max_size)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(
+                dir=path.parent, prefix=".upload-", delete=False
+            ) as tmp:
+                try:
+                    shutil.copyfileobj(reader, tmp, CHUNK_SIZE)
+                    tmp.flush()
+                    os.fsync(tmp.fileno())
+                except BaseException:
+                    os.unlink(tmp.name)
+                    raise
+            os.replace(tmp.name, path)
+        except OSError as error:
+            raise StorageUnavailable(f"writing {key}: {error}") from error
+        return StoredObject(key, reader.size, reader.sha256, self.uri(key))
+
+    def open(self, key):
+        try:
+            return self._path(key).open("rb")
+        except FileNotFoundError as error:
+            raise StorageRefused(f"no object {key}") from error
+        except OSError as error:
+            raise StorageUnavailable(f"reading {key}: {error}") from error
+
+    def stat(self, key):
+        try:
+            return self._path(key).stat().st_size
+        except FileNotFoundError:
+            return None
+
+    def delete(self, key):
+        try:
+            self._path(key).unlink(missing_ok=True)
+        except OSError as error:
+            raise StorageUnavailable(f"deleting {key}: {error}") from error
+
+    def local_path(self, key):
+        """The file itself: scanners read it in place."""
+        return self._path(key)
+
+    def presigned_get(self, key, expires=timedelta(minutes=10), filename=None):
+        return None
+
+
+# ---------------------------------------------------------------------------
+# S3
+# ---------------------------------------------------------------------------
+
+
+class S3Store(_Store):
+    """MinIO or any S3 through the ``minio`` SDK, with timeouts."""
+
+    kind = "s3"
+
+    def __init__(
+        self,
+        endpoint,
+        access_key,
+        secret_key,
+        bucket,
+        secure=False,
+        region=None,
+        part_size=DEFAULT_PART_SIZE,
+        connect_timeout=5,
+        read_timeout=60,
+        retries=2,
+    ):
+        self.endpoint = endpoint
+        self.bucket = bucket
+        self.secure = secure
+        self.part_size = part_size
+        self._settings = dict(
+            access_key=access_key, secret_key=secret_key, region=region
+        )
+        self._timeouts = (connect_timeout, read_timeout, retries)
+        self._client = None
+
+    @property
+    def client(self):
+        if self._client is None:
+            import urllib3
+            from minio import Minio
+
+            connect, read, retries = self._timeouts
+            http = urllib3.PoolManager(
+                timeout=urllib3.Timeout(connect=connect, read=read),
+                maxsize=8,
+                retries=urllib3.Retry(
+                    total=retries, backoff_factor=0.2, status_forcelist=[502, 503, 504]
+                ),
+            )
+            self._client = Minio(
+                self.endpoint, secure=self.secure, http_client=http, **self._settings
+            )
+        return self._client
+
+    def uri(self, key):
+        return f"s3://{self.bucket}/{key}"
+
+    def _translate(self, error, what):
+        """Sort an SDK or network error into the store errors."""
+        from minio.error import MinioException, S3Error
+        from urllib3.exceptions import HTTPError
+
+        if isinstance(error, S3Error):
+            if error.code in ("SlowDown", "ServiceUnavailable", "InternalError"):
+                return StorageUnavailable(f"{what}: {error.code}: {error.message}")
+            return StorageRefused(f"{what}: {error.code}: {error.message}")
+        if isinstance(error, HTTPError | ConnectionError | TimeoutError):
+            return StorageUnavailable(f"{what}: {self.endpoint} unreachable ({error})")
+        if isinstance(error, MinioException):
+            return StorageRefused(f"{what}: {error}")
+        return None
+
+    def _call(self, what, function, *args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except Exception as error:
+            translated = self._translate(error, what)
+            if translated is None:
+                raise
+            raise translated from error
+
+    def check(self):
+        exists = self._call(
+            "checking the bucket", self.client.bucket_exists, self.bucket
+        )
+        if not exists:
+            raise StorageRefused(f"the bucket {self.bucket} does not exist")
+        return {"kind": self.kind, "endpoint": self.endpoint, "bucket": self.bucket}
+
+    def ensure_bucket(self):
+        if not self._call(
+            "checking the bucket", self.client.bucket_exists, self.bucket
+        ):
+            self._call("creating the bucket", self.client.make_bucket, self.bucket)
+
+    def put_stream(self, key, stream, content_type=None, max_size=None):
+        reader = HashingReader(stream, max_size)
+        try:
+            self._call(
+                f"storing {key}",
+                self.client.put_object,
+                self.bucket,
+                key,
+                reader,
+                length=-1,
+                part_size=self.part_size,
+                content_type=content_type or "application/octet-stream",
+            )
+        except BaseException:
+            # put_object aborts its multipart upload; a single-part put that
+            # failed leaves nothing. Make sure no object stands under the key.
+            self._remove_quietly(key)
+            raise
+        return StoredObject(key, reader.size, reader.sha256, self.uri(key))
+
+    def _remove_quietly(self, key):
+        try:
+            self.client.remove_object(self.bucket, key)
+        except Exception:  # noqa: BLE001 - best effort after a failure
+            return
+
+    def open(self, key):
+        response = self._call(
+            f"reading {key}", self.client.get_object, self.bucket, key
+        )
+        return _ResponseReader(response)
+
+    def stat(self, key):
+        from minio.error import S3Error
+
+        try:
+            return self.client.stat_object(self.bucket, key).size
+        except S3Error as error:
+            if error.code in ("NoSuchKey", "NoSuchObject"):
+                return None
+            raise self._translate(error, f"stat {key}") from error
+        except Exception as error:
+            translated = self._translate(error, f"stat {key}")
+            if translated is None:
+                raise
+            raise translated from error
+
+    def delete(self, key):
+        self._call(f"deleting {key}", self.client.remove_object, self.bucket, key)
+
+    def local_path(self, key):
+        return None
+
+    def presigned_get(self, key, expires=timedelta(minutes=10), filename=None):
+        headers = None
+        if filename:
+            headers = {
+                "response-content-disposition": f'attachment; filename="{sanitize_filename(filename)}"'
+            }
+        return self._call(
+            "signing a download",
+            self.client.presigned_get_object,
+            self.bucket,
+            key,
+            expires=expires,
+            response_headers=headers,
+        )
+
+    # direct multipart upload: the client sends the parts straight to S3
+
+    def create_multipart(self, key, content_type=None):
+        headers = {"Content-Type": content_type or "application/octet-stream"}
+        return self._call(
+            f"starting an upload of {key}",
+            self.client._create_multipart_upload,
+            self.bucket,
+            key,
+            headers,
+        )
+
+    def presigned_part_url(
+        self, key, upload_id, part_number, expires=timedelta(hours=6)
+    ):
+        return self._call(
+            "signing an upload part",
+            self.client.get_presigned_url,
+            "PUT",
+            self.bucket,
+            key,
+            expires=expires,
+            extra_query_params={"uploadId": upload_id, "partNumber": str(part_number)},
+        )
+
+    def complete_multipart(self, key, upload_id, parts):
+        from minio.datatypes import Part
+
+        ordered = [Part(int(p["part_number"]), p["etag"]) for p in parts]
+        ordered.sort(key=lambda part: part.part_number)
+        return self._call(
+            f"completing the upload of {key}",
+            self.client._complete_multipart_upload,
+            self.bucket,
+            key,
+            upload_id,
+            ordered,
+        )
+
+    def abort_multipart(self, key, upload_id):
+        self._call(
+            f"aborting the upload of {key}",
+            self.client._abort_multipart_upload,
+            self.bucket,
+            key,
+            upload_id,
+        )
+
+
+class _ResponseReader:
+    """A urllib3 response as a closable binary file."""
+
+    def __init__(self, response):
+        self._response = response
+
+    def read(self, size=-1):
+        return self._response.read(None if size is None or size < 0 else size)
+
+    def close(self):
+        self._response.close()
+        self._response.release_conn()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -1,0 +1,252 @@
+"""The artifact stores, against a real S3 server (SeaweedFS) and a folder."""
+
+import hashlib
+import io
+import os
+import time
+import urllib.error
+import urllib.request
+import uuid
+
+import pytest
+import testservers
+
+from odoo.addons.creativeflow_mlops.adapters.storage import (
+    IntegrityMismatch,
+    LocalStore,
+    S3Store,
+    StorageRefused,
+    StorageUnavailable,
+    object_key,
+    sanitize_filename,
+)
+
+MiB = 1024 * 1024
+
+
+class FailingStream(io.RawIOBase):
+    """Yields ``good`` bytes, then calls ``on_fail`` and raises."""
+
+    def __init__(self, good, on_fail=None):
+        self._data = io.BytesIO(os.urandom(good))
+        self._on_fail = on_fail
+
+    def readable(self):
+        return True
+
+    def read(self, size=-1):
+        chunk = self._data.read(size)
+        if chunk:
+            return chunk
+        if self._on_fail:
+            self._on_fail()
+        raise OSError("client went away")
+
+
+@pytest.mark.parametrize(
+    ("raw", "safe"),
+    [
+        ("model.onnx", "model.onnx"),
+        ("../../etc/passwd", "passwd"),
+        ("/abs/path/model.onnx", "model.onnx"),
+        ("..\\..\\windows\\x.pt", "x.pt"),
+        ("a\x00b\x1f.onnx", "ab.onnx"),
+        ("my model (final).onnx", "my_model_final_.onnx"),
+        ("..hidden", "hidden"),
+    ],
+)
+def test_sanitize_filename(raw, safe):
+    assert sanitize_filename(raw) == safe
+
+
+@pytest.mark.parametrize("raw", ["", "..", "/", "../", "\x00\x01", None])
+def test_sanitize_filename_refuses_nothing_left(raw):
+    with pytest.raises(ValueError):
+        sanitize_filename(raw)
+
+
+def test_sanitize_filename_keeps_extension_when_truncating():
+    name = sanitize_filename("x" * 500 + ".safetensors")
+    assert len(name) == 200 and name.endswith(".safetensors")
+
+
+def test_object_key_layout():
+    assert object_key("", "sentiment", "1.4.0", "model.onnx") == (
+        "models/sentiment/1.4.0/model.onnx"
+    )
+    assert (
+        object_key("team/../a", "x y", "1.0", "../m.onnx")
+        == "team/a/models/x-y/1.0/m.onnx"
+    )
+    with pytest.raises(ValueError):
+        object_key("", "..", "1.0", "m.onnx")
+
+
+# ---------------------------------------------------------------------------
+# Local
+# ---------------------------------------------------------------------------
+
+
+def test_local_put_hashes_while_streaming(tmp_path):
+    store = LocalStore(tmp_path)
+    data = os.urandom(3 * MiB + 17)
+    stored = store.put_stream("models/m/1/model.bin", io.BytesIO(data))
+    assert stored.size == len(data)
+    assert stored.sha256 == hashlib.sha256(data).hexdigest()
+    assert stored.uri == "local://models/m/1/model.bin"
+    assert store.hash_object(stored.key) == (len(data), stored.sha256)
+    assert store.check()["kind"] == "local"
+
+
+def test_local_failure_leaves_nothing(tmp_path):
+    store = LocalStore(tmp_path)
+    with pytest.raises(StorageUnavailable):
+        store.put_stream("models/m/1/model.bin", FailingStream(2 * MiB))
+    with pytest.raises(IntegrityMismatch):
+        store.put_stream("models/m/1/model.bin", io.BytesIO(b"x" * 100), max_size=10)
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+    assert store.stat("models/m/1/model.bin") is None
+
+
+def test_local_refuses_keys_leaving_the_root(tmp_path):
+    store = LocalStore(tmp_path / "store")
+    with pytest.raises(StorageRefused):
+        store.put_bytes("../outside.bin", b"x")
+    assert not (tmp_path / "outside.bin").exists()
+
+
+# ---------------------------------------------------------------------------
+# S3
+# ---------------------------------------------------------------------------
+
+
+def _store(server, bucket=None, **kwargs):
+    bucket = bucket or f"b-{uuid.uuid4().hex[:12]}"
+    store = S3Store(
+        server.endpoint,
+        kwargs.pop("access_key", testservers.ACCESS_KEY),
+        kwargs.pop("secret_key", testservers.SECRET_KEY),
+        bucket,
+        part_size=5 * MiB,
+        **{"read_timeout": 20, **kwargs},
+    )
+    return store
+
+
+def test_s3_multipart_put_get_and_presigned_download(s3_server):
+    store = _store(s3_server)
+    store.ensure_bucket()
+    data = os.urandom(12 * MiB + 5)
+    stored = store.put_stream("models/m/1.0/model.onnx", io.BytesIO(data))
+    assert stored.size == len(data)
+    assert stored.sha256 == hashlib.sha256(data).hexdigest()
+    assert stored.uri == f"s3://{store.bucket}/models/m/1.0/model.onnx"
+    assert store.stat(stored.key) == len(data)
+    assert store.hash_object(stored.key) == (stored.size, stored.sha256)
+
+    url = store.presigned_get(stored.key, filename="model.onnx")
+    with urllib.request.urlopen(url, timeout=30) as response:
+        assert hashlib.sha256(response.read()).hexdigest() == stored.sha256
+    tampered = url.replace("X-Amz-Signature=", "X-Amz-Signature=0")
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(tampered, timeout=30)
+    assert caught.value.code == 403
+    store.delete(stored.key)
+    assert store.stat(stored.key) is None
+
+
+def test_s3_direct_multipart_upload(s3_server):
+    store = _store(s3_server)
+    store.ensure_bucket()
+    key = "models/m/2.0/weights.safetensors"
+    parts = [os.urandom(5 * MiB), os.urandom(1 * MiB)]
+    upload_id = store.create_multipart(key)
+    etags = []
+    for number, part in enumerate(parts, start=1):
+        url = store.presigned_part_url(key, upload_id, number)
+        request = urllib.request.Request(url, data=part, method="PUT")
+        with urllib.request.urlopen(request, timeout=30) as response:
+            etags.append({"part_number": number, "etag": response.headers["ETag"]})
+    store.complete_multipart(key, upload_id, list(reversed(etags)))
+    whole = b"".join(parts)
+    assert store.hash_object(key) == (len(whole), hashlib.sha256(whole).hexdigest())
+
+    other = store.create_multipart("models/m/3.0/abandoned.bin")
+    store.abort_multipart("models/m/3.0/abandoned.bin", other)
+    with pytest.raises(StorageRefused):
+        store.complete_multipart("models/m/3.0/abandoned.bin", other, etags)
+
+
+def test_s3_wrong_credentials_are_refused(s3_server):
+    store = _store(s3_server, secret_key="not-the-secret")
+    with pytest.raises(StorageRefused, match="SignatureDoesNotMatch|AccessDenied"):
+        store.check()
+    with pytest.raises(StorageRefused):
+        store.put_bytes("models/m/1/x.bin", b"x")
+
+
+def test_s3_missing_bucket_is_refused(s3_server):
+    store = _store(s3_server, bucket="no-such-bucket-here")
+    with pytest.raises(StorageRefused, match="does not exist"):
+        store.check()
+
+
+def test_s3_policy_refusal(tmp_path):
+    """A read-only identity: the store answers AccessDenied to a put."""
+    identities = [
+        {
+            "name": "admin",
+            "credentials": [{"accessKey": "admin", "secretKey": "admin-secret-key"}],
+            "actions": ["Admin", "Read", "Write", "List"],
+        },
+        {
+            "name": "reader",
+            "credentials": [{"accessKey": "reader", "secretKey": "reader-secret-key"}],
+            "actions": ["Read", "List"],
+        },
+    ]
+    with testservers.SeaweedS3(tmp_path / "s3", identities=identities) as server:
+        admin = _store(
+            server, bucket="shared", access_key="admin", secret_key="admin-secret-key"
+        )
+        admin.ensure_bucket()
+        reader = _store(
+            server, bucket="shared", access_key="reader", secret_key="reader-secret-key"
+        )
+        assert reader.check()["bucket"] == "shared"
+        with pytest.raises(StorageRefused, match="AccessDenied"):
+            reader.put_stream("models/m/1/x.bin", io.BytesIO(os.urandom(6 * MiB)))
+        assert admin.stat("models/m/1/x.bin") is None
+
+
+def test_s3_unreachable_is_unavailable():
+    store = S3Store(
+        f"127.0.0.1:{testservers.free_port()}",
+        "k",
+        "s",
+        "bucket",
+        connect_timeout=1,
+        read_timeout=2,
+        retries=0,
+    )
+    started = time.monotonic()
+    with pytest.raises(StorageUnavailable, match="unreachable"):
+        store.check()
+    with pytest.raises(StorageUnavailable):
+        store.put_bytes("models/m/1/x.bin", b"x")
+    assert time.monotonic() - started < 20
+
+
+def test_s3_killed_mid_upload_leaves_nothing_and_retry_succeeds(tmp_path):
+    with testservers.SeaweedS3(tmp_path / "s3") as server:
+        store = _store(server, bucket="artifacts", retries=0, read_timeout=5)
+        store.ensure_bucket()
+        key = "models/m/1.0/model.onnx"
+        with pytest.raises((StorageUnavailable, OSError)):
+            # 11 MiB: two parts are sent, then the server dies
+            store.put_stream(key, FailingStream(11 * MiB, on_fail=server.stop))
+        server.start()
+        assert store.stat(key) is None
+        data = os.urandom(7 * MiB)
+        stored = store.put_stream(key, io.BytesIO(data))
+        assert store.hash_object(key) == (len(data), stored.sha256)
