@@ -1,0 +1,109 @@
+"""Archive safety: zip-slip, links, device files and decompression bombs."""
+
+import stat
+import tarfile
+import zipfile
+from pathlib import PurePosixPath
+
+from .report import ERROR, Finding
+
+MAX_MEMBERS = 100_000
+MAX_TOTAL_SIZE = 64 * 1024**3  # uncompressed
+MAX_RATIO = 200  # uncompressed / compressed, for members past 1 MiB
+RATIO_FLOOR = 1024 * 1024
+
+
+def unsafe_member_name(name):
+    """Why ``name`` would land outside the extraction folder, or None."""
+    if "\x00" in name:
+        return "contains a NUL byte"
+    normalized = name.replace("\\", "/")
+    if normalized.startswith("/") or (len(normalized) > 1 and normalized[1] == ":"):
+        return "is an absolute path"
+    if ".." in PurePosixPath(normalized).parts:
+        return "climbs out of the archive with '..'"
+    return None
+
+
+def check_zip(path, location):
+    findings = []
+    members = []
+    with zipfile.ZipFile(path) as archive:
+        infos = archive.infolist()
+        if len(infos) > MAX_MEMBERS:
+            return [Finding(ERROR, "too_many_members", f"{len(infos)} members")], []
+        total = 0
+        for info in infos:
+            where = f"{location}:{info.filename}"
+            why = unsafe_member_name(info.filename)
+            if why:
+                findings.append(
+                    Finding(ERROR, "zip_slip", f"{info.filename!r} {why}", where)
+                )
+            mode = info.external_attr >> 16
+            if stat.S_ISLNK(mode):
+                findings.append(
+                    Finding(ERROR, "symlink", "the archive holds a symlink", where)
+                )
+            total += info.file_size
+            ratio = info.file_size // max(info.compress_size, 1)
+            if info.file_size > RATIO_FLOOR and ratio > MAX_RATIO:
+                findings.append(
+                    Finding(
+                        ERROR,
+                        "zip_bomb",
+                        f"{info.filename} inflates {ratio} times",
+                        where,
+                    )
+                )
+            members.append(info.filename)
+        if total > MAX_TOTAL_SIZE:
+            findings.append(
+                Finding(ERROR, "zip_bomb", f"{total} bytes once extracted", location)
+            )
+    return findings, members
+
+
+def check_tar(path, location):
+    findings = []
+    members = []
+    total = 0
+    with tarfile.open(path) as archive:
+        for count, info in enumerate(archive):
+            if count >= MAX_MEMBERS:
+                findings.append(Finding(ERROR, "too_many_members", "too many members"))
+                break
+            where = f"{location}:{info.name}"
+            why = unsafe_member_name(info.name)
+            if why:
+                findings.append(
+                    Finding(ERROR, "zip_slip", f"{info.name!r} {why}", where)
+                )
+            if info.issym() or info.islnk():
+                findings.append(
+                    Finding(ERROR, "symlink", "the archive holds a link", where)
+                )
+            if info.isdev() or info.isfifo():
+                findings.append(
+                    Finding(ERROR, "device", "the archive holds a device", where)
+                )
+            total += info.size
+            members.append(info.name)
+    if total > MAX_TOTAL_SIZE:
+        findings.append(
+            Finding(ERROR, "zip_bomb", f"{total} bytes once extracted", location)
+        )
+    return findings, members
+
+
+def check_archive(path, location):
+    """(findings, member names, kind) for a zip or tar, or None."""
+    if zipfile.is_zipfile(path):
+        return (*check_zip(path, location), "zip")
+    try:
+        is_tar = tarfile.is_tarfile(path)
+    except OSError:
+        is_tar = False
+    if is_tar:
+        return (*check_tar(path, location), "tar")
+    return None

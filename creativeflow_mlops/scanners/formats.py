@@ -1,0 +1,327 @@
+"""The ``format`` scan: is the artifact what it claims to be, structurally
+sound, and safe to open?"""
+
+import json
+import math
+import os
+import struct
+from pathlib import Path, PurePosixPath
+
+from .archive import check_archive, unsafe_member_name
+from .report import ERROR, INFO, WARN, Finding, ScanReport
+
+SCAN_TYPE = "format"
+MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024
+SAFETENSORS_DTYPES = {
+    "BOOL": 1,
+    "U8": 1,
+    "I8": 1,
+    "F8_E5M2": 1,
+    "F8_E4M3": 1,
+    "I16": 2,
+    "U16": 2,
+    "F16": 2,
+    "BF16": 2,
+    "I32": 4,
+    "U32": 4,
+    "F32": 4,
+    "I64": 8,
+    "U64": 8,
+    "F64": 8,
+}
+MIN_ONNX_OPSET = 7
+
+
+def check_safetensors(path, location):
+    findings = []
+    details = {}
+    size = os.path.getsize(path)
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+        if len(head) < 8:
+            return [
+                Finding(ERROR, "truncated", "shorter than a safetensors header")
+            ], details
+        (header_size,) = struct.unpack("<Q", head)
+        if header_size > MAX_SAFETENSORS_HEADER or 8 + header_size > size:
+            return [
+                Finding(
+                    ERROR,
+                    "bad_header",
+                    f"header length {header_size} does not fit the file",
+                )
+            ], details
+        raw = handle.read(header_size)
+    try:
+        header = json.loads(raw)
+    except ValueError as error:
+        return [Finding(ERROR, "bad_header", f"header is not JSON: {error}")], details
+    if not isinstance(header, dict):
+        return [Finding(ERROR, "bad_header", "header is not a JSON object")], details
+    metadata = header.pop("__metadata__", None)
+    if metadata is not None and not (
+        isinstance(metadata, dict)
+        and all(isinstance(v, str) for v in metadata.values())
+    ):
+        findings.append(
+            Finding(ERROR, "bad_metadata", "__metadata__ must map text to text")
+        )
+    data_size = size - 8 - header_size
+    spans = []
+    for name, tensor in header.items():
+        where = f"{location}:{name}"
+        if not isinstance(tensor, dict):
+            findings.append(
+                Finding(ERROR, "bad_tensor", f"{name} is not an object", where)
+            )
+            continue
+        dtype, shape, offsets = (
+            tensor.get(k) for k in ("dtype", "shape", "data_offsets")
+        )
+        if dtype not in SAFETENSORS_DTYPES:
+            findings.append(
+                Finding(ERROR, "bad_dtype", f"{name}: unknown dtype {dtype!r}", where)
+            )
+            continue
+        if not (
+            isinstance(shape, list)
+            and all(
+                isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+            )
+        ):
+            findings.append(
+                Finding(ERROR, "bad_shape", f"{name}: bad shape {shape!r}", where)
+            )
+            continue
+        if not (
+            isinstance(offsets, list)
+            and len(offsets) == 2
+            and all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
+            and 0 <= offsets[0] <= offsets[1] <= data_size
+        ):
+            findings.append(
+                Finding(
+                    ERROR,
+                    "bad_offsets",
+                    f"{name}: offsets {offsets!r} out of the data",
+                    where,
+                )
+            )
+            continue
+        expected = math.prod(shape) * SAFETENSORS_DTYPES[dtype]
+        if offsets[1] - offsets[0] != expected:
+            findings.append(
+                Finding(
+                    ERROR,
+                    "size_mismatch",
+                    f"{name}: {offsets[1] - offsets[0]} bytes for {dtype}{shape} "
+                    f"({expected} expected)",
+                    where,
+                )
+            )
+        spans.append((offsets[0], offsets[1], name))
+    spans.sort()
+    cursor = 0
+    for begin, end, name in spans:
+        if begin != cursor:
+            findings.append(
+                Finding(
+                    ERROR,
+                    "overlap" if begin < cursor else "gap",
+                    f"{name} starts at {begin}, the previous tensor ends at {cursor}",
+                    location,
+                )
+            )
+        cursor = max(cursor, end)
+    if not findings and cursor != data_size:
+        findings.append(
+            Finding(
+                ERROR,
+                "trailing_data",
+                f"{data_size - cursor} bytes follow the last tensor",
+            )
+        )
+    details.update(tensors=len(header), data_bytes=data_size)
+    return findings, details
+
+
+def check_onnx(path, location, min_opset=MIN_ONNX_OPSET):
+    import onnx
+    from onnx import checker, defs
+
+    findings = []
+    details = {}
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as error:  # noqa: BLE001 - any parse failure is the verdict
+        return [
+            Finding(ERROR, "not_onnx", f"not a readable ONNX model: {error}")
+        ], details
+    base = Path(path).resolve().parent
+    for tensor in _external_tensors(model):
+        entries = {entry.key: entry.value for entry in tensor.external_data}
+        target = entries.get("location", "")
+        why = unsafe_member_name(target) if target else "has no location"
+        resolved = (base / target).resolve() if target else None
+        if not why and base not in resolved.parents:
+            why = "resolves outside the model's folder"
+        if why:
+            findings.append(
+                Finding(
+                    ERROR,
+                    "external_data_traversal",
+                    f"external data of {tensor.name!r} at {target!r} {why}",
+                    location,
+                )
+            )
+    if findings:
+        return findings, details
+    try:
+        checker.check_model(str(path), full_check=False)
+    except Exception as error:  # noqa: BLE001 - checker raises several types
+        findings.append(
+            Finding(ERROR, "onnx_checker", str(error).splitlines()[0][:300])
+        )
+    opsets = {op.domain or "ai.onnx": op.version for op in model.opset_import}
+    default = opsets.get("ai.onnx")
+    if default is not None:
+        if default < min_opset:
+            findings.append(
+                Finding(
+                    ERROR, "opset_too_old", f"opset {default} is older than {min_opset}"
+                )
+            )
+        if default > defs.onnx_opset_version():
+            findings.append(
+                Finding(
+                    WARN,
+                    "opset_too_new",
+                    f"opset {default} is newer than this runtime's "
+                    f"{defs.onnx_opset_version()}",
+                )
+            )
+    details.update(
+        opsets=opsets,
+        ir_version=model.ir_version,
+        inputs=[i.name for i in model.graph.input],
+        outputs=[o.name for o in model.graph.output],
+        nodes=len(model.graph.node),
+        producer=model.producer_name,
+    )
+    return findings, details
+
+
+def _external_tensors(model):
+    from onnx import TensorProto
+
+    for tensor in model.graph.initializer:
+        if tensor.data_location == TensorProto.EXTERNAL:
+            yield tensor
+    for node in model.graph.node:
+        for attribute in node.attribute:
+            if attribute.t and attribute.t.data_location == TensorProto.EXTERNAL:
+                yield attribute.t
+
+
+def check_torchscript(members, location):
+    roots = {PurePosixPath(m).parts[0] for m in members if "/" in m}
+    findings = []
+    if len(roots) != 1:
+        findings.append(
+            Finding(ERROR, "not_torchscript", "a TorchScript zip has one root folder")
+        )
+        return findings
+    (root,) = roots
+    names = set(members)
+    for required in ("data.pkl", "version"):
+        if f"{root}/{required}" not in names:
+            findings.append(
+                Finding(
+                    ERROR, "not_torchscript", f"{root}/{required} is missing", location
+                )
+            )
+    if not any(m.startswith(f"{root}/code/") for m in members):
+        findings.append(
+            Finding(ERROR, "not_torchscript", f"{root}/code/ is missing", location)
+        )
+    return findings
+
+
+def check_savedmodel(members, location):
+    names = [m.rstrip("/") for m in members]
+    pb = [
+        m
+        for m in names
+        if PurePosixPath(m).name in ("saved_model.pb", "saved_model.pbtxt")
+    ]
+    if not pb:
+        return [Finding(ERROR, "not_savedmodel", "saved_model.pb is missing", location)]
+    root = str(PurePosixPath(pb[0]).parent)
+    prefix = "" if root == "." else root + "/"
+    if not any(m.startswith(f"{prefix}variables/") for m in names):
+        return [
+            Finding(WARN, "no_variables", "the SavedModel has no variables/ folder")
+        ]
+    return []
+
+
+def scan(path, model_format, filename=None, min_opset=MIN_ONNX_OPSET):
+    """Check ``path`` against its declared ``model_format``."""
+    location = filename or Path(path).name
+    findings = []
+    details = {"model_format": model_format}
+    archive = check_archive(path, location)
+    if archive is not None:
+        archive_findings, members, kind = archive
+        findings += archive_findings
+        details.update(archive=kind, members=len(members))
+    else:
+        members = []
+    if model_format == "onnx":
+        found, extra = check_onnx(path, location, min_opset)
+        findings += found
+        details.update(extra)
+    elif model_format == "safetensors":
+        found, extra = check_safetensors(path, location)
+        findings += found
+        details.update(extra)
+    elif model_format == "pytorch_torchscript":
+        if archive is None or archive[2] != "zip":
+            findings.append(
+                Finding(ERROR, "not_torchscript", "TorchScript models are zips")
+            )
+        else:
+            findings += check_torchscript(members, location)
+    elif model_format == "tensorflow_savedmodel":
+        if archive is None:
+            findings.append(
+                Finding(
+                    ERROR,
+                    "not_savedmodel",
+                    "upload a SavedModel as a zip or tar archive",
+                )
+            )
+        else:
+            findings += check_savedmodel(members, location)
+    elif model_format == "pickle":
+        with open(path, "rb") as handle:
+            head = handle.read(2)
+        if archive is None and not (
+            head[:1] == b"\x80" or head[:2] in (b"\x1f\x8b", b"BZ")
+        ):
+            findings.append(Finding(WARN, "not_pickle", "does not start like a pickle"))
+    elif archive is None:
+        return ScanReport.skipped(
+            SCAN_TYPE,
+            f"no structural check exists for {model_format} artifacts",
+            details,
+        )
+    else:
+        findings.append(
+            Finding(
+                INFO, "archive_only", f"{model_format}: only the archive was checked"
+            )
+        )
+    return ScanReport.from_findings(
+        SCAN_TYPE, findings, f"valid {model_format} artifact", details
+    )

@@ -1,0 +1,295 @@
+"""Format, container and runtime scanners on artifacts the tests make."""
+
+import io
+import json
+import os
+import struct
+import tarfile
+import zipfile
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from odoo.addons.creativeflow_mlops.scanners import dockerfile, formats, runtime
+
+
+def make_onnx(path, opset=17, external=None):
+    weight = numpy_helper.from_array(np.ones((4, 2), dtype=np.float32), "W")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["y"])],
+        "tiny",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 2])],
+        [weight],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    if external:
+        weight = model.graph.initializer[0]
+        weight.ClearField("raw_data")
+        weight.data_location = TensorProto.EXTERNAL
+        entry = weight.external_data.add()
+        entry.key, entry.value = "location", external
+    onnx.save(model, str(path))
+    return path
+
+
+def make_safetensors(path, tensors, tamper=None):
+    header, data, offset = {}, b"", 0
+    for name, array in tensors.items():
+        raw = array.tobytes()
+        dtype = {"float32": "F32", "int64": "I64", "float16": "F16"}[str(array.dtype)]
+        header[name] = {
+            "dtype": dtype,
+            "shape": list(array.shape),
+            "data_offsets": [offset, offset + len(raw)],
+        }
+        data += raw
+        offset += len(raw)
+    header["__metadata__"] = {"format": "pt"}
+    if tamper:
+        tamper(header)
+    blob = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(blob)) + blob + data)
+    return path
+
+
+# ---------------------------------------------------------------------------
+# ONNX
+# ---------------------------------------------------------------------------
+
+
+def test_onnx_valid_model_passes_every_check(tmp_path):
+    path = make_onnx(tmp_path / "model.onnx")
+    report = formats.scan(path, "onnx")
+    assert report.state == "passed", report.summary
+    assert report.details["opsets"] == {"ai.onnx": 17}
+    io_report = runtime.functional_io(path, output_schema={"y": {"dtype": "float32"}})
+    assert io_report.state == "passed", io_report.summary
+    assert io_report.details["outputs"] == [
+        {"name": "y", "shape": [1, 2], "dtype": "float32"}
+    ]
+    bench = runtime.benchmark(path, runs=20, warmup=2)
+    assert bench.state == "passed"
+    assert 0 < bench.details["latency_p50_ms"] <= bench.details["latency_p99_ms"]
+    assert bench.details["throughput_per_s"] > 0
+
+
+@pytest.mark.parametrize(
+    "location", ["../../etc/passwd", "/etc/passwd", "sub/../../x.bin"]
+)
+def test_onnx_external_data_must_stay_inside(tmp_path, location):
+    path = make_onnx(tmp_path / "model.onnx", external=location)
+    report = formats.scan(path, "onnx")
+    assert report.state == "failed"
+    assert report.findings[0].code == "external_data_traversal"
+
+
+def test_onnx_external_data_inside_the_folder_is_fine(tmp_path):
+    (tmp_path / "weights.bin").write_bytes(np.ones((4, 2), dtype=np.float32).tobytes())
+    path = make_onnx(tmp_path / "model.onnx", external="weights.bin")
+    assert formats.scan(path, "onnx").state == "passed"
+
+
+def test_onnx_refusals(tmp_path):
+    old = make_onnx(tmp_path / "old.onnx", opset=6)
+    assert "opset 6 is older" in formats.scan(old, "onnx").summary
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(os.urandom(256))
+    assert formats.scan(junk, "onnx").state == "failed"
+    wrong = runtime.functional_io(
+        make_onnx(tmp_path / "m.onnx"),
+        output_schema={"y": {"dtype": "int64", "shape": [1, 3]}},
+    )
+    assert wrong.state == "failed"
+    assert {f.code for f in wrong.findings} == {"output_dtype", "output_shape"}
+    assert runtime.functional_io(junk).state == "failed"
+
+
+# ---------------------------------------------------------------------------
+# safetensors
+# ---------------------------------------------------------------------------
+
+
+def _tensors():
+    return {
+        "a": np.zeros((2, 3), dtype=np.float32),
+        "b": np.arange(4, dtype=np.int64),
+        "c": np.ones((5,), dtype=np.float16),
+    }
+
+
+def test_safetensors_valid(tmp_path):
+    report = formats.scan(
+        make_safetensors(tmp_path / "w.safetensors", _tensors()), "safetensors"
+    )
+    assert report.state == "passed", report.summary
+    assert report.details["tensors"] == 3
+
+
+@pytest.mark.parametrize(
+    ("tamper", "code"),
+    [
+        (lambda h: h["a"].update(shape=[2, 4]), "size_mismatch"),
+        (lambda h: h["b"].update(data_offsets=[24, 40]), "size_mismatch"),
+        (lambda h: h["b"].update(data_offsets=[20, 52]), "overlap"),
+        (lambda h: h["c"].update(data_offsets=[56, 10**9]), "bad_offsets"),
+        (lambda h: h["a"].update(dtype="F128"), "bad_dtype"),
+        (lambda h: h["a"].update(shape=[-2, 3]), "bad_shape"),
+        (lambda h: h.update(__metadata__={"x": 1}), "bad_metadata"),
+    ],
+)
+def test_safetensors_inconsistencies(tmp_path, tamper, code):
+    path = make_safetensors(tmp_path / "w.safetensors", _tensors(), tamper)
+    report = formats.scan(path, "safetensors")
+    assert report.state == "failed"
+    assert code in {f.code for f in report.findings}
+
+
+def test_safetensors_bad_header(tmp_path):
+    path = tmp_path / "w.safetensors"
+    path.write_bytes(struct.pack("<Q", 10**12) + b"{}")
+    assert formats.scan(path, "safetensors").findings[0].code == "bad_header"
+    path.write_bytes(struct.pack("<Q", 4) + b"[1]x")
+    assert formats.scan(path, "safetensors").state == "failed"
+    path.write_bytes(b"\x01")
+    assert formats.scan(path, "safetensors").findings[0].code == "truncated"
+
+
+# ---------------------------------------------------------------------------
+# Archives, TorchScript, SavedModel
+# ---------------------------------------------------------------------------
+
+
+def _zip(path, members, symlink=None):
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+        if symlink:
+            info = zipfile.ZipInfo(symlink)
+            info.external_attr = 0o120777 << 16
+            archive.writestr(info, "/etc/passwd")
+    return path
+
+
+def test_torchscript_structure(tmp_path):
+    good = _zip(
+        tmp_path / "m.pt",
+        {
+            "m/data.pkl": b"\x80\x02}q\x00.",
+            "m/version": "3",
+            "m/code/__torch__/m.py": "x",
+        },
+    )
+    assert formats.scan(good, "pytorch_torchscript").state == "passed"
+    bad = _zip(tmp_path / "b.pt", {"m/data.pkl": b"\x80\x02}.", "m/version": "3"})
+    assert "code/ is missing" in formats.scan(bad, "pytorch_torchscript").summary
+    plain = tmp_path / "p.pt"
+    plain.write_bytes(b"\x80\x02}.")
+    assert formats.scan(plain, "pytorch_torchscript").state == "failed"
+
+
+@pytest.mark.parametrize(
+    ("members", "symlink", "code"),
+    [
+        ({"m/../../evil.py": "x", "m/data.pkl": "", "m/version": ""}, None, "zip_slip"),
+        ({"/abs/evil.py": "x"}, None, "zip_slip"),
+        ({"m\\..\\..\\evil.py": "x"}, None, "zip_slip"),
+        ({"m/data.pkl": "", "m/version": ""}, "m/code/link", "symlink"),
+        ({"m/bomb.bin": b"\0" * (64 * 1024 * 1024)}, None, "zip_bomb"),
+    ],
+)
+def test_zip_attacks(tmp_path, members, symlink, code):
+    path = _zip(tmp_path / "a.pt", members, symlink)
+    report = formats.scan(path, "pytorch_torchscript")
+    assert report.state == "failed"
+    assert code in {f.code for f in report.findings}
+
+
+def test_tar_attacks_and_savedmodel(tmp_path):
+    good = tmp_path / "saved.tar"
+    with tarfile.open(good, "w") as archive:
+        for name in ("sm/saved_model.pb", "sm/variables/variables.index"):
+            info = tarfile.TarInfo(name)
+            info.size = 3
+            archive.addfile(info, io.BytesIO(b"abc"))
+    assert formats.scan(good, "tensorflow_savedmodel").state == "passed"
+    evil = tmp_path / "evil.tar"
+    with tarfile.open(evil, "w") as archive:
+        link = tarfile.TarInfo("sm/variables")
+        link.type = tarfile.SYMTYPE
+        link.linkname = "/etc"
+        archive.addfile(link)
+        info = tarfile.TarInfo("../saved_model.pb")
+        info.size = 1
+        archive.addfile(info, io.BytesIO(b"x"))
+    codes = {f.code for f in formats.scan(evil, "tensorflow_savedmodel").findings}
+    assert {"symlink", "zip_slip"} <= codes
+
+
+def test_formats_without_a_check_are_skipped(tmp_path):
+    path = tmp_path / "model.bin"
+    path.write_bytes(b"opaque")
+    report = formats.scan(path, "other")
+    assert report.state == "skipped"
+    assert "no structural check" in report.summary
+
+
+# ---------------------------------------------------------------------------
+# Dockerfile
+# ---------------------------------------------------------------------------
+
+GOOD_DOCKERFILE = """\
+FROM python:3.11-slim@sha256:{digest} AS build
+RUN pip install --no-cache-dir onnxruntime==1.20.0
+FROM python:3.11.9-slim
+COPY --from=build /usr/local /usr/local
+ARG MODEL_NAME
+ENV LOG_LEVEL=info
+USER 1000:1000
+CMD ["python", "-m", "server"]
+""".format(digest="a" * 64)
+
+
+def test_dockerfile_good_one_passes(tmp_path):
+    path = tmp_path / "Dockerfile"
+    path.write_text(GOOD_DOCKERFILE)
+    report = dockerfile.scan(path)
+    assert report.state == "passed", report.summary
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        ("FROM python:3.11\nCMD x\n", "runs_as_root"),
+        ("FROM python\nUSER app\n", "unpinned_base"),
+        ("FROM python:latest\nUSER app\n", "unpinned_base"),
+        (
+            "FROM python:3.11\nRUN curl -fsSL https://x.sh \\\n  | bash\nUSER app\n",
+            "curl_pipe_shell",
+        ),
+        ("FROM python:3.11\nENV API_KEY=abc123\nUSER app\n", "secret_in_image"),
+        ("FROM python:3.11\nARG DB_PASSWORD=hunter2\nUSER app\n", "secret_in_image"),
+        ("FROM python:3.11\nADD https://x/model.onnx /m\nUSER app\n", "add_from_url"),
+        ("FROM python:3.11\nUSER app\nFROM python:3.11\nCMD x\n", "runs_as_root"),
+        ("FROM python:3.11\nUSER root\n", "runs_as_root"),
+    ],
+)
+def test_dockerfile_rules(text, code):
+    assert code in {f.code for f in dockerfile.check_dockerfile(text)}
+
+
+def test_dockerfile_inside_an_archive_and_absent(tmp_path):
+    archive = _zip(
+        tmp_path / "server.zip", {"srv/Dockerfile": "FROM python\n", "srv/app.py": ""}
+    )
+    report = dockerfile.scan(archive)
+    assert report.state == "failed"
+    assert report.details["dockerfile"] == "srv/Dockerfile"
+    plain = tmp_path / "model.onnx"
+    plain.write_bytes(b"x")
+    skipped = dockerfile.scan(plain, image="registry/x:1")
+    assert skipped.state == "skipped"
+    assert "trivy" in skipped.summary
