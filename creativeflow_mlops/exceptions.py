@@ -29,3 +29,33 @@ class SeparationOfDutiesError(LifecycleAccessError):
     """The uploader of a version tried to approve it."""
 
     code = "separation_of_duties"
+
+
+class InvalidInput(MLOpsError):
+    """Well-formed request, invalid values."""
+
+    code = "invalid_input"
+    http_status = 422
+
+
+class Conflict(MLOpsError):
+    code = "conflict"
+    http_status = 409
+
+
+class NotFound(MLOpsError):
+    code = "not_found"
+    http_status = 404
+
+
+class PayloadTooLarge(MLOpsError):
+    code = "payload_too_large"
+    http_status = 413
+
+
+class BackendUnavailable(MLOpsError):
+    """A backend (object store, cluster) cannot be reached: nothing was
+    written, the call can be retried."""
+
+    code = "backend_unavailable"
+    http_status = 503

@@ -1,4 +1,6 @@
 from . import mlops_lifecycle_mixin
+from . import mlops_storage_backend
+from . import mlops_validation_policy
 from . import mlops_model_tag
 from . import mlops_model
 from . import mlops_model_version
@@ -7,3 +9,4 @@ from . import mlops_validation_result
 from . import mlops_deployment
 from . import mlops_feedback
 from . import res_config_settings
+from . import mlops_upload

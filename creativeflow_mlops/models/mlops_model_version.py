@@ -1,12 +1,26 @@
 # Copyright 2026 CreativeFlow
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
+import base64
+import contextlib
+import io
 import json
+import os
 import re
+import shutil
+import tempfile
+from datetime import timedelta
+
+from markupsafe import Markup
 
 from odoo import api, fields, models
 from odoo.exceptions import UserError, ValidationError
 
-from ..exceptions import SeparationOfDutiesError, TransitionNotAllowed
+from ..adapters.storage import CHUNK_SIZE, StorageError
+from ..exceptions import (
+    BackendUnavailable,
+    SeparationOfDutiesError,
+    TransitionNotAllowed,
+)
 from ..lifecycle import (
     APPROVER,
     INTERFACE_TYPES,
@@ -15,6 +29,7 @@ from ..lifecycle import (
     VERSION_STATES,
     VERSION_TRANSITIONS,
 )
+from ..services import artifacts
 
 VERSION_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
 
@@ -25,7 +40,7 @@ IMMUTABLE_FIELDS = frozenset(
         "model_id",
         "version",
         "model_format",
-        "artifact_storage",
+        "storage_backend_id",
         "artifact_uri",
         "artifact_object_key",
         "artifact_size",
@@ -97,9 +112,11 @@ class MlopsModelVersion(models.Model):
         help="Separation of duties: this user cannot approve the version.",
     )
     # artifact
-    artifact_storage = fields.Char(
+    storage_backend_id = fields.Many2one(
+        "mlops.storage.backend",
         string="Storage Backend",
-        help="Code of the storage backend holding the artifact.",
+        default=lambda self: self.env["mlops.storage.backend"].sudo()._get_default(),
+        ondelete="restrict",
     )
     artifact_uri = fields.Char(string="Artifact URI", copy=False)
     artifact_object_key = fields.Char(copy=False)
@@ -148,6 +165,14 @@ class MlopsModelVersion(models.Model):
         "mlops.deployment", "version_id", string="Deployments"
     )
     feedback_ids = fields.One2many("mlops.feedback", "version_id")
+    validation_round = fields.Integer(readonly=True, copy=False)
+    artifact_upload = fields.Binary(
+        string="Upload Artifact",
+        compute="_compute_artifact_upload",
+        inverse="_inverse_artifact_upload",
+        help="Browser upload of a draft's artifact (up to Odoo's request size "
+        "limit); larger artifacts go through the REST direct upload.",
+    )
     validation_count = fields.Integer(compute="_compute_counts")
     deployment_count = fields.Integer(compute="_compute_counts")
     feedback_count = fields.Integer(compute="_compute_counts")
@@ -206,6 +231,20 @@ class MlopsModelVersion(models.Model):
                     values[json_field] = parsed
             if values:
                 version.write(values)
+
+    def _compute_artifact_upload(self):
+        self.artifact_upload = False
+
+    def _inverse_artifact_upload(self):
+        for version in self.filtered("artifact_upload"):
+            if version.state != "draft":
+                raise UserError(self.env._("Only a draft receives an artifact."))
+            artifacts.store_artifact(
+                version,
+                io.BytesIO(base64.b64decode(version.artifact_upload)),
+                version.artifact_filename
+                or f"{version.version}.{version.model_format}",
+            )
 
     def _compute_counts(self):
         def count(model, domain_field="version_id"):
@@ -306,10 +345,11 @@ class MlopsModelVersion(models.Model):
     # Actions
     # ------------------------------------------------------------------
 
-    def action_validate(self):
-        """Re-validate: back to ``validating`` (Manager)."""
+    def action_validate(self, scan_types=None):
+        """Re-validate: back to ``validating`` (Manager), all the scans of
+        the format's policy or only ``scan_types``."""
         self._check_can_validate()
-        self._do_validate()
+        self._do_validate(scan_types)
         return True
 
     def action_approve_staging(self, reason=None):
@@ -393,6 +433,27 @@ class MlopsModelVersion(models.Model):
             "context": {"default_version_id": self.id},
         }
 
+    def action_download_artifact(self):
+        """A short-lived download link: presigned for S3, through Odoo for a
+        local store."""
+        self.ensure_one()
+        if not self.artifact_object_key:
+            raise UserError(self.env._("%s has no artifact yet.", self.display_name))
+        store = self.storage_backend_id._get_store()
+        try:
+            url = store.presigned_get(
+                self.artifact_object_key,
+                expires=timedelta(minutes=10),
+                filename=self.artifact_filename,
+            )
+        except StorageError as error:
+            raise BackendUnavailable(str(error)) from error
+        return {
+            "type": "ir.actions.act_url",
+            "url": url or f"/mlops/artifacts/{self.id}/download",
+            "target": "self",
+        }
+
     def action_view_validations(self):
         return self._action_open_related(
             "mlops.validation.result", self.env._("Validation Results")
@@ -463,8 +524,9 @@ class MlopsModelVersion(models.Model):
                 )
             version._lifecycle_check_actor(APPROVER, self.env._("Reject"))
 
-    def _do_validate(self):
+    def _do_validate(self, scan_types=None):
         self.write({"state": "validating"})
+        self._enqueue_validation(scan_types)
 
     def _do_transition(self, target):
         self.write({"state": target})
@@ -478,6 +540,109 @@ class MlopsModelVersion(models.Model):
         finished with."""
         live = self.deployment_ids.filtered(lambda d: d.state != "deleted")
         live.sudo().write({"state": "deleted"})
+
+    def _enqueue_validation(self, scan_types=None):
+        """Start a validation round: one result and one queued job per scan
+        the format's policy runs."""
+        Result = self.env["mlops.validation.result"].sudo()
+        Policy = self.env["mlops.validation.policy"]
+        for version in self.sudo():
+            version.validation_round += 1
+            for scan_type, mode in Policy._get_plan(version.model_format):
+                if mode == "off" or (scan_types and scan_type not in scan_types):
+                    continue
+                result = Result.create(
+                    {
+                        "version_id": version.id,
+                        "scan_type": scan_type,
+                        "round": version.validation_round,
+                        "blocking": mode == "block",
+                        "validated_by_id": self.env.uid,
+                    }
+                )
+                result.with_delay(
+                    channel="root.mlops.validation",
+                    identity_key=f"mlops-scan-{result.id}",
+                    description=self.env._(
+                        "%(scan)s scan of %(version)s",
+                        scan=scan_type,
+                        version=version.display_name,
+                    ),
+                )._run_scan()
+            version._validation_finalize()
+
+    def _validation_finalize(self):
+        """Settle a version once every scan of its round has finished."""
+        self.ensure_one()
+        # serialize the last scans of a round: one of them settles it
+        self.env.cr.execute(
+            "SELECT id FROM mlops_model_version WHERE id = %s FOR UPDATE", [self.id]
+        )
+        version = self.sudo()
+        version.invalidate_recordset()
+        if version.state != "validating":
+            return
+        results = version.validation_result_ids.filtered(
+            lambda r: r.round == version.validation_round
+        )
+        if any(r.state in ("pending", "running") for r in results):
+            return
+        blocking = results.filtered(lambda r: r.blocking and r.state == "failed")
+        version.write({"state": "validation_failed" if blocking else "validated"})
+        lines = Markup().join(
+            Markup("<li>%s: %s%s - %s</li>")
+            % (
+                r.scan_type,
+                r.state,
+                " (blocking)" if r.blocking else "",
+                r.summary or "",
+            )
+            for r in results
+        )
+        verdict = (
+            self.env._("Validation failed")
+            if blocking
+            else self.env._("Validation passed")
+        )
+        version.message_post(
+            body=Markup("<p>%s</p><ul>%s</ul>") % (verdict, lines),
+            subtype_xmlid="mail.mt_note",
+        )
+        if version.uploaded_by_id:
+            version.activity_schedule(
+                "mail.mail_activity_data_todo",
+                user_id=version.uploaded_by_id.id,
+                summary=(
+                    self.env._(
+                        "Fix and upload again: %s",
+                        ", ".join(blocking.mapped("summary")),
+                    )[:250]
+                    if blocking
+                    else self.env._("Validated: ready for staging approval")
+                ),
+            )
+
+    @contextlib.contextmanager
+    def _artifact_path(self):
+        """The artifact as a local file: in place for a local store, else a
+        temporary copy streamed from the store."""
+        self.ensure_one()
+        store = self.storage_backend_id._get_store()
+        local = store.local_path(self.artifact_object_key)
+        if local is not None:
+            yield local
+            return
+        folder = tempfile.mkdtemp(prefix="mlops-scan-")
+        try:
+            path = os.path.join(folder, os.path.basename(self.artifact_object_key))
+            with (
+                store.open(self.artifact_object_key) as source,
+                open(path, "wb") as target,
+            ):
+                shutil.copyfileobj(source, target, CHUNK_SIZE)
+            yield path
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
 
     def _approval_reason_required(self):
         return (

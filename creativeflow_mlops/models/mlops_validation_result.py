@@ -1,14 +1,26 @@
 # Copyright 2026 CreativeFlow
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
+import json
+import logging
+
 from odoo import api, fields, models
 
+from odoo.addons.queue_job.exception import RetryableJobError
+
+from ..adapters.storage import StorageRefused, StorageUnavailable
 from ..lifecycle import SCAN_TYPES, VALIDATION_STATES
+from ..scanners import dockerfile, formats, pickle_scan, runtime
+from ..scanners.report import ScanReport
+
+_logger = logging.getLogger(__name__)
+
+DONE_STATES = ("passed", "failed", "warning", "skipped")
 
 
 class MlopsValidationResult(models.Model):
     _name = "mlops.validation.result"
     _description = "AI Model Validation Result"
-    _order = "version_id, id desc"
+    _order = "version_id, round desc, id"
 
     version_id = fields.Many2one(
         "mlops.model.version", required=True, ondelete="cascade", index=True
@@ -16,6 +28,7 @@ class MlopsValidationResult(models.Model):
     model_id = fields.Many2one(related="version_id.model_id", store=True)
     company_id = fields.Many2one(related="version_id.company_id", store=True)
     scan_type = fields.Selection(SCAN_TYPES, required=True)
+    round = fields.Integer(default=1, help="Validation round of the version.")
     state = fields.Selection(
         VALIDATION_STATES, default="pending", required=True, index=True
     )
@@ -47,3 +60,104 @@ class MlopsValidationResult(models.Model):
             result.display_name = (
                 f"{result.version_id.display_name}: {labels.get(result.scan_type, '')}"
             )
+
+    # ------------------------------------------------------------------
+    # Job
+    # ------------------------------------------------------------------
+
+    def _run_scan(self):
+        """Queued job (channel root.mlops.validation): run one scan of the
+        version's artifact, store its report, settle the version when it was
+        the last scan of the round. Idempotent: a scan already done, or a
+        version no longer validating, is left alone."""
+        self.ensure_one()
+        result = self.sudo()
+        version = result.version_id
+        if version.state != "validating" or result.round != version.validation_round:
+            return "the version is no longer validated in this round"
+        if result.state in DONE_STATES:
+            version._validation_finalize()
+            return f"already {result.state}"
+        result.write({"state": "running", "started_at": fields.Datetime.now()})
+        try:
+            report = result._scan()
+            report_uri = result._store_report(report)
+        except StorageUnavailable as error:
+            raise RetryableJobError(
+                f"the artifact store is unreachable: {error}",
+                seconds=30,
+                ignore_retry=False,
+            ) from error
+        except StorageRefused as error:
+            report = ScanReport(
+                result.scan_type, "failed", f"artifact unreadable: {error}"
+            )
+            report_uri = False
+        result.write(
+            {
+                "state": report.state,
+                "summary": report.summary,
+                "details": {
+                    "findings": [vars(f) for f in report.findings][:200],
+                    **report.details,
+                },
+                "report_uri": report_uri,
+                "finished_at": fields.Datetime.now(),
+            }
+        )
+        if result.scan_type == "performance_benchmark" and report.state == "passed":
+            version.write(
+                {"metrics": {**(version.metrics or {}), "benchmark": report.details}}
+            )
+        version._validation_finalize()
+        return f"{result.scan_type}: {report.state}: {report.summary}"
+
+    def _scan(self):
+        version = self.version_id
+        settings = self.env["ir.config_parameter"].sudo()
+        if self.scan_type == "content_safety":
+            checker = settings.get_param("creativeflow_mlops.content_safety_url")
+            if not checker:
+                return ScanReport.skipped(
+                    self.scan_type, "no content-safety checker is configured"
+                )
+            return ScanReport.skipped(
+                self.scan_type, f"the checker at {checker} is not supported yet"
+            )
+        if self.scan_type in ("functional_io", "performance_benchmark") and (
+            version.model_format != "onnx"
+        ):
+            return ScanReport.skipped(
+                self.scan_type,
+                f"the local runtime runs ONNX models only, not {version.model_format}",
+            )
+        with version._artifact_path() as path:
+            name = version.artifact_filename
+            if self.scan_type == "format":
+                return formats.scan(path, version.model_format, name)
+            if self.scan_type == "security_artifact":
+                return pickle_scan.scan_file(path, name)
+            if self.scan_type == "security_container":
+                trivy = settings.get_param("creativeflow_mlops.trivy_path")
+                image = (version.parameters or {}).get("image")
+                return dockerfile.scan(path, name, image=image, trivy=trivy)
+            if self.scan_type == "functional_io":
+                return runtime.functional_io(
+                    path, version.input_schema, version.output_schema
+                )
+            runs = int(settings.get_param("creativeflow_mlops.benchmark_runs", 50))
+            return runtime.benchmark(path, runs=runs, input_schema=version.input_schema)
+
+    def _store_report(self, report):
+        version = self.version_id
+        if not version.artifact_object_key:
+            return False
+        key = (
+            f"{version.artifact_object_key}.reports/{self.round}-{self.scan_type}.json"
+        )
+        stored = version.storage_backend_id._get_store().put_bytes(
+            key,
+            json.dumps(report.to_dict(), indent=1, default=str).encode(),
+            "application/json",
+        )
+        return stored.uri

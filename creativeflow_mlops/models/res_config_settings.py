@@ -30,3 +30,22 @@ class ResConfigSettings(models.TransientModel):
         ],
         help="Gets the approval activities when the model's owner cannot approve.",
     )
+    mlops_trivy_path = fields.Char(
+        string="Trivy Binary",
+        config_parameter="creativeflow_mlops.trivy_path",
+        help="Path of a trivy binary for image scans; without it they are skipped.",
+    )
+    mlops_benchmark_runs = fields.Integer(
+        string="Benchmark Runs",
+        config_parameter="creativeflow_mlops.benchmark_runs",
+        default=50,
+    )
+    mlops_max_upload_gb = fields.Integer(
+        string="Largest Upload (GiB)",
+        config_parameter="creativeflow_mlops.max_upload_gb",
+        default=20,
+    )
+    mlops_content_safety_url = fields.Char(
+        string="Content-Safety Checker",
+        config_parameter="creativeflow_mlops.content_safety_url",
+    )

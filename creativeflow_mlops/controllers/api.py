@@ -1,0 +1,327 @@
+# Copyright 2026 CreativeFlow
+# License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
+"""REST v1 under /mlops/api/v1 (shared/contract/api.md): bearer API keys,
+JSON in and out, every error in the contract's JSON shape."""
+
+import functools
+import json
+import logging
+
+import werkzeug.exceptions
+
+from odoo import http
+from odoo.exceptions import (
+    AccessDenied,
+    AccessError,
+    MissingError,
+    UserError,
+    ValidationError,
+)
+from odoo.http import request
+
+from ..exceptions import MLOpsError, NotFound
+from ..services import artifacts, serializers
+
+_logger = logging.getLogger(__name__)
+
+API = "/mlops/api/v1"
+MAX_LIMIT = 200
+DEFAULT_MAX_UPLOAD_GB = 20
+
+
+def error_body(code, message, details=None):
+    return {"error": {"code": code, "message": message, "details": details or {}}}
+
+
+class JsonHTTPError(werkzeug.exceptions.HTTPException):
+    """An HTTP error whose body is the contract's JSON, usable before the
+    route's code runs (Odoo returns HTTPExceptions as they are)."""
+
+    def __init__(self, status, code, message, details=None, headers=None):
+        super().__init__(message)
+        self.code = status
+        self._body = error_body(code, message, details)
+        self._headers = headers or {}
+
+    def get_response(self, environ=None, scope=None):
+        return werkzeug.wrappers.Response(
+            json.dumps(self._body),
+            status=self.code,
+            headers=[("Content-Type", "application/json"), *self._headers.items()],
+        )
+
+
+def _json(data, status=200):
+    return request.make_json_response(data, status=status)
+
+
+def _authenticate():
+    """Run as the owner of the bearer API key, or fail with a JSON 401."""
+    header = request.httprequest.headers.get("Authorization", "")
+    scheme, _sep, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise JsonHTTPError(
+            401,
+            "unauthorized",
+            "Send an Odoo API key as 'Authorization: Bearer <key>'.",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    uid = request.env["res.users.apikeys"]._check_credentials(
+        scope="rpc", key=token.strip()
+    )
+    if not uid:
+        raise JsonHTTPError(
+            401,
+            "unauthorized",
+            "The API key is invalid or expired.",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    request.update_env(user=uid)
+
+
+def _translate(error):
+    """(status, code, message, details) of an exception."""
+    if isinstance(error, JsonHTTPError):
+        return error.code, error._body["error"]["code"], error.description, {}
+    if isinstance(error, MLOpsError):
+        return (
+            error.http_status,
+            error.code,
+            error.args[0],
+            getattr(error, "details", {}),
+        )
+    if isinstance(error, AccessError | AccessDenied):
+        return 403, getattr(error, "code", "forbidden"), error.args[0], {}
+    if isinstance(error, MissingError):
+        return 404, "not_found", error.args[0], {}
+    if isinstance(error, ValidationError):
+        return 422, "invalid_input", error.args[0], {}
+    if isinstance(error, UserError):
+        return 400, "invalid_request", error.args[0], {}
+    if isinstance(error, werkzeug.exceptions.RequestEntityTooLarge):
+        return 413, "payload_too_large", "The request is larger than allowed.", {}
+    if isinstance(error, werkzeug.exceptions.HTTPException):
+        return error.code, "http_error", error.description, {}
+    return 500, "internal_error", "An unexpected error occurred; it was logged.", {}
+
+
+def api_route(path, methods, **kwargs):
+    """A REST route: bearer auth, JSON errors, nothing committed on error."""
+
+    def decorator(func):
+        @http.route(
+            f"{API}{path}",
+            type="http",
+            auth="public",
+            methods=methods,
+            csrf=False,
+            save_session=False,
+            **kwargs,
+        )
+        @functools.wraps(func)
+        def wrapper(self, *args, **kw):
+            try:
+                _authenticate()
+                return func(self, *args, **kw)
+            except Exception as error:  # noqa: BLE001 - every error becomes JSON
+                request.env.cr.rollback()
+                status, code, message, details = _translate(error)
+                if status >= 500 and status != 503:
+                    _logger.exception("MLOps API %s %s failed", methods, path)
+                response = _json(error_body(code, message, details), status)
+                if status == 401:
+                    response.headers["WWW-Authenticate"] = "Bearer"
+                return response
+
+        return wrapper
+
+    return decorator
+
+
+def _int_arg(name, default, low=0, high=None):
+    raw = request.httprequest.args.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError as error:
+        raise JsonHTTPError(
+            400, "invalid_request", f"{name} must be an integer"
+        ) from error
+    if value < low or (high is not None and value > high):
+        raise JsonHTTPError(
+            400, "invalid_request", f"{name} must be between {low} and {high or 'more'}"
+        )
+    return value
+
+
+def _body():
+    try:
+        data = json.loads(request.httprequest.get_data(cache=False) or b"{}")
+    except ValueError as error:
+        raise JsonHTTPError(
+            400, "malformed_json", f"The body is not JSON: {error}"
+        ) from error
+    if not isinstance(data, dict):
+        raise JsonHTTPError(400, "malformed_json", "The body must be a JSON object.")
+    return data
+
+
+def _get(model, record_id, label):
+    record = request.env[model].browse(record_id).exists()
+    if not record:
+        raise NotFound(f"No {label} {record_id}.")
+    record.check_access("read")
+    return record
+
+
+def _max_upload(controller):
+    """Called before the body is read: authenticate and refuse an oversized
+    upload while nothing has been received yet."""
+    _authenticate()
+    gigabytes = int(
+        request.env["ir.config_parameter"]
+        .sudo()
+        .get_param("creativeflow_mlops.max_upload_gb", DEFAULT_MAX_UPLOAD_GB)
+    )
+    limit = gigabytes * 1024**3
+    length = request.httprequest.content_length
+    if length is not None and length > limit:
+        raise JsonHTTPError(
+            413,
+            "payload_too_large",
+            f"Uploads through Odoo are limited to {gigabytes} GiB; "
+            "use POST /uploads for a direct upload.",
+        )
+    return limit
+
+
+class MlopsApi(http.Controller):
+    # ------------------------------------------------------------------
+    # Uploads
+    # ------------------------------------------------------------------
+
+    @api_route("/models/upload", ["POST"], max_content_length=_max_upload)
+    def upload(self, **_params):
+        files = request.httprequest.files
+        form = request.httprequest.form
+        if "file" not in files or "metadata" not in form:
+            raise JsonHTTPError(
+                400, "invalid_request", "Send multipart parts 'file' and 'metadata'."
+            )
+        upload = files["file"]
+        version = artifacts.register_upload(
+            request.env,
+            form["metadata"],
+            upload.stream,
+            upload.filename,
+            upload.mimetype,
+        )
+        return _json(self._accepted(version), 202)
+
+    @api_route("/uploads", ["POST"])
+    def start_upload(self, **_params):
+        answer = request.env["mlops.upload"]._start(_body())
+        return _json(answer, 201)
+
+    @api_route("/uploads/<string:token>/complete", ["POST"])
+    def complete_upload(self, token, **_params):
+        body = _body()
+        upload = request.env["mlops.upload"]._find(token)
+        version = upload._complete(body.get("parts"))
+        return _json(self._accepted(version), 202)
+
+    @staticmethod
+    def _accepted(version):
+        return {
+            "model_id": version.model_id.id,
+            "version_id": version.id,
+            "state": version.state,
+            "artifact": serializers.artifact(version),
+        }
+
+    # ------------------------------------------------------------------
+    # Reading
+    # ------------------------------------------------------------------
+
+    @api_route("/models", ["GET"])
+    def models(self, **_params):
+        limit = _int_arg("limit", 50, 1, MAX_LIMIT)
+        offset = _int_arg("offset", 0)
+        domain = []
+        query = request.httprequest.args.get("q")
+        if query:
+            domain = ["|", ("name", "ilike", query), ("description", "ilike", query)]
+        Model = request.env["mlops.model"]
+        records = Model.search(domain, limit=limit, offset=offset, order="name, id")
+        return _json(
+            {
+                "items": [serializers.model(m) for m in records],
+                "total": Model.search_count(domain),
+            }
+        )
+
+    @api_route("/models/<int:model_id>", ["GET"])
+    def model(self, model_id, **_params):
+        return _json(serializers.model(_get("mlops.model", model_id, "model"), True))
+
+    @api_route("/models/<int:model_id>/versions", ["GET"])
+    def model_versions(self, model_id, **_params):
+        _get("mlops.model", model_id, "model")
+        limit = _int_arg("limit", 50, 1, MAX_LIMIT)
+        offset = _int_arg("offset", 0)
+        domain = [("model_id", "=", model_id)]
+        state = request.httprequest.args.get("state")
+        if state:
+            domain.append(("state", "=", state))
+        Version = request.env["mlops.model.version"]
+        records = Version.search(domain, limit=limit, offset=offset, order="id desc")
+        return _json(
+            {
+                "items": [serializers.version(v) for v in records],
+                "total": Version.search_count(domain),
+            }
+        )
+
+    @api_route("/versions/<int:version_id>", ["GET"])
+    def version(self, version_id, **_params):
+        record = _get("mlops.model.version", version_id, "version")
+        return _json(serializers.version(record, full=True))
+
+    @api_route("/versions/<int:version_id>/validate", ["POST"])
+    def validate(self, version_id, **_params):
+        body = _body()
+        scan_types = body.get("scan_types")
+        if scan_types is not None and not (
+            isinstance(scan_types, list) and all(isinstance(s, str) for s in scan_types)
+        ):
+            raise JsonHTTPError(
+                422, "invalid_input", "scan_types must be a list of names"
+            )
+        record = _get("mlops.model.version", version_id, "version")
+        record.action_validate(scan_types)
+        return _json({"version_id": record.id, "state": record.state}, 202)
+
+    # ------------------------------------------------------------------
+    # Artifact download (local stores; S3 answers with a presigned URL)
+    # ------------------------------------------------------------------
+
+    @http.route("/mlops/artifacts/<int:version_id>/download", type="http", auth="user")
+    def download(self, version_id, **_params):
+        version = request.env["mlops.model.version"].browse(version_id).exists()
+        if not version:
+            raise werkzeug.exceptions.NotFound()
+        version.check_access("read")
+        store = version.storage_backend_id.sudo()._get_store()
+        path = store.local_path(version.artifact_object_key)
+        if path is None or not path.exists():
+            raise werkzeug.exceptions.NotFound()
+        stream = http.Stream(
+            type="path",
+            path=str(path),
+            size=path.stat().st_size,
+            mimetype=version.artifact_content_type or "application/octet-stream",
+            download_name=version.artifact_filename or path.name,
+            conditional=False,
+        )
+        return stream.get_response(as_attachment=True)

@@ -1,0 +1,171 @@
+"""Storing artifacts and registering uploaded versions."""
+
+import json
+import re
+
+from ..adapters.storage import (
+    IntegrityMismatch,
+    StorageRefused,
+    StorageUnavailable,
+    object_key,
+    sanitize_filename,
+)
+from ..exceptions import BackendUnavailable, Conflict, InvalidInput, PayloadTooLarge
+from ..lifecycle import INTERFACE_TYPES, MODEL_FORMATS
+
+METADATA_FIELDS = {
+    "model",
+    "version",
+    "model_format",
+    "interface_type",
+    "task_type",
+    "description",
+    "parameters",
+    "metrics",
+    "lineage",
+    "signature",
+}
+LINEAGE_FIELDS = {
+    "source_run": "source_run",
+    "dataset": "dataset",
+    "git_commit": "git_commit",
+}
+
+
+def store_artifact(version, stream, filename, content_type=None, max_size=None):
+    """Stream ``stream`` into the version's store, then move the draft to
+    ``validating`` and queue its scans. Nothing half-written survives a
+    failure: the adapter removes a partial object, the caller's transaction
+    loses the record."""
+    env = version.env
+    try:
+        filename = sanitize_filename(filename or "")
+    except ValueError as error:
+        raise InvalidInput(env._("The filename is not usable: %s", error)) from error
+    backend = (
+        version.storage_backend_id or env["mlops.storage.backend"].sudo()._get_default()
+    )
+    if not backend:
+        raise BackendUnavailable(env._("No artifact storage backend is configured."))
+    key = object_key(
+        backend._object_prefix(),
+        version.model_id.slug or version.model_id.id,
+        version.version,
+        filename,
+    )
+    try:
+        stored = backend._get_store().put_stream(key, stream, content_type, max_size)
+    except IntegrityMismatch as error:
+        raise PayloadTooLarge(str(error)) from error
+    except (StorageUnavailable, StorageRefused) as error:
+        raise BackendUnavailable(
+            env._("The artifact store cannot take the artifact now: %s", error)
+        ) from error
+    _complete(version, backend, stored, filename, content_type)
+    return stored
+
+
+def _complete(version, backend, stored, filename, content_type):
+    version.sudo().write(
+        {
+            "storage_backend_id": backend.id,
+            "artifact_object_key": stored.key,
+            "artifact_uri": stored.uri,
+            "artifact_size": stored.size,
+            "artifact_sha256": stored.sha256,
+            "artifact_filename": filename,
+            "artifact_content_type": content_type or "application/octet-stream",
+            "state": "validating",
+        }
+    )
+    version._enqueue_validation()
+
+
+def parse_metadata(env, raw):
+    """The ``metadata`` part of an upload, checked: a dict of clean values."""
+    if isinstance(raw, str | bytes):
+        try:
+            raw = json.loads(raw)
+        except ValueError as error:
+            raise InvalidInput(
+                env._("metadata is not valid JSON: %s", error)
+            ) from error
+    if not isinstance(raw, dict):
+        raise InvalidInput(env._("metadata must be a JSON object"))
+    unknown = set(raw) - METADATA_FIELDS
+    if unknown:
+        raise InvalidInput(
+            env._("unknown metadata fields: %s", ", ".join(sorted(unknown)))
+        )
+    problems = {}
+    for name in ("model", "version"):
+        if not isinstance(raw.get(name), str) or not raw[name].strip():
+            problems[name] = "required text"
+    if raw.get("model_format") not in dict(MODEL_FORMATS):
+        problems["model_format"] = f"one of {', '.join(dict(MODEL_FORMATS))}"
+    if raw.get("interface_type", "kserve_v2") not in dict(INTERFACE_TYPES):
+        problems["interface_type"] = f"one of {', '.join(dict(INTERFACE_TYPES))}"
+    for name in ("parameters", "metrics", "lineage", "signature"):
+        if raw.get(name) is not None and not isinstance(raw[name], dict):
+            problems[name] = "a JSON object"
+    if isinstance(raw.get("version"), str) and not re.fullmatch(
+        r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}", raw["version"]
+    ):
+        problems["version"] = "letters, digits, . _ + - (up to 64)"
+    if problems:
+        error = InvalidInput(env._("The metadata has invalid values."))
+        error.details = problems
+        raise error
+    return raw
+
+
+def create_version(env, metadata):
+    """The model (found by name in the company, or created) and a new draft
+    version, with the caller's rights."""
+    Model = env["mlops.model"]
+    model = Model.search([("name", "=", metadata["model"])], limit=1)
+    if not model:
+        values = {"name": metadata["model"]}
+        if metadata.get("task_type"):
+            values["task_type"] = metadata["task_type"]
+        model = Model.create(values)
+    if env["mlops.model.version"].search_count(
+        [("model_id", "=", model.id), ("version", "=", metadata["version"])]
+    ):
+        raise Conflict(
+            env._(
+                "Model %(model)s already has a version %(version)s.",
+                model=model.name,
+                version=metadata["version"],
+            )
+        )
+    lineage = metadata.get("lineage") or {}
+    signature = metadata.get("signature") or {}
+    values = {
+        "model_id": model.id,
+        "version": metadata["version"],
+        "model_format": metadata["model_format"],
+        "interface_type": metadata.get("interface_type") or "kserve_v2",
+        "description": metadata.get("description"),
+        "parameters": metadata.get("parameters"),
+        "metrics": metadata.get("metrics"),
+        "input_schema": signature.get("inputs"),
+        "output_schema": signature.get("outputs"),
+    }
+    values.update({field: lineage.get(key) for key, field in LINEAGE_FIELDS.items()})
+    if lineage.get("parent_version"):
+        parent = env["mlops.model.version"].search(
+            [("model_id", "=", model.id), ("version", "=", lineage["parent_version"])],
+            limit=1,
+        )
+        values["parent_version_id"] = parent.id
+    return env["mlops.model.version"].create(values)
+
+
+def register_upload(env, metadata, stream, filename, content_type=None, max_size=None):
+    """Create the version and store its artifact, all or nothing."""
+    metadata = parse_metadata(env, metadata)
+    with env.cr.savepoint():
+        version = create_version(env, metadata)
+        store_artifact(version, stream, filename, content_type, max_size)
+    return version

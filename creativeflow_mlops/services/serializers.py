@@ -1,0 +1,95 @@
+"""The JSON objects of the contract (shared/contract/api.md)."""
+
+
+def _dt(value):
+    return value.isoformat().replace("+00:00", "") + "Z" if value else None
+
+
+def artifact(version):
+    return {
+        "uri": version.artifact_uri or None,
+        "sha256": version.artifact_sha256 or None,
+        "size": version.artifact_size or None,
+        "filename": version.artifact_filename or None,
+    }
+
+
+def model(record, with_versions=False):
+    data = {
+        "id": record.id,
+        "name": record.name,
+        "slug": record.slug,
+        "task_type": record.task_type,
+        "description": record.description or None,
+        "owner": record.owner_id.login or None,
+        "tags": record.tag_ids.mapped("name"),
+        "production_version": record.production_version_id.version or None,
+        "created_at": _dt(record.create_date),
+    }
+    if with_versions:
+        data["versions"] = [
+            {"id": v.id, "version": v.version, "state": v.state}
+            for v in record.version_ids
+        ]
+    return data
+
+
+def version(record, full=False):
+    data = {
+        "id": record.id,
+        "model_id": record.model_id.id,
+        "model": record.model_id.name,
+        "version": record.version,
+        "state": record.state,
+        "model_format": record.model_format,
+        "interface_type": record.interface_type,
+        "description": record.description or None,
+        "artifact": artifact(record),
+        "parameters": record.parameters or {},
+        "metrics": record.metrics or {},
+        "signature": {
+            "inputs": record.input_schema or None,
+            "outputs": record.output_schema or None,
+        },
+        "lineage": {
+            "source_run": record.source_run or None,
+            "dataset": record.dataset or None,
+            "git_commit": record.git_commit or None,
+            "parent_version": record.parent_version_id.version or None,
+        },
+        "created_by": record.uploaded_by_id.login or None,
+        "created_at": _dt(record.create_date),
+    }
+    if full:
+        data["validations"] = [validation(r) for r in record.validation_result_ids]
+        data["deployments"] = [deployment(d) for d in record.deployment_ids]
+    return data
+
+
+def validation(record):
+    return {
+        "id": record.id,
+        "scan_type": record.scan_type,
+        "state": record.state,
+        "blocking": record.blocking,
+        "round": record.round,
+        "summary": record.summary or None,
+        "report_uri": record.report_uri or None,
+        "started_at": _dt(record.started_at),
+        "finished_at": _dt(record.finished_at),
+    }
+
+
+def deployment(record):
+    return {
+        "id": record.id,
+        "version_id": record.version_id.id,
+        "environment": record.environment,
+        "strategy": record.strategy,
+        "state": record.state,
+        "replicas": record.replicas,
+        "traffic_percent": record.traffic_percent,
+        "endpoint_url": record.endpoint_url or None,
+        "target": record.target or None,
+        "created_at": _dt(record.create_date),
+    }

@@ -1,0 +1,40 @@
+# Copyright 2026 CreativeFlow
+# License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
+"""Small artifacts made by the tests (nothing binary is committed)."""
+
+import io
+import os
+import pickle
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+
+def onnx_bytes():
+    weight = numpy_helper.from_array(np.ones((4, 2), dtype=np.float32), "W")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["y"])],
+        "tiny",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 2])],
+        [weight],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    buffer = io.BytesIO()
+    onnx.save(model, buffer)
+    return buffer.getvalue()
+
+
+class _Payload:
+    def __reduce__(self):
+        return os.system, ("echo pwned",)
+
+
+def malicious_pickle_bytes():
+    return pickle.dumps({"weights": [1.0], "hook": _Payload()}, protocol=4)
+
+
+def benign_pickle_bytes():
+    return pickle.dumps({"weights": np.arange(8, dtype=np.float32)}, protocol=4)

@@ -1,0 +1,201 @@
+# Copyright 2026 CreativeFlow
+# License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
+import io
+import json
+import os
+
+from odoo.addons.queue_job.exception import RetryableJobError
+from odoo.addons.queue_job.tests.common import trap_jobs
+
+from ..exceptions import BackendUnavailable, Conflict, InvalidInput
+from ..services import artifacts as service
+from . import artifacts
+from .common import MlopsCase
+from .common_storage import s3_backend
+
+
+class TestValidationJobs(MlopsCase):
+    def _upload(self, data, filename, model_format, user=None, **metadata):
+        env = self.env(user=user or self.uploader)
+        metadata = {
+            "model": "sentiment",
+            "version": f"2.{self._version_seq}.0",
+            "model_format": model_format,
+            **metadata,
+        }
+        type(self)._version_seq += 1
+        return service.register_upload(env, metadata, io.BytesIO(data), filename)
+
+    def _results(self, version):
+        return {r.scan_type: r for r in version.validation_result_ids}
+
+    def test_onnx_upload_is_validated_by_queued_jobs(self):
+        with trap_jobs() as trap:
+            version = self._upload(artifacts.onnx_bytes(), "model.onnx", "onnx")
+            self.assertEqual(version.state, "validating")
+            self.assertEqual(version.artifact_size, len(artifacts.onnx_bytes()))
+            self.assertRegex(
+                version.artifact_uri,
+                r"^local://models/sentiment/2\.\d+\.0/model\.onnx$",
+            )
+            # format, functional_io, performance_benchmark, content_safety
+            trap.assert_jobs_count(4)
+            self.assertEqual(
+                {job.channel for job in trap.enqueued_jobs}, {"root.mlops.validation"}
+            )
+            trap.perform_enqueued_jobs()
+        results = self._results(version)
+        self.assertEqual(version.state, "validated")
+        self.assertEqual(results["format"].state, "passed")
+        self.assertEqual(results["functional_io"].state, "passed")
+        self.assertEqual(results["performance_benchmark"].state, "passed")
+        self.assertFalse(results["performance_benchmark"].blocking)
+        self.assertEqual(results["content_safety"].state, "skipped")
+        self.assertIn("no content-safety checker", results["content_safety"].summary)
+        self.assertGreater(version.metrics["benchmark"]["latency_p50_ms"], 0)
+        # each scan wrote its JSON report to the store
+        store = version.storage_backend_id._get_store()
+        key = results["format"].report_uri.removeprefix("local://")
+        with store.open(key) as report:
+            self.assertEqual(json.load(report)["state"], "passed")
+        self.assertIn("Validation passed", version.message_ids[0].body)
+        todo = version.activity_ids.filtered(lambda a: a.user_id == self.uploader)
+        self.assertIn("Validated", todo.summary)
+
+    def test_malicious_pickle_fails_validation(self):
+        with trap_jobs() as trap:
+            version = self._upload(
+                artifacts.malicious_pickle_bytes(), "model.pkl", "pickle"
+            )
+            trap.perform_enqueued_jobs()
+        results = self._results(version)
+        self.assertEqual(version.state, "validation_failed")
+        self.assertEqual(results["security_artifact"].state, "failed")
+        self.assertIn("posix.system", results["security_artifact"].summary)
+        self.assertIn("Validation failed", version.message_ids[0].body)
+        todo = version.activity_ids.filtered(lambda a: a.user_id == self.uploader)
+        self.assertIn("Fix and upload again", todo.summary)
+
+    def test_benign_pickle_passes(self):
+        with trap_jobs() as trap:
+            version = self._upload(
+                artifacts.benign_pickle_bytes(), "model.pkl", "pickle"
+            )
+            trap.perform_enqueued_jobs()
+        self.assertEqual(version.state, "validated")
+        self.assertEqual(self._results(version)["security_artifact"].state, "passed")
+        # the local runtime runs ONNX only: no inference is attempted
+        self.assertNotIn("functional_io", self._results(version))
+
+    def test_policy_makes_a_scan_only_warn(self):
+        self.env["mlops.validation.policy"].create(
+            {"model_format": "pickle", "scan_type": "security_artifact", "mode": "warn"}
+        )
+        with trap_jobs() as trap:
+            version = self._upload(
+                artifacts.malicious_pickle_bytes(), "model.pkl", "pickle"
+            )
+            trap.perform_enqueued_jobs()
+        self.assertEqual(version.state, "validated")
+        self.assertEqual(self._results(version)["security_artifact"].state, "failed")
+
+    def test_revalidation_starts_a_new_round_and_old_jobs_give_up(self):
+        with trap_jobs() as trap:
+            version = self._upload(artifacts.onnx_bytes(), "model.onnx", "onnx")
+            first_round = trap.enqueued_jobs[:]
+            trap.perform_enqueued_jobs()
+        self.assertEqual(version.validation_round, 1)
+        with trap_jobs() as trap:
+            version.with_user(self.manager).action_validate(["format"])
+            trap.assert_jobs_count(1)
+            self.assertEqual(version.validation_round, 2)
+            # a stale job of round 1 is no longer relevant
+            self.assertIn("no longer", first_round[0].perform())
+            trap.perform_enqueued_jobs()
+        self.assertEqual(version.state, "validated")
+        self.assertEqual(len(version.validation_result_ids), 5)
+
+    def test_identity_key_prevents_duplicate_jobs(self):
+        version = self._upload(artifacts.onnx_bytes(), "model.onnx", "onnx")
+        result = version.validation_result_ids[0]
+        jobs = self.env["queue.job"].search(
+            [("func_string", "like", f"({result.id},)")]
+        )
+        self.assertEqual(len(jobs), 1)
+        result.with_delay(identity_key=f"mlops-scan-{result.id}")._run_scan()
+        jobs = self.env["queue.job"].search(
+            [("func_string", "like", f"({result.id},)")]
+        )
+        self.assertEqual(len(jobs), 1)
+
+    def test_unreachable_store_is_retried(self):
+        with s3_backend(self.env) as backend:
+            backend.is_default = False
+            self.env.ref("creativeflow_mlops.storage_backend_local").is_default = False
+            backend.is_default = True
+            with trap_jobs() as trap:
+                version = self._upload(artifacts.onnx_bytes(), "model.onnx", "onnx")
+                self.assertTrue(version.artifact_uri.startswith("s3://"))
+                backend.endpoint = "127.0.0.1:1"
+                job = trap.enqueued_jobs[0]
+                with self.assertRaises(RetryableJobError):
+                    job.perform()
+            result = version.validation_result_ids.filtered(
+                lambda r: r.scan_type == "format"
+            )
+            self.assertEqual(version.state, "validating")
+            self.assertIn(result.state, ("pending", "running"))
+
+    def test_upload_to_a_dead_store_leaves_nothing(self):
+        with s3_backend(self.env, code="dead", endpoint="127.0.0.1:1") as backend:
+            self.env.ref("creativeflow_mlops.storage_backend_local").is_default = False
+            backend.is_default = True
+            count = self.env["mlops.model.version"].search_count([])
+            with self.assertRaises(BackendUnavailable):
+                self._upload(
+                    artifacts.onnx_bytes(), "model.onnx", "onnx", model="fresh-model"
+                )
+            self.assertEqual(self.env["mlops.model.version"].search_count([]), count)
+            self.assertFalse(
+                self.env["mlops.model"].search([("name", "=", "fresh-model")])
+            )
+
+    def test_upload_refusals(self):
+        data = artifacts.onnx_bytes()
+        self._upload(data, "model.onnx", "onnx", version="5.0.0")
+        with self.assertRaises(Conflict):
+            self._upload(data, "model.onnx", "onnx", version="5.0.0")
+        with self.assertRaises(InvalidInput) as caught:
+            self._upload(data, "model.onnx", "tensorflow_lite", version="../x")
+        self.assertEqual(set(caught.exception.details), {"model_format", "version"})
+        with self.assertRaises(InvalidInput):
+            self._upload(data, "..", "onnx", version="5.0.1")
+        with self.assertRaises(InvalidInput):
+            service.register_upload(self.env, "{not json", io.BytesIO(data), "m.onnx")
+        with self.assertRaises(InvalidInput):
+            service.register_upload(
+                self.env, {"model": "x"}, io.BytesIO(data), "m.onnx"
+            )
+
+    def test_browser_upload_on_a_draft(self):
+        import base64
+
+        version = self._new_version(model_format="onnx", artifact_sha256=False)
+        with trap_jobs() as trap:
+            version.with_user(self.uploader).write(
+                {
+                    "artifact_filename": "m.onnx",
+                    "artifact_upload": base64.b64encode(artifacts.onnx_bytes()),
+                }
+            )
+            trap.perform_enqueued_jobs()
+        self.assertEqual(version.state, "validated")
+        action = version.action_download_artifact()
+        self.assertEqual(action["url"], f"/mlops/artifacts/{version.id}/download")
+        self.assertTrue(
+            os.path.exists(
+                version.storage_backend_id._get_store().local_path(
+                    version.artifact_object_key
+                )
+            )
+        )
