@@ -9,6 +9,9 @@ from odoo.exceptions import AccessError, UserError
 class MLOpsError(UserError):
     code = "invalid_request"
     http_status = 400
+    # what must still happen once the request's transaction is rolled back
+    # (say, removing what a refused upload left): a callable, or None
+    after_rollback = None
 
 
 class TransitionNotAllowed(MLOpsError):

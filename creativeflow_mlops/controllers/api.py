@@ -125,6 +125,8 @@ def api_route(path, methods, **kwargs):
                 return func(self, *args, **kw)
             except Exception as error:  # noqa: BLE001 - every error becomes JSON
                 request.env.cr.rollback()
+                if getattr(error, "after_rollback", None):
+                    error.after_rollback()
                 status, code, message, details = _translate(error)
                 if status >= 500 and status != 503:
                     _logger.exception("MLOps API %s %s failed", methods, path)

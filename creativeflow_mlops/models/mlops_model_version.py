@@ -114,7 +114,6 @@ class MlopsModelVersion(models.Model):
     # artifact
     storage_backend_id = fields.Many2one(
         "mlops.storage.backend",
-        string="Storage Backend",
         default=lambda self: self.env["mlops.storage.backend"].sudo()._get_default(),
         ondelete="restrict",
     )

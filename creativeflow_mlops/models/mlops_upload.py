@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from odoo import api, fields, models
 
-from ..adapters.storage import StorageError, object_key, sanitize_filename
+from ..adapters.storage import StorageError, StoredObject, object_key, sanitize_filename
 from ..exceptions import BackendUnavailable, Conflict, InvalidInput, NotFound
 from ..services import artifacts
 
@@ -162,15 +162,14 @@ class MlopsUpload(models.Model):
         elif self.expected_sha256 and sha256 != self.expected_sha256.lower():
             problem = env._("the SHA-256 differs from the announced one")
         if problem:
-            self._discard(problem, "failed")
-            raise InvalidInput(env._("The upload was refused: %s.", problem))
+            error = InvalidInput(env._("The upload was refused: %s.", problem))
+            error.after_rollback = lambda: self._discard(problem, "failed")
+            raise error
         version = self.version_id
-        artifacts._complete(
+        artifacts.register_stored(
             version,
             self.storage_backend_id,
-            artifacts.StoredObject(
-                self.object_key, size, sha256, store.uri(self.object_key)
-            ),
+            StoredObject(self.object_key, size, sha256, store.uri(self.object_key)),
             self.filename,
             self.content_type,
         )

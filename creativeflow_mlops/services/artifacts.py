@@ -61,11 +61,12 @@ def store_artifact(version, stream, filename, content_type=None, max_size=None):
         raise BackendUnavailable(
             env._("The artifact store cannot take the artifact now: %s", error)
         ) from error
-    _complete(version, backend, stored, filename, content_type)
+    register_stored(version, backend, stored, filename, content_type)
     return stored
 
 
-def _complete(version, backend, stored, filename, content_type):
+def register_stored(version, backend, stored, filename, content_type):
+    """Record a stored artifact on its draft version and queue its scans."""
     version.sudo().write(
         {
             "storage_backend_id": backend.id,

@@ -6,3 +6,4 @@ from . import test_server_actions
 from . import test_ui_tour
 from . import test_storage_backend
 from . import test_validation_jobs
+from . import test_api

@@ -1,0 +1,321 @@
+# Copyright 2026 CreativeFlow
+# License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
+import hashlib
+import json
+from datetime import timedelta
+
+from odoo import fields
+from odoo.tests import HttpCase, new_test_user, tagged
+
+from ..lifecycle import MANAGER, USER
+from . import artifacts
+from .common_storage import s3_backend
+
+API = "/mlops/api/v1"
+
+
+@tagged("post_install", "-at_install")
+class TestApi(HttpCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.user = new_test_user(cls.env, login="api_user", groups=USER)
+        cls.manager = new_test_user(cls.env, login="api_manager", groups=MANAGER)
+        cls.outsider = new_test_user(cls.env, login="api_outsider")
+        cls.keys = {
+            user: cls.env["res.users.apikeys"]
+            .with_user(user)
+            ._generate(None, "tests", fields.Datetime.now() + timedelta(days=1))
+            for user in (cls.user, cls.manager, cls.outsider)
+        }
+
+    def _call(self, method, path, user=None, key=None, **kwargs):
+        headers = kwargs.pop("headers", {})
+        if user or key:
+            headers["Authorization"] = f"Bearer {key or self.keys[user]}"
+        response = self.opener.request(
+            method,
+            f"{self.base_url()}{API}{path}",
+            headers=headers,
+            timeout=60,
+            **kwargs,
+        )
+        self.assertEqual(
+            response.headers["Content-Type"].split(";")[0], "application/json"
+        )
+        return response
+
+    def _upload(self, user, metadata, data=None, filename="model.onnx"):
+        return self._call(
+            "POST",
+            "/models/upload",
+            user,
+            files={
+                "file": (
+                    filename,
+                    data or artifacts.onnx_bytes(),
+                    "application/octet-stream",
+                )
+            },
+            data={
+                "metadata": json.dumps(metadata)
+                if isinstance(metadata, dict)
+                else metadata
+            },
+        )
+
+    def _assert_error(self, response, status, code):
+        self.assertEqual(response.status_code, status, response.text)
+        body = response.json()["error"]
+        self.assertEqual(body["code"], code)
+        self.assertTrue(body["message"])
+        return body
+
+    def test_upload_then_follow_the_version(self):
+        metadata = {
+            "model": "api-sentiment",
+            "version": "1.0.0",
+            "model_format": "onnx",
+            "interface_type": "kserve_v2",
+            "task_type": "classification",
+            "metrics": {"f1": 0.91},
+            "lineage": {"dataset": "reviews-2026-10", "git_commit": "abc123"},
+            "signature": {"outputs": {"y": {"dtype": "float32"}}},
+        }
+        response = self._upload(self.user, metadata)
+        self.assertEqual(response.status_code, 202, response.text)
+        body = response.json()
+        self.assertEqual(body["state"], "validating")
+        data = artifacts.onnx_bytes()
+        self.assertEqual(body["artifact"]["sha256"], hashlib.sha256(data).hexdigest())
+        self.assertEqual(body["artifact"]["size"], len(data))
+
+        self._assert_error(self._upload(self.user, metadata), 409, "conflict")
+
+        listing = self._call("GET", "/models?q=api-sent", self.user).json()
+        self.assertEqual(listing["total"], 1)
+        self.assertEqual(listing["items"][0]["name"], "api-sentiment")
+        model = self._call("GET", f"/models/{body['model_id']}", self.user).json()
+        self.assertEqual(model["versions"][0]["version"], "1.0.0")
+        self.assertEqual(model["task_type"], "classification")
+        versions = self._call(
+            "GET", f"/models/{body['model_id']}/versions?state=validating", self.user
+        ).json()
+        self.assertEqual(versions["total"], 1)
+        version = self._call("GET", f"/versions/{body['version_id']}", self.user).json()
+        self.assertEqual(version["metrics"], {"f1": 0.91})
+        self.assertEqual(version["lineage"]["dataset"], "reviews-2026-10")
+        self.assertEqual(version["created_by"], "api_user")
+        self.assertEqual(
+            {v["scan_type"] for v in version["validations"]},
+            {"format", "functional_io", "performance_benchmark", "content_safety"},
+        )
+        self.assertEqual({v["state"] for v in version["validations"]}, {"pending"})
+
+        # the jobs run; the client sees the version validated
+        record = self.env["mlops.model.version"].browse(body["version_id"])
+        for result in record.validation_result_ids:
+            result._run_scan()
+        version = self._call("GET", f"/versions/{body['version_id']}", self.user).json()
+        self.assertEqual(version["state"], "validated")
+
+        # re-validating is the manager's
+        self._assert_error(
+            self._call("POST", f"/versions/{record.id}/validate", self.user, json={}),
+            403,
+            "forbidden",
+        )
+        response = self._call(
+            "POST",
+            f"/versions/{record.id}/validate",
+            self.manager,
+            json={"scan_types": ["format"]},
+        )
+        self.assertEqual(response.status_code, 202, response.text)
+        self.assertEqual(response.json()["state"], "validating")
+        self._assert_error(
+            self._call(
+                "POST", f"/versions/{record.id}/validate", self.manager, json={}
+            ),
+            409,
+            "transition_not_allowed",
+        )
+
+    def test_authentication(self):
+        self._assert_error(self._call("GET", "/models"), 401, "unauthorized")
+        response = self._call("GET", "/models", key="not-a-key")
+        self._assert_error(response, 401, "unauthorized")
+        self.assertEqual(response.headers["WWW-Authenticate"], "Bearer")
+        self._assert_error(
+            self._upload(None, {"model": "x", "version": "1", "model_format": "onnx"}),
+            401,
+            "unauthorized",
+        )
+        self._assert_error(
+            self._call("GET", "/models", self.outsider), 403, "forbidden"
+        )
+        self._assert_error(
+            self._upload(
+                self.outsider, {"model": "x", "version": "1", "model_format": "onnx"}
+            ),
+            403,
+            "forbidden",
+        )
+        self.assertFalse(self.env["mlops.model"].search([("name", "=", "x")]))
+
+    def test_malformed_and_invalid_requests(self):
+        self._assert_error(self._upload(self.user, "{not json"), 422, "invalid_input")
+        body = self._assert_error(
+            self._upload(
+                self.user, {"model": "m", "version": "a b", "model_format": "zip"}
+            ),
+            422,
+            "invalid_input",
+        )
+        self.assertEqual(set(body["details"]), {"version", "model_format"})
+        response = self._call(
+            "POST", "/models/upload", self.user, data={"metadata": "{}"}
+        )
+        self._assert_error(response, 400, "invalid_request")
+        self._assert_error(
+            self._call("GET", "/models?limit=abc", self.user), 400, "invalid_request"
+        )
+        self._assert_error(
+            self._call("GET", "/models?limit=100000", self.user), 400, "invalid_request"
+        )
+        self._assert_error(
+            self._call("GET", "/models/999999", self.user), 404, "not_found"
+        )
+        self._assert_error(
+            self._call("GET", "/versions/999999", self.user), 404, "not_found"
+        )
+        self._assert_error(
+            self._call(
+                "POST",
+                "/versions/1/validate",
+                self.manager,
+                data="[1,",
+                headers={"Content-Type": "application/json"},
+            ),
+            400,
+            "malformed_json",
+        )
+        self._assert_error(
+            self._call("POST", "/uploads", self.user, json={"model": "m", "size": -5}),
+            422,
+            "invalid_input",
+        )
+        self._assert_error(
+            self._call(
+                "POST", "/uploads/unknown-token/complete", self.user, json={"parts": []}
+            ),
+            404,
+            "not_found",
+        )
+
+    def test_oversized_upload_is_refused_before_reading(self):
+        self.env["ir.config_parameter"].sudo().set_param(
+            "creativeflow_mlops.max_upload_gb", "0"
+        )
+        response = self._upload(
+            self.user, {"model": "big", "version": "1.0.0", "model_format": "onnx"}
+        )
+        self._assert_error(response, 413, "payload_too_large")
+        self.assertFalse(self.env["mlops.model"].search([("name", "=", "big")]))
+
+    def test_direct_multipart_upload(self):
+        import requests
+
+        with s3_backend(self.env, code="direct") as backend:
+            self.env.ref("creativeflow_mlops.storage_backend_local").is_default = False
+            backend.is_default = True
+            data = artifacts.onnx_bytes() * 1
+            payload = {
+                "model": "direct-model",
+                "version": "1.0.0",
+                "filename": "model.onnx",
+                "size": len(data),
+                "metadata": {
+                    "model_format": "onnx",
+                    "sha256": hashlib.sha256(data).hexdigest(),
+                },
+            }
+            started = self._call("POST", "/uploads", self.user, json=payload)
+            self.assertEqual(started.status_code, 201, started.text)
+            answer = started.json()
+            self.assertEqual(len(answer["parts"]), 1)
+            version = self.env["mlops.model.version"].search(
+                [("version", "=", "1.0.0"), ("model_id.name", "=", "direct-model")]
+            )
+            self.assertEqual(version.state, "draft")
+            etags = []
+            for part in answer["parts"]:
+                put = requests.put(part["url"], data=data, timeout=30)
+                self.assertEqual(put.status_code, 200, put.text)
+                etags.append(
+                    {"part_number": part["part_number"], "etag": put.headers["ETag"]}
+                )
+            done = self._call(
+                "POST",
+                f"/uploads/{answer['upload_id']}/complete",
+                self.user,
+                json={"parts": etags},
+            )
+            self.assertEqual(done.status_code, 202, done.text)
+            self.assertEqual(done.json()["state"], "validating")
+            self.assertEqual(
+                done.json()["artifact"]["sha256"], hashlib.sha256(data).hexdigest()
+            )
+            self._assert_error(
+                self._call(
+                    "POST",
+                    f"/uploads/{answer['upload_id']}/complete",
+                    self.user,
+                    json={"parts": etags},
+                ),
+                409,
+                "conflict",
+            )
+
+            # a size that does not match is refused and nothing is registered
+            payload.update(version="1.0.1", size=len(data) + 1)
+            answer = self._call("POST", "/uploads", self.user, json=payload).json()
+            put = requests.put(answer["parts"][0]["url"], data=data, timeout=30)
+            done = self._call(
+                "POST",
+                f"/uploads/{answer['upload_id']}/complete",
+                self.user,
+                json={"parts": [{"part_number": 1, "etag": put.headers["ETag"]}]},
+            )
+            self._assert_error(done, 422, "invalid_input")
+            self.assertFalse(
+                self.env["mlops.model.version"].search([("version", "=", "1.0.1")])
+            )
+
+            # an abandoned upload is aborted by the cron
+            payload.update(version="1.0.2", size=len(data))
+            answer = self._call("POST", "/uploads", self.user, json=payload).json()
+            upload = self.env["mlops.upload"].search(
+                [("token", "=", answer["upload_id"])]
+            )
+            upload.expires_at = fields.Datetime.now() - timedelta(minutes=1)
+            self.assertEqual(self.env["mlops.upload"]._cron_abort_expired(), 1)
+            self.assertEqual(upload.state, "aborted")
+            self.assertFalse(
+                self.env["mlops.model.version"].search([("version", "=", "1.0.2")])
+            )
+
+    def test_direct_upload_needs_s3(self):
+        response = self._call(
+            "POST",
+            "/uploads",
+            self.user,
+            json={
+                "model": "m",
+                "version": "1.0.0",
+                "filename": "m.onnx",
+                "size": 10,
+                "metadata": {"model_format": "onnx"},
+            },
+        )
+        self._assert_error(response, 409, "conflict")
