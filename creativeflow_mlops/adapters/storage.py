@@ -11,6 +11,7 @@ object behind. Errors are sorted for the caller:
   missing bucket): retrying will not help.
 """
 
+import collections
 import hashlib
 import io
 import os
@@ -18,11 +19,13 @@ import re
 import shutil
 import tempfile
 import unicodedata
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path, PurePosixPath
 
 DEFAULT_PART_SIZE = 16 * 1024 * 1024  # S3 multipart minimum is 5 MiB
+DEFAULT_PARALLEL = 2
 CHUNK_SIZE = 1024 * 1024
 MAX_FILENAME_LENGTH = 200
 
@@ -98,6 +101,19 @@ def object_key(prefix, model, version, filename):
         sanitize_filename(filename),
     ]
     return "/".join(parts)
+
+
+def _read_full(stream, size):
+    """Up to ``size`` bytes, fewer only at the end of the stream."""
+    chunks = []
+    missing = size
+    while missing > 0:
+        chunk = stream.read(min(missing, CHUNK_SIZE))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        missing -= len(chunk)
+    return b"".join(chunks)
 
 
 class HashingReader:
@@ -239,6 +255,7 @@ class S3Store(_Store):
         secure=False,
         region=None,
         part_size=DEFAULT_PART_SIZE,
+        parallel=DEFAULT_PARALLEL,
         connect_timeout=5,
         read_timeout=60,
         retries=2,
@@ -247,6 +264,7 @@ class S3Store(_Store):
         self.bucket = bucket
         self.secure = secure
         self.part_size = part_size
+        self.parallel = parallel
         self._settings = dict(
             access_key=access_key, secret_key=secret_key, region=region
         )
@@ -314,24 +332,69 @@ class S3Store(_Store):
             self._call("creating the bucket", self.client.make_bucket, self.bucket)
 
     def put_stream(self, key, stream, content_type=None, max_size=None):
+        """Stream to S3: a single PUT for a small artifact, else a multipart
+        upload with ``parallel`` parts in flight while the next is read.
+        Memory stays about (parallel + 1) x part_size whatever the size."""
         reader = HashingReader(stream, max_size)
+        content_type = content_type or "application/octet-stream"
+        upload_id = None
         try:
-            self._call(
-                f"storing {key}",
-                self.client.put_object,
-                self.bucket,
-                key,
-                reader,
-                length=-1,
-                part_size=self.part_size,
-                content_type=content_type or "application/octet-stream",
-            )
+            data = _read_full(reader, self.part_size)
+            if len(data) < self.part_size:
+                self._call(
+                    f"storing {key}",
+                    self.client.put_object,
+                    self.bucket,
+                    key,
+                    io.BytesIO(data),
+                    len(data),
+                    content_type=content_type,
+                )
+                return StoredObject(key, reader.size, reader.sha256, self.uri(key))
+            upload_id = self.create_multipart(key, content_type)
+            parts = []
+            pending = collections.deque()
+            with ThreadPoolExecutor(
+                self.parallel, thread_name_prefix="s3-part"
+            ) as pool:
+                number = 1
+                while data:
+                    pending.append(
+                        pool.submit(self._upload_part, key, upload_id, number, data)
+                    )
+                    data = None
+                    if len(pending) >= self.parallel:
+                        parts.append(pending.popleft().result())
+                    number += 1
+                    data = _read_full(reader, self.part_size)
+                while pending:
+                    parts.append(pending.popleft().result())
+            self.complete_multipart(key, upload_id, parts)
         except BaseException:
-            # put_object aborts its multipart upload; a single-part put that
-            # failed leaves nothing. Make sure no object stands under the key.
+            if upload_id:
+                self._abort_quietly(key, upload_id)
             self._remove_quietly(key)
             raise
         return StoredObject(key, reader.size, reader.sha256, self.uri(key))
+
+    def _upload_part(self, key, upload_id, number, data):
+        etag = self._call(
+            f"storing part {number} of {key}",
+            self.client._upload_part,
+            self.bucket,
+            key,
+            data,
+            None,
+            upload_id,
+            number,
+        )
+        return {"part_number": number, "etag": etag}
+
+    def _abort_quietly(self, key, upload_id):
+        try:
+            self.client._abort_multipart_upload(self.bucket, key, upload_id)
+        except Exception:  # noqa: BLE001 - best effort after a failure
+            return
 
     def _remove_quietly(self, key):
         try:
