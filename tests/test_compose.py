@@ -5,6 +5,7 @@ Debian's docker-compose is installed, validated offline."""
 import subprocess
 
 import yaml
+
 from conftest import REPO
 
 

@@ -11,6 +11,7 @@ import uuid
 
 import devstack
 import pytest
+
 from conftest import REPO
 
 

@@ -9,7 +9,7 @@ from conftest import REPO
 def test_ruff():
     for args in (["check", "."], ["format", "--check", "."]):
         result = subprocess.run(
-            [sys.executable, "-m", "ruff", *args],
+            [sys.executable, "-m", "ruff", *args, "--no-cache"],
             cwd=REPO,
             capture_output=True,
             text=True,

@@ -305,6 +305,26 @@ class TestApi(HttpCase):
                 self.env["mlops.model.version"].search([("version", "=", "1.0.2")])
             )
 
+    def test_store_down_means_503_and_nothing_half_written(self):
+        metadata = {"model": "outage-model", "version": "1.0.0", "model_format": "onnx"}
+        with s3_backend(self.env, code="outage") as backend:
+            self.env.ref("creativeflow_mlops.storage_backend_local").is_default = False
+            backend.is_default = True
+            live_endpoint = backend.endpoint
+            backend.endpoint = "127.0.0.1:1"
+            body = self._assert_error(
+                self._upload(self.user, metadata), 503, "backend_unavailable"
+            )
+            self.assertIn("cannot take the artifact", body["message"])
+            self.assertFalse(
+                self.env["mlops.model"].search([("name", "=", "outage-model")])
+            )
+            # the store is back: the same request succeeds
+            backend.endpoint = live_endpoint
+            response = self._upload(self.user, metadata)
+            self.assertEqual(response.status_code, 202, response.text)
+            self.assertTrue(response.json()["artifact"]["uri"].startswith("s3://"))
+
     def test_direct_upload_needs_s3(self):
         response = self._call(
             "POST",
