@@ -100,12 +100,39 @@ def test_local_put_hashes_while_streaming(tmp_path):
 
 def test_local_failure_leaves_nothing(tmp_path):
     store = LocalStore(tmp_path)
-    with pytest.raises(StorageUnavailable):
+    # the source failing (a client going away) is not the store's fault
+    with pytest.raises(OSError, match="client went away"):
         store.put_stream("models/m/1/model.bin", FailingStream(2 * MiB))
     with pytest.raises(IntegrityMismatch):
         store.put_stream("models/m/1/model.bin", io.BytesIO(b"x" * 100), max_size=10)
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
     assert store.stat("models/m/1/model.bin") is None
+
+
+def test_writers_stream_in_parts_and_abort_cleanly(tmp_path, s3_server):
+    local = LocalStore(tmp_path / "local")
+    s3 = _store(s3_server)
+    s3.ensure_bucket()
+    for store in (local, s3):
+        data = os.urandom(11 * MiB + 3)
+        writer = store.open_writer("models/m/1/w.bin", "application/octet-stream")
+        for offset in range(0, len(data), 700_001):
+            writer.write(data[offset : offset + 700_001])
+        stored = writer.close()
+        assert (stored.size, stored.sha256) == (
+            len(data),
+            hashlib.sha256(data).hexdigest(),
+        )
+        assert store.hash_object(stored.key) == (stored.size, stored.sha256)
+        aborted = store.open_writer("models/m/2/w.bin")
+        aborted.write(os.urandom(6 * MiB))
+        aborted.abort()
+        assert store.stat("models/m/2/w.bin") is None
+        limited = store.open_writer("models/m/3/w.bin", max_size=10)
+        with pytest.raises(IntegrityMismatch):
+            limited.write(b"x" * 11)
+        assert store.stat("models/m/3/w.bin") is None
+    assert [p.name for p in (tmp_path / "local").rglob("*") if p.is_file()] == ["w.bin"]
 
 
 def test_local_refuses_keys_leaving_the_root(tmp_path):

@@ -12,10 +12,11 @@ cluster, creating a role for Odoo) unless MLOPS_DB_HOST points elsewhere.
 Settings come from the environment (defaults in brackets):
     MLOPS_DB_HOST [local Debian cluster]  MLOPS_DB_PORT [the cluster's port]
     MLOPS_DB_USER [odoo]  MLOPS_DB_PASSWORD [odoo]
-    MLOPS_DB_NAME [creativeflow for serve, mlops_test for test]
+    MLOPS_DB_NAME [creativeflow for serve, mlops_test_<checkout> for test]
     MLOPS_HTTP_PORT [8069 for serve]  MLOPS_STATE_DIR [<repo>/.devstack]
 """
 
+import hashlib
 import os
 import shutil
 import socket
@@ -325,7 +326,9 @@ def cmd_test(argv):
     odoo = find_odoo()
     ensure_test_tools()
     db_settings = database_settings()
-    dbname = os.environ.get("MLOPS_DB_NAME", "mlops_test")
+    # one database per checkout: two clones can test at once
+    checkout = hashlib.sha1(str(REPO).encode()).hexdigest()[:8]
+    dbname = os.environ.get("MLOPS_DB_NAME", f"mlops_test_{checkout}")
     config = write_config(odoo, db_settings, "test", free_port())
     drop_database(db_settings, dbname)
     install_addon(config, dbname)

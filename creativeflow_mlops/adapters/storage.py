@@ -11,12 +11,15 @@ object behind. Errors are sorted for the caller:
   missing bucket): retrying will not help.
 """
 
+# file-like classes here: read/write are not the ORM's methods
+# pylint: disable=method-required-super
+
 import collections
+import contextlib
 import hashlib
 import io
 import os
 import re
-import shutil
 import tempfile
 import unicodedata
 from concurrent.futures import ThreadPoolExecutor
@@ -103,51 +106,18 @@ def object_key(prefix, model, version, filename):
     return "/".join(parts)
 
 
-def _read_full(stream, size):
-    """Up to ``size`` bytes, fewer only at the end of the stream."""
-    chunks = []
-    missing = size
-    while missing > 0:
-        chunk = stream.read(min(missing, CHUNK_SIZE))
-        if not chunk:
-            break
-        chunks.append(chunk)
-        missing -= len(chunk)
-    return b"".join(chunks)
-
-
-class HashingReader:
-    """Wraps a binary stream; counts and hashes what is read through it and
-    refuses to read past ``max_size``."""
-
-    def __init__(self, stream, max_size=None):
-        self._stream = stream
-        self._max_size = max_size
-        self.size = 0
-        self._sha = hashlib.sha256()
-
-    def read(self, size=-1):  # pylint: disable=method-required-super
-        data = self._stream.read(size)
-        if data:
-            self.size += len(data)
-            if self._max_size is not None and self.size > self._max_size:
-                raise IntegrityMismatch(
-                    f"the artifact is larger than the announced {self._max_size} bytes"
-                )
-            self._sha.update(data)
-        return data
-
-    @property
-    def sha256(self):
-        return self._sha.hexdigest()
-
-
-# ---------------------------------------------------------------------------
-# Local folder
-# ---------------------------------------------------------------------------
-
-
 class _Store:
+    def put_stream(self, key, stream, content_type=None, max_size=None):
+        """Copy a readable binary stream into the store."""
+        writer = self.open_writer(key, content_type, max_size)
+        try:
+            while chunk := stream.read(CHUNK_SIZE):
+                writer.write(chunk)
+        except BaseException:
+            writer.abort()
+            raise
+        return writer.close()
+
     def put_bytes(self, key, data, content_type=None):
         return self.put_stream(key, io.BytesIO(data), content_type)
 
@@ -188,25 +158,16 @@ class LocalStore(_Store):
             raise StorageRefused(f"cannot write in {self.root}: {error}") from error
         return {"kind": self.kind, "root": str(self.root)}
 
-    def put_stream(self, key, stream, content_type=None, max_size=None):
+    def open_writer(self, key, content_type=None, max_size=None):
         path = self._path(key)
-        reader = HashingReader(stream, max_size)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(
+            tmp = tempfile.NamedTemporaryFile(
                 dir=path.parent, prefix=".upload-", delete=False
-            ) as tmp:
-                try:
-                    shutil.copyfileobj(reader, tmp, CHUNK_SIZE)
-                    tmp.flush()
-                    os.fsync(tmp.fileno())
-                except BaseException:
-                    os.unlink(tmp.name)
-                    raise
-            os.replace(tmp.name, path)
+            )
         except OSError as error:
             raise StorageUnavailable(f"writing {key}: {error}") from error
-        return StoredObject(key, reader.size, reader.sha256, self.uri(key))
+        return _LocalWriter(self, key, path, tmp, max_size)
 
     def open(self, key):
         try:
@@ -331,51 +292,13 @@ class S3Store(_Store):
         ):
             self._call("creating the bucket", self.client.make_bucket, self.bucket)
 
-    def put_stream(self, key, stream, content_type=None, max_size=None):
-        """Stream to S3: a single PUT for a small artifact, else a multipart
-        upload with ``parallel`` parts in flight while the next is read.
-        Memory stays about (parallel + 1) x part_size whatever the size."""
-        reader = HashingReader(stream, max_size)
-        content_type = content_type or "application/octet-stream"
-        upload_id = None
-        try:
-            data = _read_full(reader, self.part_size)
-            if len(data) < self.part_size:
-                self._call(
-                    f"storing {key}",
-                    self.client.put_object,
-                    self.bucket,
-                    key,
-                    io.BytesIO(data),
-                    len(data),
-                    content_type=content_type,
-                )
-                return StoredObject(key, reader.size, reader.sha256, self.uri(key))
-            upload_id = self.create_multipart(key, content_type)
-            parts = []
-            pending = collections.deque()
-            with ThreadPoolExecutor(
-                self.parallel, thread_name_prefix="s3-part"
-            ) as pool:
-                number = 1
-                while data:
-                    pending.append(
-                        pool.submit(self._upload_part, key, upload_id, number, data)
-                    )
-                    data = None
-                    if len(pending) >= self.parallel:
-                        parts.append(pending.popleft().result())
-                    number += 1
-                    data = _read_full(reader, self.part_size)
-                while pending:
-                    parts.append(pending.popleft().result())
-            self.complete_multipart(key, upload_id, parts)
-        except BaseException:
-            if upload_id:
-                self._abort_quietly(key, upload_id)
-            self._remove_quietly(key)
-            raise
-        return StoredObject(key, reader.size, reader.sha256, self.uri(key))
+    def open_writer(self, key, content_type=None, max_size=None):
+        """A writer that sends parts while data still arrives: a single PUT
+        for a small artifact, else a multipart upload with ``parallel`` parts
+        in flight. Memory stays about (parallel + 1) x part_size."""
+        return _S3Writer(
+            self, key, content_type or "application/octet-stream", max_size
+        )
 
     def _upload_part(self, key, upload_id, number, data):
         etag = self._call(
@@ -492,13 +415,191 @@ class S3Store(_Store):
         )
 
 
+class _Writer:
+    """What ``open_writer`` returns: ``write`` chunks, then ``close`` (the
+    StoredObject) or ``abort`` (nothing left behind)."""
+
+    def __init__(self, store, key, max_size):
+        self.store = store
+        self.key = key
+        self.max_size = max_size
+        self.size = 0
+        self._sha = hashlib.sha256()
+        self.closed = False
+
+    def _account(self, data):
+        self.size += len(data)
+        if self.max_size is not None and self.size > self.max_size:
+            raise IntegrityMismatch(
+                f"the artifact is larger than the announced {self.max_size} bytes"
+            )
+        self._sha.update(data)
+
+    def _stored(self):
+        self.closed = True
+        return StoredObject(
+            self.key, self.size, self._sha.hexdigest(), self.store.uri(self.key)
+        )
+
+    # file-like enough for werkzeug's form parser
+    def seek(self, *args):
+        return 0
+
+    def tell(self):
+        return self.size
+
+    def flush(self):
+        return None
+
+
+class _LocalWriter(_Writer):
+    def __init__(self, store, key, path, tmp, max_size):
+        super().__init__(store, key, max_size)
+        self._path = path
+        self._tmp = tmp
+
+    def write(self, data):
+        try:
+            self._account(data)
+            self._tmp.write(data)
+        except OSError as error:
+            self.abort()
+            raise StorageUnavailable(f"writing {self.key}: {error}") from error
+        except BaseException:
+            self.abort()
+            raise
+        return len(data)
+
+    def close(self):
+        if self.closed:
+            return self._stored()
+        try:
+            self._tmp.flush()
+            os.fsync(self._tmp.fileno())
+            self._tmp.close()
+            os.replace(self._tmp.name, self._path)
+        except OSError as error:
+            self.abort()
+            raise StorageUnavailable(f"writing {self.key}: {error}") from error
+        return self._stored()
+
+    def abort(self):
+        """Remove what was written, even after ``close``."""
+        completed = self.closed
+        self.closed = True
+        self._tmp.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self._tmp.name)
+            if completed:
+                os.unlink(self._path)
+
+
+class _S3Writer(_Writer):
+    def __init__(self, store, key, content_type, max_size):
+        super().__init__(store, key, max_size)
+        self._content_type = content_type
+        self._buffer = collections.deque()
+        self._buffered = 0
+        self._upload_id = None
+        self._pool = None
+        self._pending = collections.deque()
+        self._parts = []
+        self._number = 0
+        self._aborted = False
+
+    def write(self, data):
+        try:
+            self._account(data)
+            self._buffer.append(bytes(data))  # werkzeug reuses its buffer
+            self._buffered += len(data)
+            while self._buffered >= self.store.part_size:
+                self._send_part(self._take(self.store.part_size))
+        except BaseException:
+            self.abort()
+            raise
+        return len(data)
+
+    def _take(self, size):
+        """The first ``size`` buffered bytes, copied once."""
+        taken, used = [], 0
+        while self._buffer and used < size:
+            chunk = self._buffer.popleft()
+            if used + len(chunk) > size:
+                cut = size - used
+                self._buffer.appendleft(chunk[cut:])
+                chunk = chunk[:cut]
+            taken.append(chunk)
+            used += len(chunk)
+        self._buffered -= used
+        return b"".join(taken)
+
+    def _send_part(self, data):
+        store = self.store
+        if self._upload_id is None:
+            self._upload_id = store.create_multipart(self.key, self._content_type)
+            self._pool = ThreadPoolExecutor(
+                store.parallel, thread_name_prefix="s3-part"
+            )
+        self._number += 1
+        self._pending.append(
+            self._pool.submit(
+                store._upload_part, self.key, self._upload_id, self._number, data
+            )
+        )
+        while len(self._pending) >= store.parallel:
+            self._parts.append(self._pending.popleft().result())
+
+    def close(self):
+        if self.closed:
+            return self._stored()
+        store = self.store
+        try:
+            data = self._take(self._buffered)
+            if self._upload_id is None:
+                store._call(
+                    f"storing {self.key}",
+                    store.client.put_object,
+                    store.bucket,
+                    self.key,
+                    io.BytesIO(data),
+                    len(data),
+                    content_type=self._content_type,
+                )
+            else:
+                if data:
+                    self._send_part(data)
+                while self._pending:
+                    self._parts.append(self._pending.popleft().result())
+                self._pool.shutdown()
+                store.complete_multipart(self.key, self._upload_id, self._parts)
+        except BaseException:
+            self.abort()
+            raise
+        return self._stored()
+
+    def abort(self):
+        """Remove what was sent, even after ``close``."""
+        if self._aborted:
+            return
+        self._aborted = self.closed = True
+        store = self.store
+        if self._pool is not None:
+            for future in self._pending:
+                future.cancel()
+            self._pool.shutdown(wait=True)
+        if self._upload_id:
+            store._abort_quietly(self.key, self._upload_id)
+        store._remove_quietly(self.key)
+        self._buffer.clear()
+
+
 class _ResponseReader:
     """A urllib3 response as a closable binary file."""
 
     def __init__(self, response):
         self._response = response
 
-    def read(self, size=-1):  # pylint: disable=method-required-super
+    def read(self, size=-1):
         return self._response.read(None if size is None or size < 0 else size)
 
     def close(self):

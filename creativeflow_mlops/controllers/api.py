@@ -3,6 +3,9 @@
 """REST v1 under /mlops/api/v1 (shared/contract/api.md): bearer API keys,
 JSON in and out, every error in the contract's JSON shape."""
 
+# file-like classes here: read/write are not the ORM's methods
+# pylint: disable=method-required-super
+
 import functools
 import json
 import logging
@@ -19,6 +22,7 @@ from odoo.exceptions import (
 )
 from odoo.http import request
 
+from ..adapters.storage import StorageError, object_key
 from ..exceptions import MLOpsError, NotFound
 from ..services import artifacts, serializers
 
@@ -125,6 +129,9 @@ def api_route(path, methods, **kwargs):
                 return func(self, *args, **kw)
             except Exception as error:  # noqa: BLE001 - every error becomes JSON
                 request.env.cr.rollback()
+                streamed = getattr(request, "mlops_stream", None)
+                if streamed:
+                    streamed[0].writer.abort()
                 if getattr(error, "after_rollback", None):
                     error.after_rollback()
                 status, code, message, details = _translate(error)
@@ -177,9 +184,131 @@ def _get(model, record_id, label):
     return record
 
 
+HEAD_SIZE = 64 * 1024
+
+
+class _Prefixed:
+    """A stream with bytes already read put back in front."""
+
+    def __init__(self, head, stream):
+        self._head = head
+        self._stream = stream
+
+    def read(self, size=-1):
+        if self._head:
+            if size is None or size < 0:
+                data, self._head = self._head + self._stream.read(), b""
+                return data
+            data, self._head = self._head[:size], self._head[size:]
+            return data
+        return self._stream.read(size)
+
+    def readline(self, size=-1):
+        if self._head:
+            end = self._head.find(b"\n")
+            if end >= 0:
+                data, self._head = self._head[: end + 1], self._head[end + 1 :]
+                return data
+            return self.read(len(self._head)) + self._stream.readline(size)
+        return self._stream.readline(size)
+
+
+def _leading_metadata(head, boundary):
+    """The value of the ``metadata`` part when it is the body's first part
+    and fits in ``head``; else None."""
+    opening = b"--" + boundary + b"\r\n"
+    if not head.startswith(opening):
+        return None
+    headers_end = head.find(b"\r\n\r\n", len(opening))
+    if headers_end < 0:
+        return None
+    headers = head[len(opening) : headers_end].lower()
+    if b'name="metadata"' not in headers or b"filename=" in headers:
+        return None
+    value_end = head.find(b"\r\n--" + boundary, headers_end + 4)
+    if value_end < 0:
+        return None
+    return head[headers_end + 4 : value_end].decode("utf-8", "replace")
+
+
+class _GuardedWriter:
+    """The store writer as werkzeug's form parser sees it: a store failure
+    while the body arrives aborts the upload and answers 503 in JSON."""
+
+    def __init__(self, writer):
+        self.writer = writer
+
+    def write(self, data):
+        try:
+            return self.writer.write(data)
+        except StorageError as error:
+            raise JsonHTTPError(
+                503,
+                "backend_unavailable",
+                f"The artifact store cannot take the artifact now: {error}",
+            ) from error
+
+    def seek(self, *args):
+        return 0
+
+    def tell(self):
+        return self.writer.size
+
+    def flush(self):
+        return None
+
+
+def _stream_into_store():
+    """When the ``metadata`` part comes first, send the ``file`` part to the
+    store while it arrives instead of spooling it to disk first."""
+    raw = request.httprequest._HTTPRequest__wrapped  # the werkzeug request
+    boundary = raw.mimetype_params.get("boundary")
+    if raw.mimetype != "multipart/form-data" or not boundary:
+        return
+    stream = raw.stream
+    head = stream.read(HEAD_SIZE)
+    raw.__dict__["stream"] = _Prefixed(head, stream)  # werkzeug's cached_property
+    text = _leading_metadata(head, boundary.encode("latin-1"))
+    if text is None:
+        return
+    env = request.env
+    try:
+        metadata = artifacts.parse_metadata(env, text)
+    except MLOpsError:
+        return  # the route reports it once the body is parsed
+    try:
+        backend, slug = artifacts.plan_streamed_upload(env, metadata)
+    except Exception as error:  # noqa: BLE001 - answered in JSON before the body
+        status, code, message, details = _translate(error)
+        raise JsonHTTPError(status, code, message, details) from error
+    default_factory = raw._get_file_stream
+
+    def factory(total_content_length, content_type, filename=None, content_length=None):
+        if getattr(request, "mlops_stream", None) is not None:
+            return default_factory(
+                total_content_length, content_type, filename, content_length
+            )
+        try:
+            key = object_key(
+                backend._object_prefix(), slug, metadata["version"], filename or ""
+            )
+            writer = backend._get_store().open_writer(key, content_type)
+        except ValueError:
+            return default_factory(
+                total_content_length, content_type, filename, content_length
+            )
+        except StorageError as error:
+            raise JsonHTTPError(503, "backend_unavailable", str(error)) from error
+        request.mlops_stream = (_GuardedWriter(writer), backend)
+        return request.mlops_stream[0]
+
+    raw._get_file_stream = factory
+
+
 def _max_upload(controller):
-    """Called before the body is read: authenticate and refuse an oversized
-    upload while nothing has been received yet."""
+    """Called before the body is read: authenticate, refuse an oversized
+    upload while nothing has been received yet, and stream the artifact to
+    the store as it arrives when the metadata comes first."""
     _authenticate()
     gigabytes = int(
         request.env["ir.config_parameter"]
@@ -195,6 +324,7 @@ def _max_upload(controller):
             f"Uploads through Odoo are limited to {gigabytes} GiB; "
             "use POST /uploads for a direct upload.",
         )
+    _stream_into_store()
     return limit
 
 
@@ -212,13 +342,24 @@ class MlopsApi(http.Controller):
                 400, "invalid_request", "Send multipart parts 'file' and 'metadata'."
             )
         upload = files["file"]
-        version = artifacts.register_upload(
-            request.env,
-            form["metadata"],
-            upload.stream,
-            upload.filename,
-            upload.mimetype,
-        )
+        streamed = getattr(request, "mlops_stream", None)
+        if streamed and upload.stream is streamed[0]:
+            version = artifacts.register_streamed(
+                request.env,
+                form["metadata"],
+                streamed[0].writer,
+                streamed[1],
+                upload.filename,
+                upload.mimetype,
+            )
+        else:
+            version = artifacts.register_upload(
+                request.env,
+                form["metadata"],
+                upload.stream,
+                upload.filename,
+                upload.mimetype,
+            )
         return _json(self._accepted(version), 202)
 
     @api_route("/uploads", ["POST"])

@@ -1,9 +1,9 @@
 # Copyright 2026 CreativeFlow
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
-import re
-
 from odoo import api, fields, models
 from odoo.exceptions import UserError
+
+from ..utils import slugify
 
 TASK_TYPES = [
     ("image_generation", "Image Generation"),
@@ -80,8 +80,7 @@ class MlopsModel(models.Model):
     @api.depends("name")
     def _compute_slug(self):
         for model in self:
-            slug = re.sub(r"[^a-z0-9]+", "-", (model.name or "").lower()).strip("-")
-            model.slug = slug[:40].rstrip("-") or False
+            model.slug = slugify(model.name)
 
     @api.depends("version_ids.state", "version_ids.create_date")
     def _compute_production_version_id(self):

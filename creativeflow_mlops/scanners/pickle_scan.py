@@ -11,6 +11,9 @@ Containers are opened too: PyTorch ``.pt`` zips (every pickle member), and
 gzip, bz2 and xz-compressed pickles (joblib's compressors).
 """
 
+# file-like classes here: read/write are not the ORM's methods
+# pylint: disable=method-required-super
+
 import bz2
 import gzip
 import lzma
@@ -501,7 +504,7 @@ class _Prefixed:
         self.head = head
         self.stream = stream
 
-    def read(self, size=-1):  # pylint: disable=method-required-super
+    def read(self, size=-1):
         if self.head:
             if size is None or size < 0:
                 data, self.head = self.head + self.stream.read(), b""

@@ -12,6 +12,7 @@ from ..adapters.storage import (
 )
 from ..exceptions import BackendUnavailable, Conflict, InvalidInput, PayloadTooLarge
 from ..lifecycle import INTERFACE_TYPES, MODEL_FORMATS
+from ..utils import slugify
 
 METADATA_FIELDS = {
     "model",
@@ -169,4 +170,55 @@ def register_upload(env, metadata, stream, filename, content_type=None, max_size
     with env.cr.savepoint():
         version = create_version(env, metadata)
         store_artifact(version, stream, filename, content_type, max_size)
+    return version
+
+
+def plan_streamed_upload(env, metadata):
+    """Before the body of an upload arrives: refuse a duplicate version, and
+    say where the artifact will go: (backend, model slug)."""
+    model = env["mlops.model"].search([("name", "=", metadata["model"])], limit=1)
+    if model and env["mlops.model.version"].search_count(
+        [("model_id", "=", model.id), ("version", "=", metadata["version"])]
+    ):
+        raise Conflict(
+            env._(
+                "Model %(model)s already has a version %(version)s.",
+                model=model.name,
+                version=metadata["version"],
+            )
+        )
+    backend = env["mlops.storage.backend"].sudo()._get_default()
+    if not backend:
+        raise BackendUnavailable(env._("No artifact storage backend is configured."))
+    return backend, model.slug if model else slugify(metadata["model"])
+
+
+def register_streamed(env, metadata, writer, backend, filename, content_type=None):
+    """Register a version whose artifact was streamed into ``writer`` while
+    the request arrived; all or nothing."""
+    try:
+        metadata = parse_metadata(env, metadata)
+        with env.cr.savepoint():
+            version = create_version(env, metadata)
+            version.storage_backend_id = backend
+            expected = object_key(
+                backend._object_prefix(),
+                version.model_id.slug or version.model_id.id,
+                version.version,
+                sanitize_filename(filename or ""),
+            )
+            if expected != writer.key:
+                raise InvalidInput(env._("The artifact does not match the metadata."))
+            try:
+                stored = writer.close()
+            except (StorageUnavailable, StorageRefused) as error:
+                raise BackendUnavailable(
+                    env._("The artifact store cannot take the artifact now: %s", error)
+                ) from error
+            register_stored(
+                version, backend, stored, writer.key.rsplit("/", 1)[-1], content_type
+            )
+    except BaseException:
+        writer.abort()
+        raise
     return version

@@ -141,6 +141,40 @@ class TestApi(HttpCase):
             "transition_not_allowed",
         )
 
+    def test_file_before_metadata_is_spooled_then_stored(self):
+        """Clients that send the file part first still work: the artifact is
+        spooled to a temporary file, then stored."""
+        data = artifacts.onnx_bytes()
+        boundary = "mlopsboundary"
+        metadata = json.dumps(
+            {"model": "late-meta", "version": "1.0.0", "model_format": "onnx"}
+        )
+        body = (
+            (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+                f'filename="m.onnx"\r\nContent-Type: application/octet-stream\r\n\r\n'
+            ).encode()
+            + data
+            + (
+                f'\r\n--{boundary}\r\nContent-Disposition: form-data; name="metadata"'
+                f"\r\n\r\n{metadata}\r\n--{boundary}--\r\n"
+            ).encode()
+        )
+        response = self._call(
+            "POST",
+            "/models/upload",
+            self.user,
+            data=body,
+            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+        )
+        self.assertEqual(response.status_code, 202, response.text)
+        self.assertEqual(
+            response.json()["artifact"]["sha256"], hashlib.sha256(data).hexdigest()
+        )
+        self.assertTrue(
+            response.json()["artifact"]["uri"].endswith("/late-meta/1.0.0/m.onnx")
+        )
+
     def test_authentication(self):
         self._assert_error(self._call("GET", "/models"), 401, "unauthorized")
         response = self._call("GET", "/models", key="not-a-key")
