@@ -176,6 +176,17 @@ def _body():
     return data
 
 
+def _page(model, domain, order, serialize):
+    """``{"items", "total"}`` for the ``limit`` and ``offset`` of the query."""
+    limit = _int_arg("limit", 50, 1, MAX_LIMIT)
+    offset = _int_arg("offset", 0)
+    Model = request.env[model]
+    records = Model.search(domain, limit=limit, offset=offset, order=order)
+    return _json(
+        {"items": [serialize(r) for r in records], "total": Model.search_count(domain)}
+    )
+
+
 def _get(model, record_id, label):
     record = request.env[model].browse(record_id).exists()
     if not record:
@@ -389,20 +400,11 @@ class MlopsApi(http.Controller):
 
     @api_route("/models", ["GET"])
     def models(self, **_params):
-        limit = _int_arg("limit", 50, 1, MAX_LIMIT)
-        offset = _int_arg("offset", 0)
         domain = []
         query = request.httprequest.args.get("q")
         if query:
             domain = ["|", ("name", "ilike", query), ("description", "ilike", query)]
-        Model = request.env["mlops.model"]
-        records = Model.search(domain, limit=limit, offset=offset, order="name, id")
-        return _json(
-            {
-                "items": [serializers.model(m) for m in records],
-                "total": Model.search_count(domain),
-            }
-        )
+        return _page("mlops.model", domain, "name, id", serializers.model)
 
     @api_route("/models/<int:model_id>", ["GET"])
     def model(self, model_id, **_params):
@@ -411,20 +413,11 @@ class MlopsApi(http.Controller):
     @api_route("/models/<int:model_id>/versions", ["GET"])
     def model_versions(self, model_id, **_params):
         _get("mlops.model", model_id, "model")
-        limit = _int_arg("limit", 50, 1, MAX_LIMIT)
-        offset = _int_arg("offset", 0)
         domain = [("model_id", "=", model_id)]
         state = request.httprequest.args.get("state")
         if state:
             domain.append(("state", "=", state))
-        Version = request.env["mlops.model.version"]
-        records = Version.search(domain, limit=limit, offset=offset, order="id desc")
-        return _json(
-            {
-                "items": [serializers.version(v) for v in records],
-                "total": Version.search_count(domain),
-            }
-        )
+        return _page("mlops.model.version", domain, "id desc", serializers.version)
 
     @api_route("/versions/<int:version_id>", ["GET"])
     def version(self, version_id, **_params):

@@ -121,6 +121,19 @@ def parse_metadata(env, raw):
     return raw
 
 
+def _check_new_version(env, model, version):
+    if env["mlops.model.version"].search_count(
+        [("model_id", "=", model.id), ("version", "=", version)]
+    ):
+        raise Conflict(
+            env._(
+                "Model %(model)s already has a version %(version)s.",
+                model=model.name,
+                version=version,
+            )
+        )
+
+
 def create_version(env, metadata):
     """The model (found by name in the company, or created) and a new draft
     version, with the caller's rights."""
@@ -131,16 +144,7 @@ def create_version(env, metadata):
         if metadata.get("task_type"):
             values["task_type"] = metadata["task_type"]
         model = Model.create(values)
-    if env["mlops.model.version"].search_count(
-        [("model_id", "=", model.id), ("version", "=", metadata["version"])]
-    ):
-        raise Conflict(
-            env._(
-                "Model %(model)s already has a version %(version)s.",
-                model=model.name,
-                version=metadata["version"],
-            )
-        )
+    _check_new_version(env, model, metadata["version"])
     lineage = metadata.get("lineage") or {}
     signature = metadata.get("signature") or {}
     values = {
@@ -177,16 +181,8 @@ def plan_streamed_upload(env, metadata):
     """Before the body of an upload arrives: refuse a duplicate version, and
     say where the artifact will go: (backend, model slug)."""
     model = env["mlops.model"].search([("name", "=", metadata["model"])], limit=1)
-    if model and env["mlops.model.version"].search_count(
-        [("model_id", "=", model.id), ("version", "=", metadata["version"])]
-    ):
-        raise Conflict(
-            env._(
-                "Model %(model)s already has a version %(version)s.",
-                model=model.name,
-                version=metadata["version"],
-            )
-        )
+    if model:
+        _check_new_version(env, model, metadata["version"])
     backend = env["mlops.storage.backend"].sudo()._get_default()
     if not backend:
         raise BackendUnavailable(env._("No artifact storage backend is configured."))
