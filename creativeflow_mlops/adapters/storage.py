@@ -18,6 +18,7 @@ import collections
 import contextlib
 import hashlib
 import io
+import itertools
 import os
 import re
 import tempfile
@@ -351,6 +352,47 @@ class S3Store(_Store):
 
     def local_path(self, key):
         return None
+
+    def hash_object(self, key):
+        """(size, sha256) of an object, read back in ranges fetched
+        ``parallel`` at a time and hashed in order."""
+        size = self.stat(key)
+        if size is None:
+            raise StorageRefused(f"no object {key}")
+        ranges = iter(
+            (offset, min(self.part_size, size - offset))
+            for offset in range(0, size, self.part_size)
+        )
+        sha = hashlib.sha256()
+
+        def fetch(offset, length):
+            response = self._call(
+                f"reading {key}",
+                self.client.get_object,
+                self.bucket,
+                key,
+                offset=offset,
+                length=length,
+            )
+            try:
+                return response.read()
+            finally:
+                response.close()
+                response.release_conn()
+
+        with ThreadPoolExecutor(
+            self.parallel + 1, thread_name_prefix="s3-read"
+        ) as pool:
+            pending = collections.deque(
+                pool.submit(fetch, *r)
+                for r in itertools.islice(ranges, self.parallel + 1)
+            )
+            while pending:
+                sha.update(pending.popleft().result())
+                following = next(ranges, None)
+                if following:
+                    pending.append(pool.submit(fetch, *following))
+        return size, sha.hexdigest()
 
     def presigned_get(self, key, expires=timedelta(minutes=10), filename=None):
         headers = None
