@@ -29,7 +29,7 @@ from datetime import timedelta
 from pathlib import Path, PurePosixPath
 
 DEFAULT_PART_SIZE = 16 * 1024 * 1024  # S3 multipart minimum is 5 MiB
-DEFAULT_PARALLEL = 2
+DEFAULT_PARALLEL = 3
 CHUNK_SIZE = 1024 * 1024
 MAX_FILENAME_LENGTH = 200
 
