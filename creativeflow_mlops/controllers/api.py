@@ -277,7 +277,12 @@ def _stream_into_store():
     if raw.mimetype != "multipart/form-data" or not boundary:
         return
     stream = raw.stream
-    head = stream.read(HEAD_SIZE)
+    head = b""
+    while len(head) < HEAD_SIZE:  # a socket read may return less
+        chunk = stream.read(HEAD_SIZE - len(head))
+        if not chunk:
+            break
+        head += chunk
     raw.__dict__["stream"] = _Prefixed(head, stream)  # werkzeug's cached_property
     text = _leading_metadata(head, boundary.encode("latin-1"))
     if text is None:
