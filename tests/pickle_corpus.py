@@ -241,6 +241,37 @@ def write_corpus(folder):
     except ImportError:
         pass
     put("ok_torch_zip.pt", torch_like_zip(torch_like_state_dict()), "benign")
+    try:
+        import joblib
+
+        arrays = {
+            "weights": np.arange(12.0).reshape(3, 4),
+            "labels": np.array(["cat", "dog"]),
+            "mixed": np.array([1, "x", None], dtype=object),
+        }
+        for compress in (0, 3, ("gzip", 3)):
+            tag = compress[0] if isinstance(compress, tuple) else f"z{compress}"
+            for name, obj, verdict in (
+                ("arrays", arrays, "benign"),
+                (
+                    "object_array_call",
+                    {"o": np.array([1, _Call(os.system, "id")], dtype=object)},
+                    "malicious",
+                ),
+            ):
+                path = os.path.join(
+                    folder,
+                    f"{'ok' if verdict == 'benign' else 'evil'}"
+                    f"_joblib_{name}_{tag}.joblib",
+                )
+                joblib.dump(obj, path, compress=compress)
+                expected[os.path.basename(path)] = verdict
+        if "ok_sklearn_p4.pkl" in expected:
+            path = os.path.join(folder, "ok_joblib_sklearn.joblib")
+            joblib.dump(model, path)
+            expected["ok_joblib_sklearn.joblib"] = "benign"
+    except ImportError:
+        pass
     put("ok_gzip.pkl.gz", gzip.compress(pickle.dumps(benign["numpy"], 4)), "benign")
     return expected
 

@@ -17,9 +17,11 @@ gzip, bz2 and xz-compressed pickles (joblib's compressors).
 import bz2
 import gzip
 import lzma
+import math
 import pickletools
 import re
 import zipfile
+import zlib
 from collections import Counter
 
 from .report import ERROR, Finding, ScanReport
@@ -28,6 +30,8 @@ SCAN_TYPE = "security_artifact"
 READ_SIZE = 1 << 20
 # a string operand longer than this is not a module or a name: skip it
 MAX_NAME = 1024
+# small tuples (array shapes) remembered from the memo, at most
+MAX_MEMO_TUPLES = 100_000
 
 # module -> names allowed (``"*"`` for any name of the module)
 ALLOWED_GLOBALS = {
@@ -197,6 +201,75 @@ def danger_of(module, name):
 # ---------------------------------------------------------------------------
 
 _UNKNOWN = None
+JOBLIB_WRAPPER = ("joblib.numpy_pickle", "NumpyArrayWrapper")
+_INDEX_OPS = {
+    "PUT",
+    "BINPUT",
+    "LONG_BINPUT",
+    "GET",
+    "BINGET",
+    "LONG_BINGET",
+    "PROTO",
+    "BININT1",
+    "BININT2",
+}
+_TUPLE_SIZES = {"EMPTY_TUPLE": 0, "TUPLE1": 1, "TUPLE2": 2, "TUPLE3": 3, "TUPLE": None}
+_STRUCTURE_OPS = {
+    *_TUPLE_SIZES,
+    "EMPTY_DICT",
+    "SETITEM",
+    "SETITEMS",
+    "REDUCE",
+    "NEWOBJ",
+    "NEWOBJ_EX",
+    "BUILD",
+}
+_DTYPE = re.compile(r"[<>|=]?([biufcmMSUV?])(\d*)\Z")
+
+
+class _Global(tuple):
+    """An imported name on the symbolic stack."""
+
+    def __new__(cls, module, name):
+        return super().__new__(cls, (module, name))
+
+
+class _Dict(dict):
+    """A dict built by the pickle, followed while small."""
+
+
+class _ArrayWrapper:
+    """joblib's NumpyArrayWrapper: raw array data follows its BUILD."""
+
+
+class _DType:
+    """``numpy.dtype(<str>)``: enough to size the data of an array."""
+
+    def __init__(self, spec):
+        self.hasobject = spec in ("O", "|O", "O8")
+        match = _DTYPE.match(spec)
+        if self.hasobject:
+            self.itemsize = 8
+        elif not match:
+            raise PickleError(f"unsupported dtype {spec!r}")
+        else:
+            kind, digits = match.groups()
+            if kind in "SUV" and not digits:
+                raise PickleError(f"dtype {spec!r} has no size")
+            size = int(digits) if digits else 1
+            self.itemsize = size * 4 if kind == "U" else size
+
+
+def _construct(made, args):
+    if made.__class__ is _Global:
+        if made == ("numpy", "dtype") and args.__class__ is tuple and args:
+            if args[0].__class__ is str:
+                return _DType(args[0])
+        if made == JOBLIB_WRAPPER:
+            return _ArrayWrapper()
+    return _UNKNOWN
+
+
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_.]{0,255}\Z").match
 
 # argument kinds
@@ -340,12 +413,93 @@ class _Walker:
                     where,
                 )
             )
-            return
+            return _UNKNOWN
         self.globals[f"{module}.{name}"] += 1
-        if not is_allowed(module, name):
+        if not is_allowed(module, name) and (module, name) != JOBLIB_WRAPPER:
             self.findings.append(
                 Finding(ERROR, "unsafe_global", danger_of(module, name), where)
             )
+        return _Global(module, name)
+
+    # values the joblib arrays need ---------------------------------------
+
+    def _structure(self, name, stack, marks):
+        """Opcodes whose result the scanner follows: tuples, small dicts,
+        ``numpy.dtype(...)`` and joblib's ``NumpyArrayWrapper``."""
+        if name in _TUPLE_SIZES:
+            count = _TUPLE_SIZES[name]
+            if count is None:
+                if not marks:
+                    raise PickleError("TUPLE without a MARK")
+                start = marks.pop()
+            else:
+                start = len(stack) - count
+                if start < 0:
+                    raise PickleError(f"{name} on a stack too short")
+            items = tuple(stack[start:])
+            del stack[start:]
+            stack.append(items)
+        elif name == "EMPTY_DICT":
+            stack.append(_Dict())
+        elif name in ("SETITEM", "SETITEMS"):
+            if name == "SETITEM":
+                start = len(stack) - 2
+            elif marks:
+                start = marks.pop()
+            else:
+                raise PickleError("SETITEMS without a MARK")
+            if start < 1:
+                raise PickleError(f"{name} on a stack too short")
+            target, items = stack[start - 1], stack[start:]
+            if target.__class__ is _Dict and len(target) < 64:
+                target.update(
+                    (items[i], items[i + 1])
+                    for i in range(0, len(items) - 1, 2)
+                    if items[i].__class__ is str
+                )
+            del stack[start:]
+        elif name in ("REDUCE", "NEWOBJ", "NEWOBJ_EX"):
+            width = 3 if name == "NEWOBJ_EX" else 2
+            if len(stack) < width:
+                raise PickleError(f"{name} on a stack too short")
+            made, args = stack[-width], stack[-width + 1]
+            del stack[-width:]
+            stack.append(_construct(made, args))
+        elif name == "BUILD":
+            if len(stack) < 2:
+                raise PickleError("BUILD on a stack too short")
+            state = stack.pop()
+            if stack[-1].__class__ is _ArrayWrapper:
+                self._joblib_array(state)
+
+    def _joblib_array(self, state):
+        """Step over the array data joblib writes right after a wrapper:
+        raw bytes, or a nested pickle (object arrays) that is scanned."""
+        where = f"{self.location}@{self.offset + self.pos}"
+        shape = state.get("shape") if state.__class__ is _Dict else None
+        dtype = state.get("dtype") if state.__class__ is _Dict else None
+        if not (
+            isinstance(shape, tuple)
+            and all(isinstance(d, int) and d >= 0 for d in shape)
+            and dtype.__class__ is _DType
+        ):
+            self.findings.append(
+                Finding(ERROR, "joblib_array", "a joblib array of unknown size", where)
+            )
+            raise PickleError("cannot step over a joblib array of unknown size")
+        if dtype.hasobject:
+            nested = _Walker(self.stream, f"{where}(objects)")
+            nested.buf, nested.pos, nested.offset = self.buf, self.pos, self.offset
+            nested.walk()
+            self.buf, self.pos, self.offset = nested.buf, nested.pos, nested.offset
+            self.opcodes += nested.opcodes
+            self.globals.update(nested.globals)
+            self.findings += nested.findings
+            return
+        alignment = state.get("numpy_array_alignment_bytes")
+        if isinstance(alignment, int):
+            self._skip(self._take(1)[0])
+        self._skip(math.prod(shape) * dtype.itemsize)
 
     def walk(self):  # noqa: C901 - one flat loop: the hot path stays inlined
         table = _TABLE
@@ -353,6 +507,7 @@ class _Walker:
         marks = []
         memo = {}
         memoized = 0
+        memo_tuples = 0
         take = self._take
         while True:
             if self.pos >= len(self.buf):
@@ -370,13 +525,15 @@ class _Walker:
             if kind == _FIXED:
                 if size:
                     raw = take(size)
-                    if name in _MEMO_PUT or name in _MEMO_GET or name == "PROTO":
+                    if name in _INDEX_OPS:
                         value = int.from_bytes(raw, "little")
+                    elif name == "BININT":
+                        value = int.from_bytes(raw, "little", signed=True)
             elif kind in (_LINE, _LINE2):
                 line = self._line()
                 if kind == _LINE2:
                     second = self._line()
-                    self._import(
+                    value = self._import(
                         line.decode("utf-8", "replace"),
                         second.decode("utf-8", "replace"),
                         f"{self.location}@{self.offset + self.pos}",
@@ -418,8 +575,19 @@ class _Walker:
                 # only what may name an import is remembered: memory stays
                 # flat on pickles of millions of objects
                 top = stack[-1]
-                if top.__class__ is str and _IDENTIFIER(top):
+                kind_of = top.__class__
+                if (
+                    (kind_of is str and _IDENTIFIER(top))
+                    or kind_of is _Global
+                    or kind_of is _DType
+                    or (
+                        kind_of is tuple
+                        and len(top) <= 8
+                        and memo_tuples < MAX_MEMO_TUPLES
+                    )
+                ):
                     memo[value] = top
+                    memo_tuples += kind_of is tuple
                 else:
                     memo.pop(value, None)
                 continue
@@ -431,15 +599,19 @@ class _Walker:
                     raise PickleError("STACK_GLOBAL on a short stack")
                 module_name = stack.pop()
                 module = stack.pop()
-                self._import(
-                    module, module_name, f"{self.location}@{self.offset + self.pos}"
+                stack.append(
+                    self._import(
+                        module, module_name, f"{self.location}@{self.offset + self.pos}"
+                    )
                 )
-                stack.append(_UNKNOWN)
                 continue
             if name == "DUP":
                 if not stack:
                     raise PickleError("DUP on an empty stack")
                 stack.append(stack[-1])
+                continue
+            if name in _STRUCTURE_OPS:
+                self._structure(name, stack, marks)
                 continue
             if to_mark:
                 if not marks:
@@ -451,7 +623,7 @@ class _Walker:
                     raise PickleError(f"{name} on a stack too short")
                 del stack[-npop:]
             if npush:
-                stack.append(value if string else _UNKNOWN)
+                stack.append(value)
 
 
 def _decode_text(line, name):
@@ -473,7 +645,34 @@ def _open_decompressed(stream, head):
         return bz2.BZ2File(stream), "bz2"
     if head.startswith(b"\xfd7zXZ\x00"):
         return lzma.LZMAFile(stream), "xz"
+    if head[:1] == b"\x78" and (head[0] * 256 + head[1]) % 31 == 0:
+        return _ZlibStream(stream), "zlib"
     return None, None
+
+
+class _ZlibStream:
+    """A zlib stream (joblib's default compressor) read in chunks."""
+
+    def __init__(self, stream):
+        self._stream = stream
+        self._inflate = zlib.decompressobj()
+        self._pending = b""
+
+    def read(self, size=-1):
+        size = READ_SIZE if size is None or size < 0 else size
+        while len(self._pending) < size and not self._inflate.eof:
+            data = self._inflate.unconsumed_tail or self._stream.read(READ_SIZE)
+            if not data:
+                break
+            self._pending += self._inflate.decompress(data, size * 4)
+        data, self._pending = self._pending[:size], self._pending[size:]
+        return data
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
 
 
 def _scan_stream(stream, location, results):
