@@ -326,10 +326,10 @@ def bench_pickle():
                 f"  {name:13s} {elapsed:7.1f} s  peak RSS {peak:7.0f} MiB  "
                 f"{'ALARM (false: the file is benign)' if alarm else 'clean'}"
             )
-        ours = figures["creativeflow"]
+        mine = figures["creativeflow"]
         print(
-            f"  speed vs modelscan: {figures['modelscan'] / ours:.1f}x, "
-            f"vs fickling: {figures['fickling'] / ours:.1f}x"
+            f"  speed vs modelscan: {figures['modelscan'] / mine:.1f}x, "
+            f"vs fickling: {figures['fickling'] / mine:.1f}x"
         )
 
 
