@@ -10,29 +10,13 @@ import zipfile
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
 
 from odoo.addons.creativeflow_mlops.scanners import dockerfile, formats, runtime
+from odoo.addons.creativeflow_mlops.tests.artifacts import onnx_model
 
 
 def make_onnx(path, opset=17, external=None):
-    weight = numpy_helper.from_array(np.ones((4, 2), dtype=np.float32), "W")
-    graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "W"], ["y"])],
-        "tiny",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 2])],
-        [weight],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    model.ir_version = 8
-    if external:
-        weight = model.graph.initializer[0]
-        weight.ClearField("raw_data")
-        weight.data_location = TensorProto.EXTERNAL
-        entry = weight.external_data.add()
-        entry.key, entry.value = "location", external
-    onnx.save(model, str(path))
+    onnx.save(onnx_model(opset, external), str(path))
     return path
 
 

@@ -25,6 +25,18 @@ def unsafe_member_name(name):
     return None
 
 
+def _member_findings(name, where, link=False, device=False):
+    findings = []
+    why = unsafe_member_name(name)
+    if why:
+        findings.append(Finding(ERROR, "zip_slip", f"{name!r} {why}", where))
+    if link:
+        findings.append(Finding(ERROR, "symlink", "the archive holds a link", where))
+    if device:
+        findings.append(Finding(ERROR, "device", "the archive holds a device", where))
+    return findings
+
+
 def check_zip(path, location):
     findings = []
     members = []
@@ -35,16 +47,8 @@ def check_zip(path, location):
         total = 0
         for info in infos:
             where = f"{location}:{info.filename}"
-            why = unsafe_member_name(info.filename)
-            if why:
-                findings.append(
-                    Finding(ERROR, "zip_slip", f"{info.filename!r} {why}", where)
-                )
-            mode = info.external_attr >> 16
-            if stat.S_ISLNK(mode):
-                findings.append(
-                    Finding(ERROR, "symlink", "the archive holds a symlink", where)
-                )
+            link = stat.S_ISLNK(info.external_attr >> 16)
+            findings += _member_findings(info.filename, where, link=link)
             total += info.file_size
             ratio = info.file_size // max(info.compress_size, 1)
             if info.file_size > RATIO_FLOOR and ratio > MAX_RATIO:
@@ -74,19 +78,12 @@ def check_tar(path, location):
                 findings.append(Finding(ERROR, "too_many_members", "too many members"))
                 break
             where = f"{location}:{info.name}"
-            why = unsafe_member_name(info.name)
-            if why:
-                findings.append(
-                    Finding(ERROR, "zip_slip", f"{info.name!r} {why}", where)
-                )
-            if info.issym() or info.islnk():
-                findings.append(
-                    Finding(ERROR, "symlink", "the archive holds a link", where)
-                )
-            if info.isdev() or info.isfifo():
-                findings.append(
-                    Finding(ERROR, "device", "the archive holds a device", where)
-                )
+            findings += _member_findings(
+                info.name,
+                where,
+                link=info.issym() or info.islnk(),
+                device=info.isdev() or info.isfifo(),
+            )
             total += info.size
             members.append(info.name)
     if total > MAX_TOTAL_SIZE:

@@ -11,7 +11,9 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 
-def onnx_bytes():
+def onnx_model(opset=17, external=None):
+    """A one-MatMul ONNX model; ``external`` moves its weight to external
+    data at that location."""
     weight = numpy_helper.from_array(np.ones((4, 2), dtype=np.float32), "W")
     graph = helper.make_graph(
         [helper.make_node("MatMul", ["x", "W"], ["y"])],
@@ -20,10 +22,20 @@ def onnx_bytes():
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 2])],
         [weight],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     model.ir_version = 8
+    if external:
+        weight = model.graph.initializer[0]
+        weight.ClearField("raw_data")
+        weight.data_location = TensorProto.EXTERNAL
+        entry = weight.external_data.add()
+        entry.key, entry.value = "location", external
+    return model
+
+
+def onnx_bytes():
     buffer = io.BytesIO()
-    onnx.save(model, buffer)
+    onnx.save(onnx_model(), buffer)
     return buffer.getvalue()
 
 
