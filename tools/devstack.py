@@ -352,6 +352,8 @@ def cmd_test(argv):
     if result.returncode == 5:
         log("pytest collected no test: that is a failure here")
         return 1
+    if result.returncode == 0 and not os.environ.get("MLOPS_KEEP_DB"):
+        drop_database(db_settings, dbname)  # kept after a failure, to look into
     return result.returncode
 
 
