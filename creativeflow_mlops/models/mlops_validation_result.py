@@ -83,11 +83,17 @@ class MlopsValidationResult(models.Model):
             report = result._scan()
             report_uri = result._store_report(report)
         except StorageUnavailable as error:
-            raise RetryableJobError(
-                f"the artifact store is unreachable: {error}",
-                seconds=30,
-                ignore_retry=False,
-            ) from error
+            if not result._is_last_attempt():
+                raise RetryableJobError(
+                    f"the artifact store is unreachable: {error}", seconds=30
+                ) from error
+            # out of retries: settle the version instead of leaving it validating
+            report = ScanReport(
+                result.scan_type,
+                "failed",
+                f"the artifact store stayed unreachable: {error}",
+            )
+            report_uri = False
         except StorageRefused as error:
             report = ScanReport(
                 result.scan_type, "failed", f"artifact unreadable: {error}"
@@ -111,6 +117,14 @@ class MlopsValidationResult(models.Model):
             )
         version._validation_finalize()
         return f"{result.scan_type}: {report.state}: {report.summary}"
+
+    def _is_last_attempt(self):
+        """Whether the queued job running this scan has no retry left."""
+        uuid = self.env.context.get("job_uuid")
+        if not uuid:
+            return False
+        job = self.env["queue.job"].sudo().search([("uuid", "=", uuid)], limit=1)
+        return bool(job.max_retries) and job.retry + 1 >= job.max_retries
 
     def _scan(self):
         version = self.version_id

@@ -146,6 +146,26 @@ class TestValidationJobs(MlopsCase):
             self.assertEqual(version.state, "validating")
             self.assertIn(result.state, ("pending", "running"))
 
+    def test_store_still_unreachable_on_the_last_try_fails_the_scan(self):
+        with s3_backend(self.env) as backend:
+            self.env.ref("creativeflow_mlops.storage_backend_local").is_default = False
+            backend.is_default = True
+            version = self._upload(artifacts.onnx_bytes(), "model.onnx", "onnx")
+            backend.endpoint = "127.0.0.1:1"
+            result = version.validation_result_ids.filtered(
+                lambda r: r.scan_type == "format"
+            )
+            job = self.env["queue.job"].search(
+                [("func_string", "like", f"({result.id},)")]
+            )
+            job.write({"retry": job.max_retries - 1})
+            summary = result.with_context(job_uuid=job.uuid)._run_scan()
+            self.assertIn("stayed unreachable", summary)
+            self.assertEqual(result.state, "failed")
+            for other in version.validation_result_ids - result:
+                other.with_context(job_uuid=job.uuid)._run_scan()
+            self.assertEqual(version.state, "validation_failed")
+
     def test_upload_to_a_dead_store_leaves_nothing(self):
         with s3_backend(self.env, code="dead", endpoint="127.0.0.1:1") as backend:
             self.env.ref("creativeflow_mlops.storage_backend_local").is_default = False
