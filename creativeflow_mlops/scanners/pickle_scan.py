@@ -16,6 +16,7 @@ gzip, bz2 and xz-compressed pickles (joblib's compressors).
 
 import bz2
 import gzip
+import itertools
 import lzma
 import math
 import pickletools
@@ -676,10 +677,18 @@ class _ZlibStream:
 
 
 def _scan_stream(stream, location, results):
-    """Walk every pickle concatenated in ``stream``."""
-    index = 0
-    while True:
+    """Walk every pickle concatenated in ``stream``; each walker takes over
+    the read buffer of the one before, as nested pickles do."""
+    walker = None
+    for index in itertools.count():
+        previous = walker
         walker = _Walker(stream, f"{location}#{index}" if index else location)
+        if previous is not None:
+            walker.buf, walker.pos, walker.offset = (
+                previous.buf,
+                previous.pos,
+                previous.offset,
+            )
         try:
             walker.walk()
         except PickleError as error:
@@ -690,27 +699,12 @@ def _scan_stream(stream, location, results):
             return
         results.append(walker)
         # what follows STOP: another pickle, or the end
-        rest = walker.buf[walker.pos :]
-        tail = rest or stream.read(1)
-        if not tail:
-            return
-        stream = _Prefixed(tail, stream)
-        index += 1
-
-
-class _Prefixed:
-    def __init__(self, head, stream):
-        self.head = head
-        self.stream = stream
-
-    def read(self, size=-1):
-        if self.head:
-            if size is None or size < 0:
-                data, self.head = self.head + self.stream.read(), b""
-                return data
-            data, self.head = self.head[:size], self.head[size:]
-            return data
-        return self.stream.read(size)
+        if walker.pos >= len(walker.buf):
+            following = stream.read(1)
+            if not following:
+                return
+            walker.offset += walker.pos
+            walker.buf, walker.pos = following, 0
 
 
 def scan_file(path, display_name=None):
