@@ -204,6 +204,23 @@ def test_s3_direct_multipart_upload(s3_server):
         store.complete_multipart("models/m/3.0/abandoned.bin", other, etags)
 
 
+def test_s3_part_uploads_sort_refusals(s3_server):
+    """The writer sends parts to presigned URLs itself: the store's error
+    answers become the store errors, never a silent bad ETag."""
+    store = _store(s3_server)
+    store.ensure_bucket()
+    key = "models/m/4.0/x.bin"
+    with pytest.raises(StorageRefused, match="NoSuchUpload"):
+        store._upload_part(key, "no-such-upload", 1, b"x" * 10)
+    upload_id = store.create_multipart(key)
+    forged = _store(s3_server, bucket=store.bucket, secret_key="not-the-secret")
+    with pytest.raises(StorageRefused, match="SignatureDoesNotMatch|AccessDenied"):
+        forged._upload_part(key, upload_id, 1, b"x" * 10)
+    part = store._upload_part(key, upload_id, 1, b"x" * 10)
+    assert part == {"part_number": 1, "etag": hashlib.md5(b"x" * 10).hexdigest()}
+    store.abort_multipart(key, upload_id)
+
+
 def test_s3_wrong_credentials_are_refused(s3_server):
     store = _store(s3_server, secret_key="not-the-secret")
     with pytest.raises(StorageRefused, match="SignatureDoesNotMatch|AccessDenied"):
