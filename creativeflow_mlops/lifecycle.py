@@ -127,6 +127,7 @@ VALIDATION_STATES = [
 ]
 
 SCAN_TYPES = [
+    ("integrity", "Integrity"),
     ("format", "Format"),
     ("security_artifact", "Artifact Security"),
     ("security_container", "Container Security"),

@@ -15,7 +15,7 @@ RUNTIME_FORMATS = {"onnx"}
 
 
 def default_mode(model_format, scan_type):
-    if scan_type == "format":
+    if scan_type in ("integrity", "format"):
         return BLOCK
     if scan_type == "security_artifact":
         return BLOCK if model_format in PICKLE_FORMATS else OFF

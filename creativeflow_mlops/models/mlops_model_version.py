@@ -15,6 +15,8 @@ from markupsafe import Markup
 from odoo import api, fields, models
 from odoo.exceptions import UserError, ValidationError
 
+from odoo.addons.queue_job.delay import chain, group
+
 from ..adapters.storage import CHUNK_SIZE, StorageError
 from ..exceptions import (
     BackendUnavailable,
@@ -121,6 +123,13 @@ class MlopsModelVersion(models.Model):
     artifact_object_key = fields.Char(copy=False)
     artifact_size = BigInteger(string="Size (bytes)", copy=False)
     artifact_sha256 = fields.Char(string="SHA-256", size=64, copy=False)
+    artifact_verified_at = fields.Datetime(
+        string="Verified On",
+        copy=False,
+        readonly=True,
+        help="When the integrity check last read the stored object back and found "
+        "the registered size and SHA-256.",
+    )
     artifact_filename = fields.Char(string="Filename", copy=False)
     artifact_content_type = fields.Char(string="Content Type")
     # description of the model
@@ -542,15 +551,18 @@ class MlopsModelVersion(models.Model):
 
     def _enqueue_validation(self, scan_types=None):
         """Start a validation round: one result and one queued job per scan
-        the format's policy runs."""
+        the format's policy runs. The integrity check goes first and the
+        other scans wait for it (a queue_job chain): they read the bytes it
+        has verified, and do not run at all on an artifact that failed it."""
         Result = self.env["mlops.validation.result"].sudo()
         Policy = self.env["mlops.validation.policy"]
         for version in self.sudo():
             version.validation_round += 1
+            results = Result.browse()
             for scan_type, mode in Policy._get_plan(version.model_format):
                 if mode == "off" or (scan_types and scan_type not in scan_types):
                     continue
-                result = Result.create(
+                results |= Result.create(
                     {
                         "version_id": version.id,
                         "scan_type": scan_type,
@@ -559,15 +571,13 @@ class MlopsModelVersion(models.Model):
                         "validated_by_id": self.env.uid,
                     }
                 )
-                result.with_delay(
-                    channel="root.mlops.validation",
-                    identity_key=f"mlops-scan-{result.id}",
-                    description=self.env._(
-                        "%(scan)s scan of %(version)s",
-                        scan=scan_type,
-                        version=version.display_name,
-                    ),
-                )._run_scan()
+            first = results.filtered(lambda r: r.scan_type == "integrity")
+            scans = [result._scan_job() for result in results - first]
+            if first and scans:
+                chain(first._scan_job(), group(*scans)).delay()
+            else:
+                for job in [first._scan_job()] if first else scans:
+                    job.delay()
             version._validation_finalize()
 
     def _validation_finalize(self):

@@ -2,6 +2,7 @@
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
 import logging
 import math
+import re
 import uuid
 from datetime import timedelta
 
@@ -19,8 +20,12 @@ MAX_PARTS = 10_000
 
 class MlopsUpload(models.Model):
     """A direct multipart upload: the client sends the parts straight to S3
-    with presigned URLs; Odoo verifies size and hash when it completes, and
-    a cron aborts the ones left unfinished."""
+    with presigned URLs; completing it checks the size the store reports and
+    registers the version, whose first validation job reads the object back
+    and verifies its SHA-256 before any other scan runs (S3 keeps no
+    whole-object SHA-256 of a multipart upload, and reading 1 GiB back
+    inside the request would cost the client more than the parts). A cron
+    aborts the uploads left unfinished."""
 
     _name = "mlops.upload"
     _description = "MLOps Direct Upload"
@@ -71,6 +76,12 @@ class MlopsUpload(models.Model):
         metadata.setdefault("model", payload.get("model"))
         metadata.setdefault("version", payload.get("version"))
         sha256 = metadata.pop("sha256", None) or payload.get("sha256")
+        if sha256 is not None and not (
+            isinstance(sha256, str) and re.fullmatch(r"[0-9a-fA-F]{64}", sha256)
+        ):
+            error = InvalidInput(env._("sha256 must be 64 hexadecimal digits"))
+            error.details = {"sha256": "64 hexadecimal digits"}
+            raise error
         metadata = artifacts.parse_metadata(env, metadata)
         try:
             filename = sanitize_filename(payload.get("filename") or "")
@@ -111,7 +122,7 @@ class MlopsUpload(models.Model):
                 "filename": filename,
                 "content_type": payload.get("content_type"),
                 "size": size,
-                "expected_sha256": sha256,
+                "expected_sha256": sha256.lower() if sha256 else False,
                 "part_size": part_size,
                 "part_count": part_count,
                 "user_id": env.uid,
@@ -130,7 +141,8 @@ class MlopsUpload(models.Model):
         return upload
 
     def _complete(self, parts):
-        """Finish the multipart upload, verify it, register the version."""
+        """Finish the multipart upload, check its size, register the version
+        (its integrity job verifies the content)."""
         self.ensure_one()
         env = self.env
         if self.state != "open":
@@ -149,7 +161,7 @@ class MlopsUpload(models.Model):
         store = self.storage_backend_id._get_store()
         try:
             store.complete_multipart(self.object_key, self.s3_upload_id, parts)
-            size, sha256 = store.hash_object(self.object_key)
+            size = store.stat(self.object_key)
         except StorageError as error:
             raise BackendUnavailable(str(error)) from error
         problem = None
@@ -159,8 +171,6 @@ class MlopsUpload(models.Model):
                 got=size,
                 want=int(self.size),
             )
-        elif self.expected_sha256 and sha256 != self.expected_sha256.lower():
-            problem = env._("the SHA-256 differs from the announced one")
         if problem:
             error = InvalidInput(env._("The upload was refused: %s.", problem))
             error.after_rollback = lambda: self._discard(problem, "failed")
@@ -169,7 +179,12 @@ class MlopsUpload(models.Model):
         artifacts.register_stored(
             version,
             self.storage_backend_id,
-            StoredObject(self.object_key, size, sha256, store.uri(self.object_key)),
+            StoredObject(
+                self.object_key,
+                size,
+                self.expected_sha256 or False,
+                store.uri(self.object_key),
+            ),
             self.filename,
             self.content_type,
         )

@@ -1,6 +1,7 @@
 # Copyright 2026 CreativeFlow
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
 from odoo import api, fields, models
+from odoo.exceptions import ValidationError
 
 from ..lifecycle import MODEL_FORMATS, SCAN_TYPES
 from ..validation import MODES, default_mode
@@ -31,6 +32,17 @@ class MlopsValidationPolicy(models.Model):
     def _compute_default_mode(self):
         for policy in self:
             policy.default_mode = default_mode(policy.model_format, policy.scan_type)
+
+    @api.constrains("scan_type", "mode")
+    def _check_mode(self):
+        for policy in self:
+            if policy.scan_type == "integrity" and policy.mode == "off":
+                raise ValidationError(
+                    self.env._(
+                        "The integrity check cannot be turned off: it is where a "
+                        "direct upload's SHA-256 is verified."
+                    )
+                )
 
     @api.model
     def _get_plan(self, model_format):

@@ -9,7 +9,7 @@ from odoo.addons.queue_job.exception import RetryableJobError
 
 from ..adapters.storage import StorageRefused, StorageUnavailable
 from ..lifecycle import SCAN_TYPES, VALIDATION_STATES
-from ..scanners import dockerfile, formats, pickle_scan, runtime
+from ..scanners import dockerfile, formats, integrity, pickle_scan, runtime
 from ..scanners.report import ScanReport
 
 _logger = logging.getLogger(__name__)
@@ -65,6 +65,20 @@ class MlopsValidationResult(models.Model):
     # Job
     # ------------------------------------------------------------------
 
+    def _scan_job(self):
+        """The queue_job delayable running this scan: one per result, never
+        two (identity key), on the validation channel."""
+        self.ensure_one()
+        return self.delayable(
+            channel="root.mlops.validation",
+            identity_key=f"mlops-scan-{self.id}",
+            description=self.env._(
+                "%(scan)s scan of %(version)s",
+                scan=self.scan_type,
+                version=self.version_id.display_name,
+            ),
+        )._run_scan()
+
     def _run_scan(self):
         """Queued job (channel root.mlops.validation): run one scan of the
         version's artifact, store its report, settle the version when it was
@@ -111,12 +125,36 @@ class MlopsValidationResult(models.Model):
                 "finished_at": fields.Datetime.now(),
             }
         )
+        if result.scan_type == "integrity":
+            result._after_integrity(report)
         if result.scan_type == "performance_benchmark" and report.state == "passed":
             version.write(
                 {"metrics": {**(version.metrics or {}), "benchmark": report.details}}
             )
         version._validation_finalize()
         return f"{result.scan_type}: {report.state}: {report.summary}"
+
+    def _after_integrity(self, report):
+        """Record what the integrity check measured; when it failed and
+        blocks, the round's other scans are not run on those bytes."""
+        version = self.version_id
+        if report.state == "passed":
+            values = {"artifact_verified_at": fields.Datetime.now()}
+            if not version.artifact_sha256:
+                values["artifact_sha256"] = report.details["sha256"]
+            version.write(values)
+        elif self.blocking:
+            others = version.validation_result_ids.filtered(
+                lambda r: r.round == self.round and r.state == "pending"
+            )
+            others.write(
+                {
+                    "state": "skipped",
+                    "summary": self.env._(
+                        "not run: the artifact failed its integrity check"
+                    ),
+                }
+            )
 
     def _is_last_attempt(self):
         """Whether the queued job running this scan has no retry left."""
@@ -144,6 +182,12 @@ class MlopsValidationResult(models.Model):
             return ScanReport.skipped(
                 self.scan_type,
                 f"the local runtime runs ONNX models only, not {version.model_format}",
+            )
+        if self.scan_type == "integrity":
+            store = version.storage_backend_id._get_store()
+            size, sha256 = store.hash_object(version.artifact_object_key)
+            return integrity.verify(
+                size, sha256, version.artifact_size, version.artifact_sha256
             )
         with version._artifact_path() as path:
             name = version.artifact_filename

@@ -11,6 +11,8 @@ def artifact(version):
         "sha256": version.artifact_sha256 or None,
         "size": version.artifact_size or None,
         "filename": version.artifact_filename or None,
+        # when the integrity check last found these bytes in the store
+        "verified_at": _dt(version.artifact_verified_at),
     }
 
 

@@ -108,7 +108,13 @@ class TestApi(HttpCase):
         self.assertEqual(version["created_by"], "api_user")
         self.assertEqual(
             {v["scan_type"] for v in version["validations"]},
-            {"format", "functional_io", "performance_benchmark", "content_safety"},
+            {
+                "integrity",
+                "format",
+                "functional_io",
+                "performance_benchmark",
+                "content_safety",
+            },
         )
         self.assertEqual({v["state"] for v in version["validations"]}, {"pending"})
 
@@ -300,6 +306,7 @@ class TestApi(HttpCase):
             self.assertEqual(
                 done.json()["artifact"]["sha256"], hashlib.sha256(data).hexdigest()
             )
+            self.assertIsNone(done.json()["artifact"]["verified_at"])
             self._assert_error(
                 self._call(
                     "POST",
@@ -310,6 +317,11 @@ class TestApi(HttpCase):
                 409,
                 "conflict",
             )
+            # the integrity job reads the object back before any other scan
+            self._run_round(version)
+            followed = self._call("GET", f"/versions/{version.id}", self.user).json()
+            self.assertEqual(followed["state"], "validated")
+            self.assertTrue(followed["artifact"]["verified_at"])
 
             # a size that does not match is refused and nothing is registered
             payload.update(version="1.0.1", size=len(data) + 1)
@@ -335,6 +347,96 @@ class TestApi(HttpCase):
             upload.expires_at = fields.Datetime.now() - timedelta(minutes=1)
             self.assertEqual(self.env["mlops.upload"]._cron_abort_expired(), 1)
             self.assertEqual(upload.state, "aborted")
+            self.assertFalse(
+                self.env["mlops.model.version"].search([("version", "=", "1.0.2")])
+            )
+
+    def _direct_upload(self, payload, data):
+        """POST /uploads, PUT the parts, complete: the completion's answer."""
+        import requests
+
+        answer = self._call("POST", "/uploads", self.user, json=payload).json()
+        etags = []
+        for part in answer["parts"]:
+            start = (part["part_number"] - 1) * answer["part_size"]
+            put = requests.put(
+                part["url"], data=data[start : start + answer["part_size"]], timeout=30
+            )
+            self.assertEqual(put.status_code, 200, put.text)
+            etags.append(
+                {"part_number": part["part_number"], "etag": put.headers["ETag"]}
+            )
+        return self._call(
+            "POST",
+            f"/uploads/{answer['upload_id']}/complete",
+            self.user,
+            json={"parts": etags},
+        )
+
+    def _run_round(self, version):
+        """Run the scans of the version's round the way the queue does: the
+        integrity job first, the others after it."""
+        self.env.invalidate_all()
+        results = version.validation_result_ids.filtered(
+            lambda r: r.round == version.validation_round
+        )
+        first = results.filtered(lambda r: r.scan_type == "integrity")
+        for result in first + (results - first):
+            result._run_scan()
+
+    def test_direct_upload_hash_is_verified_by_the_integrity_job(self):
+        with s3_backend(self.env, code="verify") as backend:
+            self.env.ref("creativeflow_mlops.storage_backend_local").is_default = False
+            backend.is_default = True
+            data = artifacts.onnx_bytes()
+            payload = {
+                "model": "verified-model",
+                "filename": "model.onnx",
+                "size": len(data),
+                "metadata": {"model_format": "onnx"},
+            }
+            # no hash announced: the integrity job records the one it reads
+            done = self._direct_upload({**payload, "version": "1.0.0"}, data)
+            self.assertEqual(done.status_code, 202, done.text)
+            self.assertIsNone(done.json()["artifact"]["sha256"])
+            version = self.env["mlops.model.version"].browse(done.json()["version_id"])
+            self._run_round(version)
+            self.assertEqual(version.state, "validated")
+            self.assertEqual(version.artifact_sha256, hashlib.sha256(data).hexdigest())
+
+            # an announced hash the bytes do not have: the version fails on
+            # integrity and no other scan looks at the bytes
+            wrong = hashlib.sha256(b"something else").hexdigest()
+            done = self._direct_upload(
+                {**payload, "version": "1.0.1", "sha256": wrong}, data
+            )
+            self.assertEqual(done.status_code, 202, done.text)
+            self.assertEqual(done.json()["artifact"]["sha256"], wrong)
+            version = self.env["mlops.model.version"].browse(done.json()["version_id"])
+            self._run_round(version)
+            self.assertEqual(version.state, "validation_failed")
+            states = {r.scan_type: r.state for r in version.validation_result_ids}
+            self.assertEqual(states.pop("integrity"), "failed")
+            self.assertEqual(set(states.values()), {"skipped"})
+            followed = self._call("GET", f"/versions/{version.id}", self.user).json()
+            integrity = next(
+                v for v in followed["validations"] if v["scan_type"] == "integrity"
+            )
+            self.assertIn("SHA-256", integrity["summary"])
+            self.assertIsNone(followed["artifact"]["verified_at"])
+
+            # a malformed announced hash is refused before anything is created
+            body = self._assert_error(
+                self._call(
+                    "POST",
+                    "/uploads",
+                    self.user,
+                    json={**payload, "version": "1.0.2", "sha256": "abc"},
+                ),
+                422,
+                "invalid_input",
+            )
+            self.assertIn("sha256", body["details"])
             self.assertFalse(
                 self.env["mlops.model.version"].search([("version", "=", "1.0.2")])
             )

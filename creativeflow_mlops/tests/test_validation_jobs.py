@@ -4,6 +4,8 @@ import io
 import json
 import os
 
+from odoo.exceptions import ValidationError
+
 from odoo.addons.queue_job.exception import RetryableJobError
 from odoo.addons.queue_job.tests.common import trap_jobs
 
@@ -38,14 +40,23 @@ class TestValidationJobs(MlopsCase):
                 version.artifact_uri,
                 r"^local://models/sentiment/2\.\d+\.0/model\.onnx$",
             )
-            # format, functional_io, performance_benchmark, content_safety
-            trap.assert_jobs_count(4)
+            # integrity first; format, functional_io, performance_benchmark and
+            # content_safety wait for it
+            trap.assert_jobs_count(5)
             self.assertEqual(
                 {job.channel for job in trap.enqueued_jobs}, {"root.mlops.validation"}
             )
+            first = [job for job in trap.enqueued_jobs if not job.depends_on]
+            self.assertEqual(len(first), 1)
+            self.assertEqual(first[0].recordset.scan_type, "integrity")
+            for job in set(trap.enqueued_jobs) - set(first):
+                self.assertEqual(job.depends_on, set(first))
             trap.perform_enqueued_jobs()
         results = self._results(version)
         self.assertEqual(version.state, "validated")
+        self.assertEqual(results["integrity"].state, "passed")
+        self.assertIn(version.artifact_sha256, results["integrity"].summary)
+        self.assertTrue(version.artifact_verified_at)
         self.assertEqual(results["format"].state, "passed")
         self.assertEqual(results["functional_io"].state, "passed")
         self.assertEqual(results["performance_benchmark"].state, "passed")
@@ -113,7 +124,46 @@ class TestValidationJobs(MlopsCase):
             self.assertIn("no longer", first_round[0].perform())
             trap.perform_enqueued_jobs()
         self.assertEqual(version.state, "validated")
-        self.assertEqual(len(version.validation_result_ids), 5)
+        self.assertEqual(len(version.validation_result_ids), 6)  # 5 + 1
+
+    def test_integrity_catches_an_object_changed_in_the_store(self):
+        with trap_jobs() as trap:
+            version = self._upload(
+                artifacts.benign_pickle_bytes(), "model.pkl", "pickle"
+            )
+            trap.perform_enqueued_jobs()
+        self.assertEqual(version.state, "validated")
+        # someone with access to the bucket swaps the bytes, same length
+        path = version.storage_backend_id._get_store().local_path(
+            version.artifact_object_key
+        )
+        tampered = artifacts.malicious_pickle_bytes()
+        with open(path, "r+b") as handle:
+            handle.write(tampered[: version.artifact_size])
+        with trap_jobs() as trap:
+            version.with_user(self.manager).action_validate()
+            trap.perform_enqueued_jobs()
+        results = {
+            r.scan_type: r
+            for r in version.validation_result_ids.filtered(lambda r: r.round == 2)
+        }
+        self.assertEqual(version.state, "validation_failed")
+        self.assertEqual(results["integrity"].state, "failed")
+        self.assertIn("SHA-256", results["integrity"].summary)
+        # the other scans did not look at bytes that are not the artifact
+        for scan_type in set(results) - {"integrity"}:
+            self.assertEqual(results[scan_type].state, "skipped")
+            self.assertIn("integrity", results[scan_type].summary)
+        self.assertIn("integrity", version.message_ids[0].body)
+
+    def test_integrity_cannot_be_turned_off(self):
+        with self.assertRaises(ValidationError):
+            self.env["mlops.validation.policy"].create(
+                {"model_format": "onnx", "scan_type": "integrity", "mode": "off"}
+            )
+        self.env["mlops.validation.policy"].create(
+            {"model_format": "onnx", "scan_type": "integrity", "mode": "warn"}
+        )
 
     def test_identity_key_prevents_duplicate_jobs(self):
         version = self._upload(artifacts.onnx_bytes(), "model.onnx", "onnx")
