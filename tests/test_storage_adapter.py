@@ -2,6 +2,7 @@
 
 import hashlib
 import io
+import json
 import os
 import time
 import urllib.error
@@ -261,6 +262,35 @@ def test_s3_policy_refusal(tmp_path):
         with pytest.raises(StorageRefused, match="AccessDenied"):
             reader.put_stream("models/m/1/x.bin", io.BytesIO(os.urandom(6 * MiB)))
         assert admin.stat("models/m/1/x.bin") is None
+
+
+def test_s3_bucket_policy_refusal(s3_server):
+    """A bucket policy denying every write, even to the admin identity: small
+    and multipart puts and direct parts are refused, nothing is left."""
+    store = _store(s3_server)
+    store.ensure_bucket()
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": ["s3:PutObject"],
+                "Resource": [f"arn:aws:s3:::{store.bucket}/*"],
+            }
+        ],
+    }
+    store.client.set_bucket_policy(store.bucket, json.dumps(policy))
+    with pytest.raises(StorageRefused, match="AccessDenied"):
+        store.put_bytes("models/m/1/small.bin", b"x")
+    with pytest.raises(StorageRefused, match="AccessDenied"):
+        store.put_stream("models/m/1/big.bin", io.BytesIO(os.urandom(11 * MiB)))
+    assert store.stat("models/m/1/small.bin") is None
+    assert store.stat("models/m/1/big.bin") is None
+    assert not list(store.client.list_objects(store.bucket, recursive=True))
+    with pytest.raises(StorageRefused, match="AccessDenied"):
+        upload_id = store.create_multipart("models/m/1/direct.bin")
+        store._upload_part("models/m/1/direct.bin", upload_id, 1, b"x" * 10)
 
 
 def test_s3_unreachable_is_unavailable():

@@ -461,6 +461,35 @@ class TestApi(HttpCase):
             self.assertEqual(response.status_code, 202, response.text)
             self.assertTrue(response.json()["artifact"]["uri"].startswith("s3://"))
 
+    def test_bucket_policy_refusal_means_503_and_nothing_half_written(self):
+        metadata = {"model": "denied-model", "version": "1.0.0", "model_format": "onnx"}
+        with s3_backend(self.env, code="denied") as backend:
+            self.env.ref("creativeflow_mlops.storage_backend_local").is_default = False
+            backend.is_default = True
+            store = backend._get_store()
+            statement = {
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": ["s3:PutObject"],
+                "Resource": [f"arn:aws:s3:::{backend.bucket}/*"],
+            }
+            store.client.set_bucket_policy(
+                backend.bucket,
+                json.dumps({"Version": "2012-10-17", "Statement": [statement]}),
+            )
+            body = self._assert_error(
+                self._upload(self.user, metadata), 503, "backend_unavailable"
+            )
+            self.assertIn("AccessDenied", body["message"])
+            self.assertFalse(
+                self.env["mlops.model"].search([("name", "=", "denied-model")])
+            )
+            self.assertFalse(list(store.client.list_objects(backend.bucket)))
+            # the policy is lifted: the same request succeeds
+            store.client.delete_bucket_policy(backend.bucket)
+            response = self._upload(self.user, metadata)
+            self.assertEqual(response.status_code, 202, response.text)
+
     def test_direct_upload_needs_s3(self):
         response = self._call(
             "POST",
