@@ -222,6 +222,24 @@ def test_s3_part_uploads_sort_refusals(s3_server):
     store.abort_multipart(key, upload_id)
 
 
+def test_s3_list_parts_pages_and_lost_uploads(s3_server):
+    store = _store(s3_server)
+    store.ensure_bucket()
+    key = "models/m/5.0/x.bin"
+    upload_id = store.create_multipart(key)
+    assert store.list_parts(key, upload_id) == []
+    sent = [store._upload_part(key, upload_id, n, bytes([n]) * n) for n in (3, 1, 2)]
+    listed = store.list_parts(key, upload_id, page_size=1)
+    assert [p["part_number"] for p in listed] == [1, 2, 3]
+    assert [p["size"] for p in listed] == [1, 2, 3]
+    etags = {p["part_number"]: p["etag"] for p in sent}
+    assert all(p["etag"] == etags[p["part_number"]] for p in listed)
+    store.abort_multipart(key, upload_id)
+    with pytest.raises(StorageRefused) as caught:
+        store.list_parts(key, upload_id)
+    assert caught.value.code == "NoSuchUpload"
+
+
 def test_s3_wrong_credentials_are_refused(s3_server):
     store = _store(s3_server, secret_key="not-the-secret")
     with pytest.raises(StorageRefused, match="SignatureDoesNotMatch|AccessDenied"):

@@ -35,7 +35,12 @@ MAX_FILENAME_LENGTH = 200
 
 
 class StorageError(Exception):
-    """Base class of the store errors."""
+    """Base class of the store errors. ``code`` is the store's own error
+    code when it gave one (``NoSuchUpload``, ``AccessDenied``...)."""
+
+    def __init__(self, message, code=None):
+        super().__init__(message)
+        self.code = code
 
 
 class StorageUnavailable(StorageError):
@@ -261,9 +266,10 @@ class S3Store(_Store):
         from urllib3.exceptions import HTTPError
 
         if isinstance(error, S3Error):
+            message = f"{what}: {error.code}: {error.message}"
             if error.code in ("SlowDown", "ServiceUnavailable", "InternalError"):
-                return StorageUnavailable(f"{what}: {error.code}: {error.message}")
-            return StorageRefused(f"{what}: {error.code}: {error.message}")
+                return StorageUnavailable(message, error.code)
+            return StorageRefused(message, error.code)
         if isinstance(error, HTTPError | ConnectionError | TimeoutError):
             return StorageUnavailable(f"{what}: {self.endpoint} unreachable ({error})")
         if isinstance(error, MinioException):
@@ -334,8 +340,8 @@ class S3Store(_Store):
         code = code.group(1) if code else f"HTTP {response.status}"
         detail = f"{what}: {code}: {message.group(1) if message else text[:200]}"
         if response.status >= 500 or code in ("SlowDown", "ServiceUnavailable"):
-            return StorageUnavailable(detail)
-        return StorageRefused(detail)
+            return StorageUnavailable(detail, code)
+        return StorageRefused(detail, code)
 
     def _abort_quietly(self, key, upload_id):
         try:
@@ -455,6 +461,33 @@ class S3Store(_Store):
             expires=expires,
             extra_query_params={"uploadId": upload_id, "partNumber": str(part_number)},
         )
+
+    def list_parts(self, key, upload_id, page_size=1000):
+        """The parts the store holds for an unfinished upload:
+        [{part_number, etag, size}] by part number, read ``page_size`` at a
+        time."""
+        parts, marker = [], None
+        while True:
+            result = self._call(
+                f"listing the parts of {key}",
+                self.client._list_parts,
+                self.bucket,
+                key,
+                upload_id,
+                max_parts=page_size,
+                part_number_marker=marker,
+            )
+            parts += [
+                {
+                    "part_number": part.part_number,
+                    "etag": part.etag.strip('"'),
+                    "size": part.size,
+                }
+                for part in result.parts
+            ]
+            if not result.is_truncated or not result.next_part_number_marker:
+                return sorted(parts, key=lambda part: part["part_number"])
+            marker = result.next_part_number_marker
 
     def complete_multipart(self, key, upload_id, parts):
         from minio.datatypes import Part

@@ -8,7 +8,13 @@ from datetime import timedelta
 
 from odoo import api, fields, models
 
-from ..adapters.storage import StorageError, StoredObject, object_key, sanitize_filename
+from ..adapters.storage import (
+    StorageError,
+    StorageRefused,
+    StoredObject,
+    object_key,
+    sanitize_filename,
+)
 from ..exceptions import BackendUnavailable, Conflict, InvalidInput, NotFound
 from ..services import artifacts
 
@@ -141,39 +147,103 @@ class MlopsUpload(models.Model):
         return upload
 
     def _complete(self, parts):
-        """Finish the multipart upload, check its size, register the version
-        (its integrity job verifies the content)."""
+        """Finish the multipart upload and register the version.
+
+        Nothing is asked of the store until the request is consistent with
+        what the store holds (ListParts): a part that has not arrived is a
+        409 and an ETag that differs a 422, both leaving the upload open so
+        the client can send the part and complete again; a total size that
+        differs from the announced one removes the upload and its draft.
+        The content is verified by the version's integrity job."""
         self.ensure_one()
         env = self.env
+        # two completions of one upload: the second waits, then sees it done
+        env.cr.execute(
+            "SELECT id FROM mlops_upload WHERE id = %s FOR UPDATE", [self.id]
+        )
+        self.invalidate_recordset(["state"])
         if self.state != "open":
             raise Conflict(env._("This upload is %s.", self.state))
-        if (
-            not isinstance(parts, list)
-            or not parts
-            or not all(
-                isinstance(p, dict)
-                and isinstance(p.get("part_number"), int)
-                and isinstance(p.get("etag"), str)
-                for p in parts
-            )
-        ):
-            raise InvalidInput(env._("parts must be a list of {part_number, etag}"))
+        if self.expires_at < fields.Datetime.now():
+            raise Conflict(env._("This upload expired; start a new one."))
+        claimed = self._check_parts(parts)
+        expected = range(1, self.part_count + 1)
         store = self.storage_backend_id._get_store()
         try:
-            store.complete_multipart(self.object_key, self.s3_upload_id, parts)
-            size = store.stat(self.object_key)
+            arrived = {
+                part["part_number"]: part
+                for part in store.list_parts(self.object_key, self.s3_upload_id)
+            }
+        except StorageRefused as error:
+            if error.code != "NoSuchUpload":
+                raise BackendUnavailable(str(error)) from error
+            problem = env._("the store no longer has this upload")
+            conflict = Conflict(
+                env._("The upload was refused: %s; start a new one.", problem)
+            )
+            conflict.after_rollback = lambda: self._discard(problem, "failed")
+            raise conflict from error
         except StorageError as error:
             raise BackendUnavailable(str(error)) from error
-        problem = None
+        missing = [number for number in expected if number not in arrived]
+        if missing:
+            error = Conflict(
+                env._(
+                    "%(count)s of %(total)s parts have not arrived in the store yet "
+                    "(first: %(first)s); send them, then complete again.",
+                    count=len(missing),
+                    total=self.part_count,
+                    first=missing[0],
+                )
+            )
+            error.details = {"missing_parts": missing[:1000]}
+            raise error
+        differing = [n for n in expected if claimed.get(n) != arrived[n]["etag"]]
+        if differing:
+            error = InvalidInput(
+                env._(
+                    "The ETags of %(count)s parts differ from those the store holds "
+                    "or are missing from the request (first: part %(first)s).",
+                    count=len(differing),
+                    first=differing[0],
+                )
+            )
+            error.details = {"etag_mismatch": differing[:1000]}
+            raise error
+        size = sum(arrived[number]["size"] or 0 for number in expected)
         if size != int(self.size):
             problem = env._(
                 "%(got)s bytes arrived, %(want)s announced",
                 got=size,
                 want=int(self.size),
             )
-        if problem:
             error = InvalidInput(env._("The upload was refused: %s.", problem))
             error.after_rollback = lambda: self._discard(problem, "failed")
+            raise error
+        try:
+            store.complete_multipart(
+                self.object_key,
+                self.s3_upload_id,
+                [{"part_number": n, "etag": arrived[n]["etag"]} for n in expected],
+            )
+            stored_size = store.stat(self.object_key)
+        except StorageRefused as error:
+            # the store's own rules (say, a part under its minimum size)
+            raise InvalidInput(
+                env._("The store refused to assemble the parts: %s", error)
+            ) from error
+        except StorageError as error:
+            raise BackendUnavailable(str(error)) from error
+        if stored_size != size:
+            problem = env._(
+                "the store assembled %(got)s bytes from parts of %(want)s",
+                got=stored_size,
+                want=size,
+            )
+            error = InvalidInput(env._("The upload was refused: %s.", problem))
+            error.after_rollback = lambda: self._discard(
+                problem, "failed", completed=True
+            )
             raise error
         version = self.version_id
         artifacts.register_stored(
@@ -191,15 +261,44 @@ class MlopsUpload(models.Model):
         self.write({"state": "completed"})
         return version
 
-    def _discard(self, message, state):
-        """Remove what the upload left: the object or the S3 upload, and the
-        draft version it created."""
+    def _check_parts(self, parts):
+        """The request's ``parts``: {part_number: etag}, or InvalidInput."""
+        env = self.env
+        if not isinstance(parts, list) or not parts:
+            raise InvalidInput(env._("parts must be a list of {part_number, etag}"))
+        claimed = {}
+        for part in parts:
+            if not (
+                isinstance(part, dict)
+                and isinstance(part.get("part_number"), int)
+                and not isinstance(part.get("part_number"), bool)
+                and isinstance(part.get("etag"), str)
+            ):
+                raise InvalidInput(env._("parts must be a list of {part_number, etag}"))
+            number = part["part_number"]
+            if not 1 <= number <= self.part_count:
+                raise InvalidInput(
+                    env._(
+                        "part_number %(number)s is not one of this upload's parts "
+                        "(1 to %(count)s)",
+                        number=number,
+                        count=self.part_count,
+                    )
+                )
+            if number in claimed:
+                raise InvalidInput(env._("part %s is listed twice", number))
+            claimed[number] = part["etag"].strip().strip('"')
+        return claimed
+
+    def _discard(self, message, state, completed=False):
+        """Remove what the upload left, the S3 upload or, once ``completed``,
+        the object, and the draft version it created."""
         store = self.storage_backend_id._get_store()
         try:
-            if state == "aborted":
-                store.abort_multipart(self.object_key, self.s3_upload_id)
-            else:
+            if completed:
                 store.delete(self.object_key)
+            else:
+                store.abort_multipart(self.object_key, self.s3_upload_id)
         except StorageError as error:
             _logger.warning("cleaning upload %s: %s", self.token, error)
         version = self.version_id.sudo()

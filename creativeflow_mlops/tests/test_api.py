@@ -2,6 +2,7 @@
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
 import hashlib
 import json
+import os
 from datetime import timedelta
 
 from odoo import fields
@@ -439,6 +440,108 @@ class TestApi(HttpCase):
             self.assertIn("sha256", body["details"])
             self.assertFalse(
                 self.env["mlops.model.version"].search([("version", "=", "1.0.2")])
+            )
+
+    def test_direct_upload_completions_out_of_order_or_inconsistent(self):
+        import requests
+
+        with s3_backend(self.env, code="order") as backend:
+            self.env.ref("creativeflow_mlops.storage_backend_local").is_default = False
+            backend.is_default = True
+            data = os.urandom(16 * 1024 * 1024 + 10)
+            payload = {
+                "model": "ordered-model",
+                "version": "1.0.0",
+                "filename": "weights.bin",
+                "size": len(data),
+                "metadata": {"model_format": "other"},
+            }
+            answer = self._call("POST", "/uploads", self.user, json=payload).json()
+            self.assertEqual(len(answer["parts"]), 2)
+            token, part_size = answer["upload_id"], answer["part_size"]
+
+            def complete(parts, user=None):
+                return self._call(
+                    "POST",
+                    f"/uploads/{token}/complete",
+                    user or self.user,
+                    json={"parts": parts},
+                )
+
+            def put(number):
+                start = (number - 1) * part_size
+                reply = requests.put(
+                    answer["parts"][number - 1]["url"],
+                    data=data[start : start + part_size],
+                    timeout=30,
+                )
+                self.assertEqual(reply.status_code, 200, reply.text)
+                return {"part_number": number, "etag": reply.headers["ETag"]}
+
+            # malformed part lists
+            for parts in (
+                [],
+                [{"part_number": "1", "etag": "x"}],
+                [{"part_number": True, "etag": "x"}],
+                [{"part_number": 3, "etag": "x"}],
+                [{"part_number": 1, "etag": "x"}, {"part_number": 1, "etag": "x"}],
+            ):
+                self._assert_error(complete(parts), 422, "invalid_input")
+            # someone else's upload does not exist for them
+            self._assert_error(
+                complete([{"part_number": 1, "etag": "x"}], self.manager),
+                404,
+                "not_found",
+            )
+            # completing before the parts arrived: 409, the upload stays open
+            second = put(2)
+            body = self._assert_error(
+                complete([{"part_number": 1, "etag": "x"}, second]), 409, "conflict"
+            )
+            self.assertEqual(body["details"]["missing_parts"], [1])
+            first = put(1)
+            # an ETag the store does not hold: 422, still open
+            body = self._assert_error(
+                complete([{**first, "etag": "0" * 32}, second]), 422, "invalid_input"
+            )
+            self.assertEqual(body["details"]["etag_mismatch"], [1])
+            body = self._assert_error(complete([second]), 422, "invalid_input")
+            self.assertEqual(body["details"]["etag_mismatch"], [1])
+            # now right: registered, whatever the order of the list
+            done = complete([second, first])
+            self.assertEqual(done.status_code, 202, done.text)
+            self.assertEqual(done.json()["artifact"]["size"], len(data))
+
+            # the store lost the upload (aborted behind Odoo's back): 409, and
+            # the draft it created is gone
+            payload["version"] = "1.0.1"
+            answer = self._call("POST", "/uploads", self.user, json=payload).json()
+            token = answer["upload_id"]
+            upload = self.env["mlops.upload"].search([("token", "=", token)])
+            backend._get_store().abort_multipart(upload.object_key, upload.s3_upload_id)
+            body = self._assert_error(
+                complete(
+                    [{"part_number": 1, "etag": "x"}, {"part_number": 2, "etag": "y"}]
+                ),
+                409,
+                "conflict",
+            )
+            self.assertIn("no longer has this upload", body["message"])
+            self.env.invalidate_all()
+            self.assertEqual(upload.state, "failed")
+            self.assertFalse(
+                self.env["mlops.model.version"].search([("version", "=", "1.0.1")])
+            )
+
+            # an expired upload cannot be completed any more
+            payload["version"] = "1.0.2"
+            answer = self._call("POST", "/uploads", self.user, json=payload).json()
+            token = answer["upload_id"]
+            self.env["mlops.upload"].search([("token", "=", token)]).expires_at = (
+                fields.Datetime.now() - timedelta(minutes=1)
+            )
+            self._assert_error(
+                complete([{"part_number": 1, "etag": "x"}]), 409, "conflict"
             )
 
     def test_store_down_means_503_and_nothing_half_written(self):
