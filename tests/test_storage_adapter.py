@@ -1,9 +1,12 @@
 """The artifact stores, against a real S3 server (SeaweedFS) and a folder."""
 
 import hashlib
+import http.server
 import io
 import json
 import os
+import socket
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -42,6 +45,25 @@ class FailingStream(io.RawIOBase):
         if self._on_fail:
             self._on_fail()
         raise OSError("client went away")
+
+
+class KillingStream(io.RawIOBase):
+    """Yields ``total`` bytes and calls ``on_kill`` once ``kill_after`` were
+    read: the store dies while the client is still sending."""
+
+    def __init__(self, total, kill_after, on_kill):
+        self._data = io.BytesIO(os.urandom(total))
+        self._kill_after = kill_after
+        self._on_kill = on_kill
+
+    def readable(self):
+        return True
+
+    def read(self, size=-1):
+        if self._on_kill and self._data.tell() >= self._kill_after:
+            self._on_kill()
+            self._on_kill = None
+        return self._data.read(size)
 
 
 @pytest.mark.parametrize(
@@ -134,6 +156,77 @@ def test_writers_stream_in_parts_and_abort_cleanly(tmp_path, s3_server):
             limited.write(b"x" * 11)
         assert store.stat("models/m/3/w.bin") is None
     assert [p.name for p in (tmp_path / "local").rglob("*") if p.is_file()] == ["w.bin"]
+
+
+def test_abort_removes_only_what_the_writer_wrote(tmp_path, s3_server):
+    """A second upload to a key aborts (a duplicate refused after its body
+    arrived): the first upload's object stays. After its own close, abort
+    removes the object it wrote."""
+    local = LocalStore(tmp_path / "local")
+    s3 = _store(s3_server)
+    s3.ensure_bucket()
+    for store in (local, s3):
+        first = store.put_stream("models/m/1/a.bin", io.BytesIO(b"first" * 1000))
+        for size in (100, 7 * MiB):  # a single PUT, a multipart upload
+            second = store.open_writer("models/m/1/a.bin")
+            second.write(os.urandom(size))
+            second.abort()
+            assert store.hash_object(first.key) == (first.size, first.sha256)
+        third = store.open_writer("models/m/1/b.bin")
+        third.write(b"third")
+        third.close()
+        third.abort()
+        assert store.stat("models/m/1/b.bin") is None
+    assert sorted(p.name for p in (tmp_path / "local").rglob("*") if p.is_file()) == [
+        "a.bin"
+    ]
+
+
+class _DroppingS3(http.server.BaseHTTPRequestHandler):
+    """Answers a GET object with a Content-Length it does not honour: the
+    store going away in the middle of a read."""
+
+    def do_GET(self):  # noqa: N802 - http.server's name
+        self.send_response(200)
+        self.send_header("Content-Length", str(10 * MiB))
+        self.send_header("ETag", '"0"')
+        self.end_headers()
+        self.wfile.write(b"x" * 4096)
+        self.wfile.flush()
+        self.connection.shutdown(socket.SHUT_RDWR)
+
+    def do_HEAD(self):  # noqa: N802 - http.server's name
+        self.send_response(200)
+        self.send_header("Content-Length", str(10 * MiB))
+        self.send_header("ETag", '"0"')
+        self.send_header("Last-Modified", "Mon, 23 Nov 2026 10:00:00 GMT")
+        self.end_headers()
+
+    def log_message(self, *args):
+        return
+
+
+def test_s3_store_going_away_mid_read_is_unavailable():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _DroppingS3)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        store = S3Store(
+            f"127.0.0.1:{server.server_address[1]}",
+            "k",
+            "s",
+            "bucket",
+            region="us-east-1",
+            read_timeout=5,
+            retries=0,
+        )
+        with pytest.raises(StorageUnavailable), store.open("models/m/1/x.bin") as body:
+            while body.read(MiB):
+                pass
+        # hash_object reads ranges in parallel: the same drop, same error
+        with pytest.raises(StorageUnavailable):
+            store.hash_object("models/m/1/x.bin")
+    finally:
+        server.shutdown()
 
 
 def test_local_refuses_keys_leaving_the_root(tmp_path):
@@ -334,9 +427,9 @@ def test_s3_killed_mid_upload_leaves_nothing_and_retry_succeeds(tmp_path):
         store = _store(server, bucket="artifacts", retries=0, read_timeout=5)
         store.ensure_bucket()
         key = "models/m/1.0/model.onnx"
-        with pytest.raises((StorageUnavailable, OSError)):
-            # 11 MiB: two parts are sent, then the server dies
-            store.put_stream(key, FailingStream(11 * MiB, on_fail=server.stop))
+        with pytest.raises(StorageUnavailable):
+            # the server dies after two parts while the client still sends
+            store.put_stream(key, KillingStream(25 * MiB, 11 * MiB, server.stop))
         server.start()
         assert store.stat(key) is None
         data = os.urandom(7 * MiB)

@@ -405,6 +405,8 @@ class S3Store(_Store):
             )
             try:
                 return response.read()
+            except (OSError, urllib3_errors().HTTPError) as error:
+                raise StorageUnavailable(f"reading {key}: {error}") from error
             finally:
                 response.close()
                 response.release_conn()
@@ -582,13 +584,15 @@ class _LocalWriter(_Writer):
         return self._stored()
 
     def abort(self):
-        """Remove what was written, even after ``close``."""
+        """Remove what this writer wrote, even after ``close``; never a file
+        it did not write."""
         completed = self.closed
         self.closed = True
         self._tmp.close()
         with contextlib.suppress(OSError):
             os.unlink(self._tmp.name)
-            if completed:
+        if completed:
+            with contextlib.suppress(OSError):
                 os.unlink(self._path)
 
 
@@ -604,6 +608,8 @@ class _S3Writer(_Writer):
         self._parts = []
         self._number = 0
         self._aborted = False
+        # the final PUT or CompleteMultipartUpload was sent
+        self._finishing = False
 
     def write(self, data):
         try:
@@ -654,6 +660,7 @@ class _S3Writer(_Writer):
         try:
             data = self._take(self._buffered)
             if self._upload_id is None:
+                self._finishing = True
                 store._call(
                     f"storing {self.key}",
                     store.client.put_object,
@@ -669,6 +676,7 @@ class _S3Writer(_Writer):
                 while self._pending:
                     self._parts.append(self._pending.popleft().result())
                 self._pool.shutdown()
+                self._finishing = True
                 store.complete_multipart(self.key, self._upload_id, self._parts)
         except BaseException:
             self.abort()
@@ -676,9 +684,13 @@ class _S3Writer(_Writer):
         return self._stored()
 
     def abort(self):
-        """Remove what was sent, even after ``close``."""
+        """Remove what this writer sent, even after ``close``: its unfinished
+        multipart upload, and the object only when this writer put it there
+        (or asked the store to, and the answer was lost), never an object
+        another upload wrote at the same key."""
         if self._aborted:
             return
+        wrote = self.closed or self._finishing
         self._aborted = self.closed = True
         store = self.store
         if self._pool is not None:
@@ -687,8 +699,15 @@ class _S3Writer(_Writer):
             self._pool.shutdown(wait=True)
         if self._upload_id:
             store._abort_quietly(self.key, self._upload_id)
-        store._remove_quietly(self.key)
+        if wrote:
+            store._remove_quietly(self.key)
         self._buffer.clear()
+
+
+def urllib3_errors():
+    import urllib3.exceptions
+
+    return urllib3.exceptions
 
 
 class _ResponseReader:
@@ -698,7 +717,10 @@ class _ResponseReader:
         self._response = response
 
     def read(self, size=-1):
-        return self._response.read(None if size is None or size < 0 else size)
+        try:
+            return self._response.read(None if size is None or size < 0 else size)
+        except (OSError, urllib3_errors().HTTPError) as error:
+            raise StorageUnavailable(f"reading from the store: {error}") from error
 
     def close(self):
         self._response.close()
