@@ -594,6 +594,14 @@ class _LocalWriter(_Writer):
         if completed:
             with contextlib.suppress(OSError):
                 os.unlink(self._path)
+        # and the folders made for it, when nothing else is in them
+        folder = self._path.parent
+        while folder != self.store.root and self.store.root in folder.parents:
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+            folder = folder.parent
 
 
 class _S3Writer(_Writer):

@@ -308,7 +308,11 @@ def _stream_into_store():
             key = object_key(
                 backend._object_prefix(), slug, metadata["version"], filename or ""
             )
+            artifacts.reserve_key(request.env, backend, key)
             writer = backend._get_store().open_writer(key, content_type)
+        except MLOpsError as error:
+            status, code, message, details = _translate(error)
+            raise JsonHTTPError(status, code, message, details) from error
         except ValueError:
             return default_factory(
                 total_content_length, content_type, filename, content_length
@@ -341,6 +345,27 @@ def _max_upload(controller):
             "use POST /uploads for a direct upload.",
         )
     _stream_into_store()
+    # parse the body here rather than in Odoo's dispatcher: a client going
+    # away or a body over the limit then removes what was already stored
+    # and is answered in JSON
+    raw = request.httprequest._HTTPRequest__wrapped
+    raw.max_content_length = limit
+    try:
+        raw.form  # noqa: B018 - werkzeug parses form and files on first access
+    except Exception as error:
+        streamed = getattr(request, "mlops_stream", None)
+        if streamed:
+            streamed[0].writer.abort()
+        if isinstance(error, JsonHTTPError):
+            raise
+        if isinstance(error, werkzeug.exceptions.ClientDisconnected):
+            raise JsonHTTPError(
+                400,
+                "invalid_request",
+                "The request body ended before its announced length; nothing was kept.",
+            ) from error
+        status, code, message, details = _translate(error)
+        raise JsonHTTPError(status, code, message, details) from error
     return limit
 
 

@@ -32,9 +32,12 @@ class MlopsModel(models.Model):
 
     name = fields.Char(required=True, tracking=True)
     slug = fields.Char(
-        compute="_compute_slug",
-        store=True,
-        help="DNS-safe name used for Kubernetes objects and endpoint slugs.",
+        readonly=True,
+        copy=False,
+        index=True,
+        help="DNS-safe name, unique across companies, given when the model is "
+        "created and kept when it is renamed: artifact keys, Kubernetes objects "
+        "and endpoint slugs are made of it.",
     )
     description = fields.Text()
     task_type = fields.Selection(
@@ -75,12 +78,8 @@ class MlopsModel(models.Model):
             "unique (name, company_id)",
             "A model with this name already exists in this company.",
         ),
+        ("slug_uniq", "unique (slug)", "Another model already has this slug."),
     ]
-
-    @api.depends("name")
-    def _compute_slug(self):
-        for model in self:
-            model.slug = slugify(model.name)
 
     @api.depends("version_ids.state", "version_ids.create_date")
     def _compute_production_version_id(self):
@@ -113,6 +112,13 @@ class MlopsModel(models.Model):
             model.deployment_count = deployments.get(model, 0)
             model.feedback_count = feedback.get(model, 0)
 
+    @api.model_create_multi
+    def create(self, vals_list):
+        for vals in vals_list:
+            if not vals.get("slug"):
+                vals["slug"] = self._unique_slug(vals.get("name"))
+        return super().create(vals_list)
+
     @api.ondelete(at_uninstall=False)
     def _unlink_except_live_versions(self):
         for model in self:
@@ -128,6 +134,24 @@ class MlopsModel(models.Model):
                         versions=", ".join(live.mapped("version")),
                     )
                 )
+
+    @api.model
+    def _unique_slug(self, name):
+        """A slug for ``name`` no model of any company has: ``sentiment``,
+        then ``sentiment-2``... A name without Latin letters or digits gives
+        ``model``."""
+        base = slugify(name, length=36) or "model"
+        taken = set(
+            self.sudo()
+            .with_context(active_test=False)
+            .search_fetch([("slug", "=like", f"{base}%")], ["slug"])
+            .mapped("slug")
+        )
+        slug, number = base, 1
+        while slug in taken:
+            number += 1
+            slug = f"{base}-{number}"
+        return slug
 
     def _action_open_related(self, res_model, title):
         self.ensure_one()

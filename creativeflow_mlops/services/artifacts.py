@@ -1,5 +1,6 @@
 """Storing artifacts and registering uploaded versions."""
 
+import hashlib
 import json
 import re
 
@@ -12,7 +13,6 @@ from ..adapters.storage import (
 )
 from ..exceptions import BackendUnavailable, Conflict, InvalidInput, PayloadTooLarge
 from ..lifecycle import INTERFACE_TYPES, MODEL_FORMATS
-from ..utils import slugify
 
 METADATA_FIELDS = {
     "model",
@@ -49,11 +49,9 @@ def store_artifact(version, stream, filename, content_type=None, max_size=None):
     if not backend:
         raise BackendUnavailable(env._("No artifact storage backend is configured."))
     key = object_key(
-        backend._object_prefix(),
-        version.model_id.slug or version.model_id.id,
-        version.version,
-        filename,
+        backend._object_prefix(), version.model_id.slug, version.version, filename
     )
+    reserve_key(env, backend, key)
     try:
         stored = backend._get_store().put_stream(key, stream, content_type, max_size)
     except IntegrityMismatch as error:
@@ -134,16 +132,20 @@ def _check_new_version(env, model, version):
         )
 
 
+def _create_model(env, metadata):
+    values = {"name": metadata["model"]}
+    if metadata.get("task_type"):
+        values["task_type"] = metadata["task_type"]
+    return env["mlops.model"].create(values)
+
+
 def create_version(env, metadata):
     """The model (found by name in the company, or created) and a new draft
     version, with the caller's rights."""
     Model = env["mlops.model"]
     model = Model.search([("name", "=", metadata["model"])], limit=1)
     if not model:
-        values = {"name": metadata["model"]}
-        if metadata.get("task_type"):
-            values["task_type"] = metadata["task_type"]
-        model = Model.create(values)
+        model = _create_model(env, metadata)
     _check_new_version(env, model, metadata["version"])
     lineage = metadata.get("lineage") or {}
     signature = metadata.get("signature") or {}
@@ -179,14 +181,33 @@ def register_upload(env, metadata, stream, filename, content_type=None, max_size
 
 def plan_streamed_upload(env, metadata):
     """Before the body of an upload arrives: refuse a duplicate version, and
-    say where the artifact will go: (backend, model slug)."""
-    model = env["mlops.model"].search([("name", "=", metadata["model"])], limit=1)
+    say where the artifact will go: (backend, model slug). A new model is
+    created now (in the request's transaction), so its slug, and with it the
+    object key, is its own before a byte is written."""
+    Model = env["mlops.model"]
+    model = Model.search([("name", "=", metadata["model"])], limit=1)
     if model:
         _check_new_version(env, model, metadata["version"])
+    else:
+        model = _create_model(env, metadata)
     backend = env["mlops.storage.backend"].sudo()._get_default()
     if not backend:
         raise BackendUnavailable(env._("No artifact storage backend is configured."))
-    return backend, model.slug if model else slugify(metadata["model"])
+    return backend, model.slug
+
+
+def reserve_key(env, backend, key):
+    """Hold an object key until the transaction ends: a second upload to the
+    same place meanwhile is refused (409) rather than overwriting it."""
+    digest = hashlib.sha256(f"{backend.id}:{key}".encode()).digest()
+    env.cr.execute(
+        "SELECT pg_try_advisory_xact_lock(%s)",
+        [int.from_bytes(digest[:8], "big", signed=True)],
+    )
+    if not env.cr.fetchone()[0]:
+        raise Conflict(
+            env._("Another upload is writing %s right now; try again later.", key)
+        )
 
 
 def register_streamed(env, metadata, writer, backend, filename, content_type=None):
@@ -199,7 +220,7 @@ def register_streamed(env, metadata, writer, backend, filename, content_type=Non
             version.storage_backend_id = backend
             expected = object_key(
                 backend._object_prefix(),
-                version.model_id.slug or version.model_id.id,
+                version.model_id.slug,
                 version.version,
                 sanitize_filename(filename or ""),
             )

@@ -593,6 +593,48 @@ class TestApi(HttpCase):
             response = self._upload(self.user, metadata)
             self.assertEqual(response.status_code, 202, response.text)
 
+    def test_client_going_away_mid_upload_leaves_nothing(self):
+        """The body stops short of its Content-Length after part of the file
+        was written to the store: a JSON 400, no model, no file left."""
+        import socket
+        from urllib.parse import urlsplit
+
+        boundary = "mlopsBoundary"
+        metadata = json.dumps(
+            {"model": "gone-model", "version": "1.0.0", "model_format": "other"}
+        )
+        body = (
+            f"--{boundary}\r\n"
+            'Content-Disposition: form-data; name="metadata"\r\n\r\n'
+            f"{metadata}\r\n--{boundary}\r\n"
+            'Content-Disposition: form-data; name="file"; filename="w.bin"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode() + os.urandom(3 * 1024 * 1024)
+        url = urlsplit(self.base_url())
+        head = (
+            f"POST {API}/models/upload HTTP/1.1\r\n"
+            f"Host: {url.netloc}\r\n"
+            f"Authorization: Bearer {self.keys[self.user]}\r\n"
+            f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+            f"Content-Length: {len(body) + 5 * 1024 * 1024}\r\n\r\n"
+        ).encode()
+        with socket.create_connection((url.hostname, url.port), timeout=60) as sock:
+            sock.sendall(head + body)
+            sock.shutdown(socket.SHUT_WR)  # the client goes away
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        status_line, _, rest = answer.partition(b"\r\n")
+        self.assertIn(b" 400 ", status_line)
+        payload = json.loads(rest.split(b"\r\n\r\n", 1)[1])
+        self.assertEqual(payload["error"]["code"], "invalid_request")
+        self.assertFalse(self.env["mlops.model"].search([("name", "=", "gone-model")]))
+        root = (
+            self.env.ref("creativeflow_mlops.storage_backend_local")._get_store().root
+        )
+        self.assertFalse([p for p in root.rglob("*") if "gone-model" in str(p)])
+        self.assertFalse(list(root.rglob(".upload-*")))
+
     def test_direct_upload_needs_s3(self):
         response = self._call(
             "POST",

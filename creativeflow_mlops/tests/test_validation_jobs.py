@@ -165,6 +165,15 @@ class TestValidationJobs(MlopsCase):
             {"model_format": "onnx", "scan_type": "integrity", "mode": "warn"}
         )
 
+    def test_one_upload_at_a_time_per_object_key(self):
+        backend = self.env["mlops.storage.backend"]._get_default()
+        service.reserve_key(self.env, backend, "models/x/1/a.bin")
+        with self.env.registry.cursor() as cr:
+            other = self.env(cr=cr)
+            with self.assertRaises(Conflict):
+                service.reserve_key(other, backend, "models/x/1/a.bin")
+            service.reserve_key(other, backend, "models/x/1/b.bin")
+
     def test_identity_key_prevents_duplicate_jobs(self):
         version = self._upload(artifacts.onnx_bytes(), "model.onnx", "onnx")
         result = version.validation_result_ids[0]
