@@ -20,6 +20,7 @@ from odoo.addons.queue_job.delay import chain, group
 from ..adapters.storage import CHUNK_SIZE, StorageError
 from ..exceptions import (
     BackendUnavailable,
+    InvalidInput,
     SeparationOfDutiesError,
     TransitionNotAllowed,
 )
@@ -27,6 +28,7 @@ from ..lifecycle import (
     APPROVER,
     INTERFACE_TYPES,
     MODEL_FORMATS,
+    SCAN_TYPES,
     VERSION_CREATE_STATES,
     VERSION_STATES,
     VERSION_TRANSITIONS,
@@ -356,7 +358,7 @@ class MlopsModelVersion(models.Model):
     def action_validate(self, scan_types=None):
         """Re-validate: back to ``validating`` (Manager), all the scans of
         the format's policy or only ``scan_types``."""
-        self._check_can_validate()
+        self._check_can_validate(scan_types)
         self._do_validate(scan_types)
         return True
 
@@ -486,8 +488,24 @@ class MlopsModelVersion(models.Model):
         for version in self:
             version._lifecycle_check_transition(target)
 
-    def _check_can_validate(self):
+    def _check_can_validate(self, scan_types=None):
         self._check_can_transition("validating")
+        if scan_types is None:
+            return
+        known = {code for code, _label in SCAN_TYPES}
+        if (
+            not isinstance(scan_types, list | tuple)
+            or not scan_types
+            or not all(isinstance(name, str) and name in known for name in scan_types)
+        ):
+            error = InvalidInput(
+                self.env._(
+                    "scan_types must be a non-empty list of: %s",
+                    ", ".join(sorted(known)),
+                )
+            )
+            error.details = {"scan_types": sorted(known)}
+            raise error
 
     def _check_can_approve_staging(self):
         self._check_can_transition("staging_pending")
@@ -560,7 +578,9 @@ class MlopsModelVersion(models.Model):
             version.validation_round += 1
             results = Result.browse()
             for scan_type, mode in Policy._get_plan(version.model_format):
-                if mode == "off" or (scan_types and scan_type not in scan_types):
+                # a partial round still reads the bytes back first
+                wanted = not scan_types or scan_type in scan_types
+                if mode == "off" or not (wanted or scan_type == "integrity"):
                     continue
                 results |= Result.create(
                     {
@@ -591,20 +611,29 @@ class MlopsModelVersion(models.Model):
         version.invalidate_recordset()
         if version.state != "validating":
             return
-        results = version.validation_result_ids.filtered(
-            lambda r: r.round == version.validation_round
-        )
-        if any(r.state in ("pending", "running") for r in results):
+        if any(
+            r.state in ("pending", "running") and r.round == version.validation_round
+            for r in version.validation_result_ids
+        ):
             return
+        # the verdict stands on the latest result of every scan, so a partial
+        # re-validation cannot clear a failure it did not run again
+        latest = {}
+        for result in version.validation_result_ids.sorted(lambda r: (r.round, r.id)):
+            latest[result.scan_type] = result
+        results = self.env["mlops.validation.result"].union(*latest.values())
         blocking = results.filtered(lambda r: r.blocking and r.state == "failed")
         version.write({"state": "validation_failed" if blocking else "validated"})
         lines = Markup().join(
-            Markup("<li>%s: %s%s - %s</li>")
+            Markup("<li>%s: %s%s - %s%s</li>")
             % (
                 r.scan_type,
                 r.state,
                 " (blocking)" if r.blocking else "",
                 r.summary or "",
+                ""
+                if r.round == version.validation_round
+                else self.env._(" (from round %s)", r.round),
             )
             for r in results
         )

@@ -3,6 +3,8 @@
 import json
 import logging
 
+import psycopg2
+
 from odoo import api, fields, models
 
 from odoo.addons.queue_job.exception import RetryableJobError
@@ -15,6 +17,8 @@ from ..scanners.report import ScanReport
 _logger = logging.getLogger(__name__)
 
 DONE_STATES = ("passed", "failed", "warning", "skipped")
+# tries of a scan job, paced by the job function's retry pattern (XML)
+MAX_TRIES = 8
 
 
 class MlopsValidationResult(models.Model):
@@ -72,6 +76,7 @@ class MlopsValidationResult(models.Model):
         return self.delayable(
             channel="root.mlops.validation",
             identity_key=f"mlops-scan-{self.id}",
+            max_retries=MAX_TRIES,
             description=self.env._(
                 "%(scan)s scan of %(version)s",
                 scan=self.scan_type,
@@ -98,8 +103,9 @@ class MlopsValidationResult(models.Model):
             report_uri = result._store_report(report)
         except StorageUnavailable as error:
             if not result._is_last_attempt():
+                # the delay comes from the job function's retry pattern
                 raise RetryableJobError(
-                    f"the artifact store is unreachable: {error}", seconds=30
+                    f"the artifact store is unreachable: {error}"
                 ) from error
             # out of retries: settle the version instead of leaving it validating
             report = ScanReport(
@@ -111,6 +117,17 @@ class MlopsValidationResult(models.Model):
         except StorageRefused as error:
             report = ScanReport(
                 result.scan_type, "failed", f"artifact unreadable: {error}"
+            )
+            report_uri = False
+        except psycopg2.Error:
+            raise  # queue_job retries a serialization failure
+        except Exception as error:  # noqa: BLE001 - a scanner bug fails closed
+            _logger.exception("%s scan of %s failed", result.scan_type, version)
+            report = ScanReport(
+                result.scan_type,
+                "failed",
+                f"the scanner stopped with an error ({type(error).__name__}: "
+                f"{str(error)[:200]}); the artifact is not trusted",
             )
             report_uri = False
         result.write(

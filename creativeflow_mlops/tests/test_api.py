@@ -132,6 +132,22 @@ class TestApi(HttpCase):
             403,
             "forbidden",
         )
+        for scan_types in (["nope"], "format", [], [3]):
+            self._assert_error(
+                self._call(
+                    "POST",
+                    f"/versions/{record.id}/validate",
+                    self.manager,
+                    json={"scan_types": scan_types},
+                ),
+                422,
+                "invalid_input",
+            )
+        self._assert_error(
+            self._call("POST", "/versions/987654/validate", self.manager, json={}),
+            404,
+            "not_found",
+        )
         response = self._call(
             "POST",
             f"/versions/{record.id}/validate",

@@ -3,13 +3,16 @@
 import io
 import json
 import os
+from unittest.mock import patch
 
 from odoo.exceptions import ValidationError
+from odoo.tools import mute_logger
 
 from odoo.addons.queue_job.exception import RetryableJobError
 from odoo.addons.queue_job.tests.common import trap_jobs
 
 from ..exceptions import BackendUnavailable, Conflict, InvalidInput
+from ..scanners import pickle_scan
 from ..services import artifacts as service
 from . import artifacts
 from .common import MlopsCase
@@ -118,13 +121,13 @@ class TestValidationJobs(MlopsCase):
         self.assertEqual(version.validation_round, 1)
         with trap_jobs() as trap:
             version.with_user(self.manager).action_validate(["format"])
-            trap.assert_jobs_count(1)
+            trap.assert_jobs_count(2)  # integrity, then format
             self.assertEqual(version.validation_round, 2)
             # a stale job of round 1 is no longer relevant
             self.assertIn("no longer", first_round[0].perform())
             trap.perform_enqueued_jobs()
         self.assertEqual(version.state, "validated")
-        self.assertEqual(len(version.validation_result_ids), 6)  # 5 + 1
+        self.assertEqual(len(version.validation_result_ids), 7)  # 5 + 2
 
     def test_integrity_catches_an_object_changed_in_the_store(self):
         with trap_jobs() as trap:
@@ -155,6 +158,62 @@ class TestValidationJobs(MlopsCase):
             self.assertEqual(results[scan_type].state, "skipped")
             self.assertIn("integrity", results[scan_type].summary)
         self.assertIn("integrity", version.message_ids[0].body)
+
+    def test_partial_revalidation_cannot_clear_a_failure(self):
+        with trap_jobs() as trap:
+            version = self._upload(
+                artifacts.malicious_pickle_bytes(), "model.pkl", "pickle"
+            )
+            trap.perform_enqueued_jobs()
+        self.assertEqual(version.state, "validation_failed")
+        with trap_jobs() as trap:
+            version.with_user(self.manager).action_validate(["content_safety"])
+            # integrity always reads the bytes back first
+            self.assertEqual(
+                set(
+                    version.validation_result_ids.filtered(
+                        lambda r: r.round == 2
+                    ).mapped("scan_type")
+                ),
+                {"integrity", "content_safety"},
+            )
+            trap.perform_enqueued_jobs()
+        self.assertEqual(version.state, "validation_failed")
+        self.assertIn("from round 1", version.message_ids[0].body)
+        # a policy that only warns, and the scan run again: now it passes
+        self.env["mlops.validation.policy"].create(
+            {"model_format": "pickle", "scan_type": "security_artifact", "mode": "warn"}
+        )
+        with trap_jobs() as trap:
+            version.with_user(self.manager).action_validate(["security_artifact"])
+            trap.perform_enqueued_jobs()
+        self.assertEqual(version.state, "validated")
+
+    def test_unknown_scan_types_are_refused(self):
+        with trap_jobs() as trap:
+            version = self._upload(artifacts.onnx_bytes(), "model.onnx", "onnx")
+            trap.perform_enqueued_jobs()
+        for scan_types in (["nope"], [], "format", [1]):
+            with self.assertRaises(InvalidInput):
+                version.with_user(self.manager).action_validate(scan_types)
+        self.assertEqual(version.state, "validated")
+
+    def test_a_scanner_crashing_fails_closed(self):
+        with (
+            trap_jobs() as trap,
+            patch.object(pickle_scan, "scan_file", side_effect=RuntimeError("boom")),
+        ):
+            version = self._upload(
+                artifacts.benign_pickle_bytes(), "model.pkl", "pickle"
+            )
+            with mute_logger(
+                "odoo.addons.creativeflow_mlops.models.mlops_validation_result"
+            ):
+                trap.perform_enqueued_jobs()
+        result = self._results(version)["security_artifact"]
+        self.assertEqual(result.state, "failed")
+        self.assertIn("RuntimeError: boom", result.summary)
+        self.assertEqual(version.state, "validation_failed")
 
     def test_integrity_cannot_be_turned_off(self):
         with self.assertRaises(ValidationError):
@@ -197,8 +256,11 @@ class TestValidationJobs(MlopsCase):
                 self.assertTrue(version.artifact_uri.startswith("s3://"))
                 backend.endpoint = "127.0.0.1:1"
                 job = trap.enqueued_jobs[0]
-                with self.assertRaises(RetryableJobError):
+                self.assertEqual(job.max_retries, 8)
+                with self.assertRaises(RetryableJobError) as caught:
                     job.perform()
+                # paced by the job function's retry pattern, not a fixed delay
+                self.assertIsNone(caught.exception.seconds)
             result = version.validation_result_ids.filtered(
                 lambda r: r.scan_type == "format"
             )
