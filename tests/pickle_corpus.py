@@ -124,6 +124,26 @@ def torch_like_zip(payload):
     return buffer.getvalue()
 
 
+def zip_member_flagged_encrypted():
+    """A TorchScript-like zip whose data.pkl claims to be encrypted."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        info = zipfile.ZipInfo("archive/data.pkl")
+        info.flag_bits |= 0x1
+        archive.writestr(info, pickle.dumps(_Call(os.system, "id"), 2))
+    return buffer.getvalue()
+
+
+def zip_member_with_method(method):
+    """A zip whose data.pkl names a compression method zipfile cannot read
+    (the stored bytes are a malicious pickle)."""
+    data = bytearray(torch_like_zip(pickle.dumps(_Call(os.system, "id"), 2)))
+    for signature, offset in ((b"PK\x03\x04", 8), (b"PK\x01\x02", 10)):
+        start = data.find(signature)  # the first member is data.pkl
+        data[start + offset : start + offset + 2] = method.to_bytes(2, "little")
+    return bytes(data)
+
+
 def torch_like_state_dict():
     """A benign PyTorch-style pickle: an OrderedDict of rebuilt tensors."""
     tensor = b"".join(
@@ -202,6 +222,14 @@ def write_corpus(folder):
         "malicious",
     )
     put("evil_truncated.pkl", pickle.dumps(_Call(os.system, "id"), 4)[:-3], "malicious")
+    # members nobody can read are not vouched for
+    put("evil_zip_encrypted.pt", zip_member_flagged_encrypted(), "malicious")
+    put("evil_zip_unknown_compression.pt", zip_member_with_method(99), "malicious")
+    put(
+        "evil_truncated_gzip.pkl.gz",
+        gzip.compress(pickle.dumps(_Call(os.system, "id"), 4))[:-12],
+        "malicious",
+    )
 
     benign = {
         "plain": {"weights": [0.1, 0.2], "labels": ("a", "b"), "n": 3},

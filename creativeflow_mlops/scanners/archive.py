@@ -37,6 +37,32 @@ def _member_findings(name, where, link=False, device=False):
     return findings
 
 
+# the compressions Python's zipfile reads (stored, deflate, bzip2, lzma)
+READABLE_COMPRESSIONS = {
+    zipfile.ZIP_STORED,
+    zipfile.ZIP_DEFLATED,
+    zipfile.ZIP_BZIP2,
+    zipfile.ZIP_LZMA,
+}
+
+
+def unreadable_member(info, where):
+    """A member no scanner can read: encrypted, or compressed in a way the
+    platform does not decode. It cannot be vouched for, so it fails."""
+    if info.flag_bits & 0x1:
+        return [Finding(ERROR, "encrypted_member", "the member is encrypted", where)]
+    if info.compress_type not in READABLE_COMPRESSIONS:
+        return [
+            Finding(
+                ERROR,
+                "unsupported_compression",
+                f"the member uses compression method {info.compress_type}",
+                where,
+            )
+        ]
+    return []
+
+
 def check_zip(path, location):
     findings = []
     members = []
@@ -49,6 +75,7 @@ def check_zip(path, location):
             where = f"{location}:{info.filename}"
             link = stat.S_ISLNK(info.external_attr >> 16)
             findings += _member_findings(info.filename, where, link=link)
+            findings += unreadable_member(info, where)
             total += info.file_size
             ratio = info.file_size // max(info.compress_size, 1)
             if info.file_size > RATIO_FLOOR and ratio > MAX_RATIO:

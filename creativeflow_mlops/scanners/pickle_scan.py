@@ -25,6 +25,7 @@ import zipfile
 import zlib
 from collections import Counter
 
+from . import archive as archive_checks
 from .report import ERROR, Finding, ScanReport
 
 SCAN_TYPE = "security_artifact"
@@ -712,32 +713,46 @@ def scan_file(path, display_name=None):
     location = display_name or str(path)
     walkers = []
     details = {}
-    with open(path, "rb") as raw:
-        head = raw.read(8)
-        raw.seek(0)
-        is_zip = zipfile.is_zipfile(raw)
-        raw.seek(0)
-        if is_zip:
-            details["container"] = "zip"
-            with zipfile.ZipFile(raw) as archive:
-                members = [
-                    info
-                    for info in archive.infolist()
-                    if not info.is_dir() and _looks_like_pickle(archive, info)
-                ]
-                details["pickle_members"] = [info.filename for info in members]
-                for info in members:
-                    with archive.open(info) as member:
-                        _scan_stream(member, f"{location}:{info.filename}", walkers)
-        else:
-            decompressed, codec = _open_decompressed(raw, head)
-            if decompressed is not None:
-                details["container"] = codec
-                with decompressed:
-                    _scan_stream(decompressed, location, walkers)
+    refused = []  # members that cannot be read, hence not vouched for
+    try:
+        with open(path, "rb") as raw:
+            head = raw.read(8)
+            raw.seek(0)
+            is_zip = zipfile.is_zipfile(raw)
+            raw.seek(0)
+            if is_zip:
+                details["container"] = "zip"
+                with zipfile.ZipFile(raw) as archive:
+                    members = []
+                    for info in archive.infolist():
+                        where = f"{location}:{info.filename}"
+                        if info.is_dir():
+                            continue
+                        unreadable = archive_checks.unreadable_member(info, where)
+                        if unreadable:
+                            refused += unreadable
+                        elif _looks_like_pickle(archive, info):
+                            members.append(info)
+                    details["pickle_members"] = [info.filename for info in members]
+                    for info in members:
+                        with archive.open(info) as member:
+                            _scan_stream(member, f"{location}:{info.filename}", walkers)
             else:
-                _scan_stream(raw, location, walkers)
-    findings = [f for w in walkers for f in w.findings]
+                decompressed, codec = _open_decompressed(raw, head)
+                if decompressed is not None:
+                    details["container"] = codec
+                    with decompressed:
+                        _scan_stream(decompressed, location, walkers)
+                else:
+                    _scan_stream(raw, location, walkers)
+    except (OSError, EOFError, zlib.error, lzma.LZMAError, zipfile.BadZipFile) as error:
+        # a truncated or corrupt container: what could not be read is not vouched for
+        refused.append(
+            Finding(
+                ERROR, "unreadable", f"the artifact cannot be read: {error}", location
+            )
+        )
+    findings = refused + [f for w in walkers for f in w.findings]
     imported = Counter()
     for walker in walkers:
         imported.update(walker.globals)
@@ -747,7 +762,7 @@ def scan_file(path, display_name=None):
         protocols=sorted({w.protocol for w in walkers}),
         globals=dict(imported.most_common(50)),
     )
-    if not walkers:
+    if not walkers and not refused:
         findings.append(Finding(ERROR, "no_pickle", "no pickle found in the artifact"))
     return ScanReport.from_findings(
         SCAN_TYPE,
