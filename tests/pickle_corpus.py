@@ -125,13 +125,13 @@ def torch_like_zip(payload):
 
 
 def zip_member_flagged_encrypted():
-    """A TorchScript-like zip whose data.pkl claims to be encrypted."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        info = zipfile.ZipInfo("archive/data.pkl")
-        info.flag_bits |= 0x1
-        archive.writestr(info, pickle.dumps(_Call(os.system, "id"), 2))
-    return buffer.getvalue()
+    """A TorchScript-like zip whose data.pkl claims to be encrypted (flag
+    bit 0 set in its local and central headers)."""
+    data = bytearray(torch_like_zip(pickle.dumps(_Call(os.system, "id"), 2)))
+    for signature, offset in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+        start = data.find(signature)  # the first member is data.pkl
+        data[start + offset] |= 0x1
+    return bytes(data)
 
 
 def zip_member_with_method(method):

@@ -9,6 +9,7 @@ import zipfile
 
 import numpy as np
 import onnx
+import pickle_corpus
 import pytest
 
 from odoo.addons.creativeflow_mlops.scanners import dockerfile, formats, runtime
@@ -277,3 +278,18 @@ def test_dockerfile_inside_an_archive_and_absent(tmp_path):
     skipped = dockerfile.scan(plain, image="registry/x:1")
     assert skipped.state == "skipped"
     assert "trivy" in skipped.summary
+
+
+@pytest.mark.parametrize(
+    ("build", "code"),
+    [
+        (pickle_corpus.zip_member_flagged_encrypted, "encrypted_member"),
+        (lambda: pickle_corpus.zip_member_with_method(99), "unsupported_compression"),
+    ],
+)
+def test_unreadable_zip_members_fail_the_format_scan(tmp_path, build, code):
+    path = tmp_path / "m.pt"
+    path.write_bytes(build())
+    report = formats.scan(path, "pytorch_torchscript")
+    assert report.state == "failed"
+    assert code in {f.code for f in report.findings}
