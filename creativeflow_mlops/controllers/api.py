@@ -413,7 +413,36 @@ class MlopsApi(http.Controller):
         body = _body()
         upload = request.env["mlops.upload"]._find(token)
         version = upload._complete(body.get("parts"))
-        return _json(self._accepted(version), 202)
+        # the version stays draft until the queued verification registers it
+        # (its SHA-256 is unknown until then); GET /uploads/<upload_id> tells
+        # how that went
+        answer = self._accepted(version)
+        if version.state == "draft":
+            answer["artifact"].update(
+                uri=upload.storage_backend_id._get_store().uri(upload.object_key),
+                size=int(upload.size),
+                filename=upload.filename,
+            )
+        return _json({**answer, "upload_id": upload.token}, 202)
+
+    @api_route("/uploads/<string:token>", ["GET"])
+    def upload_status(self, token, **_params):
+        """Where a direct upload stands: ``verifying`` after the completion,
+        ``completed`` once its version is registered, ``failed`` or
+        ``aborted`` with the reason (not in the contract's table: added so a
+        client can tell why a draft went away)."""
+        upload = request.env["mlops.upload"]._find(token)
+        return _json(
+            {
+                "upload_id": upload.token,
+                "state": upload.state,
+                "message": upload.message or None,
+                "version_id": upload.version_id.id or None,
+                "part_size": upload.part_size,
+                "parts": upload.part_count,
+                "expires_at": serializers.timestamp(upload.expires_at),
+            }
+        )
 
     @staticmethod
     def _accepted(version):

@@ -567,7 +567,7 @@ class MlopsModelVersion(models.Model):
         live = self.deployment_ids.filtered(lambda d: d.state != "deleted")
         live.sudo().write({"state": "deleted"})
 
-    def _enqueue_validation(self, scan_types=None):
+    def _enqueue_validation(self, scan_types=None, integrity_report=None):
         """Start a validation round: one result and one queued job per scan
         the format's policy runs. The integrity check goes first and the
         other scans wait for it (a queue_job chain): they read the bytes it
@@ -592,12 +592,21 @@ class MlopsModelVersion(models.Model):
                     }
                 )
             first = results.filtered(lambda r: r.scan_type == "integrity")
-            scans = [result._scan_job() for result in results - first]
-            if first and scans:
-                chain(first._scan_job(), group(*scans)).delay()
+            if first and integrity_report is not None:
+                # the bytes were just read back: that was the integrity check
+                first._record(
+                    integrity_report, first._store_report_quietly(integrity_report)
+                )
+                if first.state != "failed" or not first.blocking:
+                    for result in results - first:
+                        result._scan_job().delay()
             else:
-                for job in [first._scan_job()] if first else scans:
-                    job.delay()
+                scans = [result._scan_job() for result in results - first]
+                if first and scans:
+                    chain(first._scan_job(), group(*scans)).delay()
+                else:
+                    for job in [first._scan_job()] if first else scans:
+                        job.delay()
             version._validation_finalize()
 
     def _validation_finalize(self):

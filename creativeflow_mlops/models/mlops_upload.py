@@ -8,30 +8,42 @@ from datetime import timedelta
 
 from odoo import api, fields, models
 
+from odoo.addons.queue_job.exception import RetryableJobError
+
 from ..adapters.storage import (
     StorageError,
     StorageRefused,
+    StorageUnavailable,
     StoredObject,
     object_key,
     sanitize_filename,
 )
-from ..exceptions import BackendUnavailable, Conflict, InvalidInput, NotFound
+from ..exceptions import (
+    BackendUnavailable,
+    Conflict,
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+)
+from ..scanners import integrity
 from ..services import artifacts
 
 _logger = logging.getLogger(__name__)
 
 MIN_PART = 16 * 1024 * 1024
 MAX_PARTS = 10_000
+MAX_DIRECT_GB = 5 * 1024  # S3's largest object, 5 TiB
+MAX_TRIES = 8
 
 
 class MlopsUpload(models.Model):
     """A direct multipart upload: the client sends the parts straight to S3
-    with presigned URLs; completing it checks the size the store reports and
-    registers the version, whose first validation job reads the object back
-    and verifies its SHA-256 before any other scan runs (S3 keeps no
-    whole-object SHA-256 of a multipart upload, and reading 1 GiB back
-    inside the request would cost the client more than the parts). A cron
-    aborts the uploads left unfinished."""
+    with presigned URLs. Completing it checks the parts the store holds and
+    the size, then a queued job reads the object back, hashes it and only
+    then registers the version (draft -> validating); S3 keeps no
+    whole-object SHA-256 of a multipart upload, and reading the object back
+    inside the request would cost the client most of what the direct path
+    saves. A cron aborts the uploads left unfinished."""
 
     _name = "mlops.upload"
     _description = "MLOps Direct Upload"
@@ -55,6 +67,7 @@ class MlopsUpload(models.Model):
     state = fields.Selection(
         [
             ("open", "Open"),
+            ("verifying", "Verifying"),
             ("completed", "Completed"),
             ("failed", "Failed"),
             ("aborted", "Aborted"),
@@ -78,6 +91,15 @@ class MlopsUpload(models.Model):
         size = payload.get("size")
         if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
             raise InvalidInput(env._("size must be a positive number of bytes"))
+        limit_gb = int(
+            env["ir.config_parameter"]
+            .sudo()
+            .get_param("creativeflow_mlops.max_direct_upload_gb", MAX_DIRECT_GB)
+        )
+        if size > limit_gb * 1024**3:
+            raise PayloadTooLarge(
+                env._("Direct uploads are limited to %s GiB.", limit_gb)
+            )
         metadata = dict(payload.get("metadata") or {})
         metadata.setdefault("model", payload.get("model"))
         metadata.setdefault("version", payload.get("version"))
@@ -105,6 +127,7 @@ class MlopsUpload(models.Model):
             )
         part_size = max(MIN_PART, math.ceil(size / MAX_PARTS))
         part_count = math.ceil(size / part_size)
+        self._replace_own_open_upload(metadata)
         version = artifacts.create_version(env, metadata)
         version.storage_backend_id = backend
         key = object_key(
@@ -138,6 +161,22 @@ class MlopsUpload(models.Model):
             }
         )
         return {"upload_id": upload.token, "part_size": part_size, "parts": urls}
+
+    @api.model
+    def _replace_own_open_upload(self, metadata):
+        """The caller starts again the upload of a version they left open
+        (a crashed client): the old one is aborted so the version is free."""
+        previous = self.sudo().search(
+            [
+                ("state", "=", "open"),
+                ("user_id", "=", self.env.uid),
+                ("version_id.model_id.name", "=", metadata["model"]),
+                ("version_id.version", "=", metadata["version"]),
+                ("version_id.state", "=", "draft"),
+            ]
+        )
+        for upload in previous:
+            upload._discard(self.env._("replaced by a new upload"), "aborted")
 
     @api.model
     def _find(self, token):
@@ -177,6 +216,9 @@ class MlopsUpload(models.Model):
         except StorageRefused as error:
             if error.code != "NoSuchUpload":
                 raise BackendUnavailable(str(error)) from error
+            if self._already_assembled(store):
+                # an earlier completion reached the store, its answer did not
+                return self._start_verification()
             problem = env._("the store no longer has this upload")
             conflict = Conflict(
                 env._("The upload was refused: %s; start a new one.", problem)
@@ -245,21 +287,73 @@ class MlopsUpload(models.Model):
                 problem, "failed", completed=True
             )
             raise error
-        version = self.version_id
-        artifacts.register_stored(
-            version,
-            self.storage_backend_id,
-            StoredObject(
-                self.object_key,
-                size,
-                self.expected_sha256 or False,
-                store.uri(self.object_key),
+        return self._start_verification()
+
+    def _already_assembled(self, store):
+        try:
+            return store.stat(self.object_key) == int(self.size)
+        except StorageError as error:
+            raise BackendUnavailable(str(error)) from error
+
+    def _start_verification(self):
+        """The object is whole in the store: queue the job that reads it back
+        and registers the version. The version stays ``draft`` (artifact not
+        complete yet) until its SHA-256 is known."""
+        self.write({"state": "verifying"})
+        self.with_delay(
+            channel="root.mlops.validation",
+            identity_key=f"mlops-upload-verify-{self.id}",
+            max_retries=MAX_TRIES,
+            description=self.env._(
+                "Verify the upload of %s", self.version_id.display_name
             ),
-            self.filename,
-            self.content_type,
+        )._verify()
+        return self.version_id
+
+    def _verify(self):
+        """Queued job: read the assembled object back, hash it and register
+        the version (``validating``, its integrity result settled from what
+        was read: a SHA-256 that differs from the announced one fails the
+        version there, visibly, with the measured one recorded). Idempotent."""
+        self.ensure_one()
+        upload = self.sudo()
+        if upload.state != "verifying" or not upload.version_id:
+            return f"nothing to verify: the upload is {upload.state}"
+        store = upload.storage_backend_id._get_store()
+        try:
+            size, sha256 = store.hash_object(upload.object_key)
+        except StorageUnavailable as error:
+            if not upload._is_last_attempt():
+                raise RetryableJobError(
+                    f"the artifact store is unreachable: {error}"
+                ) from error
+            problem = self.env._("the store stayed unreachable: %s", error)
+            upload._discard(problem, "failed", completed=True)
+            return problem
+        except StorageRefused as error:
+            problem = self.env._("the object cannot be read back: %s", error)
+            upload._discard(problem, "failed", completed=True)
+            return problem
+        report = integrity.verify(
+            size, sha256, int(upload.size), upload.expected_sha256 or None
         )
-        self.write({"state": "completed"})
-        return version
+        artifacts.register_stored(
+            upload.version_id,
+            upload.storage_backend_id,
+            StoredObject(upload.object_key, size, sha256, store.uri(upload.object_key)),
+            upload.filename,
+            upload.content_type,
+            integrity_report=report,
+        )
+        upload.write({"state": "completed"})
+        return f"{upload.version_id.display_name}: {report.state}: {report.summary}"
+
+    def _is_last_attempt(self):
+        uuid_ = self.env.context.get("job_uuid")
+        if not uuid_:
+            return False
+        job = self.env["queue.job"].sudo().search([("uuid", "=", uuid_)], limit=1)
+        return bool(job.max_retries) and job.retry + 1 >= job.max_retries
 
     def _check_parts(self, parts):
         """The request's ``parts``: {part_number: etag}, or InvalidInput."""
@@ -292,25 +386,34 @@ class MlopsUpload(models.Model):
 
     def _discard(self, message, state, completed=False):
         """Remove what the upload left, the S3 upload or, once ``completed``,
-        the object, and the draft version it created."""
+        the object, and the draft version it created. False when the store
+        could not be reached (the cron tries again later)."""
         store = self.storage_backend_id._get_store()
+        reached = True
         try:
             if completed:
                 store.delete(self.object_key)
             else:
                 store.abort_multipart(self.object_key, self.s3_upload_id)
-        except StorageError as error:
+        except StorageUnavailable as error:
             _logger.warning("cleaning upload %s: %s", self.token, error)
+            reached = False
+        except StorageError as error:  # already gone
+            _logger.info("cleaning upload %s: %s", self.token, error)
+        if not reached and state == "aborted":
+            return False
         version = self.version_id.sudo()
         self.sudo().write({"state": state, "message": message, "version_id": False})
         if version.state == "draft":
             version.unlink()
+        return reached
 
     @api.model
     def _cron_abort_expired(self):
         expired = self.sudo().search(
             [("state", "=", "open"), ("expires_at", "<", fields.Datetime.now())]
         )
+        aborted = 0
         for upload in expired:
-            upload._discard(self.env._("not completed in time"), "aborted")
-        return len(expired)
+            aborted += upload._discard(self.env._("not completed in time"), "aborted")
+        return aborted

@@ -9,7 +9,7 @@ from odoo import api, fields, models
 
 from odoo.addons.queue_job.exception import RetryableJobError
 
-from ..adapters.storage import StorageRefused, StorageUnavailable
+from ..adapters.storage import StorageError, StorageRefused, StorageUnavailable
 from ..lifecycle import SCAN_TYPES, VALIDATION_STATES
 from ..scanners import dockerfile, formats, integrity, pickle_scan, runtime
 from ..scanners.report import ScanReport
@@ -130,7 +130,13 @@ class MlopsValidationResult(models.Model):
                 f"{str(error)[:200]}); the artifact is not trusted",
             )
             report_uri = False
-        result.write(
+        result._record(report, report_uri)
+        version._validation_finalize()
+        return f"{result.scan_type}: {report.state}: {report.summary}"
+
+    def _record(self, report, report_uri=False):
+        """Settle this result from a scanner's report."""
+        self.write(
             {
                 "state": report.state,
                 "summary": report.summary,
@@ -139,17 +145,17 @@ class MlopsValidationResult(models.Model):
                     **report.details,
                 },
                 "report_uri": report_uri,
+                "started_at": self.started_at or fields.Datetime.now(),
                 "finished_at": fields.Datetime.now(),
             }
         )
-        if result.scan_type == "integrity":
-            result._after_integrity(report)
-        if result.scan_type == "performance_benchmark" and report.state == "passed":
+        version = self.version_id
+        if self.scan_type == "integrity":
+            self._after_integrity(report)
+        if self.scan_type == "performance_benchmark" and report.state == "passed":
             version.write(
                 {"metrics": {**(version.metrics or {}), "benchmark": report.details}}
             )
-        version._validation_finalize()
-        return f"{result.scan_type}: {report.state}: {report.summary}"
 
     def _after_integrity(self, report):
         """Record what the integrity check measured; when it failed and
@@ -222,6 +228,13 @@ class MlopsValidationResult(models.Model):
                 )
             runs = int(settings.get_param("creativeflow_mlops.benchmark_runs", 50))
             return runtime.benchmark(path, runs=runs, input_schema=version.input_schema)
+
+    def _store_report_quietly(self, report):
+        try:
+            return self._store_report(report)
+        except StorageError as error:
+            _logger.warning("storing the %s report: %s", self.scan_type, error)
+            return False
 
     def _store_report(self, report):
         version = self.version_id

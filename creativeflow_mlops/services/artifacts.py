@@ -4,6 +4,8 @@ import hashlib
 import json
 import re
 
+from odoo import fields
+
 from ..adapters.storage import (
     IntegrityMismatch,
     StorageRefused,
@@ -64,21 +66,26 @@ def store_artifact(version, stream, filename, content_type=None, max_size=None):
     return stored
 
 
-def register_stored(version, backend, stored, filename, content_type):
-    """Record a stored artifact on its draft version and queue its scans."""
-    version.sudo().write(
-        {
-            "storage_backend_id": backend.id,
-            "artifact_object_key": stored.key,
-            "artifact_uri": stored.uri,
-            "artifact_size": stored.size,
-            "artifact_sha256": stored.sha256,
-            "artifact_filename": filename,
-            "artifact_content_type": content_type or "application/octet-stream",
-            "state": "validating",
-        }
-    )
-    version._enqueue_validation()
+def register_stored(
+    version, backend, stored, filename, content_type, integrity_report=None
+):
+    """Record a stored, hashed artifact on its draft version and queue its
+    scans. ``integrity_report``: the object was already read back (a direct
+    upload's verification), and that settles the round's integrity check."""
+    values = {
+        "storage_backend_id": backend.id,
+        "artifact_object_key": stored.key,
+        "artifact_uri": stored.uri,
+        "artifact_size": stored.size,
+        "artifact_sha256": stored.sha256,
+        "artifact_filename": filename,
+        "artifact_content_type": content_type or "application/octet-stream",
+        "state": "validating",
+    }
+    if integrity_report is not None and integrity_report.state == "passed":
+        values["artifact_verified_at"] = fields.Datetime.now()
+    version.sudo().write(values)
+    version._enqueue_validation(integrity_report=integrity_report)
 
 
 def parse_metadata(env, raw):

@@ -1,6 +1,10 @@
 """The JSON objects of the contract (shared/contract/api.md)."""
 
 
+def timestamp(value):
+    return _dt(value)
+
+
 def _dt(value):
     return value.isoformat().replace("+00:00", "") + "Z" if value else None
 

@@ -7,6 +7,9 @@ from datetime import timedelta
 
 from odoo import fields
 from odoo.tests import HttpCase, new_test_user, tagged
+from odoo.tools import mute_logger
+
+from odoo.addons.queue_job.exception import RetryableJobError
 
 from ..lifecycle import MANAGER, USER
 from . import artifacts
@@ -319,11 +322,13 @@ class TestApi(HttpCase):
                 json={"parts": etags},
             )
             self.assertEqual(done.status_code, 202, done.text)
-            self.assertEqual(done.json()["state"], "validating")
-            self.assertEqual(
-                done.json()["artifact"]["sha256"], hashlib.sha256(data).hexdigest()
-            )
+            # the object is whole; the version stays draft until a job has
+            # read it back and hashed it
+            self.assertEqual(done.json()["state"], "draft")
+            self.assertEqual(done.json()["artifact"]["size"], len(data))
             self.assertIsNone(done.json()["artifact"]["verified_at"])
+            status = self._call("GET", f"/uploads/{answer['upload_id']}", self.user)
+            self.assertEqual(status.json()["state"], "verifying")
             self._assert_error(
                 self._call(
                     "POST",
@@ -334,11 +339,22 @@ class TestApi(HttpCase):
                 409,
                 "conflict",
             )
-            # the integrity job reads the object back before any other scan
+            self._verify_upload(answer["upload_id"])
+            followed = self._call("GET", f"/versions/{version.id}", self.user).json()
+            self.assertEqual(followed["state"], "validating")
+            self.assertEqual(
+                followed["artifact"]["sha256"], hashlib.sha256(data).hexdigest()
+            )
+            self.assertTrue(followed["artifact"]["verified_at"])
+            integrity = next(
+                v for v in followed["validations"] if v["scan_type"] == "integrity"
+            )
+            self.assertEqual(integrity["state"], "passed")
             self._run_round(version)
             followed = self._call("GET", f"/versions/{version.id}", self.user).json()
             self.assertEqual(followed["state"], "validated")
-            self.assertTrue(followed["artifact"]["verified_at"])
+            status = self._call("GET", f"/uploads/{answer['upload_id']}", self.user)
+            self.assertEqual(status.json()["state"], "completed")
 
             # a size that does not match is refused and nothing is registered
             payload.update(version="1.0.1", size=len(data) + 1)
@@ -390,6 +406,13 @@ class TestApi(HttpCase):
             json={"parts": etags},
         )
 
+    def _verify_upload(self, token):
+        """Run the queued verification of a completed direct upload."""
+        self.env.invalidate_all()
+        upload = self.env["mlops.upload"].search([("token", "=", token)])
+        self.assertEqual(upload.state, "verifying")
+        return upload._verify()
+
     def _run_round(self, version):
         """Run the scans of the version's round the way the queue does: the
         integrity job first, the others after it."""
@@ -401,7 +424,7 @@ class TestApi(HttpCase):
         for result in first + (results - first):
             result._run_scan()
 
-    def test_direct_upload_hash_is_verified_by_the_integrity_job(self):
+    def test_direct_upload_is_registered_once_read_back_and_hashed(self):
         with s3_backend(self.env, code="verify") as backend:
             self.env.ref("creativeflow_mlops.storage_backend_local").is_default = False
             backend.is_default = True
@@ -412,26 +435,29 @@ class TestApi(HttpCase):
                 "size": len(data),
                 "metadata": {"model_format": "onnx"},
             }
-            # no hash announced: the integrity job records the one it reads
+            # no hash announced: the one read back is recorded
             done = self._direct_upload({**payload, "version": "1.0.0"}, data)
             self.assertEqual(done.status_code, 202, done.text)
             self.assertIsNone(done.json()["artifact"]["sha256"])
             version = self.env["mlops.model.version"].browse(done.json()["version_id"])
+            self._verify_upload(done.json()["upload_id"])
+            self.assertEqual(version.state, "validating")
+            self.assertEqual(version.artifact_sha256, hashlib.sha256(data).hexdigest())
             self._run_round(version)
             self.assertEqual(version.state, "validated")
-            self.assertEqual(version.artifact_sha256, hashlib.sha256(data).hexdigest())
 
-            # an announced hash the bytes do not have: the version fails on
-            # integrity and no other scan looks at the bytes
+            # an announced hash the bytes do not have: registered with the one
+            # measured, failed on integrity, no other scan looks at the bytes
             wrong = hashlib.sha256(b"something else").hexdigest()
             done = self._direct_upload(
                 {**payload, "version": "1.0.1", "sha256": wrong}, data
             )
             self.assertEqual(done.status_code, 202, done.text)
-            self.assertEqual(done.json()["artifact"]["sha256"], wrong)
+            self.assertEqual(done.json()["artifact"]["sha256"], None)
             version = self.env["mlops.model.version"].browse(done.json()["version_id"])
-            self._run_round(version)
+            self._verify_upload(done.json()["upload_id"])
             self.assertEqual(version.state, "validation_failed")
+            self.assertEqual(version.artifact_sha256, hashlib.sha256(data).hexdigest())
             states = {r.scan_type: r.state for r in version.validation_result_ids}
             self.assertEqual(states.pop("integrity"), "failed")
             self.assertEqual(set(states.values()), {"skipped"})
@@ -439,7 +465,7 @@ class TestApi(HttpCase):
             integrity = next(
                 v for v in followed["validations"] if v["scan_type"] == "integrity"
             )
-            self.assertIn("SHA-256", integrity["summary"])
+            self.assertIn(wrong, integrity["summary"])
             self.assertIsNone(followed["artifact"]["verified_at"])
 
             # a malformed announced hash is refused before anything is created
@@ -457,6 +483,44 @@ class TestApi(HttpCase):
             self.assertFalse(
                 self.env["mlops.model.version"].search([("version", "=", "1.0.2")])
             )
+
+    def test_direct_upload_verification_with_the_store_gone(self):
+        with s3_backend(self.env, code="gone") as backend:
+            self.env.ref("creativeflow_mlops.storage_backend_local").is_default = False
+            backend.is_default = True
+            data = artifacts.onnx_bytes()
+            done = self._direct_upload(
+                {
+                    "model": "gone-store",
+                    "version": "1.0.0",
+                    "filename": "model.onnx",
+                    "size": len(data),
+                    "metadata": {"model_format": "onnx"},
+                },
+                data,
+            )
+            upload = self.env["mlops.upload"].search(
+                [("token", "=", done.json()["upload_id"])]
+            )
+            job = self.env["queue.job"].search(
+                [("func_string", "like", f"mlops.upload({upload.id},)._verify")]
+            )
+            self.assertEqual(len(job), 1)
+            self.assertEqual(job.max_retries, 8)
+            live = backend.endpoint
+            backend.endpoint = "127.0.0.1:1"
+            with self.assertRaises(RetryableJobError):
+                upload.with_context(job_uuid=job.uuid)._verify()
+            self.assertEqual(upload.state, "verifying")
+            # still gone on the last try: the upload fails, its draft goes
+            job.retry = job.max_retries - 1
+            upload.with_context(job_uuid=job.uuid)._verify()
+            self.assertEqual(upload.state, "failed")
+            self.assertIn("unreachable", upload.message)
+            self.assertFalse(upload.version_id)
+            status = self._call("GET", f"/uploads/{upload.token}", self.user).json()
+            self.assertEqual(status["state"], "failed")
+            backend.endpoint = live
 
     def test_direct_upload_completions_out_of_order_or_inconsistent(self):
         import requests
@@ -558,6 +622,111 @@ class TestApi(HttpCase):
             )
             self._assert_error(
                 complete([{"part_number": 1, "etag": "x"}]), 409, "conflict"
+            )
+
+    def test_direct_upload_retries_restarts_limits_and_cleanup(self):
+        import requests
+
+        with s3_backend(self.env, code="retry") as backend:
+            self.env.ref("creativeflow_mlops.storage_backend_local").is_default = False
+            backend.is_default = True
+            store = backend._get_store()
+            data = artifacts.onnx_bytes()
+            payload = {
+                "model": "retried-model",
+                "version": "1.0.0",
+                "filename": "model.onnx",
+                "size": len(data),
+                "metadata": {"model_format": "onnx"},
+            }
+            # the store assembled the object but its answer was lost: the
+            # client completes again and the upload goes on
+            answer = self._call("POST", "/uploads", self.user, json=payload).json()
+            put = requests.put(answer["parts"][0]["url"], data=data, timeout=30)
+            parts = [{"part_number": 1, "etag": put.headers["ETag"]}]
+            upload = self.env["mlops.upload"].search(
+                [("token", "=", answer["upload_id"])]
+            )
+            store.complete_multipart(upload.object_key, upload.s3_upload_id, parts)
+            done = self._call(
+                "POST",
+                f"/uploads/{answer['upload_id']}/complete",
+                self.user,
+                json={"parts": parts},
+            )
+            self.assertEqual(done.status_code, 202, done.text)
+            self._verify_upload(answer["upload_id"])
+            self.assertEqual(
+                self.env["mlops.model.version"].browse(done.json()["version_id"]).state,
+                "validating",
+            )
+
+            # a client that crashed starts the same version again: the old
+            # upload is aborted; someone else gets a conflict
+            payload["version"] = "1.0.1"
+            first = self._call("POST", "/uploads", self.user, json=payload).json()
+            self._assert_error(
+                self._call("POST", "/uploads", self.manager, json=payload),
+                409,
+                "conflict",
+            )
+            again = self._call("POST", "/uploads", self.user, json=payload)
+            self.assertEqual(again.status_code, 201, again.text)
+            old = self.env["mlops.upload"].search([("token", "=", first["upload_id"])])
+            self.assertEqual(old.state, "aborted")
+            self._assert_error(
+                self._call(
+                    "POST",
+                    f"/uploads/{first['upload_id']}/complete",
+                    self.user,
+                    json={"parts": parts},
+                ),
+                409,
+                "conflict",
+            )
+
+            # over the configured limit: 413 before anything is created
+            self.env["ir.config_parameter"].set_param(
+                "creativeflow_mlops.max_direct_upload_gb", "1"
+            )
+            self._assert_error(
+                self._call(
+                    "POST",
+                    "/uploads",
+                    self.user,
+                    json={**payload, "version": "1.0.2", "size": 2 * 1024**3},
+                ),
+                413,
+                "payload_too_large",
+            )
+            # no key, no rights
+            self._assert_error(
+                self._call("POST", "/uploads", json=payload), 401, "unauthorized"
+            )
+            self._assert_error(
+                self._call(
+                    "POST", "/uploads", self.outsider, json={**payload, "version": "9"}
+                ),
+                403,
+                "forbidden",
+            )
+
+            # the cron cannot reach the store: the upload stays open and is
+            # aborted on a later run
+            upload = self.env["mlops.upload"].search(
+                [("token", "=", again.json()["upload_id"])]
+            )
+            upload.expires_at = fields.Datetime.now() - timedelta(minutes=1)
+            live = backend.endpoint
+            backend.endpoint = "127.0.0.1:1"
+            with mute_logger("odoo.addons.creativeflow_mlops.models.mlops_upload"):
+                self.assertEqual(self.env["mlops.upload"]._cron_abort_expired(), 0)
+            self.assertEqual(upload.state, "open")
+            backend.endpoint = live
+            self.assertEqual(self.env["mlops.upload"]._cron_abort_expired(), 1)
+            self.assertEqual(upload.state, "aborted")
+            self.assertFalse(
+                self.env["mlops.model.version"].search([("version", "=", "1.0.1")])
             )
 
     def test_store_down_means_503_and_nothing_half_written(self):
