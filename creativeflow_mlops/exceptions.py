@@ -34,6 +34,13 @@ class SeparationOfDutiesError(LifecycleAccessError):
     code = "separation_of_duties"
 
 
+class MalformedJson(MLOpsError):
+    """A body or a part that should be JSON and is not."""
+
+    code = "malformed_json"
+    http_status = 400
+
+
 class InvalidInput(MLOpsError):
     """Well-formed request, invalid values."""
 

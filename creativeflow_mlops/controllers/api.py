@@ -10,6 +10,7 @@ import functools
 import json
 import logging
 
+import psycopg2.errors
 import werkzeug.exceptions
 
 from odoo import http
@@ -23,7 +24,8 @@ from odoo.exceptions import (
 from odoo.http import request
 
 from ..adapters.storage import StorageError, object_key
-from ..exceptions import MLOpsError, NotFound
+from ..exceptions import InvalidInput, MLOpsError, NotFound
+from ..lifecycle import VERSION_STATES
 from ..services import artifacts, serializers
 
 _logger = logging.getLogger(__name__)
@@ -93,6 +95,24 @@ def _translate(error):
             error.code,
             error.args[0],
             getattr(error, "details", {}),
+        )
+    if isinstance(error, psycopg2.errors.UniqueViolation):
+        return (
+            409,
+            "conflict",
+            "Another request created the same thing at the same time; nothing was "
+            "kept from this one.",
+            {},
+        )
+    if isinstance(
+        error, psycopg2.errors.SerializationFailure | psycopg2.errors.LockNotAvailable
+    ):
+        return (
+            503,
+            "busy",
+            "Another request changed the same records at the same time; nothing was "
+            "kept from this one, try again.",
+            {},
         )
     if isinstance(error, AccessError | AccessDenied):
         return 403, getattr(error, "code", "forbidden"), error.args[0], {}
@@ -188,10 +208,14 @@ def _page(model, domain, order, serialize):
 
 
 def _get(model, record_id, label):
-    record = request.env[model].browse(record_id).exists()
-    if not record:
+    """A record the caller may read. No rights on the model at all is a 403;
+    a record that does not exist or that a rule hides (another company's) is
+    the same 404, so ids do not tell what exists elsewhere."""
+    Model = request.env[model]
+    Model.check_access("read")
+    record = Model.browse(record_id).exists()
+    if not record or not record.has_access("read"):
         raise NotFound(f"No {label} {record_id}.")
-    record.check_access("read")
     return record
 
 
@@ -475,6 +499,10 @@ class MlopsApi(http.Controller):
         domain = [("model_id", "=", model_id)]
         state = request.httprequest.args.get("state")
         if state:
+            if state not in dict(VERSION_STATES):
+                raise InvalidInput(
+                    f"state must be one of {', '.join(dict(VERSION_STATES))}"
+                )
             domain.append(("state", "=", state))
         return _page("mlops.model.version", domain, "id desc", serializers.version)
 

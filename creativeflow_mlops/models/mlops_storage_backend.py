@@ -6,9 +6,10 @@ import re
 import threading
 
 from odoo import api, fields, models, tools
-from odoo.exceptions import UserError, ValidationError
+from odoo.exceptions import ValidationError
 
 from ..adapters.storage import LocalStore, S3Store, StorageError
+from ..exceptions import BackendUnavailable
 
 _logger = logging.getLogger(__name__)
 
@@ -143,7 +144,7 @@ class MlopsStorageBackend(models.Model):
             return LocalStore(self._local_root())
         access, secret = self._credentials()
         if not (access and secret):
-            raise UserError(
+            raise BackendUnavailable(
                 self.env._(
                     "Backend %(name)s has no credentials: set %(vars)s in the "
                     "environment or the server configuration.",

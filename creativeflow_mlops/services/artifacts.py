@@ -13,7 +13,13 @@ from ..adapters.storage import (
     object_key,
     sanitize_filename,
 )
-from ..exceptions import BackendUnavailable, Conflict, InvalidInput, PayloadTooLarge
+from ..exceptions import (
+    BackendUnavailable,
+    Conflict,
+    InvalidInput,
+    MalformedJson,
+    PayloadTooLarge,
+)
 from ..lifecycle import INTERFACE_TYPES, MODEL_FORMATS
 
 METADATA_FIELDS = {
@@ -94,7 +100,7 @@ def parse_metadata(env, raw):
         try:
             raw = json.loads(raw)
         except ValueError as error:
-            raise InvalidInput(
+            raise MalformedJson(
                 env._("metadata is not valid JSON: %s", error)
             ) from error
     if not isinstance(raw, dict):

@@ -224,7 +224,7 @@ class TestApi(HttpCase):
         self.assertFalse(self.env["mlops.model"].search([("name", "=", "x")]))
 
     def test_malformed_and_invalid_requests(self):
-        self._assert_error(self._upload(self.user, "{not json"), 422, "invalid_input")
+        self._assert_error(self._upload(self.user, "{not json"), 400, "malformed_json")
         body = self._assert_error(
             self._upload(
                 self.user, {"model": "m", "version": "a b", "model_format": "zip"}
@@ -271,6 +271,64 @@ class TestApi(HttpCase):
             ),
             404,
             "not_found",
+        )
+
+    def test_other_companies_records_are_not_found(self):
+        other = self.env["res.company"].create({"name": "Elsewhere Inc"})
+        model = (
+            self.env["mlops.model"]
+            .sudo()
+            .create({"name": "hidden-model", "company_id": other.id})
+        )
+        version = (
+            self.env["mlops.model.version"]
+            .sudo()
+            .create(
+                {
+                    "model_id": model.id,
+                    "version": "1.0.0",
+                    "model_format": "onnx",
+                }
+            )
+        )
+        for path in (
+            f"/models/{model.id}",
+            f"/models/{model.id}/versions",
+            f"/versions/{version.id}",
+        ):
+            self._assert_error(self._call("GET", path, self.user), 404, "not_found")
+        self._assert_error(
+            self._call(
+                "POST", f"/versions/{version.id}/validate", self.manager, json={}
+            ),
+            404,
+            "not_found",
+        )
+        mine = self._upload(
+            self.user,
+            {"model": "seen-model", "version": "1.0.0", "model_format": "onnx"},
+        ).json()
+        self._assert_error(
+            self._call(
+                "GET", f"/models/{mine['model_id']}/versions?state=bogus", self.user
+            ),
+            422,
+            "invalid_input",
+        )
+        self._assert_error(
+            self._call(
+                "GET", f"/models/{mine['model_id']}/versions?offset=-1", self.user
+            ),
+            400,
+            "invalid_request",
+        )
+        listing = self._call("GET", "/models?q=hidden", self.user).json()
+        self.assertEqual(listing["total"], 0)
+        # no MLOps rights at all is a 403, not a 404
+        self._assert_error(
+            self._call("GET", f"/versions/{version.id}", self.outsider),
+            403,
+            "forbidden",
         )
 
     def test_oversized_upload_is_refused_before_reading(self):

@@ -11,7 +11,7 @@ from odoo.tools import mute_logger
 from odoo.addons.queue_job.exception import RetryableJobError
 from odoo.addons.queue_job.tests.common import trap_jobs
 
-from ..exceptions import BackendUnavailable, Conflict, InvalidInput
+from ..exceptions import BackendUnavailable, Conflict, InvalidInput, MalformedJson
 from ..scanners import pickle_scan
 from ..services import artifacts as service
 from . import artifacts
@@ -311,7 +311,7 @@ class TestValidationJobs(MlopsCase):
         self.assertEqual(set(caught.exception.details), {"model_format", "version"})
         with self.assertRaises(InvalidInput):
             self._upload(data, "..", "onnx", version="5.0.1")
-        with self.assertRaises(InvalidInput):
+        with self.assertRaises(MalformedJson):
             service.register_upload(self.env, "{not json", io.BytesIO(data), "m.onnx")
         with self.assertRaises(InvalidInput):
             service.register_upload(
