@@ -532,9 +532,8 @@ class MlopsApi(http.Controller):
     @http.route("/mlops/artifacts/<int:version_id>/download", type="http", auth="user")
     def download(self, version_id, **_params):
         version = request.env["mlops.model.version"].browse(version_id).exists()
-        if not version:
+        if not version or not version.has_access("read"):
             raise werkzeug.exceptions.NotFound()
-        version.check_access("read")
         store = version.storage_backend_id.sudo()._get_store()
         path = store.local_path(version.artifact_object_key)
         if path is None or not path.exists():

@@ -331,6 +331,45 @@ class TestApi(HttpCase):
             "forbidden",
         )
 
+    def test_artifact_download(self):
+        import requests
+
+        data = artifacts.onnx_bytes()
+        body = self._upload(
+            self.user, {"model": "dl-model", "version": "1.0.0", "model_format": "onnx"}
+        ).json()
+        version = self.env["mlops.model.version"].browse(body["version_id"])
+        # local store: through Odoo, for a logged-in user who may read it
+        action = version.with_user(self.user).action_download_artifact()
+        self.assertEqual(action["url"], f"/mlops/artifacts/{version.id}/download")
+        anonymous = self.url_open(action["url"], allow_redirects=False)
+        self.assertIn(anonymous.status_code, (302, 303))
+        self.authenticate("api_user", "api_user")
+        response = self.url_open(action["url"])
+        self.assertEqual(response.status_code, 200)
+        self.assertEqual(response.content, data)
+        self.assertIn("model.onnx", response.headers["Content-Disposition"])
+        self.assertEqual(
+            self.url_open("/mlops/artifacts/987654/download").status_code, 404
+        )
+        other = self.env["res.company"].create({"name": "Far Away Ltd"})
+        version.model_id.sudo().company_id = other
+        self.assertEqual(self.url_open(action["url"]).status_code, 404)
+        # S3: a presigned link straight to the store, valid for minutes
+        with s3_backend(self.env, code="dl") as backend:
+            self.env.ref("creativeflow_mlops.storage_backend_local").is_default = False
+            backend.is_default = True
+            body = self._upload(
+                self.user,
+                {"model": "dl-s3-model", "version": "1.0.0", "model_format": "onnx"},
+            ).json()
+            version = self.env["mlops.model.version"].browse(body["version_id"])
+            url = version.with_user(self.user).action_download_artifact()["url"]
+            self.assertIn("X-Amz-Expires=600", url)
+            fetched = requests.get(url, timeout=30)
+            self.assertEqual(fetched.status_code, 200)
+            self.assertEqual(fetched.content, data)
+
     def test_oversized_upload_is_refused_before_reading(self):
         self.env["ir.config_parameter"].sudo().set_param(
             "creativeflow_mlops.max_upload_gb", "0"
