@@ -89,6 +89,13 @@ def _translate(error):
     """(status, code, message, details) of an exception."""
     if isinstance(error, JsonHTTPError):
         return error.code, error._body["error"]["code"], error.description, {}
+    if isinstance(error, StorageError):
+        return (
+            503,
+            "backend_unavailable",
+            f"The artifact store cannot take the artifact now: {error}",
+            {},
+        )
     if isinstance(error, MLOpsError):
         return (
             error.http_status,
@@ -349,6 +356,15 @@ def _stream_into_store():
     raw._get_file_stream = factory
 
 
+def _drain(raw, chunk=1024 * 1024):
+    """Read what is left of a request body and drop it."""
+    try:
+        while raw.stream.read(chunk):
+            pass
+    except Exception:  # noqa: BLE001 - the client may be gone too
+        _logger.debug("draining an upload that failed", exc_info=True)
+
+
 def _max_upload(controller):
     """Called before the body is read: authenticate, refuse an oversized
     upload while nothing has been received yet, and stream the artifact to
@@ -382,7 +398,11 @@ def _max_upload(controller):
             streamed[0].writer.abort()
         if isinstance(error, JsonHTTPError):
             raise
-        if isinstance(error, werkzeug.exceptions.ClientDisconnected):
+        if isinstance(error, StorageError):
+            # the store went away while the client still sends: take the rest
+            # of the body (discarded) so that the client reads the answer
+            _drain(raw)
+        elif isinstance(error, werkzeug.exceptions.ClientDisconnected):
             raise JsonHTTPError(
                 400,
                 "invalid_request",

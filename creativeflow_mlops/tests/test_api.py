@@ -18,6 +18,41 @@ from .common_storage import s3_backend
 API = "/mlops/api/v1"
 
 
+class _MultipartBody:
+    """A multipart/form-data body (metadata first) read by requests in
+    chunks, with a hook told how much was sent."""
+
+    boundary = "mlopsTestBoundary"
+
+    def __init__(self, metadata, data, on_progress=None):
+        self._parts = [
+            (
+                f"--{self.boundary}\r\n"
+                'Content-Disposition: form-data; name="metadata"\r\n\r\n'
+                f"{json.dumps(metadata)}\r\n--{self.boundary}\r\n"
+                'Content-Disposition: form-data; name="file"; filename="w.bin"\r\n'
+                "Content-Type: application/octet-stream\r\n\r\n"
+            ).encode(),
+            data,
+            f"\r\n--{self.boundary}--\r\n".encode(),
+        ]
+        self._whole = memoryview(b"".join(self._parts))
+        self._sent = 0
+        self._on_progress = on_progress
+        self.content_type = f"multipart/form-data; boundary={self.boundary}"
+
+    def __len__(self):
+        return len(self._whole)
+
+    def read(self, size=-1):
+        size = len(self._whole) if size is None or size < 0 else size
+        chunk = bytes(self._whole[self._sent : self._sent + size])
+        self._sent += len(chunk)
+        if self._on_progress and self._on_progress(self._sent):
+            self._on_progress = None
+        return chunk
+
+
 @tagged("post_install", "-at_install")
 class TestApi(HttpCase):
     @classmethod
@@ -916,6 +951,59 @@ class TestApi(HttpCase):
         )
         self.assertFalse([p for p in root.rglob("*") if "gone-model" in str(p)])
         self.assertFalse(list(root.rglob(".upload-*")))
+
+    def test_multipart_streaming_through_odoo_and_a_store_killed_midway(self):
+        """40 MiB through POST /models/upload: three parts in flight to a real
+        S3 server; then the same with the server killed while the body still
+        arrives: a 503 JSON answer, no version, no object; a retry succeeds."""
+        import requests
+        import testservers
+
+        data = os.urandom(40 * 1024 * 1024)
+        metadata = {"model": "big-stream", "version": "1.0.0", "model_format": "other"}
+        with (
+            testservers.SeaweedS3() as server,
+            s3_backend(self.env, code="dying", endpoint=server.endpoint) as backend,
+        ):
+            self.env.ref("creativeflow_mlops.storage_backend_local").is_default = False
+            backend.is_default = True
+            store = backend._get_store()
+            store.ensure_bucket()
+
+            def post(on_progress=None):
+                body = _MultipartBody(metadata, data, on_progress)
+                return requests.post(
+                    f"{self.base_url()}{API}/models/upload",
+                    data=body,
+                    headers={
+                        "Authorization": f"Bearer {self.keys[self.user]}",
+                        "Content-Type": body.content_type,
+                        "Content-Length": str(len(body)),
+                    },
+                    timeout=120,
+                )
+
+            killed = post(
+                on_progress=lambda sent: sent > 24 * 1024 * 1024 and server.stop()
+            )
+            self.assertEqual(killed.status_code, 503, killed.text)
+            self.assertEqual(killed.json()["error"]["code"], "backend_unavailable")
+            self.assertFalse(
+                self.env["mlops.model"].search([("name", "=", "big-stream")])
+            )
+            server.start()
+            self.assertFalse(
+                list(store.client.list_objects(backend.bucket, recursive=True))
+            )
+            done = post()
+            self.assertEqual(done.status_code, 202, done.text)
+            artifact = done.json()["artifact"]
+            self.assertEqual(artifact["size"], len(data))
+            self.assertEqual(artifact["sha256"], hashlib.sha256(data).hexdigest())
+            key = artifact["uri"].split("/", 3)[3]
+            self.assertEqual(
+                store.hash_object(key), (len(data), hashlib.sha256(data).hexdigest())
+            )
 
     def test_direct_upload_needs_s3(self):
         response = self._call(
