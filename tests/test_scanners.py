@@ -4,6 +4,7 @@ import io
 import json
 import os
 import struct
+import sys
 import tarfile
 import zipfile
 
@@ -293,3 +294,64 @@ def test_unreadable_zip_members_fail_the_format_scan(tmp_path, build, code):
     report = formats.scan(path, "pytorch_torchscript")
     assert report.state == "failed"
     assert code in {f.code for f in report.findings}
+
+
+FAKE_TRIVY = """#!{python}
+import json, os, sys, time
+with open({record!r}, "w") as handle:
+    json.dump(sys.argv[1:], handle)
+mode = os.environ.get("FAKE_TRIVY", "report")
+if mode == "fail":
+    sys.stderr.write("unable to pull the image")
+    sys.exit(1)
+if mode == "slow":
+    time.sleep(30)
+if mode == "garbage":
+    print("not json")
+    sys.exit(0)
+vulns = [("CVE-2024-0001", "openssl", "CRITICAL"), ("CVE-2024-0002", "zlib", "HIGH")]
+print(json.dumps({{"Results": [{{"Target": "registry.local/m:1 (debian 12)",
+    "Vulnerabilities": [
+        {{"VulnerabilityID": v, "PkgName": p, "Severity": s}} for v, p, s in vulns
+    ]}}]}}))
+"""
+
+
+def test_trivy_is_called_and_read(tmp_path, monkeypatch):
+    """Trivy cannot run here (no images, no network): a stand-in binary checks
+    how it is called and how its JSON report is read."""
+    record = tmp_path / "args.json"
+    trivy = tmp_path / "trivy"
+    trivy.write_text(FAKE_TRIVY.format(python=sys.executable, record=str(record)))
+    trivy.chmod(0o755)
+    recipe = tmp_path / "Dockerfile"
+    recipe.write_text("FROM python:3.11.9-slim\nUSER app\n")
+    report = dockerfile.scan(
+        recipe, "Dockerfile", image="registry.local/m:1", trivy=str(trivy)
+    )
+    assert json.loads(record.read_text()) == [
+        "image",
+        "--quiet",
+        "--format",
+        "json",
+        "--severity",
+        "HIGH,CRITICAL",
+        "registry.local/m:1",
+    ]
+    assert report.state == "failed"
+    assert {f.message for f in report.findings} >= {
+        "CVE-2024-0001 in openssl",
+        "CVE-2024-0002 in zlib",
+    }
+    for mode, text in (
+        ("fail", "unable to pull"),
+        ("garbage", "not JSON"),
+    ):
+        monkeypatch.setenv("FAKE_TRIVY", mode)
+        (found,) = dockerfile.trivy_image(str(trivy), "registry.local/m:1")
+        assert found.code == "trivy_failed" and text in found.message
+    monkeypatch.setenv("FAKE_TRIVY", "slow")
+    (found,) = dockerfile.trivy_image(str(trivy), "x", timeout=1)
+    assert "over 1 s" in found.message
+    (found,) = dockerfile.trivy_image(str(tmp_path / "missing"), "x")
+    assert "cannot run" in found.message

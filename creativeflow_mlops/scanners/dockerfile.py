@@ -145,27 +145,35 @@ def find_dockerfile(path, filename=None):
 
 def trivy_image(trivy, image, timeout=600):
     """Findings of ``trivy image`` (HIGH and CRITICAL)."""
-    result = subprocess.run(
-        [
-            trivy,
-            "image",
-            "--quiet",
-            "--format",
-            "json",
-            "--severity",
-            "HIGH,CRITICAL",
-            image,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    try:
+        result = subprocess.run(
+            [
+                trivy,
+                "image",
+                "--quiet",
+                "--format",
+                "json",
+                "--severity",
+                "HIGH,CRITICAL",
+                image,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return [Finding(WARN, "trivy_failed", f"trivy took over {timeout} s")]
+    except OSError as error:
+        return [Finding(WARN, "trivy_failed", f"trivy cannot run: {error}")]
     if result.returncode != 0:
         return [
             Finding(WARN, "trivy_failed", result.stderr.strip()[:300] or "trivy failed")
         ]
-    report = json.loads(result.stdout or "{}")
+    try:
+        report = json.loads(result.stdout or "{}")
+    except ValueError:
+        return [Finding(WARN, "trivy_failed", "trivy's output is not JSON")]
     findings = []
     for target in report.get("Results", []):
         for vuln in target.get("Vulnerabilities") or []:
