@@ -2,6 +2,7 @@
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
 import base64
 import contextlib
+import hashlib
 import io
 import json
 import os
@@ -17,7 +18,7 @@ from odoo.exceptions import UserError, ValidationError
 
 from odoo.addons.queue_job.delay import chain, group
 
-from ..adapters.storage import CHUNK_SIZE, StorageError
+from ..adapters.storage import CHUNK_SIZE, StorageError, StorageRefused
 from ..exceptions import (
     BackendUnavailable,
     InvalidInput,
@@ -682,11 +683,20 @@ class MlopsModelVersion(models.Model):
         folder = tempfile.mkdtemp(prefix="mlops-scan-")
         try:
             path = os.path.join(folder, os.path.basename(self.artifact_object_key))
+            sha = hashlib.sha256()
             with (
                 store.open(self.artifact_object_key) as source,
                 open(path, "wb") as target,
             ):
-                shutil.copyfileobj(source, target, CHUNK_SIZE)
+                while chunk := source.read(CHUNK_SIZE):
+                    sha.update(chunk)
+                    target.write(chunk)
+            # the scan looks at the bytes the integrity check vouched for
+            if self.artifact_sha256 and sha.hexdigest() != self.artifact_sha256:
+                raise StorageRefused(
+                    f"{self.artifact_object_key} changed in the store since it was "
+                    "registered (its SHA-256 differs)"
+                )
             yield path
         finally:
             shutil.rmtree(folder, ignore_errors=True)

@@ -215,6 +215,26 @@ class TestValidationJobs(MlopsCase):
         self.assertIn("RuntimeError: boom", result.summary)
         self.assertEqual(version.state, "validation_failed")
 
+    def test_scans_read_only_the_bytes_that_were_registered(self):
+        with s3_backend(self.env) as backend:
+            self.env.ref("creativeflow_mlops.storage_backend_local").is_default = False
+            backend.is_default = True
+            with trap_jobs() as trap:
+                version = self._upload(artifacts.onnx_bytes(), "model.onnx", "onnx")
+                # the object is swapped between the integrity check and a scan
+                backend._get_store().put_bytes(
+                    version.artifact_object_key, artifacts.malicious_pickle_bytes()
+                )
+                format_job = next(
+                    job
+                    for job in trap.enqueued_jobs
+                    if job.recordset.scan_type == "format"
+                )
+                format_job.perform()
+            result = self._results(version)["format"]
+            self.assertEqual(result.state, "failed")
+            self.assertIn("changed in the store", result.summary)
+
     def test_integrity_cannot_be_turned_off(self):
         with self.assertRaises(ValidationError):
             self.env["mlops.validation.policy"].create(
