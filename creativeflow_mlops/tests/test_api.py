@@ -44,7 +44,7 @@ class _MultipartBody:
     def __len__(self):
         return len(self._whole)
 
-    def read(self, size=-1):
+    def read(self, size=-1):  # pylint: disable=method-required-super
         size = len(self._whole) if size is None or size < 0 else size
         chunk = bytes(self._whole[self._sent : self._sent + size])
         self._sent += len(chunk)
