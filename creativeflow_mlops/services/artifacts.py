@@ -1,5 +1,6 @@
 """Storing artifacts and registering uploaded versions."""
 
+import contextlib
 import hashlib
 import json
 import re
@@ -68,7 +69,13 @@ def store_artifact(version, stream, filename, content_type=None, max_size=None):
         raise BackendUnavailable(
             env._("The artifact store cannot take the artifact now: %s", error)
         ) from error
-    register_stored(version, backend, stored, filename, content_type)
+    try:
+        register_stored(version, backend, stored, filename, content_type)
+    except BaseException:
+        # the record goes with the transaction; the object must go too
+        with contextlib.suppress(StorageUnavailable, StorageRefused):
+            backend._get_store().delete(key)
+        raise
     return stored
 
 

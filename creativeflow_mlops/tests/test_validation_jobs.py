@@ -321,6 +321,23 @@ class TestValidationJobs(MlopsCase):
                 self.env["mlops.model"].search([("name", "=", "fresh-model")])
             )
 
+    def test_a_failure_after_storing_removes_the_object(self):
+        store = self.env["mlops.storage.backend"]._get_default()._get_store()
+        before = sorted(p for p in store.root.rglob("*") if p.is_file())
+        with (
+            patch.object(
+                type(self.env["mlops.model.version"]),
+                "_enqueue_validation",
+                side_effect=RuntimeError("the queue is broken"),
+            ),
+            self.assertRaises(RuntimeError),
+        ):
+            self._upload(artifacts.onnx_bytes(), "model.onnx", "onnx", model="lost")
+        self.assertEqual(
+            sorted(p for p in store.root.rglob("*") if p.is_file()), before
+        )
+        self.assertFalse(self.env["mlops.model"].search([("name", "=", "lost")]))
+
     def test_upload_refusals(self):
         data = artifacts.onnx_bytes()
         self._upload(data, "model.onnx", "onnx", version="5.0.0")
