@@ -491,6 +491,32 @@ class S3Store(_Store):
                 return sorted(parts, key=lambda part: part["part_number"])
             marker = result.next_part_number_marker
 
+    def list_multipart_uploads(self, prefix):
+        """Unfinished multipart uploads under ``prefix``:
+        [{key, upload_id, initiated}]."""
+        found, key_marker, id_marker = [], None, None
+        while True:
+            result = self._call(
+                f"listing the unfinished uploads under {prefix}",
+                self.client._list_multipart_uploads,
+                self.bucket,
+                prefix=prefix,
+                key_marker=key_marker,
+                upload_id_marker=id_marker,
+            )
+            found += [
+                {
+                    "key": upload.object_name,
+                    "upload_id": upload.upload_id,
+                    "initiated": upload.initiated_time,
+                }
+                for upload in result.uploads
+            ]
+            if not result.is_truncated:
+                return found
+            key_marker = result.next_key_marker
+            id_marker = result.next_upload_id_marker
+
     def complete_multipart(self, key, upload_id, parts):
         from minio.datatypes import Part
 

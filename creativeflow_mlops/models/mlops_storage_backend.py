@@ -4,11 +4,18 @@ import logging
 import os
 import re
 import threading
+from datetime import datetime, timezone
 
 from odoo import api, fields, models, tools
 from odoo.exceptions import ValidationError
 
-from ..adapters.storage import LocalStore, S3Store, StorageError
+from ..adapters.storage import (
+    LocalStore,
+    S3Store,
+    StorageError,
+    StorageRefused,
+    object_key,
+)
 from ..exceptions import BackendUnavailable
 
 _logger = logging.getLogger(__name__)
@@ -181,6 +188,40 @@ class MlopsStorageBackend(models.Model):
         with self._stores_lock:
             self._stores[key] = (stamp, store)
         return store
+
+    def _abort_stale_multipart_uploads(self, older_than):
+        """Abort the multipart uploads this platform left unfinished under
+        its ``models/`` keys (an upload through Odoo whose clean-up could not
+        reach the store, a lost direct upload) once older than
+        ``older_than``; uploads still tracked as open are the cron's other
+        half. Returns how many were aborted."""
+        self.ensure_one()
+        if self.kind != "s3":
+            return 0
+        store = self._get_store()
+        tracked = set(
+            self.env["mlops.upload"]
+            .sudo()
+            .search([("storage_backend_id", "=", self.id), ("state", "=", "open")])
+            .mapped("s3_upload_id")
+        )
+        limit = datetime.now(timezone.utc) - older_than
+        aborted = 0
+        # the folder object_key puts every artifact in
+        models_folder = object_key(self._object_prefix(), "m", "v", "f").rsplit("/", 3)[
+            0
+        ]
+        for upload in store.list_multipart_uploads(f"{models_folder}/"):
+            if upload["upload_id"] in tracked:
+                continue
+            if upload["initiated"] and upload["initiated"] > limit:
+                continue
+            try:
+                store.abort_multipart(upload["key"], upload["upload_id"])
+            except StorageRefused:
+                continue  # finished or aborted meanwhile
+            aborted += 1
+        return aborted
 
     def _object_prefix(self):
         """The prefix inside the store (local stores have it in their root)."""

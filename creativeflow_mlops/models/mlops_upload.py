@@ -416,4 +416,17 @@ class MlopsUpload(models.Model):
         aborted = 0
         for upload in expired:
             aborted += upload._discard(self.env._("not completed in time"), "aborted")
+        # and what no record tracks (a clean-up that found the store down)
+        for backend in (
+            self.env["mlops.storage.backend"].sudo().search([("kind", "=", "s3")])
+        ):
+            try:
+                swept = backend._abort_stale_multipart_uploads(
+                    timedelta(hours=backend.upload_expiry_hours or 24)
+                )
+            except (StorageError, BackendUnavailable) as error:
+                _logger.warning("sweeping %s: %s", backend.code, error)
+                continue
+            if swept:
+                _logger.info("aborted %s stale uploads in %s", swept, backend.code)
         return aborted

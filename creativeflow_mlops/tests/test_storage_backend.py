@@ -2,8 +2,10 @@
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
 import io
 import socket
+from datetime import timedelta
 
 from odoo.exceptions import UserError, ValidationError
+from odoo.tools import mute_logger
 
 from .common import MlopsCase
 from .common_storage import s3_backend
@@ -82,3 +84,49 @@ class TestStorageBackend(MlopsCase):
         stored = backend._get_store().put_stream("models/a/1/x.bin", io.BytesIO(b"abc"))
         self.assertEqual(stored.size, 3)
         self.assertIn(self.env.cr.dbname, backend._local_root())
+
+    def test_stale_multipart_uploads_are_swept(self):
+        """Uploads left unfinished in the bucket (a clean-up that found the
+        store down) are aborted once stale; tracked uploads and keys outside
+        the platform's models/ are left alone."""
+        with s3_backend(self.env, code="sweep") as backend:
+            store = backend._get_store()
+            orphan = store.create_multipart("models/m/1.0/orphan.bin")
+            foreign = store.create_multipart("someone-else/file.bin")
+            tracked_id = store.create_multipart("models/m/2.0/direct.bin")
+            version = self._new_version(version="2.0.0")
+            self.env["mlops.upload"].create(
+                {
+                    "version_id": version.id,
+                    "storage_backend_id": backend.id,
+                    "object_key": "models/m/2.0/direct.bin",
+                    "s3_upload_id": tracked_id,
+                    "expires_at": "2999-01-01 00:00:00",
+                }
+            )
+            # not stale yet
+            self.assertEqual(
+                backend._abort_stale_multipart_uploads(timedelta(hours=1)), 0
+            )
+            self.assertEqual(backend._abort_stale_multipart_uploads(timedelta(0)), 1)
+            left = {u["upload_id"] for u in store.list_multipart_uploads("")}
+            self.assertNotIn(orphan, left)
+            self.assertEqual(left, {foreign, tracked_id})
+            # the cron sweeps every S3 backend and survives one that is down
+            # (the upload made just now is not stale)
+            store.create_multipart("models/m/1.0/another.bin")
+            self.env["mlops.storage.backend"].create(
+                {
+                    "name": "dead",
+                    "code": "dead_sweep",
+                    "kind": "s3",
+                    "endpoint": "127.0.0.1:1",
+                    "bucket": "b",
+                }
+            )
+            with mute_logger("odoo.addons.creativeflow_mlops.models.mlops_upload"):
+                self.env["mlops.upload"]._cron_abort_expired()
+            left = {u["key"] for u in store.list_multipart_uploads("models/")}
+            self.assertEqual(
+                left, {"models/m/2.0/direct.bin", "models/m/1.0/another.bin"}
+            )
