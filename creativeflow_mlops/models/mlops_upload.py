@@ -26,7 +26,7 @@ from ..exceptions import (
     PayloadTooLarge,
 )
 from ..scanners import integrity
-from ..services import artifacts
+from ..services import artifacts, jobs
 
 _logger = logging.getLogger(__name__)
 
@@ -349,11 +349,8 @@ class MlopsUpload(models.Model):
         return f"{upload.version_id.display_name}: {report.state}: {report.summary}"
 
     def _is_last_attempt(self):
-        uuid_ = self.env.context.get("job_uuid")
-        if not uuid_:
-            return False
-        job = self.env["queue.job"].sudo().search([("uuid", "=", uuid_)], limit=1)
-        return bool(job.max_retries) and job.retry + 1 >= job.max_retries
+        """Whether the queued job running this has no retry left."""
+        return jobs.is_last_attempt(self.env)
 
     def _check_parts(self, parts):
         """The request's ``parts``: {part_number: etag}, or InvalidInput."""

@@ -13,6 +13,7 @@ from ..adapters.storage import StorageError, StorageRefused, StorageUnavailable
 from ..lifecycle import SCAN_TYPES, VALIDATION_STATES
 from ..scanners import dockerfile, formats, integrity, pickle_scan, runtime
 from ..scanners.report import ScanReport
+from ..services import jobs
 
 _logger = logging.getLogger(__name__)
 
@@ -180,12 +181,8 @@ class MlopsValidationResult(models.Model):
             )
 
     def _is_last_attempt(self):
-        """Whether the queued job running this scan has no retry left."""
-        uuid = self.env.context.get("job_uuid")
-        if not uuid:
-            return False
-        job = self.env["queue.job"].sudo().search([("uuid", "=", uuid)], limit=1)
-        return bool(job.max_retries) and job.retry + 1 >= job.max_retries
+        """Whether the queued job running this has no retry left."""
+        return jobs.is_last_attempt(self.env)
 
     def _scan(self):
         version = self.version_id

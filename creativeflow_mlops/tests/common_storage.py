@@ -7,8 +7,11 @@ from unittest import SkipTest
 
 
 @contextmanager
-def s3_backend(env, code="test_s3", bucket=None, endpoint=None, secret=None):
-    """An S3 backend on the SeaweedFS server that the test run started."""
+def s3_backend(
+    env, code="test_s3", bucket=None, endpoint=None, secret=None, default=False
+):
+    """An S3 backend on the SeaweedFS server that the test run started;
+    ``default``: the one new artifacts go to, instead of the local store."""
     server = os.environ.get("MLOPS_TEST_S3_ENDPOINT")
     if not server:
         raise SkipTest("no test S3 server (MLOPS_TEST_S3_ENDPOINT)")
@@ -35,6 +38,9 @@ def s3_backend(env, code="test_s3", bucket=None, endpoint=None, secret=None):
     )
     if not secret and not endpoint:
         backend._get_store().ensure_bucket()
+    if default:
+        env.ref("creativeflow_mlops.storage_backend_local").sudo().is_default = False
+        backend.is_default = True
     try:
         yield backend
     finally:

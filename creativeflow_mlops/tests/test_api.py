@@ -391,9 +391,7 @@ class TestApi(HttpCase):
         version.model_id.sudo().company_id = other
         self.assertEqual(self.url_open(action["url"]).status_code, 404)
         # S3: a presigned link straight to the store, valid for minutes
-        with s3_backend(self.env, code="dl") as backend:
-            self.env.ref("creativeflow_mlops.storage_backend_local").is_default = False
-            backend.is_default = True
+        with s3_backend(self.env, code="dl", default=True):
             body = self._upload(
                 self.user,
                 {"model": "dl-s3-model", "version": "1.0.0", "model_format": "onnx"},
@@ -418,9 +416,7 @@ class TestApi(HttpCase):
     def test_direct_multipart_upload(self):
         import requests
 
-        with s3_backend(self.env, code="direct") as backend:
-            self.env.ref("creativeflow_mlops.storage_backend_local").is_default = False
-            backend.is_default = True
+        with s3_backend(self.env, code="direct", default=True):
             data = artifacts.onnx_bytes() * 1
             payload = {
                 "model": "direct-model",
@@ -557,9 +553,7 @@ class TestApi(HttpCase):
             result._run_scan()
 
     def test_direct_upload_is_registered_once_read_back_and_hashed(self):
-        with s3_backend(self.env, code="verify") as backend:
-            self.env.ref("creativeflow_mlops.storage_backend_local").is_default = False
-            backend.is_default = True
+        with s3_backend(self.env, code="verify", default=True):
             data = artifacts.onnx_bytes()
             payload = {
                 "model": "verified-model",
@@ -617,9 +611,7 @@ class TestApi(HttpCase):
             )
 
     def test_direct_upload_verification_with_the_store_gone(self):
-        with s3_backend(self.env, code="gone") as backend:
-            self.env.ref("creativeflow_mlops.storage_backend_local").is_default = False
-            backend.is_default = True
+        with s3_backend(self.env, code="gone", default=True) as backend:
             data = artifacts.onnx_bytes()
             done = self._direct_upload(
                 {
@@ -657,9 +649,7 @@ class TestApi(HttpCase):
     def test_direct_upload_completions_out_of_order_or_inconsistent(self):
         import requests
 
-        with s3_backend(self.env, code="order") as backend:
-            self.env.ref("creativeflow_mlops.storage_backend_local").is_default = False
-            backend.is_default = True
+        with s3_backend(self.env, code="order", default=True) as backend:
             data = os.urandom(16 * 1024 * 1024 + 10)
             payload = {
                 "model": "ordered-model",
@@ -759,9 +749,7 @@ class TestApi(HttpCase):
     def test_direct_upload_retries_restarts_limits_and_cleanup(self):
         import requests
 
-        with s3_backend(self.env, code="retry") as backend:
-            self.env.ref("creativeflow_mlops.storage_backend_local").is_default = False
-            backend.is_default = True
+        with s3_backend(self.env, code="retry", default=True) as backend:
             store = backend._get_store()
             data = artifacts.onnx_bytes()
             payload = {
@@ -863,9 +851,7 @@ class TestApi(HttpCase):
 
     def test_store_down_means_503_and_nothing_half_written(self):
         metadata = {"model": "outage-model", "version": "1.0.0", "model_format": "onnx"}
-        with s3_backend(self.env, code="outage") as backend:
-            self.env.ref("creativeflow_mlops.storage_backend_local").is_default = False
-            backend.is_default = True
+        with s3_backend(self.env, code="outage", default=True) as backend:
             live_endpoint = backend.endpoint
             backend.endpoint = "127.0.0.1:1"
             body = self._assert_error(
@@ -883,9 +869,7 @@ class TestApi(HttpCase):
 
     def test_bucket_policy_refusal_means_503_and_nothing_half_written(self):
         metadata = {"model": "denied-model", "version": "1.0.0", "model_format": "onnx"}
-        with s3_backend(self.env, code="denied") as backend:
-            self.env.ref("creativeflow_mlops.storage_backend_local").is_default = False
-            backend.is_default = True
+        with s3_backend(self.env, code="denied", default=True) as backend:
             store = backend._get_store()
             statement = {
                 "Effect": "Deny",
@@ -963,10 +947,10 @@ class TestApi(HttpCase):
         metadata = {"model": "big-stream", "version": "1.0.0", "model_format": "other"}
         with (
             testservers.SeaweedS3() as server,
-            s3_backend(self.env, code="dying", endpoint=server.endpoint) as backend,
+            s3_backend(
+                self.env, code="dying", endpoint=server.endpoint, default=True
+            ) as backend,
         ):
-            self.env.ref("creativeflow_mlops.storage_backend_local").is_default = False
-            backend.is_default = True
             store = backend._get_store()
             store.ensure_bucket()
 

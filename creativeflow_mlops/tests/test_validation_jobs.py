@@ -216,9 +216,7 @@ class TestValidationJobs(MlopsCase):
         self.assertEqual(version.state, "validation_failed")
 
     def test_scans_read_only_the_bytes_that_were_registered(self):
-        with s3_backend(self.env) as backend:
-            self.env.ref("creativeflow_mlops.storage_backend_local").is_default = False
-            backend.is_default = True
+        with s3_backend(self.env, default=True) as backend:
             with trap_jobs() as trap:
                 version = self._upload(artifacts.onnx_bytes(), "model.onnx", "onnx")
                 # the object is swapped between the integrity check and a scan
@@ -267,10 +265,7 @@ class TestValidationJobs(MlopsCase):
         self.assertEqual(len(jobs), 1)
 
     def test_unreachable_store_is_retried(self):
-        with s3_backend(self.env) as backend:
-            backend.is_default = False
-            self.env.ref("creativeflow_mlops.storage_backend_local").is_default = False
-            backend.is_default = True
+        with s3_backend(self.env, default=True) as backend:
             with trap_jobs() as trap:
                 version = self._upload(artifacts.onnx_bytes(), "model.onnx", "onnx")
                 self.assertTrue(version.artifact_uri.startswith("s3://"))
@@ -288,9 +283,7 @@ class TestValidationJobs(MlopsCase):
             self.assertIn(result.state, ("pending", "running"))
 
     def test_store_still_unreachable_on_the_last_try_fails_the_scan(self):
-        with s3_backend(self.env) as backend:
-            self.env.ref("creativeflow_mlops.storage_backend_local").is_default = False
-            backend.is_default = True
+        with s3_backend(self.env, default=True) as backend:
             version = self._upload(artifacts.onnx_bytes(), "model.onnx", "onnx")
             backend.endpoint = "127.0.0.1:1"
             result = version.validation_result_ids.filtered(
@@ -308,9 +301,7 @@ class TestValidationJobs(MlopsCase):
             self.assertEqual(version.state, "validation_failed")
 
     def test_upload_to_a_dead_store_leaves_nothing(self):
-        with s3_backend(self.env, code="dead", endpoint="127.0.0.1:1") as backend:
-            self.env.ref("creativeflow_mlops.storage_backend_local").is_default = False
-            backend.is_default = True
+        with s3_backend(self.env, code="dead", endpoint="127.0.0.1:1", default=True):
             count = self.env["mlops.model.version"].search_count([])
             with self.assertRaises(BackendUnavailable):
                 self._upload(
