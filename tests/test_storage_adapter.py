@@ -391,14 +391,21 @@ def test_s3_bucket_policy_refusal(s3_server):
             }
         ],
     }
+    kept = store.put_bytes("models/m/1/kept.bin", b"written before the policy")
     store.client.set_bucket_policy(store.bucket, json.dumps(policy))
     with pytest.raises(StorageRefused, match="AccessDenied"):
         store.put_bytes("models/m/1/small.bin", b"x")
+    # a refused write to a key that holds an object leaves that object
+    with pytest.raises(StorageRefused, match="AccessDenied"):
+        store.put_bytes(kept.key, b"y")
+    assert store.hash_object(kept.key) == (kept.size, kept.sha256)
     with pytest.raises(StorageRefused, match="AccessDenied"):
         store.put_stream("models/m/1/big.bin", io.BytesIO(os.urandom(11 * MiB)))
     assert store.stat("models/m/1/small.bin") is None
     assert store.stat("models/m/1/big.bin") is None
-    assert not list(store.client.list_objects(store.bucket, recursive=True))
+    assert [
+        o.object_name for o in store.client.list_objects(store.bucket, recursive=True)
+    ] == [kept.key]
     with pytest.raises(StorageRefused, match="AccessDenied"):
         upload_id = store.create_multipart("models/m/1/direct.bin")
         store._upload_part("models/m/1/direct.bin", upload_id, 1, b"x" * 10)

@@ -642,7 +642,7 @@ class _S3Writer(_Writer):
         self._parts = []
         self._number = 0
         self._aborted = False
-        # the final PUT or CompleteMultipartUpload was sent
+        # the final PUT or CompleteMultipartUpload went unanswered
         self._finishing = False
 
     def write(self, data):
@@ -694,8 +694,8 @@ class _S3Writer(_Writer):
         try:
             data = self._take(self._buffered)
             if self._upload_id is None:
-                self._finishing = True
-                store._call(
+                self._finish(
+                    store._call,
                     f"storing {self.key}",
                     store.client.put_object,
                     store.bucket,
@@ -710,12 +710,24 @@ class _S3Writer(_Writer):
                 while self._pending:
                     self._parts.append(self._pending.popleft().result())
                 self._pool.shutdown()
-                self._finishing = True
-                store.complete_multipart(self.key, self._upload_id, self._parts)
+                self._finish(
+                    store.complete_multipart, self.key, self._upload_id, self._parts
+                )
         except BaseException:
             self.abort()
             raise
         return self._stored()
+
+    def _finish(self, call, *args, **kwargs):
+        """The request that makes the object exist. Refused, it made
+        nothing; unanswered (the store went away), it may have."""
+        try:
+            return call(*args, **kwargs)
+        except StorageRefused:
+            raise
+        except BaseException:
+            self._finishing = True
+            raise
 
     def abort(self):
         """Remove what this writer sent, even after ``close``: its unfinished
