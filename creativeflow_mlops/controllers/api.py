@@ -22,6 +22,7 @@ from odoo.exceptions import (
     ValidationError,
 )
 from odoo.http import request
+from odoo.service.model import PG_CONCURRENCY_ERRORS_TO_RETRY
 
 from ..adapters.storage import StorageError, object_key
 from ..exceptions import InvalidInput, MLOpsError, NotFound
@@ -111,9 +112,8 @@ def _translate(error):
             "kept from this one.",
             {},
         )
-    if isinstance(
-        error, psycopg2.errors.SerializationFailure | psycopg2.errors.LockNotAvailable
-    ):
+    # serialization failures, deadlocks, locks not available
+    if getattr(error, "pgcode", None) in PG_CONCURRENCY_ERRORS_TO_RETRY:
         return (
             503,
             "busy",
@@ -160,7 +160,10 @@ def api_route(path, methods, **kwargs):
                 if streamed:
                     streamed[0].writer.abort()
                 if getattr(error, "after_rollback", None):
-                    error.after_rollback()
+                    try:
+                        error.after_rollback()
+                    except Exception:  # noqa: BLE001 - the JSON answer still goes
+                        _logger.exception("MLOps API %s: clean-up failed", path)
                 status, code, message, details = _translate(error)
                 if status >= 500 and status != 503:
                     _logger.exception("MLOps API %s %s failed", methods, path)
@@ -397,6 +400,8 @@ def _max_upload(controller):
         if streamed:
             streamed[0].writer.abort()
         if isinstance(error, JsonHTTPError):
+            if error.code == 503:
+                _drain(raw)  # the store went away: the client reads the answer
             raise
         if isinstance(error, StorageError):
             # the store went away while the client still sends: take the rest

@@ -626,14 +626,30 @@ class MlopsModelVersion(models.Model):
             for r in version.validation_result_ids
         ):
             return
-        # the verdict stands on the latest result of every scan, so a partial
-        # re-validation cannot clear a failure it did not run again
+        # the verdict stands on the latest result of every scan the policy
+        # runs now, so a partial re-validation cannot clear a failure it did
+        # not run again, and a scan skipped because the integrity check
+        # failed counts as failed until it runs
+        plan = {
+            scan_type: mode
+            for scan_type, mode in self.env["mlops.validation.policy"]._get_plan(
+                version.model_format
+            )
+            if mode != "off"
+        }
         latest = {}
         for result in version.validation_result_ids.sorted(lambda r: (r.round, r.id)):
-            latest[result.scan_type] = result
+            if result.scan_type in plan:
+                latest[result.scan_type] = result
         results = self.env["mlops.validation.result"].union(*latest.values())
-        blocking = results.filtered(lambda r: r.blocking and r.state == "failed")
-        version.write({"state": "validation_failed" if blocking else "validated"})
+        blocking = results.filtered(
+            lambda r: plan[r.scan_type] == "block" and (r.state == "failed" or r.gated)
+        )
+        never_run = [
+            t for t, mode in plan.items() if mode == "block" and t not in latest
+        ]
+        failed = bool(blocking or never_run)
+        version.write({"state": "validation_failed" if failed else "validated"})
         lines = Markup().join(
             Markup("<li>%s: %s%s - %s%s</li>")
             % (
@@ -647,9 +663,14 @@ class MlopsModelVersion(models.Model):
             )
             for r in results
         )
+        if never_run:
+            lines += Markup().join(
+                Markup("<li>%s: %s</li>") % (scan_type, self.env._("never run"))
+                for scan_type in never_run
+            )
         verdict = (
             self.env._("Validation failed")
-            if blocking
+            if failed
             else self.env._("Validation passed")
         )
         version.message_post(
@@ -663,9 +684,9 @@ class MlopsModelVersion(models.Model):
                 summary=(
                     self.env._(
                         "Fix and upload again: %s",
-                        ", ".join(blocking.mapped("summary")),
+                        ", ".join(blocking.mapped("summary") + never_run),
                     )[:250]
-                    if blocking
+                    if failed
                     else self.env._("Validated: ready for staging approval")
                 ),
             )

@@ -6,7 +6,10 @@ import re
 import uuid
 from datetime import timedelta
 
+import psycopg2
+
 from odoo import api, fields, models
+from odoo.service.model import PG_CONCURRENCY_ERRORS_TO_RETRY
 
 from odoo.addons.queue_job.exception import RetryableJobError
 
@@ -78,6 +81,9 @@ class MlopsUpload(models.Model):
     )
     expires_at = fields.Datetime(required=True, index=True)
     message = fields.Char()
+    cleanup_pending = fields.Boolean(
+        help="The object could not be deleted (store unreachable): the cron retries."
+    )
 
     _sql_constraints = [("token_uniq", "unique (token)", "Upload tokens are unique.")]
 
@@ -223,7 +229,9 @@ class MlopsUpload(models.Model):
             conflict = Conflict(
                 env._("The upload was refused: %s; start a new one.", problem)
             )
-            conflict.after_rollback = lambda: self._discard(problem, "failed")
+            conflict.after_rollback = lambda: self._discard_after_rollback(
+                problem, "failed"
+            )
             raise conflict from error
         except StorageError as error:
             raise BackendUnavailable(str(error)) from error
@@ -260,7 +268,9 @@ class MlopsUpload(models.Model):
                 want=int(self.size),
             )
             error = InvalidInput(env._("The upload was refused: %s.", problem))
-            error.after_rollback = lambda: self._discard(problem, "failed")
+            error.after_rollback = lambda: self._discard_after_rollback(
+                problem, "failed"
+            )
             raise error
         try:
             store.complete_multipart(
@@ -283,7 +293,7 @@ class MlopsUpload(models.Model):
                 want=size,
             )
             error = InvalidInput(env._("The upload was refused: %s.", problem))
-            error.after_rollback = lambda: self._discard(
+            error.after_rollback = lambda: self._discard_after_rollback(
                 problem, "failed", completed=True
             )
             raise error
@@ -300,6 +310,10 @@ class MlopsUpload(models.Model):
         and registers the version. The version stays ``draft`` (artifact not
         complete yet) until its SHA-256 is known."""
         self.write({"state": "verifying"})
+        self._queue_verification()
+        return self.version_id
+
+    def _queue_verification(self):
         self.with_delay(
             channel="root.mlops.validation",
             identity_key=f"mlops-upload-verify-{self.id}",
@@ -308,39 +322,72 @@ class MlopsUpload(models.Model):
                 "Verify the upload of %s", self.version_id.display_name
             ),
         )._verify()
-        return self.version_id
 
     def _verify(self):
         """Queued job: read the assembled object back, hash it and register
         the version (``validating``, its integrity result settled from what
-        was read: a SHA-256 that differs from the announced one fails the
-        version there, visibly, with the measured one recorded). Idempotent."""
+        was read). An announced SHA-256 stays the registered one, so a
+        version whose bytes differ fails its integrity check now and on
+        every re-validation. Idempotent; whatever goes wrong settles the
+        upload rather than leaving it ``verifying``."""
         self.ensure_one()
         upload = self.sudo()
+        self.env.cr.execute(
+            "SELECT id FROM mlops_upload WHERE id = %s FOR UPDATE", [upload.id]
+        )
+        upload.invalidate_recordset()
         if upload.state != "verifying" or not upload.version_id:
             return f"nothing to verify: the upload is {upload.state}"
-        store = upload.storage_backend_id._get_store()
+        if upload.version_id.state != "draft":
+            problem = self.env._(
+                "the version became %s meanwhile", upload.version_id.state
+            )
+            upload._discard(problem, "failed", completed=True)
+            return problem
         try:
+            with self.env.cr.savepoint():
+                return upload._verify_and_register()
+        except RetryableJobError:
+            raise
+        except (StorageError, BackendUnavailable) as error:
+            problem = self.env._("the object cannot be read back: %s", error)
+        except psycopg2.Error as error:
+            if error.pgcode in PG_CONCURRENCY_ERRORS_TO_RETRY:
+                raise
+            problem = self.env._("registering failed: %s", error)
+        except Exception as error:  # noqa: BLE001 - settle, do not hang
+            _logger.exception("verifying upload %s", upload.token)
+            problem = self.env._(
+                "verifying failed (%(kind)s: %(error)s)",
+                kind=type(error).__name__,
+                error=str(error)[:200],
+            )
+        upload._discard(problem, "failed", completed=True)
+        return problem
+
+    def _verify_and_register(self):
+        upload = self
+        try:
+            store = upload.storage_backend_id._get_store()
             size, sha256 = store.hash_object(upload.object_key)
-        except StorageUnavailable as error:
+        except (StorageUnavailable, BackendUnavailable) as error:
             if not upload._is_last_attempt():
                 raise RetryableJobError(
                     f"the artifact store is unreachable: {error}"
                 ) from error
-            problem = self.env._("the store stayed unreachable: %s", error)
-            upload._discard(problem, "failed", completed=True)
-            return problem
-        except StorageRefused as error:
-            problem = self.env._("the object cannot be read back: %s", error)
-            upload._discard(problem, "failed", completed=True)
-            return problem
+            raise
         report = integrity.verify(
             size, sha256, int(upload.size), upload.expected_sha256 or None
         )
         artifacts.register_stored(
             upload.version_id,
             upload.storage_backend_id,
-            StoredObject(upload.object_key, size, sha256, store.uri(upload.object_key)),
+            StoredObject(
+                upload.object_key,
+                size,
+                upload.expected_sha256 or sha256,
+                store.uri(upload.object_key),
+            ),
             upload.filename,
             upload.content_type,
             integrity_report=report,
@@ -384,26 +431,53 @@ class MlopsUpload(models.Model):
     def _discard(self, message, state, completed=False):
         """Remove what the upload left, the S3 upload or, once ``completed``,
         the object, and the draft version it created. False when the store
-        could not be reached (the cron tries again later)."""
-        store = self.storage_backend_id._get_store()
+        could not be reached: an abort is then left for the cron's next run,
+        an object to delete is flagged for it."""
         reached = True
         try:
+            store = self.storage_backend_id._get_store()
+            if not completed:
+                try:
+                    store.abort_multipart(self.object_key, self.s3_upload_id)
+                except StorageRefused as error:
+                    if error.code != "NoSuchUpload":
+                        raise
+                    completed = True  # a completion may have reached the store
             if completed:
                 store.delete(self.object_key)
-            else:
-                store.abort_multipart(self.object_key, self.s3_upload_id)
-        except StorageUnavailable as error:
+        except (StorageUnavailable, BackendUnavailable) as error:
             _logger.warning("cleaning upload %s: %s", self.token, error)
             reached = False
-        except StorageError as error:  # already gone
+        except StorageError as error:
             _logger.info("cleaning upload %s: %s", self.token, error)
         if not reached and state == "aborted":
             return False
         version = self.version_id.sudo()
-        self.sudo().write({"state": state, "message": message, "version_id": False})
+        self.sudo().write(
+            {
+                "state": state,
+                "message": message,
+                "version_id": False,
+                "cleanup_pending": not reached,
+            }
+        )
         if version.state == "draft":
             version.unlink()
         return reached
+
+    def _discard_after_rollback(self, message, state, completed=False):
+        """``_discard`` for a request that failed: its transaction is gone,
+        so lock the upload again and leave it if another request moved it
+        meanwhile."""
+        try:
+            self.env.cr.execute(
+                "SELECT id FROM mlops_upload WHERE id = %s FOR UPDATE", [self.id]
+            )
+            self.invalidate_recordset()
+            if self.state in ("open", "verifying"):
+                self._discard(message, state, completed=completed)
+        except Exception:  # noqa: BLE001 - the request's answer must still go
+            _logger.exception("cleaning upload %s after a refusal", self.token)
 
     @api.model
     def _cron_abort_expired(self):
@@ -412,7 +486,31 @@ class MlopsUpload(models.Model):
         )
         aborted = 0
         for upload in expired:
-            aborted += upload._discard(self.env._("not completed in time"), "aborted")
+            try:
+                with self.env.cr.savepoint():
+                    aborted += upload._discard(
+                        self.env._("not completed in time"), "aborted"
+                    )
+            except Exception:  # noqa: BLE001 - one upload never stops the others
+                _logger.exception("aborting upload %s", upload.token)
+        # objects whose deletion found the store down
+        for upload in self.sudo().search([("cleanup_pending", "=", True)]):
+            try:
+                upload.storage_backend_id._get_store().delete(upload.object_key)
+            except (StorageError, BackendUnavailable) as error:
+                _logger.warning("deleting %s: %s", upload.object_key, error)
+                continue
+            upload.cleanup_pending = False
+        # verifications that died with their worker: queued again (idempotent)
+        stuck = self.sudo().search(
+            [
+                ("state", "=", "verifying"),
+                ("write_date", "<", fields.Datetime.now() - timedelta(hours=1)),
+            ]
+        )
+        for upload in stuck:
+            upload.write({"message": self.env._("verification queued again")})
+            upload._queue_verification()
         # and what no record tracks (a clean-up that found the store down)
         for backend in (
             self.env["mlops.storage.backend"].sudo().search([("kind", "=", "s3")])

@@ -6,6 +6,7 @@ import logging
 import psycopg2
 
 from odoo import api, fields, models
+from odoo.service.model import PG_CONCURRENCY_ERRORS_TO_RETRY
 
 from odoo.addons.queue_job.exception import RetryableJobError
 
@@ -42,6 +43,11 @@ class MlopsValidationResult(models.Model):
     )
     summary = fields.Text()
     details = fields.Json()
+    gated = fields.Boolean(
+        readonly=True,
+        help="Not run because the integrity check of its round failed: counts as a "
+        "failure until the scan runs again.",
+    )
     report_uri = fields.Char(string="Report URI", help="Full JSON report in the store.")
     started_at = fields.Datetime()
     finished_at = fields.Datetime()
@@ -100,7 +106,8 @@ class MlopsValidationResult(models.Model):
             return f"already {result.state}"
         result.write({"state": "running", "started_at": fields.Datetime.now()})
         try:
-            report = result._scan()
+            with self.env.cr.savepoint():
+                report = result._scan()
             report_uri = result._store_report(report)
         except StorageUnavailable as error:
             if not result._is_last_attempt():
@@ -120,8 +127,14 @@ class MlopsValidationResult(models.Model):
                 result.scan_type, "failed", f"artifact unreadable: {error}"
             )
             report_uri = False
-        except psycopg2.Error:
-            raise  # queue_job retries a serialization failure
+        except psycopg2.Error as error:
+            if error.pgcode in PG_CONCURRENCY_ERRORS_TO_RETRY:
+                raise  # queue_job retries it
+            _logger.exception("%s scan of %s failed", result.scan_type, version)
+            report = ScanReport(
+                result.scan_type, "failed", f"the scan failed in the database: {error}"
+            )
+            report_uri = False
         except Exception as error:  # noqa: BLE001 - a scanner bug fails closed
             _logger.exception("%s scan of %s failed", result.scan_type, version)
             report = ScanReport(
@@ -174,6 +187,7 @@ class MlopsValidationResult(models.Model):
             others.write(
                 {
                     "state": "skipped",
+                    "gated": True,
                     "summary": self.env._(
                         "not run: the artifact failed its integrity check"
                     ),

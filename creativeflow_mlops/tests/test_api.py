@@ -583,7 +583,9 @@ class TestApi(HttpCase):
             version = self.env["mlops.model.version"].browse(done.json()["version_id"])
             self._verify_upload(done.json()["upload_id"])
             self.assertEqual(version.state, "validation_failed")
-            self.assertEqual(version.artifact_sha256, hashlib.sha256(data).hexdigest())
+            # the announced hash stays the registered one: a re-validation
+            # fails again on these bytes
+            self.assertEqual(version.artifact_sha256, wrong)
             states = {r.scan_type: r.state for r in version.validation_result_ids}
             self.assertEqual(states.pop("integrity"), "failed")
             self.assertEqual(set(states.values()), {"skipped"})
@@ -644,7 +646,35 @@ class TestApi(HttpCase):
             self.assertFalse(upload.version_id)
             status = self._call("GET", f"/uploads/{upload.token}", self.user).json()
             self.assertEqual(status["state"], "failed")
+            # the object could not be deleted either: the cron does it later
+            self.assertTrue(upload.cleanup_pending)
             backend.endpoint = live
+            self.assertTrue(backend._get_store().stat(upload.object_key))
+            self.env["mlops.upload"]._cron_abort_expired()
+            self.assertFalse(upload.cleanup_pending)
+            self.assertIsNone(backend._get_store().stat(upload.object_key))
+
+            # a draft archived while its upload was being verified stays
+            # archived: the verification gives up and removes the object
+            done = self._direct_upload(
+                {
+                    "model": "gone-store",
+                    "version": "1.0.1",
+                    "filename": "model.onnx",
+                    "size": len(data),
+                    "metadata": {"model_format": "onnx"},
+                },
+                data,
+            )
+            version = self.env["mlops.model.version"].browse(done.json()["version_id"])
+            version.with_user(self.manager).action_archive_version()
+            upload = self.env["mlops.upload"].search(
+                [("token", "=", done.json()["upload_id"])]
+            )
+            self.assertIn("archived", upload._verify())
+            self.assertEqual(version.state, "archived")
+            self.assertEqual(upload.state, "failed")
+            self.assertIsNone(backend._get_store().stat(upload.object_key))
 
     def test_direct_upload_completions_out_of_order_or_inconsistent(self):
         import requests

@@ -233,6 +233,46 @@ class TestValidationJobs(MlopsCase):
             self.assertEqual(result.state, "failed")
             self.assertIn("changed in the store", result.summary)
 
+    def test_scans_skipped_by_a_failed_integrity_check_count_as_failed(self):
+        data = artifacts.benign_pickle_bytes()
+        with trap_jobs() as trap:
+            version = self._upload(data, "model.pkl", "pickle")
+            trap.perform_enqueued_jobs()
+        path = version.storage_backend_id._get_store().local_path(
+            version.artifact_object_key
+        )
+        path.write_bytes(artifacts.malicious_pickle_bytes())
+        with trap_jobs() as trap:
+            version.with_user(self.manager).action_validate()
+            trap.perform_enqueued_jobs()
+        self.assertEqual(version.state, "validation_failed")
+        # the bytes are put back and only integrity runs again: the security
+        # scan skipped in round 2 has not vouched for anything yet
+        path.write_bytes(data)
+        with trap_jobs() as trap:
+            version.with_user(self.manager).action_validate(["integrity"])
+            trap.perform_enqueued_jobs()
+        self.assertEqual(version.state, "validation_failed")
+        with trap_jobs() as trap:
+            version.with_user(self.manager).action_validate()
+            trap.perform_enqueued_jobs()
+        self.assertEqual(version.state, "validated")
+
+    def test_a_scan_turned_off_no_longer_counts(self):
+        with trap_jobs() as trap:
+            version = self._upload(
+                artifacts.malicious_pickle_bytes(), "model.pkl", "pickle"
+            )
+            trap.perform_enqueued_jobs()
+        self.assertEqual(version.state, "validation_failed")
+        self.env["mlops.validation.policy"].create(
+            {"model_format": "pickle", "scan_type": "security_artifact", "mode": "off"}
+        )
+        with trap_jobs() as trap:
+            version.with_user(self.manager).action_validate()
+            trap.perform_enqueued_jobs()
+        self.assertEqual(version.state, "validated")
+
     def test_integrity_cannot_be_turned_off(self):
         with self.assertRaises(ValidationError):
             self.env["mlops.validation.policy"].create(
