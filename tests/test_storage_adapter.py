@@ -333,6 +333,18 @@ def test_s3_list_parts_pages_and_lost_uploads(s3_server):
     assert caught.value.code == "NoSuchUpload"
 
 
+def test_s3_object_replaced_while_hashed_is_refused(s3_server, monkeypatch):
+    store = _store(s3_server)
+    store.ensure_bucket()
+    first = store.put_bytes("models/m/6/x.bin", b"first version")
+    measured = store.client.stat_object(store.bucket, first.key)
+    store.put_bytes(first.key, b"second version, replaced")
+    # the object changes between the stat and the reads
+    monkeypatch.setattr(store.client, "stat_object", lambda *args: measured)
+    with pytest.raises(StorageRefused, match="PreconditionFailed"):
+        store.hash_object(first.key)
+
+
 def test_s3_wrong_credentials_are_refused(s3_server):
     store = _store(s3_server, secret_key="not-the-secret")
     with pytest.raises(StorageRefused, match="SignatureDoesNotMatch|AccessDenied"):

@@ -384,10 +384,23 @@ class S3Store(_Store):
 
     def hash_object(self, key):
         """(size, sha256) of an object, read back in ranges fetched
-        ``parallel`` at a time and hashed in order."""
-        size = self.stat(key)
-        if size is None:
-            raise StorageRefused(f"no object {key}")
+        ``parallel`` at a time and hashed in order. Every range is asked
+        for the version that was measured (If-Match on its ETag): an object
+        replaced during the read is refused, never hashed half and half."""
+        from minio.error import S3Error
+
+        try:
+            info = self.client.stat_object(self.bucket, key)
+        except S3Error as error:
+            if error.code in ("NoSuchKey", "NoSuchObject"):
+                raise StorageRefused(f"no object {key}", error.code) from error
+            raise self._translate(error, f"stat {key}") from error
+        except Exception as error:
+            translated = self._translate(error, f"stat {key}")
+            if translated is None:
+                raise
+            raise translated from error
+        size, etag = info.size, info.etag
         ranges = iter(
             (offset, min(self.part_size, size - offset))
             for offset in range(0, size, self.part_size)
@@ -402,6 +415,7 @@ class S3Store(_Store):
                 key,
                 offset=offset,
                 length=length,
+                request_headers={"If-Match": f'"{etag}"'},
             )
             try:
                 return response.read()
