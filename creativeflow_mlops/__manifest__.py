@@ -26,6 +26,7 @@
         "views/mlops_model_version_views.xml",
         "views/mlops_version_approval_views.xml",
         "views/mlops_validation_result_views.xml",
+        "views/mlops_upload_views.xml",
         "views/mlops_deployment_views.xml",
         "views/mlops_feedback_views.xml",
         "views/res_config_settings_views.xml",

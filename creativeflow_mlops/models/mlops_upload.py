@@ -168,6 +168,38 @@ class MlopsUpload(models.Model):
         )
         return {"upload_id": upload.token, "part_size": part_size, "parts": urls}
 
+    # ------------------------------------------------------------------
+    # Actions (Operations → Direct Uploads, managers)
+    # ------------------------------------------------------------------
+
+    def action_abort(self):
+        """Abort open uploads: the S3 upload and the draft version go."""
+        self._check_can_abort()
+        for upload in self:
+            upload._discard(self.env._("aborted by %s", self.env.user.name), "aborted")
+        return True
+
+    def action_verify_again(self):
+        """Queue the verification of uploads left ``verifying`` once more."""
+        self._check_state_in(("verifying",), self.env._("verified again"))
+        for upload in self:
+            upload._queue_verification()
+        return True
+
+    def _check_can_abort(self):
+        self._check_state_in(("open",), self.env._("aborted"))
+
+    def _check_state_in(self, states, what):
+        wrong = self.filtered(lambda u: u.state not in states)
+        if wrong:
+            raise Conflict(
+                self.env._(
+                    "Only %(states)s uploads can be %(what)s.",
+                    states=", ".join(states),
+                    what=what,
+                )
+            )
+
     @api.model
     def _replace_own_open_upload(self, metadata):
         """The caller starts again the upload of a version they left open

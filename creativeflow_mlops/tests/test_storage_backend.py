@@ -4,9 +4,10 @@ import io
 import socket
 from datetime import timedelta
 
-from odoo.exceptions import UserError, ValidationError
+from odoo.exceptions import AccessError, UserError, ValidationError
 from odoo.tools import mute_logger
 
+from ..exceptions import Conflict
 from .common import MlopsCase
 from .common_storage import s3_backend
 
@@ -130,3 +131,29 @@ class TestStorageBackend(MlopsCase):
             self.assertEqual(
                 left, {"models/m/2.0/direct.bin", "models/m/1.0/another.bin"}
             )
+
+    def test_managers_abort_or_requeue_direct_uploads(self):
+        with s3_backend(self.env, code="ops") as backend:
+            store = backend._get_store()
+            key = "models/m/3.0/w.bin"
+            version = self._new_version(version="3.0.0")
+            upload = self.env["mlops.upload"].create(
+                {
+                    "version_id": version.id,
+                    "storage_backend_id": backend.id,
+                    "object_key": key,
+                    "s3_upload_id": store.create_multipart(key),
+                    "expires_at": "2999-01-01 00:00:00",
+                }
+            )
+            with self.assertRaises(AccessError):
+                upload.with_user(self.uploader).read(["state"])
+            with self.assertRaises(Conflict):
+                upload.with_user(self.manager).action_verify_again()
+            upload.with_user(self.manager).action_abort()
+            self.assertEqual(upload.state, "aborted")
+            self.assertIn(self.manager.name, upload.message)
+            self.assertFalse(version.exists())
+            self.assertEqual(store.list_multipart_uploads("models/"), [])
+            with self.assertRaises(Conflict):
+                upload.with_user(self.manager).action_abort()
