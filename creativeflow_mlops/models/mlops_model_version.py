@@ -36,6 +36,7 @@ from ..lifecycle import (
 )
 from ..services import artifacts
 
+FORM_UPLOAD_LIMIT = 64 * 1024**2
 VERSION_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
 
 # What a version is made of: once it left draft, only the platform changes it,
@@ -52,6 +53,17 @@ IMMUTABLE_FIELDS = frozenset(
         "artifact_sha256",
         "artifact_filename",
         "artifact_content_type",
+    }
+)
+
+# Where the artifact lives: only the platform (superuser) sets these, in any
+# state, or a draft could point at another model's object and download it.
+LOCATION_FIELDS = frozenset(
+    {
+        "storage_backend_id",
+        "artifact_uri",
+        "artifact_object_key",
+        "artifact_verified_at",
     }
 )
 
@@ -181,8 +193,8 @@ class MlopsModelVersion(models.Model):
         string="Upload Artifact",
         compute="_compute_artifact_upload",
         inverse="_inverse_artifact_upload",
-        help="Browser upload of a draft's artifact (up to Odoo's request size "
-        "limit); larger artifacts go through the REST direct upload.",
+        help="Browser upload of a draft's artifact, up to 64 MiB; larger artifacts "
+        "go through the REST upload or the direct upload to S3.",
     )
     validation_count = fields.Integer(compute="_compute_counts")
     deployment_count = fields.Integer(compute="_compute_counts")
@@ -250,6 +262,17 @@ class MlopsModelVersion(models.Model):
         for version in self.filtered("artifact_upload"):
             if version.state != "draft":
                 raise UserError(self.env._("Only a draft receives an artifact."))
+            # the browser sends base64 inside a JSON-RPC request that Odoo
+            # holds in memory several times over: keep it small here
+            if len(version.artifact_upload) * 3 // 4 > FORM_UPLOAD_LIMIT:
+                raise UserError(
+                    self.env._(
+                        "The form takes artifacts up to %s MiB; upload larger ones "
+                        "with POST /mlops/api/v1/models/upload (streamed) or "
+                        "POST /mlops/api/v1/uploads (straight to S3).",
+                        FORM_UPLOAD_LIMIT // 1024**2,
+                    )
+                )
             artifacts.store_artifact(
                 version,
                 io.BytesIO(base64.b64decode(version.artifact_upload)),
@@ -321,7 +344,14 @@ class MlopsModelVersion(models.Model):
     # CRUD
     # ------------------------------------------------------------------
 
+    @api.model_create_multi
+    def create(self, vals_list):
+        for vals in vals_list:
+            self._check_location_fields(vals)
+        return super().create(vals_list)
+
     def write(self, vals):
+        self._check_location_fields(vals)
         frozen = IMMUTABLE_FIELDS.intersection(vals)
         if frozen and not self.env.su:
             sealed = self.filtered(lambda v: v.state != "draft")
@@ -337,6 +367,17 @@ class MlopsModelVersion(models.Model):
                     )
                 )
         return super().write(vals)
+
+    def _check_location_fields(self, vals):
+        located = LOCATION_FIELDS.intersection(k for k, v in vals.items() if v)
+        if located and not self.env.su:
+            raise UserError(
+                self.env._(
+                    "%s is set by the platform when an artifact is stored; upload "
+                    "the artifact instead.",
+                    ", ".join(sorted(self._fields[name].string for name in located)),
+                )
+            )
 
     @api.ondelete(at_uninstall=False)
     def _unlink_except_in_use(self):

@@ -7,7 +7,7 @@ import threading
 from datetime import datetime, timezone
 
 from odoo import api, fields, models, tools
-from odoo.exceptions import ValidationError
+from odoo.exceptions import AccessError, ValidationError
 
 from ..adapters.storage import (
     LocalStore,
@@ -19,6 +19,9 @@ from ..adapters.storage import (
 from ..exceptions import BackendUnavailable
 
 _logger = logging.getLogger(__name__)
+
+ENDPOINT = re.compile(r"[A-Za-z0-9.-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:]+\](:[0-9]{1,5})?")
+PREFIX = re.compile(r"[A-Za-z0-9._/-]{1,200}")
 
 
 class MlopsStorageBackend(models.Model):
@@ -96,6 +99,30 @@ class MlopsStorageBackend(models.Model):
                 raise ValidationError(
                     self.env._("An S3 backend needs an endpoint and a bucket.")
                 )
+            if not ENDPOINT.fullmatch(backend.endpoint):
+                raise ValidationError(
+                    self.env._(
+                        "The endpoint is a host and an optional port, such as "
+                        "minio:9000, without http:// (use Secure for TLS)."
+                    )
+                )
+
+    @api.constrains("prefix")
+    def _check_prefix(self):
+        for backend in self.filtered("prefix"):
+            parts = backend.prefix.rstrip("/").split("/")
+            if (
+                not PREFIX.fullmatch(backend.prefix)
+                or backend.prefix.startswith("/")
+                or any(part in ("", ".", "..") for part in parts)
+            ):
+                raise ValidationError(
+                    self.env._(
+                        "The prefix is a relative folder made of letters, digits, "
+                        "dots, dashes and underscores, such as tenant-a/models; "
+                        "no '..', no leading '/'."
+                    )
+                )
 
     @api.constrains("is_default")
     def _check_is_default(self):
@@ -108,9 +135,11 @@ class MlopsStorageBackend(models.Model):
 
     def action_test_connection(self):
         self.ensure_one()
+        if not self.env.user.has_group("creativeflow_mlops.group_mlops_manager"):
+            raise AccessError(self.env._("Only MLOps managers test storage backends."))
         try:
             info = self._get_store().check()
-        except StorageError as error:
+        except (StorageError, BackendUnavailable) as error:
             message, kind = str(error), "danger"
         else:
             message = ", ".join(f"{key}: {value}" for key, value in info.items())

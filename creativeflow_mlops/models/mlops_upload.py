@@ -135,7 +135,7 @@ class MlopsUpload(models.Model):
         part_count = math.ceil(size / part_size)
         self._replace_own_open_upload(metadata)
         version = artifacts.create_version(env, metadata)
-        version.storage_backend_id = backend
+        version.sudo().storage_backend_id = backend
         key = object_key(
             backend._object_prefix(), version.model_id.slug, version.version, filename
         )

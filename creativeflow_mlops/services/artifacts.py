@@ -237,7 +237,7 @@ def register_streamed(env, metadata, writer, backend, filename, content_type=Non
         metadata = parse_metadata(env, metadata)
         with env.cr.savepoint():
             version = create_version(env, metadata)
-            version.storage_backend_id = backend
+            version.sudo().storage_backend_id = backend
             expected = object_key(
                 backend._object_prefix(),
                 version.model_id.slug,

@@ -1,5 +1,8 @@
 # Copyright 2026 CreativeFlow
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
+import base64
+from unittest.mock import patch
+
 from psycopg2 import IntegrityError
 
 from odoo.exceptions import UserError, ValidationError
@@ -15,6 +18,7 @@ from ..lifecycle import (
     VERSION_TRANSITIONS,
     find_transition,
 )
+from ..models import mlops_model_version as version_module
 from .common import MlopsCase
 
 ALL_STATES = [state for state, _label in VERSION_STATES]
@@ -123,6 +127,33 @@ class TestLifecycle(MlopsCase):
         self.assertEqual(version.state, "archived")
         self.assertEqual(deployment.state, "deleted")
         self.assertEqual(version.artifact_sha256, "ab" * 32)
+
+    def test_where_an_artifact_lives_is_the_platforms_to_say(self):
+        version = self._new_version()
+        for values in (
+            {"artifact_object_key": "models/other/1.0.0/model.onnx"},
+            {"artifact_uri": "s3://bucket/models/other/1.0.0/model.onnx"},
+            {
+                "storage_backend_id": self.env.ref(
+                    "creativeflow_mlops.storage_backend_local"
+                ).id
+            },
+        ):
+            with self.assertRaisesRegex(UserError, "set by the platform"):
+                version.with_user(self.uploader).write(values)
+            with self.assertRaisesRegex(UserError, "set by the platform"):
+                self._new_version(**values)
+
+    def test_form_upload_is_limited(self):
+        version = self._new_version(artifact_sha256=False, artifact_size=False)
+        with (
+            patch.object(version_module, "FORM_UPLOAD_LIMIT", 10),
+            self.assertRaisesRegex(UserError, "POST /mlops/api/v1/uploads"),
+        ):
+            version.with_user(self.uploader).artifact_upload = base64.b64encode(
+                b"x" * 11
+            )
+        self.assertFalse(version.artifact_object_key)
 
     def test_artifact_is_immutable_after_draft(self):
         version = self._new_version()

@@ -83,3 +83,13 @@ class TestSecurity(MlopsCase):
         self.assertEqual(validated.state, "archived")
         validated.with_user(self.manager).unlink()
         self.assertFalse(validated.exists())
+        # verdicts come from the scans only: nobody writes a result by hand
+        result = failed.validation_result_ids[:1] or self.env[
+            "mlops.validation.result"
+        ].create({"version_id": failed.id, "scan_type": "format"})
+        with self.assertRaises(AccessError):
+            result.with_user(self.manager).write({"state": "passed"})
+        with self.assertRaises(AccessError):
+            self.env["mlops.validation.result"].with_user(self.manager).create(
+                {"version_id": failed.id, "scan_type": "format", "state": "passed"}
+            )

@@ -79,6 +79,34 @@ class TestStorageBackend(MlopsCase):
             Backend.create({"name": "x", "code": "s3_incomplete", "kind": "s3"})
         with self.assertRaises(ValidationError):
             Backend.create({"name": "x", "code": "second", "is_default": True})
+        s3 = {"name": "x", "code": "s3x", "kind": "s3", "bucket": "b"}
+        for endpoint in ("http://minio:9000", "minio:9000/path", "a b"):
+            with self.assertRaises(ValidationError):
+                Backend.create({**s3, "endpoint": endpoint})
+        for endpoint in ("minio:9000", "s3.eu-west-1.amazonaws.com", "[::1]:9000"):
+            Backend.create({**s3, "endpoint": endpoint}).unlink()
+        # a prefix is a folder below the store's root, never a way out of it
+        for prefix in ("/", "/etc", "../x", "a/../../b", "a//b", "a b"):
+            with self.assertRaises(ValidationError):
+                Backend.create({"name": "x", "code": "pre", "prefix": prefix})
+        Backend.create({"name": "x", "code": "pre", "prefix": "tenant-a/models/"})
+
+    def test_only_managers_test_connections(self):
+        backend = self.env.ref("creativeflow_mlops.storage_backend_local")
+        with self.assertRaises(AccessError):
+            backend.with_user(self.uploader).action_test_connection()
+        no_keys = self.env["mlops.storage.backend"].create(
+            {
+                "name": "k",
+                "code": "nokeys2",
+                "kind": "s3",
+                "endpoint": "x:1",
+                "bucket": "b",
+            }
+        )
+        result = no_keys.with_user(self.manager).action_test_connection()
+        self.assertEqual(result["params"]["type"], "danger")
+        self.assertIn("no credentials", result["params"]["message"])
 
     def test_local_store_keeps_artifacts_per_database(self):
         backend = self.env.ref("creativeflow_mlops.storage_backend_local")
