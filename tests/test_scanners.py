@@ -6,6 +6,7 @@ import os
 import struct
 import sys
 import tarfile
+import time
 import zipfile
 
 import numpy as np
@@ -355,3 +356,102 @@ def test_trivy_is_called_and_read(tmp_path, monkeypatch):
     assert "over 1 s" in found.message
     (found,) = dockerfile.trivy_image(str(tmp_path / "missing"), "x")
     assert "cannot run" in found.message
+
+
+def _identity_onnx(path, elem_type, shape):
+    node = onnx.helper.make_node("Identity", ["x"], ["y"])
+    graph = onnx.helper.make_graph(
+        [node],
+        "identity",
+        [onnx.helper.make_tensor_value_info("x", elem_type, shape)],
+        [onnx.helper.make_tensor_value_info("y", elem_type, shape)],
+    )
+    model = onnx.helper.make_model(
+        graph, opset_imports=[onnx.helper.make_opsetid("", 17)]
+    )
+    model.ir_version = 8
+    onnx.save(model, path)
+    return path
+
+
+@pytest.mark.parametrize(
+    "elem_type",
+    [
+        onnx.TensorProto.UINT16,
+        onnx.TensorProto.UINT32,
+        onnx.TensorProto.BOOL,
+        onnx.TensorProto.STRING,
+        onnx.TensorProto.INT64,
+        onnx.TensorProto.FLOAT16,
+    ],
+)
+def test_functional_io_generates_every_input_type(tmp_path, elem_type):
+    path = _identity_onnx(tmp_path / "m.onnx", elem_type, ["n", 3])
+    report = runtime.functional_io(path)
+    assert report.state == "passed", report.summary
+    assert report.details["inputs"]["x"]["shape"] == [1, 3]
+
+
+def test_runtime_limits_and_odd_signatures(tmp_path):
+    # inputs too large for this machine: not run, and said so
+    huge = _identity_onnx(
+        tmp_path / "huge.onnx", onnx.TensorProto.FLOAT, [1, 3, 30000, 30000]
+    )
+    for report in (runtime.functional_io(huge), runtime.benchmark(huge, runs=2)):
+        assert report.state == "skipped"
+        assert "MiB" in report.summary
+    small = _identity_onnx(tmp_path / "small.onnx", onnx.TensorProto.FLOAT, [2, 3])
+    # malformed signatures are reported, never a crash
+    for schema in ({"y": {"shape": 2}}, [{"shape": [2, 3]}, {"name": "z"}]):
+        report = runtime.functional_io(small, output_schema=schema)
+        assert report.state in ("passed", "failed")
+    assert (
+        runtime.functional_io(small, input_schema={"x": {"shape": 5}}).state == "failed"
+    )
+    # one run still gives percentiles
+    assert runtime.benchmark(small, runs=1, warmup=0).state == "passed"
+    # without a declared signature, outputs are checked against the model's own
+    report = runtime.functional_io(small)
+    assert report.details["outputs"] == [
+        {"name": "y", "shape": [2, 3], "dtype": "float32"}
+    ]
+
+
+def test_runtime_stops_a_run_that_takes_too_long(tmp_path):
+    # a Loop of 10**12 iterations: onnxruntime is told to stop after 1 s
+    helper, proto = onnx.helper, onnx.TensorProto
+    body = helper.make_graph(
+        [
+            helper.make_node("Identity", ["c"], ["c_out"]),
+            helper.make_node("Identity", ["v"], ["v_out"]),
+        ],
+        "body",
+        [
+            helper.make_tensor_value_info("i", proto.INT64, []),
+            helper.make_tensor_value_info("c", proto.BOOL, []),
+            helper.make_tensor_value_info("v", proto.FLOAT, [1]),
+        ],
+        [
+            helper.make_tensor_value_info("c_out", proto.BOOL, []),
+            helper.make_tensor_value_info("v_out", proto.FLOAT, [1]),
+        ],
+    )
+    graph = helper.make_graph(
+        [helper.make_node("Loop", ["n", "cond", "x"], ["y"], body=body)],
+        "spin",
+        [helper.make_tensor_value_info("x", proto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", proto.FLOAT, [1])],
+        [
+            helper.make_tensor("n", proto.INT64, [], [10**12]),
+            helper.make_tensor("cond", proto.BOOL, [], [True]),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = tmp_path / "spin.onnx"
+    onnx.save(model, path)
+    started = time.monotonic()
+    report = runtime.functional_io(path, timeout=1)
+    assert time.monotonic() - started < 30
+    assert report.state == "failed"
+    assert "terminat" in report.summary.lower(), report.summary

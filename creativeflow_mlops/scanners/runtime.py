@@ -1,10 +1,26 @@
 """The local inference runtime: one inference (``functional_io``) and a CPU
 benchmark (``performance_benchmark``) of an ONNX model with onnxruntime."""
 
+import math
 import statistics
+import threading
 import time
 
 from .report import ERROR, Finding, ScanReport
+
+# the generated inputs of one inference, at most; a model wanting more is
+# not run here (``skipped`` with the reason) rather than exhausting the worker
+MAX_INPUT_BYTES = 256 * 1024 * 1024
+RUN_TIMEOUT = 120  # seconds for one inference; the benchmark gets 5x
+
+
+class NotRunnable(Exception):
+    """The local runtime cannot run this model here (a reason, not a fault)."""
+
+
+def _error_line(error):
+    return (str(error) or type(error).__name__).splitlines()[0][:300]
+
 
 ORT_TYPES = {
     "tensor(float)": "float32",
@@ -15,6 +31,9 @@ ORT_TYPES = {
     "tensor(int16)": "int16",
     "tensor(int8)": "int8",
     "tensor(uint8)": "uint8",
+    "tensor(uint16)": "uint16",
+    "tensor(uint32)": "uint32",
+    "tensor(uint64)": "uint64",
     "tensor(bool)": "bool",
     "tensor(string)": "str",
 }
@@ -44,47 +63,97 @@ def _declared(signature, name):
     return {}
 
 
-def make_inputs(session, signature=None, seed=0):
+def _declared_shape(declared, node):
+    shape = declared.get("shape") or node.shape
+    if not isinstance(shape, list | tuple):
+        raise ValueError(f"the signature's shape of {node.name} is not a list")
+    return [
+        d if isinstance(d, int) and not isinstance(d, bool) and d > 0 else 1
+        for d in shape
+    ]
+
+
+def make_inputs(session, signature=None, seed=0, max_bytes=MAX_INPUT_BYTES):
+    """Inputs for one inference, from the declared signature or the model's
+    own (dynamic dimensions taken as 1), within ``max_bytes``."""
     import numpy as np
 
     rng = np.random.default_rng(seed)
-    feeds = {}
+    plan = []
+    total = 0
     for node in session.get_inputs():
         declared = _declared(signature, node.name)
-        shape = declared.get("shape") or node.shape
-        shape = [d if isinstance(d, int) and d > 0 else 1 for d in shape]
+        shape = _declared_shape(declared, node)
         dtype = declared.get("dtype") or ORT_TYPES.get(node.type)
-        if dtype is None:
-            raise ValueError(f"input {node.name} has type {node.type}, not supported")
+        if not isinstance(dtype, str):
+            raise NotRunnable(f"input {node.name} has type {node.type}, not supported")
+        try:
+            itemsize = 8 if dtype == "str" else np.dtype(dtype).itemsize
+        except TypeError as error:
+            raise ValueError(f"the signature's dtype {dtype!r} is unknown") from error
+        total += math.prod(shape) * itemsize
+        if total > max_bytes:
+            raise NotRunnable(
+                f"the inputs need over {max_bytes // 1024**2} MiB "
+                f"({node.name}: {shape}); the local runtime does not run it"
+            )
+        plan.append((node.name, shape, dtype))
+    feeds = {}
+    for name, shape, dtype in plan:
         if dtype == "str":
-            feeds[node.name] = np.array(
-                ["x"] * int(np.prod(shape)), dtype=object
-            ).reshape(shape)
+            feeds[name] = np.full(shape, "x", dtype=object)
         elif dtype == "bool":
-            feeds[node.name] = rng.integers(0, 2, shape).astype(bool)
+            feeds[name] = rng.integers(0, 2, shape, dtype=np.uint8).astype(bool)
         elif dtype.startswith(("int", "uint")):
-            feeds[node.name] = rng.integers(0, 10, shape).astype(dtype)
+            feeds[name] = rng.integers(0, 10, shape, dtype=dtype)
+        elif dtype in ("float32", "float64"):
+            feeds[name] = rng.standard_normal(shape, dtype=dtype)
         else:
-            feeds[node.name] = rng.standard_normal(shape).astype(dtype)
+            feeds[name] = rng.standard_normal(shape, dtype=np.float32).astype(dtype)
     return feeds
 
 
-def functional_io(path, input_schema=None, output_schema=None):
+def _run_options(timeout):
+    """RunOptions that onnxruntime stops after ``timeout`` seconds."""
+    import onnxruntime
+
+    options = onnxruntime.RunOptions()
+    timer = threading.Timer(timeout, setattr, (options, "terminate", True))
+    timer.daemon = True
+    timer.start()
+    return options, timer
+
+
+def functional_io(path, input_schema=None, output_schema=None, timeout=RUN_TIMEOUT):
     scan_type = "functional_io"
+    timer = None
     try:
         session = _session(path)
         feeds = make_inputs(session, input_schema)
-        outputs = session.run(None, feeds)
+        options, timer = _run_options(timeout)
+        outputs = session.run(None, feeds, options)
+    except NotRunnable as reason:
+        return ScanReport.skipped(scan_type, str(reason))
     except Exception as error:  # noqa: BLE001 - the runtime's refusal is the verdict
         return ScanReport(
-            scan_type, "failed", f"inference failed: {str(error).splitlines()[0][:300]}"
+            scan_type, "failed", f"inference failed: {_error_line(error)}"
         )
+    finally:
+        if timer:
+            timer.cancel()
     findings = []
     described = []
     for node, value in zip(session.get_outputs(), outputs, strict=True):
-        declared = _declared(output_schema, node.name)
+        declared = dict(_declared(output_schema, node.name))
+        # without a declared signature, the model's own declaration is checked
+        declared.setdefault("dtype", ORT_TYPES.get(node.type))
+        declared.setdefault("shape", node.shape)
+        if not isinstance(declared["shape"], list | tuple):
+            declared["shape"] = None
         shape = list(getattr(value, "shape", ()))
         dtype = str(getattr(value, "dtype", type(value).__name__))
+        if dtype == "object":
+            dtype = "str"
         described.append({"name": node.name, "shape": shape, "dtype": dtype})
         if declared.get("dtype") and declared["dtype"] != dtype:
             findings.append(
@@ -112,7 +181,11 @@ def functional_io(path, input_schema=None, output_schema=None):
         wanted = (
             set(output_schema)
             if isinstance(output_schema, dict)
-            else {e.get("name") for e in output_schema if isinstance(e, dict)}
+            else {
+                e["name"]
+                for e in output_schema
+                if isinstance(e, dict) and isinstance(e.get("name"), str)
+            }
         )
         for missing in sorted(wanted - names):
             findings.append(
@@ -132,24 +205,34 @@ def functional_io(path, input_schema=None, output_schema=None):
     )
 
 
-def benchmark(path, runs=50, warmup=5, input_schema=None, threads=1):
+def benchmark(
+    path, runs=50, warmup=5, input_schema=None, threads=1, timeout=5 * RUN_TIMEOUT
+):
     scan_type = "performance_benchmark"
+    runs = max(2, int(runs))  # percentiles need two runs at least
+    timer = None
     try:
         session = _session(path, threads)
         feeds = make_inputs(session, input_schema)
+        options, timer = _run_options(timeout)
         for _ in range(warmup):
-            session.run(None, feeds)
+            session.run(None, feeds, options)
         latencies = []
         started = time.perf_counter()
         for _ in range(runs):
             begin = time.perf_counter()
-            session.run(None, feeds)
+            session.run(None, feeds, options)
             latencies.append((time.perf_counter() - begin) * 1000)
         elapsed = time.perf_counter() - started
+    except NotRunnable as reason:
+        return ScanReport.skipped(scan_type, str(reason))
     except Exception as error:  # noqa: BLE001
         return ScanReport(
-            scan_type, "failed", f"benchmark failed: {str(error).splitlines()[0][:300]}"
+            scan_type, "failed", f"benchmark failed: {_error_line(error)}"
         )
+    finally:
+        if timer:
+            timer.cancel()
     cuts = statistics.quantiles(latencies, n=100, method="inclusive")
     metrics = {
         "latency_p50_ms": round(statistics.median(latencies), 3),
