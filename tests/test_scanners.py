@@ -455,3 +455,91 @@ def test_runtime_stops_a_run_that_takes_too_long(tmp_path):
     assert time.monotonic() - started < 30
     assert report.state == "failed"
     assert "terminat" in report.summary.lower(), report.summary
+
+
+def test_onnx_external_data_links_spans_and_subgraphs(tmp_path):
+    outside = tmp_path / "outside.bin"
+    outside.write_bytes(b"\0" * 32)
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "weights.bin").symlink_to(outside)
+    linked = make_onnx(folder / "linked.onnx", external="weights.bin")
+    assert formats.scan(linked, "onnx").findings[0].code == "external_data_traversal"
+    # offset + length beyond the file
+    (folder / "short.bin").write_bytes(b"\0" * 8)
+    short = make_onnx(folder / "short.onnx", external="short.bin")
+    model = onnx.load(short, load_external_data=False)
+    entry = model.graph.initializer[0].external_data.add()
+    entry.key, entry.value = "length", "32"
+    onnx.save(model, short)
+    report = formats.scan(short, "onnx")
+    assert report.findings[0].code == "external_data_traversal"
+    assert "8-byte file" in report.summary
+    # a traversal hidden in an If branch
+    inner = onnx_model(external="../../etc/passwd").graph
+    branch = onnx.helper.make_graph(
+        list(inner.node), "then", [], list(inner.output), list(inner.initializer)
+    )
+    outer = onnx.helper.make_graph(
+        [
+            onnx.helper.make_node(
+                "If", ["c"], ["y"], then_branch=branch, else_branch=branch
+            )
+        ],
+        "outer",
+        [onnx.helper.make_tensor_value_info("c", onnx.TensorProto.BOOL, [])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)],
+    )
+    nested = tmp_path / "nested.onnx"
+    onnx.save(
+        onnx.helper.make_model(outer, opset_imports=[onnx.helper.make_opsetid("", 17)]),
+        nested,
+    )
+    assert formats.scan(nested, "onnx").findings[0].code == "external_data_traversal"
+
+
+def test_safetensors_headers_that_are_not_plain_json(tmp_path):
+    path = tmp_path / "w.safetensors"
+    for header in (
+        b'{"a": {"dtype": [], "shape": [1], "data_offsets": [0, 4]}}',
+        b"[" * 100_000,
+        '{"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}'.encode(
+            "utf-16"
+        ),
+    ):
+        path.write_bytes(struct.pack("<Q", len(header)) + header + b"\0" * 4)
+        report = formats.scan(path, "safetensors")
+        assert report.state == "failed", header[:20]
+    # a stray end-of-central-directory record does not make it a zip
+    good = make_safetensors(tmp_path / "g.safetensors", _tensors())
+    with open(good, "ab") as handle:
+        handle.write(b"PK\x05\x06" + b"\0" * 18)
+    assert {f.code for f in formats.scan(good, "safetensors").findings} == {
+        "trailing_data"
+    }
+
+
+def test_compressed_tar_bombs_and_broken_tars(tmp_path):
+    bomb = tmp_path / "bomb.tar.gz"
+    with tarfile.open(bomb, "w:gz") as archive:
+        info = tarfile.TarInfo("sm/variables/zeros.bin")
+        info.size = 256 * 1024 * 1024
+        archive.addfile(info, io.BytesIO(b"\0" * info.size))
+    report = formats.scan(bomb, "tensorflow_savedmodel")
+    assert "zip_bomb" in {f.code for f in report.findings}
+    broken = tmp_path / "broken.tar.gz"
+    broken.write_bytes(bomb.read_bytes()[: bomb.stat().st_size // 2])
+    report = formats.scan(broken, "tensorflow_savedmodel")
+    assert report.state == "failed"
+
+
+def test_torchscript_from_newer_pytorch(tmp_path):
+    path = _zip(
+        tmp_path / "m.pt",
+        {
+            "m/data.pkl": b"\x80\x02}.",
+            "m/.data/version": "6",
+            "m/code/__torch__/m.py": "x",
+        },
+    )
+    assert formats.scan(path, "pytorch_torchscript").state == "passed"

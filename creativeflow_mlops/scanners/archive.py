@@ -1,8 +1,11 @@
 """Archive safety: zip-slip, links, device files and decompression bombs."""
 
+import lzma
+import os
 import stat
 import tarfile
 import zipfile
+import zlib
 from pathlib import PurePosixPath
 
 from .report import ERROR, Finding
@@ -99,6 +102,7 @@ def check_tar(path, location):
     findings = []
     members = []
     total = 0
+    packed = max(os.path.getsize(path), 1)
     with tarfile.open(path) as archive:
         for count, info in enumerate(archive):
             if count >= MAX_MEMBERS:
@@ -113,21 +117,58 @@ def check_tar(path, location):
             )
             total += info.size
             members.append(info.name)
-    if total > MAX_TOTAL_SIZE:
-        findings.append(
-            Finding(ERROR, "zip_bomb", f"{total} bytes once extracted", location)
-        )
+            # judged while reading: a compressed bomb is not inflated whole
+            ratio = total // packed
+            if total > MAX_TOTAL_SIZE or (total > RATIO_FLOOR and ratio > MAX_RATIO):
+                findings.append(
+                    Finding(
+                        ERROR,
+                        "zip_bomb",
+                        f"{total} bytes once extracted, {ratio} times the archive",
+                        location,
+                    )
+                )
+                break
     return findings, members
 
 
 def check_archive(path, location):
-    """(findings, member names, kind) for a zip or tar, or None."""
+    """(findings, member names, kind) for a zip or tar, or None. An archive
+    that cannot be read through is a finding, not an exception."""
     if zipfile.is_zipfile(path):
-        return (*check_zip(path, location), "zip")
+        try:
+            return (*check_zip(path, location), "zip")
+        except (zipfile.BadZipFile, OSError, EOFError) as error:
+            if _looks_like_other_format(path):
+                return None  # a stray end-of-central-directory record
+            return (
+                [Finding(ERROR, "corrupt_archive", f"unreadable zip: {error}")],
+                [],
+                "zip",
+            )
     try:
         is_tar = tarfile.is_tarfile(path)
     except OSError:
         is_tar = False
     if is_tar:
-        return (*check_tar(path, location), "tar")
+        try:
+            return (*check_tar(path, location), "tar")
+        except (
+            tarfile.TarError,
+            OSError,
+            EOFError,
+            zlib.error,
+            lzma.LZMAError,
+        ) as error:
+            return (
+                [Finding(ERROR, "corrupt_archive", f"unreadable tar: {error}")],
+                [],
+                "tar",
+            )
     return None
+
+
+def _looks_like_other_format(path):
+    """A file that does not start like a zip (local header or empty)."""
+    with open(path, "rb") as handle:
+        return handle.read(4) not in (b"PK\x03\x04", b"PK\x05\x06")

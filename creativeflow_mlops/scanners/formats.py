@@ -52,10 +52,14 @@ def check_safetensors(path, location):
                 )
             ], details
         raw = handle.read(header_size)
+    if not raw.lstrip(b" ").startswith(b"{"):
+        return [Finding(ERROR, "bad_header", "header is not a JSON object")], details
     try:
-        header = json.loads(raw)
-    except ValueError as error:
-        return [Finding(ERROR, "bad_header", f"header is not JSON: {error}")], details
+        header = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError) as error:
+        return [
+            Finding(ERROR, "bad_header", f"header is not UTF-8 JSON: {error}")
+        ], details
     if not isinstance(header, dict):
         return [Finding(ERROR, "bad_header", "header is not a JSON object")], details
     metadata = header.pop("__metadata__", None)
@@ -78,7 +82,7 @@ def check_safetensors(path, location):
         dtype, shape, offsets = (
             tensor.get(k) for k in ("dtype", "shape", "data_offsets")
         )
-        if dtype not in SAFETENSORS_DTYPES:
+        if not isinstance(dtype, str) or dtype not in SAFETENSORS_DTYPES:
             findings.append(
                 Finding(ERROR, "bad_dtype", f"{name}: unknown dtype {dtype!r}", where)
             )
@@ -165,6 +169,8 @@ def check_onnx(path, location, min_opset=MIN_ONNX_OPSET):
         resolved = (base / target).resolve() if target else None
         if not why and base not in resolved.parents:
             why = "resolves outside the model's folder"
+        if not why:
+            why = _external_span_problem(resolved, entries)
         if why:
             findings.append(
                 Finding(
@@ -180,7 +186,11 @@ def check_onnx(path, location, min_opset=MIN_ONNX_OPSET):
         checker.check_model(str(path), full_check=False)
     except Exception as error:  # noqa: BLE001 - checker raises several types
         findings.append(
-            Finding(ERROR, "onnx_checker", str(error).splitlines()[0][:300])
+            Finding(
+                ERROR,
+                "onnx_checker",
+                (str(error) or type(error).__name__).splitlines()[0][:300],
+            )
         )
     opsets = {op.domain or "ai.onnx": op.version for op in model.opset_import}
     default = opsets.get("ai.onnx")
@@ -211,16 +221,44 @@ def check_onnx(path, location, min_opset=MIN_ONNX_OPSET):
     return findings, details
 
 
+def _external_span_problem(resolved, entries):
+    """Why the ``offset``/``length`` of external data do not fit its file."""
+    if not resolved.is_file():
+        return "is not a file next to the model"
+    try:
+        offset = int(entries.get("offset") or 0)
+        length = int(entries.get("length") or 0)
+    except ValueError:
+        return "has an offset or length that is not a number"
+    size = resolved.stat().st_size
+    if offset < 0 or length < 0 or offset + length > size:
+        return f"asks for bytes {offset}+{length} of a {size}-byte file"
+    return None
+
+
 def _external_tensors(model):
+    """Every tensor stored as external data, in the main graph and in every
+    subgraph (If, Loop, Scan bodies), sparse initializers included."""
     from onnx import TensorProto
 
-    for tensor in model.graph.initializer:
+    def graph_tensors(graph):
+        yield from graph.initializer
+        for sparse in graph.sparse_initializer:
+            yield sparse.values
+            yield sparse.indices
+        for node in graph.node:
+            for attribute in node.attribute:
+                if attribute.HasField("t"):
+                    yield attribute.t
+                yield from attribute.tensors
+                if attribute.HasField("g"):
+                    yield from graph_tensors(attribute.g)
+                for subgraph in attribute.graphs:
+                    yield from graph_tensors(subgraph)
+
+    for tensor in graph_tensors(model.graph):
         if tensor.data_location == TensorProto.EXTERNAL:
             yield tensor
-    for node in model.graph.node:
-        for attribute in node.attribute:
-            if attribute.t and attribute.t.data_location == TensorProto.EXTERNAL:
-                yield attribute.t
 
 
 def check_torchscript(members, location):
@@ -234,7 +272,11 @@ def check_torchscript(members, location):
     (root,) = roots
     names = set(members)
     for required in ("data.pkl", "version"):
-        if f"{root}/{required}" not in names:
+        # PyTorch writes <root>/.data/version from file format 6 on
+        if (
+            f"{root}/{required}" not in names
+            and f"{root}/.data/{required}" not in names
+        ):
             findings.append(
                 Finding(
                     ERROR, "not_torchscript", f"{root}/{required} is missing", location
