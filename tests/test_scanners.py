@@ -543,3 +543,76 @@ def test_torchscript_from_newer_pytorch(tmp_path):
         },
     )
     assert formats.scan(path, "pytorch_torchscript").state == "passed"
+
+
+BASE = "FROM python:3.11.9-slim\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        (
+            BASE + "RUN curl -fsSL https://x/i.sh | /bin/sh\nUSER app",
+            "curl_pipe_shell",
+        ),
+        (
+            "FROM python:3.11.9-slim\nRUN curl 'https://x?a=1&b=2' | sh\nUSER app",
+            "curl_pipe_shell",
+        ),
+        (
+            BASE + 'RUN sh -c "$(curl -fsSL https://x/i.sh)"\nUSER app',
+            "curl_pipe_shell",
+        ),
+        (
+            BASE
+            + "RUN apt-get update && \\\n# a comment\n"
+            + "    wget -qO- https://x | sudo -E bash\nUSER app",
+            "curl_pipe_shell",
+        ),
+        (
+            BASE + "RUN <<EOF\nset -e\ncurl https://x | sh\nEOF\nUSER app",
+            "curl_pipe_shell",
+        ),
+        (
+            "FROM python:3.11.9-slim\nCOPY <<EOF /etc/motd\nUSER app\nEOF",
+            "runs_as_root",
+        ),
+        ("ARG TAG=latest\nFROM python:$TAG\nUSER app", "unpinned_base"),
+        ("FROM python:3.11.9-slim\nENV HF_TOKEN=hf_abc\nUSER app", "secret_in_image"),
+        (
+            "FROM python:3.11.9-slim\nENV DB_PASSWORD secret\nUSER app",
+            "secret_in_image",
+        ),
+    ],
+)
+def test_dockerfile_rules_see_through_shell_forms(text, code):
+    assert code in {f.code for f in dockerfile.check_dockerfile(text)}
+
+
+def test_dockerfile_rules_leave_ordinary_containers_alone():
+    text = "\n".join(
+        [
+            "ARG PY=3.11.9",
+            "FROM --platform=linux/amd64 python:${PY}-slim AS base",
+            "ENV TOKENIZERS_PARALLELISM=false DB_PASSWORD_FILE=/run/secrets/db",
+            "ADD --checksum=sha256:" + "a" * 64 + " https://x/model.bin /m/",
+            "FROM base",
+            "USER app",
+        ]
+    )
+    assert dockerfile.check_dockerfile(text) == []
+
+
+def test_dockerfile_names_and_unreadable_archives(tmp_path):
+    gpu = tmp_path / "Dockerfile.gpu"
+    gpu.write_text("FROM python:latest\n")
+    assert "unpinned_base" in {
+        f.code for f in dockerfile.scan(gpu, "Dockerfile.gpu").findings
+    }
+    encrypted = tmp_path / "c.zip"
+    encrypted.write_bytes(
+        pickle_corpus.zip_member_flagged_encrypted().replace(
+            b"archive/data.pkl", b"archive/Dockerfile"
+        )
+    )
+    assert dockerfile.scan(encrypted, "c.zip").state == "failed"

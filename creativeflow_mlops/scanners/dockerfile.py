@@ -8,24 +8,48 @@ import shlex
 import subprocess
 import tarfile
 import zipfile
+import zlib
 from pathlib import PurePosixPath
 
 from .report import ERROR, WARN, Finding, ScanReport
 
 SCAN_TYPE = "security_container"
 MAX_DOCKERFILE = 1024 * 1024
-SECRET_NAME = re.compile(
-    r"(PASSW(OR)?D|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIAL)", re.I
+# a secret's name: one of these words as a whole ``_``-separated part
+SECRET_WORDS = re.compile(
+    r"(^|_)(PASSW(OR)?D|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIALS?)(_|$)", re.I
 )
-PIPE_TO_SHELL = re.compile(r"\b(curl|wget)\b[^|;&]*\|\s*(sudo\s+)?(ba|z|da)?sh\b")
+# names that point at a secret rather than hold one
+SECRET_POINTERS = re.compile(r"_(FILE|PATH|DIR)$", re.I)
+# names that merely contain a secret word
+NOT_SECRETS = re.compile(r"^TOKENIZERS?_", re.I)
+SHELL = r"(\S*/)?(sudo(\s+-\S+)*\s+)?(\S*/)?(ba|z|da|k)?sh\b"
+PIPE_TO_SHELL = re.compile(r"\b(curl|wget)\b[^|;]*\|\s*" + SHELL)
+SUBST_TO_SHELL = re.compile(SHELL + r"\s+-c\s+[\"']?\$\(\s*(curl|wget)\b")
 
 
 def _logical_lines(text):
-    """Dockerfile instructions with continuations joined: (lineno, line)."""
+    """Dockerfile instructions with continuations joined: (lineno, line).
+    Comment lines inside a continuation are dropped, as Docker does, and
+    a heredoc body (``RUN <<EOF``) is part of its instruction."""
     current, start = [], None
+    heredoc = None
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
-        if not current and (not line or line.startswith("#")):
+        if heredoc is not None:
+            if line == heredoc:
+                yield start, " ".join(current)
+                current, start, heredoc = [], None, None
+            else:
+                current.append(line)
+            continue
+        if not line or line.startswith("#"):
+            continue  # blank lines and comments never end an instruction
+        marker = re.search(r"<<-?\s*[\"']?([A-Za-z_]\w*)[\"']?", line)
+        if marker and not line.endswith("\\"):
+            start = start or number
+            current.append(line)
+            heredoc = marker.group(1)
             continue
         if start is None:
             start = number
@@ -39,10 +63,22 @@ def _logical_lines(text):
         yield start, " ".join(current)
 
 
+def _substitute(word, args):
+    """``$NAME`` / ``${NAME}`` / ``${NAME:-default}`` from the ARGs seen."""
+
+    def value(match):
+        name, default = match.group(1) or match.group(3), match.group(2)
+        return args.get(name) or default or ""
+
+    return re.sub(r"\$\{(\w+)(?::?-([^}]*))?\}|\$(\w+)", value, word)
+
+
 def check_dockerfile(text, location="Dockerfile"):
     findings = []
     stages_user = None
     saw_from = False
+    stages = set()
+    args = {}
     for number, line in _logical_lines(text):
         where = f"{location}:{number}"
         instruction, _, rest = line.partition(" ")
@@ -51,7 +87,12 @@ def check_dockerfile(text, location="Dockerfile"):
         if instruction == "FROM":
             saw_from = True
             stages_user = None  # each stage starts as root again
-            image = rest.split()[0] if rest else ""
+            words = [w for w in rest.split() if not w.startswith("--")]
+            image = _substitute(words[0], args) if words else ""
+            if len(words) >= 3 and words[1].upper() == "AS":
+                stages.add(words[2].lower())
+            if image.lower() in stages:
+                continue  # an earlier stage of this Dockerfile
             if image.lower() != "scratch" and "@sha256:" not in image:
                 name = image.rsplit("/", 1)[-1]
                 if ":" not in name or name.endswith(":latest"):
@@ -65,7 +106,9 @@ def check_dockerfile(text, location="Dockerfile"):
                     )
         elif instruction == "USER":
             stages_user = rest.split(":")[0]
-        elif instruction == "RUN" and PIPE_TO_SHELL.search(rest):
+        elif instruction == "RUN" and (
+            PIPE_TO_SHELL.search(rest) or SUBST_TO_SHELL.search(rest)
+        ):
             findings.append(
                 Finding(
                     ERROR, "curl_pipe_shell", "a download is piped into a shell", where
@@ -73,7 +116,14 @@ def check_dockerfile(text, location="Dockerfile"):
             )
         elif instruction in ("ENV", "ARG"):
             for name, value in _assignments(rest):
-                if SECRET_NAME.search(name) and value:
+                if instruction == "ARG":
+                    args[name] = value
+                if (
+                    SECRET_WORDS.search(name)
+                    and not SECRET_POINTERS.search(name)
+                    and not NOT_SECRETS.search(name)
+                    and value
+                ):
                     findings.append(
                         Finding(
                             ERROR,
@@ -82,7 +132,11 @@ def check_dockerfile(text, location="Dockerfile"):
                             where,
                         )
                     )
-        elif instruction == "ADD" and re.search(r"\bhttps?://", rest):
+        elif (
+            instruction == "ADD"
+            and re.search(r"\bhttps?://", rest)
+            and "--checksum=" not in rest
+        ):
             findings.append(
                 Finding(
                     ERROR, "add_from_url", "ADD fetches from a URL unverified", where
@@ -113,18 +167,25 @@ def _assignments(rest):
     return [tuple(word.split("=", 1)) for word in words if "=" in word]
 
 
+def _is_dockerfile_name(name):
+    return (
+        name == "Dockerfile"
+        or name.startswith("Dockerfile.")
+        or name.endswith((".Dockerfile", ".dockerfile"))
+    )
+
+
 def find_dockerfile(path, filename=None):
     """The Dockerfile text in an artifact (itself, or inside a zip/tar)."""
     name = PurePosixPath(filename or str(path)).name
-    if name == "Dockerfile" or name.endswith(".Dockerfile"):
+    if _is_dockerfile_name(name):
         with open(path, "rb") as handle:
             return handle.read(MAX_DOCKERFILE).decode("utf-8", "replace"), name
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as archive:
             for info in archive.infolist():
-                if (
-                    PurePosixPath(info.filename).name == "Dockerfile"
-                    and not info.is_dir()
+                if _is_dockerfile_name(PurePosixPath(info.filename).name) and (
+                    not info.is_dir()
                 ):
                     with archive.open(info) as member:
                         data = member.read(MAX_DOCKERFILE)
@@ -137,7 +198,7 @@ def find_dockerfile(path, filename=None):
     if is_tar:
         with tarfile.open(path) as archive:
             for info in archive:
-                if PurePosixPath(info.name).name == "Dockerfile" and info.isfile():
+                if _is_dockerfile_name(PurePosixPath(info.name).name) and info.isfile():
                     data = archive.extractfile(info).read(MAX_DOCKERFILE)
                     return data.decode("utf-8", "replace"), info.name
     return None, None
@@ -189,8 +250,23 @@ def trivy_image(trivy, image, timeout=600):
 
 
 def scan(path, filename=None, image=None, trivy=None):
-    text, where = find_dockerfile(path, filename)
     findings = []
+    try:
+        text, where = find_dockerfile(path, filename)
+    except (
+        zipfile.BadZipFile,
+        tarfile.TarError,
+        OSError,
+        EOFError,
+        RuntimeError,  # an encrypted zip member
+        NotImplementedError,  # a compression zipfile cannot read
+        zlib.error,
+    ) as error:
+        return ScanReport(
+            SCAN_TYPE,
+            "failed",
+            f"the artifact cannot be read for a Dockerfile: {error}",
+        )
     details = {}
     if text is not None:
         findings += check_dockerfile(text, where)
