@@ -3,6 +3,7 @@
 import contextlib
 import hashlib
 import json
+import logging
 import re
 
 from odoo import fields
@@ -22,6 +23,8 @@ from ..exceptions import (
     PayloadTooLarge,
 )
 from ..lifecycle import INTERFACE_TYPES, MODEL_FORMATS
+
+_logger = logging.getLogger(__name__)
 
 METADATA_FIELDS = {
     "model",
@@ -69,6 +72,7 @@ def store_artifact(version, stream, filename, content_type=None, max_size=None):
         raise BackendUnavailable(
             env._("The artifact store cannot take the artifact now: %s", error)
         ) from error
+    _forget_on_rollback(env, backend, key)
     try:
         register_stored(version, backend, stored, filename, content_type)
     except BaseException:
@@ -252,6 +256,7 @@ def register_streamed(env, metadata, writer, backend, filename, content_type=Non
                 raise BackendUnavailable(
                     env._("The artifact store cannot take the artifact now: %s", error)
                 ) from error
+            _forget_on_rollback(env, backend, writer.key)
             register_stored(
                 version, backend, stored, writer.key.rsplit("/", 1)[-1], content_type
             )
@@ -259,3 +264,17 @@ def register_streamed(env, metadata, writer, backend, filename, content_type=Non
         writer.abort()
         raise
     return version
+
+
+def _forget_on_rollback(env, backend, key):
+    """The object goes if the transaction that records it is rolled back
+    (say, another field of the same form save fails): no record, no object."""
+    store = backend._get_store()
+
+    def forget():
+        try:
+            store.delete(key)
+        except (StorageUnavailable, StorageRefused) as error:
+            _logger.warning("removing %s after a rollback: %s", key, error)
+
+    env.cr.postrollback.add(forget)

@@ -6,7 +6,7 @@ import os
 from datetime import timedelta
 
 from odoo import fields
-from odoo.tests import HttpCase, new_test_user, tagged
+from odoo.tests import HttpCase, JsonRpcException, new_test_user, tagged
 from odoo.tools import mute_logger
 
 from odoo.addons.queue_job.exception import RetryableJobError
@@ -402,6 +402,72 @@ class TestApi(HttpCase):
             fetched = requests.get(url, timeout=30)
             self.assertEqual(fetched.status_code, 200)
             self.assertEqual(fetched.content, data)
+
+    def test_a_form_save_that_fails_leaves_no_object(self):
+        """The form stores the upload, then another field of the same save is
+        refused: the transaction goes, and the object with it."""
+        import base64
+
+        version = (
+            self.env["mlops.model.version"]
+            .with_user(self.user)
+            .create(
+                {
+                    "model_id": self.env["mlops.model"]
+                    .with_user(self.user)
+                    .create({"name": "form-model"})
+                    .id,
+                    "version": "1.0.0",
+                    "model_format": "onnx",
+                }
+            )
+        )
+        root = (
+            self.env.ref("creativeflow_mlops.storage_backend_local")._get_store().root
+        )
+        target = root / "models" / version.model_id.slug / "1.0.0" / "model.onnx"
+        target.unlink(missing_ok=True)  # left by an earlier run of this database
+        self.addCleanup(target.unlink, missing_ok=True)
+        self.authenticate("api_user", "api_user")
+        with self.assertRaises(JsonRpcException), mute_logger("odoo.http"):
+            self.make_jsonrpc_request(
+                "/web/dataset/call_kw/mlops.model.version/web_save",
+                {
+                    "model": "mlops.model.version",
+                    "method": "web_save",
+                    "args": [
+                        [version.id],
+                        {
+                            "artifact_upload": base64.b64encode(
+                                artifacts.onnx_bytes()
+                            ).decode(),
+                            "artifact_filename": "model.onnx",
+                            "version": "not a version!",
+                        },
+                    ],
+                    "kwargs": {"specification": {"state": {}}},
+                },
+            )
+        self.assertFalse(target.exists())
+        # the same save with a valid version stores it
+        self.make_jsonrpc_request(
+            "/web/dataset/call_kw/mlops.model.version/web_save",
+            {
+                "model": "mlops.model.version",
+                "method": "web_save",
+                "args": [
+                    [version.id],
+                    {
+                        "artifact_upload": base64.b64encode(
+                            artifacts.onnx_bytes()
+                        ).decode(),
+                        "artifact_filename": "model.onnx",
+                    },
+                ],
+                "kwargs": {"specification": {"state": {}}},
+            },
+        )
+        self.assertTrue(target.exists())
 
     def test_oversized_upload_is_refused_before_reading(self):
         self.env["ir.config_parameter"].sudo().set_param(
