@@ -616,3 +616,20 @@ def test_dockerfile_names_and_unreadable_archives(tmp_path):
         )
     )
     assert dockerfile.scan(encrypted, "c.zip").state == "failed"
+
+
+def test_models_run_in_a_capped_child_process(tmp_path):
+    small = _identity_onnx(tmp_path / "small.onnx", onnx.TensorProto.FLOAT, [2, 3])
+    report = runtime.run_isolated("functional_io", small)
+    assert report.state == "passed"
+    assert report.details["outputs"][0]["shape"] == [2, 3]
+    bench = runtime.run_isolated("benchmark", small, runs=3, warmup=0)
+    assert bench.state == "passed" and bench.details["runs"] == 3
+    # a cap the runtime cannot even load within: the scan fails, we go on
+    starved = runtime.run_isolated("functional_io", small, memory_mb=64)
+    assert starved.state == "failed"
+    assert "failed" in starved.summary or "64 MiB" in starved.summary
+    slow = runtime.run_isolated("functional_io", small, timeout=0.001)
+    assert slow.state == "failed" and "over" in slow.summary
+    with pytest.raises(ValueError):
+        runtime.run_isolated("os.system", small)

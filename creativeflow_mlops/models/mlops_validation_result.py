@@ -233,12 +233,26 @@ class MlopsValidationResult(models.Model):
                 trivy = settings.get_param("creativeflow_mlops.trivy_path")
                 image = (version.parameters or {}).get("image")
                 return dockerfile.scan(path, name, image=image, trivy=trivy)
+            # the model runs in a child process with a memory cap, not here
+            memory = int(
+                settings.get_param("creativeflow_mlops.runtime_memory_mb", 8192)
+            )
             if self.scan_type == "functional_io":
-                return runtime.functional_io(
-                    path, version.input_schema, version.output_schema
+                return runtime.run_isolated(
+                    "functional_io",
+                    path,
+                    memory_mb=memory,
+                    input_schema=version.input_schema,
+                    output_schema=version.output_schema,
                 )
             runs = int(settings.get_param("creativeflow_mlops.benchmark_runs", 50))
-            return runtime.benchmark(path, runs=runs, input_schema=version.input_schema)
+            return runtime.run_isolated(
+                "benchmark",
+                path,
+                memory_mb=memory,
+                runs=max(2, runs),
+                input_schema=version.input_schema,
+            )
 
     def _store_report_quietly(self, report):
         try:

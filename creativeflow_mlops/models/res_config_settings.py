@@ -45,6 +45,16 @@ class ResConfigSettings(models.TransientModel):
         config_parameter="creativeflow_mlops.max_upload_gb",
         default=20,
     )
+    mlops_max_direct_upload_gb = fields.Integer(
+        string="Largest Direct Upload (GiB)",
+        config_parameter="creativeflow_mlops.max_direct_upload_gb",
+        default=5 * 1024,
+    )
+    mlops_runtime_memory_mb = fields.Integer(
+        string="Runtime Memory (MiB)",
+        config_parameter="creativeflow_mlops.runtime_memory_mb",
+        default=8192,
+    )
     mlops_content_safety_url = fields.Char(
         string="Content-Safety Checker",
         config_parameter="creativeflow_mlops.content_safety_url",

@@ -51,3 +51,13 @@ class ScanReport:
 
     def to_dict(self):
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data):
+        return cls(
+            data["scan_type"],
+            data["state"],
+            data["summary"],
+            [Finding(**finding) for finding in data.get("findings", [])],
+            data.get("details") or {},
+        )

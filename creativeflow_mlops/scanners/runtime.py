@@ -1,8 +1,12 @@
 """The local inference runtime: one inference (``functional_io``) and a CPU
 benchmark (``performance_benchmark``) of an ONNX model with onnxruntime."""
 
+import json
 import math
+import os
 import statistics
+import subprocess
+import sys
 import threading
 import time
 
@@ -251,3 +255,68 @@ def benchmark(
         [],
         metrics,
     )
+
+
+# ---------------------------------------------------------------------------
+# Isolation: the model runs in a child process, not in the Odoo worker
+# ---------------------------------------------------------------------------
+
+_CHILD = """
+import importlib.util, json, sys
+folder = sys.argv[1]
+spec = importlib.util.spec_from_file_location(
+    "mlops_scanners", folder + "/__init__.py", submodule_search_locations=[folder]
+)
+package = importlib.util.module_from_spec(spec)
+sys.modules["mlops_scanners"] = package
+spec.loader.exec_module(package)
+from mlops_scanners import runtime
+request = json.load(sys.stdin)
+report = getattr(runtime, request["check"])(request["path"], **request["kwargs"])
+json.dump(report.to_dict(), sys.stdout, default=str)
+"""
+
+CHECKS = ("functional_io", "benchmark")
+
+
+def run_isolated(check, path, memory_mb=8192, timeout=900, **kwargs):
+    """Run ``functional_io`` or ``benchmark`` on ``path`` in a child
+    process whose address space is capped at ``memory_mb`` and which is
+    killed after ``timeout`` seconds: a model that exhausts memory, hangs or
+    crashes onnxruntime fails its scan and the Odoo worker goes on."""
+    if check not in CHECKS:
+        raise ValueError(f"unknown check {check!r}")
+    scan_type = "functional_io" if check == "functional_io" else "performance_benchmark"
+
+    def limit():  # in the child, before exec
+        import resource
+
+        cap = memory_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", _CHILD, os.path.dirname(os.path.abspath(__file__))],
+            input=json.dumps({"check": check, "path": str(path), "kwargs": kwargs}),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            preexec_fn=limit,  # noqa: PLW1509 - only setrlimit, no threads touched
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return ScanReport(scan_type, "failed", f"the model ran over {timeout} s")
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or ["no output"])[-1][:300]
+        return ScanReport(
+            scan_type,
+            "failed",
+            f"the runtime stopped (exit {result.returncode}) within {memory_mb} MiB: "
+            f"{last}",
+        )
+    try:
+        return ScanReport.from_dict(json.loads(result.stdout))
+    except (ValueError, KeyError, TypeError) as error:
+        return ScanReport(
+            scan_type, "failed", f"the runtime's answer is unreadable: {error}"
+        )
