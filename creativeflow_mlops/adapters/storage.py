@@ -362,10 +362,15 @@ class S3Store(_Store):
         return _ResponseReader(response)
 
     def stat(self, key):
+        info = self._info(key)
+        return info.size if info else None
+
+    def _info(self, key):
+        """The store's metadata of an object (size, ETag...), or None."""
         from minio.error import S3Error
 
         try:
-            return self.client.stat_object(self.bucket, key).size
+            return self.client.stat_object(self.bucket, key)
         except S3Error as error:
             if error.code in ("NoSuchKey", "NoSuchObject"):
                 return None
@@ -387,19 +392,9 @@ class S3Store(_Store):
         ``parallel`` at a time and hashed in order. Every range is asked
         for the version that was measured (If-Match on its ETag): an object
         replaced during the read is refused, never hashed half and half."""
-        from minio.error import S3Error
-
-        try:
-            info = self.client.stat_object(self.bucket, key)
-        except S3Error as error:
-            if error.code in ("NoSuchKey", "NoSuchObject"):
-                raise StorageRefused(f"no object {key}", error.code) from error
-            raise self._translate(error, f"stat {key}") from error
-        except Exception as error:
-            translated = self._translate(error, f"stat {key}")
-            if translated is None:
-                raise
-            raise translated from error
+        info = self._info(key)
+        if info is None:
+            raise StorageRefused(f"no object {key}", "NoSuchKey")
         size, etag = info.size, info.etag
         ranges = iter(
             (offset, min(self.part_size, size - offset))

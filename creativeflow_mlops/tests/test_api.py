@@ -403,6 +403,18 @@ class TestApi(HttpCase):
             self.assertEqual(fetched.status_code, 200)
             self.assertEqual(fetched.content, data)
 
+    def _web_save(self, version, values):
+        """The backend form's save, as the browser sends it."""
+        return self.make_jsonrpc_request(
+            "/web/dataset/call_kw/mlops.model.version/web_save",
+            {
+                "model": "mlops.model.version",
+                "method": "web_save",
+                "args": [[version.id], values],
+                "kwargs": {"specification": {"state": {}}},
+            },
+        )
+
     def test_a_form_save_that_fails_leaves_no_object(self):
         """The form stores the upload, then another field of the same save is
         refused: the transaction goes, and the object with it."""
@@ -429,44 +441,15 @@ class TestApi(HttpCase):
         target.unlink(missing_ok=True)  # left by an earlier run of this database
         self.addCleanup(target.unlink, missing_ok=True)
         self.authenticate("api_user", "api_user")
+        upload = {
+            "artifact_upload": base64.b64encode(artifacts.onnx_bytes()).decode(),
+            "artifact_filename": "model.onnx",
+        }
         with self.assertRaises(JsonRpcException), mute_logger("odoo.http"):
-            self.make_jsonrpc_request(
-                "/web/dataset/call_kw/mlops.model.version/web_save",
-                {
-                    "model": "mlops.model.version",
-                    "method": "web_save",
-                    "args": [
-                        [version.id],
-                        {
-                            "artifact_upload": base64.b64encode(
-                                artifacts.onnx_bytes()
-                            ).decode(),
-                            "artifact_filename": "model.onnx",
-                            "version": "not a version!",
-                        },
-                    ],
-                    "kwargs": {"specification": {"state": {}}},
-                },
-            )
+            self._web_save(version, {**upload, "version": "not a version!"})
         self.assertFalse(target.exists())
         # the same save with a valid version stores it
-        self.make_jsonrpc_request(
-            "/web/dataset/call_kw/mlops.model.version/web_save",
-            {
-                "model": "mlops.model.version",
-                "method": "web_save",
-                "args": [
-                    [version.id],
-                    {
-                        "artifact_upload": base64.b64encode(
-                            artifacts.onnx_bytes()
-                        ).decode(),
-                        "artifact_filename": "model.onnx",
-                    },
-                ],
-                "kwargs": {"specification": {"state": {}}},
-            },
-        )
+        self._web_save(version, upload)
         self.assertTrue(target.exists())
 
     def test_oversized_upload_is_refused_before_reading(self):
