@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path, PurePosixPath
 
+from urllib3.exceptions import HTTPError as TransportError  # minio's transport
+
 DEFAULT_PART_SIZE = 16 * 1024 * 1024  # S3 multipart minimum is 5 MiB
 DEFAULT_PARALLEL = 3
 CHUNK_SIZE = 1024 * 1024
@@ -263,14 +265,13 @@ class S3Store(_Store):
     def _translate(self, error, what):
         """Sort an SDK or network error into the store errors."""
         from minio.error import MinioException, S3Error
-        from urllib3.exceptions import HTTPError
 
         if isinstance(error, S3Error):
             message = f"{what}: {error.code}: {error.message}"
             if error.code in ("SlowDown", "ServiceUnavailable", "InternalError"):
                 return StorageUnavailable(message, error.code)
             return StorageRefused(message, error.code)
-        if isinstance(error, HTTPError | ConnectionError | TimeoutError):
+        if isinstance(error, TransportError | ConnectionError | TimeoutError):
             return StorageUnavailable(f"{what}: {self.endpoint} unreachable ({error})")
         if isinstance(error, MinioException):
             return StorageRefused(f"{what}: {error}")
@@ -414,7 +415,7 @@ class S3Store(_Store):
             )
             try:
                 return response.read()
-            except (OSError, urllib3_errors().HTTPError) as error:
+            except (OSError, TransportError) as error:
                 raise StorageUnavailable(f"reading {key}: {error}") from error
             finally:
                 response.close()
@@ -759,12 +760,6 @@ class _S3Writer(_Writer):
         self._buffer.clear()
 
 
-def urllib3_errors():
-    import urllib3.exceptions
-
-    return urllib3.exceptions
-
-
 class _ResponseReader:
     """A urllib3 response as a closable binary file."""
 
@@ -774,7 +769,7 @@ class _ResponseReader:
     def read(self, size=-1):
         try:
             return self._response.read(None if size is None or size < 0 else size)
-        except (OSError, urllib3_errors().HTTPError) as error:
+        except (OSError, TransportError) as error:
             raise StorageUnavailable(f"reading from the store: {error}") from error
 
     def close(self):

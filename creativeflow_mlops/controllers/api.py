@@ -277,21 +277,14 @@ def _leading_metadata(head, boundary):
 
 
 class _GuardedWriter:
-    """The store writer as werkzeug's form parser sees it: a store failure
-    while the body arrives aborts the upload and answers 503 in JSON."""
+    """The store writer as werkzeug's form parser sees it (its errors are
+    answered by _max_upload, which runs the parse)."""
 
     def __init__(self, writer):
         self.writer = writer
 
     def write(self, data):
-        try:
-            return self.writer.write(data)
-        except StorageError as error:
-            raise JsonHTTPError(
-                503,
-                "backend_unavailable",
-                f"The artifact store cannot take the artifact now: {error}",
-            ) from error
+        return self.writer.write(data)
 
     def seek(self, *args):
         return 0
@@ -344,15 +337,11 @@ def _stream_into_store():
             )
             artifacts.reserve_key(request.env, backend, key)
             writer = backend._get_store().open_writer(key, content_type)
-        except MLOpsError as error:
-            status, code, message, details = _translate(error)
-            raise JsonHTTPError(status, code, message, details) from error
-        except ValueError:
+        except ValueError:  # a filename that makes no key: spooled, refused later
             return default_factory(
                 total_content_length, content_type, filename, content_length
             )
-        except StorageError as error:
-            raise JsonHTTPError(503, "backend_unavailable", str(error)) from error
+        # any other error is answered by _max_upload, which runs this parse
         request.mlops_stream = (_GuardedWriter(writer), backend)
         return request.mlops_stream[0]
 
@@ -399,21 +388,19 @@ def _max_upload(controller):
         streamed = getattr(request, "mlops_stream", None)
         if streamed:
             streamed[0].writer.abort()
-        if isinstance(error, JsonHTTPError):
-            if error.code == 503:
-                _drain(raw)  # the store went away: the client reads the answer
-            raise
-        if isinstance(error, StorageError):
-            # the store went away while the client still sends: take the rest
-            # of the body (discarded) so that the client reads the answer
-            _drain(raw)
-        elif isinstance(error, werkzeug.exceptions.ClientDisconnected):
+        if isinstance(error, werkzeug.exceptions.ClientDisconnected):
             raise JsonHTTPError(
                 400,
                 "invalid_request",
                 "The request body ended before its announced length; nothing was kept.",
             ) from error
         status, code, message, details = _translate(error)
+        if status == 503:
+            # the store went away while the client still sends: take the rest
+            # of the body (discarded) so that the client reads the answer
+            _drain(raw)
+        if isinstance(error, JsonHTTPError):
+            raise
         raise JsonHTTPError(status, code, message, details) from error
     return limit
 

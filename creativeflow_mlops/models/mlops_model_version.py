@@ -634,21 +634,20 @@ class MlopsModelVersion(models.Model):
                     }
                 )
             first = results.filtered(lambda r: r.scan_type == "integrity")
+            rest = results - first
             if first and integrity_report is not None:
                 # the bytes were just read back: that was the integrity check
                 first._record(
                     integrity_report, first._store_report_quietly(integrity_report)
                 )
-                if first.state != "failed" or not first.blocking:
-                    for result in results - first:
-                        result._scan_job().delay()
+                # a blocking failure skipped the rest (gated) already
+                for result in rest.filtered(lambda r: r.state == "pending"):
+                    result._scan_job().delay()
+            elif first and rest:
+                chain(first._scan_job(), group(*(r._scan_job() for r in rest))).delay()
             else:
-                scans = [result._scan_job() for result in results - first]
-                if first and scans:
-                    chain(first._scan_job(), group(*scans)).delay()
-                else:
-                    for job in [first._scan_job()] if first else scans:
-                        job.delay()
+                for result in results:
+                    result._scan_job().delay()
             version._validation_finalize()
 
     def _validation_finalize(self):

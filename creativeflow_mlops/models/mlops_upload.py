@@ -398,7 +398,7 @@ class MlopsUpload(models.Model):
         return problem
 
     def _verify_and_register(self):
-        upload = self
+        upload = self  # already sudo, locked, still verifying
         try:
             store = upload.storage_backend_id._get_store()
             size, sha256 = store.hash_object(upload.object_key)

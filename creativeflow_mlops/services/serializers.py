@@ -2,10 +2,6 @@
 
 
 def timestamp(value):
-    return _dt(value)
-
-
-def _dt(value):
     return value.isoformat().replace("+00:00", "") + "Z" if value else None
 
 
@@ -16,7 +12,7 @@ def artifact(version):
         "size": version.artifact_size or None,
         "filename": version.artifact_filename or None,
         # when the integrity check last found these bytes in the store
-        "verified_at": _dt(version.artifact_verified_at),
+        "verified_at": timestamp(version.artifact_verified_at),
     }
 
 
@@ -30,7 +26,7 @@ def model(record, with_versions=False):
         "owner": record.owner_id.login or None,
         "tags": record.tag_ids.mapped("name"),
         "production_version": record.production_version_id.version or None,
-        "created_at": _dt(record.create_date),
+        "created_at": timestamp(record.create_date),
     }
     if with_versions:
         data["versions"] = [
@@ -64,7 +60,7 @@ def version(record, full=False):
             "parent_version": record.parent_version_id.version or None,
         },
         "created_by": record.uploaded_by_id.login or None,
-        "created_at": _dt(record.create_date),
+        "created_at": timestamp(record.create_date),
     }
     if full:
         data["validations"] = [validation(r) for r in record.validation_result_ids]
@@ -81,8 +77,8 @@ def validation(record):
         "round": record.round,
         "summary": record.summary or None,
         "report_uri": record.report_uri or None,
-        "started_at": _dt(record.started_at),
-        "finished_at": _dt(record.finished_at),
+        "started_at": timestamp(record.started_at),
+        "finished_at": timestamp(record.finished_at),
     }
 
 
@@ -97,5 +93,5 @@ def deployment(record):
         "traffic_percent": record.traffic_percent,
         "endpoint_url": record.endpoint_url or None,
         "target": record.target or None,
-        "created_at": _dt(record.create_date),
+        "created_at": timestamp(record.create_date),
     }
