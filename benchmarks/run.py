@@ -361,7 +361,9 @@ def bench_pickle():
         print(f"\n{shape}: {path.stat().st_size / 1e6:.0f} MB")
         figures = {}
         for name, cmd in tools.items():
-            elapsed, peak, result = child_peak(cmd(path))
+            # in the scratch folder: fickling writes safety_results.json where
+            # it runs
+            elapsed, peak, result = child_peak(cmd(path), cwd=work)
             if name == "creativeflow":
                 verdict = result.stdout.split()[0] if result.stdout else "error"
                 alarm = verdict != "passed"

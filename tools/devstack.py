@@ -18,6 +18,7 @@ Settings come from the environment (defaults in brackets):
 
 import hashlib
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -29,12 +30,11 @@ ADDON = "creativeflow_mlops"
 ODOO_HELP = """\
 Odoo 18 is not installed in this Python ({python}).
 The project does not ship Odoo. Either run it in containers
-(docker compose up, see README.md), or install Odoo 18.0 from source
-into this Python, as its documentation says:
-    git clone --depth 1 --branch 18.0 https://github.com/odoo/odoo
-    pip install -r odoo/requirements.txt --build-constraint <(echo 'setuptools<70')
-    pip install --no-deps -e odoo --config-settings editable_mode=compat
-    pip install -r requirements.txt -r requirements-test.txt
+(docker compose up, see README.md), or install Odoo 18.0 from source into
+this Python with one command (Debian's build packages, Odoo's pinned
+requirements, Odoo itself, the addon's requirements):
+    git clone --depth 1 --branch 18.0 https://github.com/odoo/odoo ../odoo
+    PYTHON={python} bin/install-odoo ../odoo
 """
 
 
@@ -182,7 +182,24 @@ def database_exists(db_settings, name):
         return bool(cr.fetchone())
 
 
-def drop_database(db_settings, name):
+def duplicate_database(db_settings, source, target, data_dir):
+    """``target`` as a copy of ``source``, which nobody may be connected
+    to, with its filestore."""
+    conn = connect(db_settings)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cr:
+            cr.execute(f'DROP DATABASE IF EXISTS "{target}"')
+            cr.execute(f'CREATE DATABASE "{target}" TEMPLATE "{source}"')
+    finally:
+        conn.close()
+    filestore = Path(data_dir) / "filestore"
+    if (filestore / source).is_dir():
+        shutil.rmtree(filestore / target, ignore_errors=True)
+        shutil.copytree(filestore / source, filestore / target)
+
+
+def drop_database(db_settings, name, data_dir=None):
     conn = connect(db_settings)
     conn.autocommit = True
     try:
@@ -195,6 +212,8 @@ def drop_database(db_settings, name):
             cr.execute(f'DROP DATABASE IF EXISTS "{name}"')
     finally:
         conn.close()
+    if data_dir:
+        shutil.rmtree(Path(data_dir) / "filestore" / name, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------
@@ -214,8 +233,13 @@ def state_dir():
     return path
 
 
-def write_config(odoo, db_settings, name, http_port, **extra):
-    state = state_dir()
+def write_config(
+    odoo, db_settings, name, http_port, channels="root:2", state=None, **extra
+):
+    """``<state>/<name>.conf`` for an Odoo on 127.0.0.1:``http_port``;
+    ``channels`` are queue_job's (its runner runs when queue_job is a
+    server-wide module)."""
+    state = Path(state) if state else state_dir()
     options = {
         **db_settings,
         "addons_path": addons_path(odoo),
@@ -231,7 +255,7 @@ def write_config(odoo, db_settings, name, http_port, **extra):
     }
     path = state / f"{name}.conf"
     lines = ["[options]"] + [f"{key} = {value}" for key, value in options.items()]
-    lines += ["", "[queue_job]", "channels = root:2"]
+    lines += ["", "[queue_job]", f"channels = {channels}"]
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -255,8 +279,30 @@ def install_addon(config, dbname):
     )
 
 
-def ensure_test_tools():
-    """The test runner's Python packages and the browser for tours."""
+def odoo_constraints(odoo):
+    """A pip constraints file that keeps what Odoo's requirements pin: its
+    requirements.txt beside a source install, else the versions installed
+    now of what Odoo needs (the odoo:18.0 image)."""
+    source = Path(odoo.__file__).resolve().parent.parent / "requirements.txt"
+    if source.is_file():
+        return source
+    from importlib import metadata
+
+    pins = []
+    for requirement in [*(metadata.requires("odoo") or []), "urllib3"]:
+        name = re.split(r"[\s<>=!~;\[]", requirement, maxsplit=1)[0]
+        try:
+            pins.append(f"{name}=={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            continue
+    path = state_dir() / "odoo-constraints.txt"
+    path.write_text("\n".join(pins) + "\n")
+    return path
+
+
+def ensure_test_tools(odoo):
+    """The test runner's Python packages and the browser for tours, under
+    Odoo's pins: the tests run with the versions Odoo installs."""
     missing = []
     modules = (
         "pytest_odoo",
@@ -292,6 +338,8 @@ def ensure_test_tools():
                 str(REPO / "requirements.txt"),
                 "-r",
                 str(REPO / "requirements-test.txt"),
+                "-c",
+                str(odoo_constraints(odoo)),
             ]
         )
     debian = [
@@ -324,15 +372,26 @@ def cmd_serve(argv):
 
 def cmd_test(argv):
     odoo = find_odoo()
-    ensure_test_tools()
+    ensure_test_tools(odoo)
     db_settings = database_settings()
     # one database per checkout: two clones can test at once
     checkout = hashlib.sha1(str(REPO).encode()).hexdigest()[:8]
     dbname = os.environ.get("MLOPS_DB_NAME", f"mlops_test_{checkout}")
     config = write_config(odoo, db_settings, "test", free_port())
-    drop_database(db_settings, dbname)
+    data_dir = state_dir() / "data"
+    drop_database(db_settings, dbname, data_dir)
     install_addon(config, dbname)
-    env = dict(os.environ, MLOPS_TEST_CONFIG=str(config))
+    # the system tests copy their databases from this one, which nobody
+    # connects to (pytest-odoo holds the first one for the whole run)
+    template = f"{dbname}_system"
+    duplicate_database(db_settings, dbname, template, data_dir)
+    env = dict(
+        os.environ,
+        MLOPS_TEST_CONFIG=str(config),
+        MLOPS_SYSTEM_TEMPLATE_DB=template,
+        MLOPS_TEST_DATA_DIR=str(data_dir),
+        MLOPS_TEST_STATE_DIR=str(state_dir()),
+    )
     result = subprocess.run(
         [
             sys.executable,
@@ -353,7 +412,9 @@ def cmd_test(argv):
         log("pytest collected no test: that is a failure here")
         return 1
     if result.returncode == 0 and not os.environ.get("MLOPS_KEEP_DB"):
-        drop_database(db_settings, dbname)  # kept after a failure, to look into
+        # kept after a failure, to look into
+        drop_database(db_settings, dbname, data_dir)
+        drop_database(db_settings, template, data_dir)
     return result.returncode
 
 
