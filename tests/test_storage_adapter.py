@@ -229,6 +229,64 @@ def test_s3_store_going_away_mid_read_is_unavailable():
         server.shutdown()
 
 
+class _ShortRangeS3(_DroppingS3):
+    """Honours its own Content-Length, but answers a ranged GET with fewer
+    bytes than the range asked (a 200 of another object, a proxy's cut)."""
+
+    def do_GET(self):  # noqa: N802 - http.server's name
+        body = b"x" * 4096
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("ETag", '"0"')
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def _store_at(server):
+    return S3Store(
+        f"127.0.0.1:{server.server_address[1]}",
+        "k",
+        "s",
+        "bucket",
+        region="us-east-1",
+        read_timeout=5,
+        retries=0,
+    )
+
+
+def test_s3_store_short_ranges_are_unavailable():
+    """hash_object counts what each range brings against what it asked."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _ShortRangeS3)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(StorageUnavailable, match="4096 bytes at 0"):
+            _store_at(server).hash_object("models/m/1/x.bin")
+    finally:
+        server.shutdown()
+
+
+def test_short_reads_are_caught_whatever_urllib3_does():
+    """The reader's own count, not urllib3's: 1.26 (Odoo's pin) ends a cut
+    body quietly, 2.x raises; both reach the caller as StorageUnavailable."""
+    from odoo.addons.creativeflow_mlops.adapters.storage import _ResponseReader
+
+    class Quiet:
+        headers = {"Content-Length": "10"}
+
+        def __init__(self):
+            self.parts = [b"12345", b""]
+
+        def read(self, size=None):
+            return self.parts.pop(0) if size else b"12345"
+
+    reader = _ResponseReader(Quiet(), "reading k")
+    assert reader.read(4) == b"12345"
+    with pytest.raises(StorageUnavailable, match="sent 5 of 10 bytes"):
+        reader.read(4)
+    with pytest.raises(StorageUnavailable, match="sent 5 of 10 bytes"):
+        _ResponseReader(Quiet(), "reading k").read()
+
+
 def test_local_refuses_keys_leaving_the_root(tmp_path):
     store = LocalStore(tmp_path / "store")
     with pytest.raises(StorageRefused):

@@ -360,7 +360,7 @@ class S3Store(_Store):
         response = self._call(
             f"reading {key}", self.client.get_object, self.bucket, key
         )
-        return _ResponseReader(response)
+        return _ResponseReader(response, f"reading {key}")
 
     def stat(self, key):
         info = self._info(key)
@@ -413,13 +413,14 @@ class S3Store(_Store):
                 length=length,
                 request_headers={"If-Match": f'"{etag}"'},
             )
-            try:
-                return response.read()
-            except (OSError, TransportError) as error:
-                raise StorageUnavailable(f"reading {key}: {error}") from error
-            finally:
-                response.close()
-                response.release_conn()
+            with _ResponseReader(response, f"reading {key}") as body:
+                data = body.read()
+            if len(data) != length:
+                # a 200 instead of a 206 would hand back the whole object
+                raise StorageUnavailable(
+                    f"reading {key}: {len(data)} bytes at {offset}, {length} asked"
+                )
+            return data
 
         with ThreadPoolExecutor(
             self.parallel + 1, thread_name_prefix="s3-read"
@@ -761,16 +762,35 @@ class _S3Writer(_Writer):
 
 
 class _ResponseReader:
-    """A urllib3 response as a closable binary file."""
+    """A urllib3 response as a closable binary file that refuses a short
+    body: what a store cut off reads as ``StorageUnavailable``, never as a
+    complete object. urllib3 2 checks the length itself; 1.26 (which Odoo
+    18 pins) ends a cut-off body quietly, so the bytes are counted here
+    against the Content-Length the store announced."""
 
-    def __init__(self, response):
+    def __init__(self, response, what="reading from the store"):
         self._response = response
+        self._what = what
+        length = response.headers.get("Content-Length")
+        self._expected = int(length) if length and length.isdigit() else None
+        self._received = 0
 
     def read(self, size=-1):
+        whole = size is None or size < 0
         try:
-            return self._response.read(None if size is None or size < 0 else size)
+            data = self._response.read(None if whole else size)
         except (OSError, TransportError) as error:
-            raise StorageUnavailable(f"reading from the store: {error}") from error
+            raise StorageUnavailable(f"{self._what}: {error}") from error
+        self._received += len(data)
+        if (whole or (size and not data)) and self._short():
+            raise StorageUnavailable(
+                f"{self._what}: the store sent {self._received} of "
+                f"{self._expected} bytes"
+            )
+        return data
+
+    def _short(self):
+        return self._expected is not None and self._received < self._expected
 
     def close(self):
         self._response.close()
