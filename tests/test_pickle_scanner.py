@@ -1,7 +1,9 @@
 """The opcode-level pickle scanner on a generated corpus, compared with
 modelscan and fickling (docs/scanners.md lists where they disagree)."""
 
+import collections
 import json
+import os
 import pickle
 
 import pickle_corpus
@@ -121,3 +123,21 @@ def test_compared_with_modelscan_and_fickling(corpus, capsys):
     # what was observed on 2026-11-23 with modelscan 0.8.8 and fickling 0.1.12
     assert any(n.startswith("evil_importlib_import") for n in missed)
     assert any(n.startswith("ok_sklearn") for n in false_alarms)
+
+
+def test_summary_and_details_keep_refused_globals_apart(tmp_path):
+    """Refused imports are listed as refused, never among the allowed ones,
+    and a clean scan's summary says every global was in the allowlist."""
+    clean = tmp_path / "clean.pkl"
+    clean.write_bytes(pickle.dumps(collections.OrderedDict(a=1), 4))
+    report = pickle_scan.scan_file(clean)
+    assert report.state == "passed"
+    assert "1 distinct globals, all in the allowlist" in report.summary
+    assert report.details["refused_globals"] == {}
+    evil = tmp_path / "evil.pkl"
+    payload = pickle_corpus._Call(os.system, "echo pwned")
+    evil.write_bytes(pickle.dumps([collections.OrderedDict(a=1), payload], 4))
+    report = pickle_scan.scan_file(evil)
+    assert report.state == "failed"
+    assert set(report.details["globals"]) == {"collections.OrderedDict"}
+    assert any(name.endswith(".system") for name in report.details["refused_globals"])

@@ -344,7 +344,8 @@ class _Walker:
         self.pos = 0
         self.offset = 0  # stream offset of buf[0]
         self.opcodes = 0
-        self.globals = Counter()
+        self.globals = Counter()  # imports the allowlist admits
+        self.refused_globals = Counter()  # and those it refuses
         self.findings = []
         self.protocol = 0
 
@@ -416,8 +417,10 @@ class _Walker:
                 )
             )
             return _UNKNOWN
-        self.globals[f"{module}.{name}"] += 1
-        if not is_allowed(module, name) and (module, name) != JOBLIB_WRAPPER:
+        if is_allowed(module, name) or (module, name) == JOBLIB_WRAPPER:
+            self.globals[f"{module}.{name}"] += 1
+        else:
+            self.refused_globals[f"{module}.{name}"] += 1
             self.findings.append(
                 Finding(ERROR, "unsafe_global", danger_of(module, name), where)
             )
@@ -496,6 +499,7 @@ class _Walker:
             self.buf, self.pos, self.offset = nested.buf, nested.pos, nested.offset
             self.opcodes += nested.opcodes
             self.globals.update(nested.globals)
+            self.refused_globals.update(nested.refused_globals)
             self.findings += nested.findings
             return
         alignment = state.get("numpy_array_alignment_bytes")
@@ -753,22 +757,25 @@ def scan_file(path, display_name=None):
             )
         )
     findings = refused + [f for w in walkers for f in w.findings]
-    imported = Counter()
+    allowed, denied = Counter(), Counter()
     for walker in walkers:
-        imported.update(walker.globals)
+        allowed.update(walker.globals)
+        denied.update(walker.refused_globals)
     details.update(
         pickles=len(walkers),
         opcodes=sum(w.opcodes for w in walkers),
         protocols=sorted({w.protocol for w in walkers}),
-        globals=dict(imported.most_common(50)),
+        globals=dict(allowed.most_common(50)),
+        refused_globals=dict(denied.most_common(50)),
     )
     if not walkers and not refused:
         findings.append(Finding(ERROR, "no_pickle", "no pickle found in the artifact"))
+    # the summary of a clean scan; a failed one names its findings instead
     return ScanReport.from_findings(
         SCAN_TYPE,
         findings,
         f"{details['opcodes']} opcodes in {len(walkers)} pickle(s), "
-        f"{len(imported)} allowed globals",
+        f"{len(allowed)} distinct globals, all in the allowlist",
         details,
     )
 
