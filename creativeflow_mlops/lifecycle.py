@@ -126,16 +126,6 @@ VALIDATION_STATES = [
     ("skipped", "Skipped"),
 ]
 
-SCAN_TYPES = [
-    ("integrity", "Integrity"),
-    ("format", "Format"),
-    ("security_artifact", "Artifact Security"),
-    ("security_container", "Container Security"),
-    ("functional_io", "Functional I/O"),
-    ("performance_benchmark", "Performance Benchmark"),
-    ("content_safety", "Content Safety"),
-]
-
 MODEL_FORMATS = [
     ("onnx", "ONNX"),
     ("tensorflow_savedmodel", "TensorFlow SavedModel"),

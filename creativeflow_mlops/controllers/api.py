@@ -27,13 +27,12 @@ from odoo.service.model import PG_CONCURRENCY_ERRORS_TO_RETRY
 from ..adapters.storage import StorageError, object_key
 from ..exceptions import InvalidInput, MLOpsError, NotFound
 from ..lifecycle import VERSION_STATES
-from ..services import artifacts, serializers
+from ..services import artifacts, errors, serializers, settings
 
 _logger = logging.getLogger(__name__)
 
 API = "/mlops/api/v1"
 MAX_LIMIT = 200
-DEFAULT_MAX_UPLOAD_GB = 20
 
 
 def error_body(code, message, details=None):
@@ -91,12 +90,7 @@ def _translate(error):
     if isinstance(error, JsonHTTPError):
         return error.code, error._body["error"]["code"], error.description, {}
     if isinstance(error, StorageError):
-        return (
-            503,
-            "backend_unavailable",
-            f"The artifact store cannot take the artifact now: {error}",
-            {},
-        )
+        error = errors.to_contract(error)
     if isinstance(error, MLOpsError):
         return (
             error.http_status,
@@ -362,11 +356,7 @@ def _max_upload(controller):
     upload while nothing has been received yet, and stream the artifact to
     the store as it arrives when the metadata comes first."""
     _authenticate()
-    gigabytes = int(
-        request.env["ir.config_parameter"]
-        .sudo()
-        .get_param("creativeflow_mlops.max_upload_gb", DEFAULT_MAX_UPLOAD_GB)
-    )
+    gigabytes = settings.get(request.env, "max_upload_gb")
     limit = gigabytes * 1024**3
     length = request.httprequest.content_length
     if length is not None and length > limit:

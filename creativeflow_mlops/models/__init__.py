@@ -1,4 +1,5 @@
 from . import mlops_lifecycle_mixin
+from . import mlops_approval_mixin
 from . import mlops_storage_backend
 from . import mlops_validation_policy
 from . import mlops_model_tag

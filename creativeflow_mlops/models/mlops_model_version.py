@@ -1,42 +1,31 @@
 # Copyright 2026 CreativeFlow
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
 import base64
-import contextlib
-import hashlib
 import io
 import json
-import os
 import re
-import shutil
-import tempfile
 from datetime import timedelta
-
-from markupsafe import Markup
 
 from odoo import api, fields, models
 from odoo.exceptions import UserError, ValidationError
 
-from odoo.addons.queue_job.delay import chain, group
-
-from ..adapters.storage import CHUNK_SIZE, StorageError, StorageRefused
 from ..exceptions import (
-    BackendUnavailable,
     InvalidInput,
-    SeparationOfDutiesError,
     TransitionNotAllowed,
 )
 from ..lifecycle import (
-    APPROVER,
     INTERFACE_TYPES,
     MODEL_FORMATS,
-    SCAN_TYPES,
     VERSION_CREATE_STATES,
     VERSION_STATES,
     VERSION_TRANSITIONS,
 )
-from ..services import artifacts
+from ..scanners import registry
+from ..services import artifacts, errors, validation
 
 FORM_UPLOAD_LIMIT = 64 * 1024**2
+# tries of the settle job, paced by its job function's retry pattern (XML)
+MAX_TRIES = 8
 VERSION_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
 
 # What a version is made of: once it left draft, only the platform changes it,
@@ -88,12 +77,13 @@ class BigInteger(fields.Integer):
 class MlopsModelVersion(models.Model):
     _name = "mlops.model.version"
     _description = "AI Model Version"
-    _inherit = ["mail.thread", "mail.activity.mixin", "mlops.lifecycle.mixin"]
+    _inherit = ["mail.thread", "mail.activity.mixin", "mlops.approval.mixin"]
     _order = "model_id, id desc"
     _rec_names_search = ["version", "model_id.name"]
 
     _lifecycle_transitions = VERSION_TRANSITIONS
     _lifecycle_create_states = VERSION_CREATE_STATES
+    _approval_pending_states = PENDING_APPROVAL_STATES
 
     model_id = fields.Many2one(
         "mlops.model",
@@ -435,23 +425,6 @@ class MlopsModelVersion(models.Model):
         self._do_archive()
         return True
 
-    def action_reject(self, reason):
-        """Record a refusal of the approval pending on these versions."""
-        self._check_can_reject(reason)
-        for version in self:
-            stage = PENDING_APPROVAL_STATES[version.state]
-            version._record_approval(stage, "rejected", reason)
-            version._close_approval_activities(self.env._("Rejected: %s", reason))
-            version.message_post(
-                body=self.env._(
-                    "%(stage)s approval rejected: %(reason)s",
-                    stage=stage,
-                    reason=reason,
-                ),
-                subtype_xmlid="mail.mt_note",
-            )
-        return True
-
     def action_open_approval_wizard(self):
         wizard_action = self.env.context.get("mlops_approval_action")
         return {
@@ -492,14 +465,12 @@ class MlopsModelVersion(models.Model):
         if not self.artifact_object_key:
             raise UserError(self.env._("%s has no artifact yet.", self.display_name))
         store = self.storage_backend_id._get_store()
-        try:
+        with errors.backend_call():
             url = store.presigned_get(
                 self.artifact_object_key,
                 expires=timedelta(minutes=10),
                 filename=self.artifact_filename,
             )
-        except StorageError as error:
-            raise BackendUnavailable(str(error)) from error
         return {
             "type": "ir.actions.act_url",
             "url": url or f"/mlops/artifacts/{self.id}/download",
@@ -534,7 +505,7 @@ class MlopsModelVersion(models.Model):
         self._check_can_transition("validating")
         if scan_types is None:
             return
-        known = {code for code, _label in SCAN_TYPES}
+        known = set(registry.SPECS)
         if (
             not isinstance(scan_types, list | tuple)
             or not scan_types
@@ -578,20 +549,6 @@ class MlopsModelVersion(models.Model):
     def _check_can_archive(self):
         self._check_can_transition("archived")
 
-    def _check_can_reject(self, reason):
-        if not (reason or "").strip():
-            raise UserError(self.env._("Say why the approval is rejected."))
-        for version in self:
-            if version.state not in PENDING_APPROVAL_STATES:
-                raise UserError(
-                    self.env._(
-                        "%(version)s has no approval pending (it is %(state)s).",
-                        version=version.display_name,
-                        state=version._lifecycle_state_label(version.state),
-                    )
-                )
-            version._lifecycle_check_actor(APPROVER, self.env._("Reject"))
-
     def _do_validate(self, scan_types=None):
         self.write({"state": "validating"})
         self._enqueue_validation(scan_types)
@@ -610,231 +567,51 @@ class MlopsModelVersion(models.Model):
         live.sudo().write({"state": "deleted"})
 
     def _enqueue_validation(self, scan_types=None, integrity_report=None):
-        """Start a validation round: one result and one queued job per scan
-        the format's policy runs. The integrity check goes first and the
-        other scans wait for it (a queue_job chain): they read the bytes it
-        has verified, and do not run at all on an artifact that failed it."""
-        Result = self.env["mlops.validation.result"].sudo()
-        Policy = self.env["mlops.validation.policy"]
+        """Start a validation round on each version (services.validation)."""
         for version in self.sudo():
-            version.validation_round += 1
-            results = Result.browse()
-            for scan_type, mode in Policy._get_plan(version.model_format):
-                # a partial round still reads the bytes back first
-                wanted = not scan_types or scan_type in scan_types
-                if mode == "off" or not (wanted or scan_type == "integrity"):
-                    continue
-                results |= Result.create(
-                    {
-                        "version_id": version.id,
-                        "scan_type": scan_type,
-                        "round": version.validation_round,
-                        "blocking": mode == "block",
-                        "validated_by_id": self.env.uid,
-                    }
-                )
-            first = results.filtered(lambda r: r.scan_type == "integrity")
-            rest = results - first
-            if first and integrity_report is not None:
-                # the bytes were just read back: that was the integrity check
-                first._record(
-                    integrity_report, first._store_report_quietly(integrity_report)
-                )
-                # a blocking failure skipped the rest (gated) already
-                for result in rest.filtered(lambda r: r.state == "pending"):
-                    result._scan_job().delay()
-            elif first and rest:
-                chain(first._scan_job(), group(*(r._scan_job() for r in rest))).delay()
-            else:
-                for result in results:
-                    result._scan_job().delay()
-            version._validation_finalize()
+            validation.start_round(version, scan_types, integrity_report)
 
-    def _validation_finalize(self):
-        """Settle a version once every scan of its round has finished."""
+    def _settle_job(self, round_):
+        """The delayable that settles ``round_`` once its scans are done."""
         self.ensure_one()
-        # serialize the last scans of a round: one of them settles it
-        self.env.cr.execute(
-            "SELECT id FROM mlops_model_version WHERE id = %s FOR UPDATE", [self.id]
-        )
-        version = self.sudo()
-        version.invalidate_recordset()
-        if version.state != "validating":
-            return
-        if any(
-            r.state in ("pending", "running") and r.round == version.validation_round
-            for r in version.validation_result_ids
-        ):
-            return
-        # the verdict stands on the latest result of every scan the policy
-        # runs now, so a partial re-validation cannot clear a failure it did
-        # not run again, and a scan skipped because the integrity check
-        # failed counts as failed until it runs
-        plan = {
-            scan_type: mode
-            for scan_type, mode in self.env["mlops.validation.policy"]._get_plan(
-                version.model_format
-            )
-            if mode != "off"
-        }
-        latest = {}
-        for result in version.validation_result_ids.sorted(lambda r: (r.round, r.id)):
-            if result.scan_type in plan:
-                latest[result.scan_type] = result
-        results = self.env["mlops.validation.result"].union(*latest.values())
-        blocking = results.filtered(
-            lambda r: plan[r.scan_type] == "block" and (r.state == "failed" or r.gated)
-        )
-        never_run = [
-            t for t, mode in plan.items() if mode == "block" and t not in latest
-        ]
-        failed = bool(blocking or never_run)
-        version.write({"state": "validation_failed" if failed else "validated"})
-        lines = Markup().join(
-            Markup("<li>%s: %s%s - %s%s</li>")
-            % (
-                r.scan_type,
-                r.state,
-                " (blocking)" if r.blocking else "",
-                r.summary or "",
-                ""
-                if r.round == version.validation_round
-                else self.env._(" (from round %s)", r.round),
-            )
-            for r in results
-        )
-        if never_run:
-            lines += Markup().join(
-                Markup("<li>%s: %s</li>") % (scan_type, self.env._("never run"))
-                for scan_type in never_run
-            )
-        verdict = (
-            self.env._("Validation failed")
-            if failed
-            else self.env._("Validation passed")
-        )
-        version.message_post(
-            body=Markup("<p>%s</p><ul>%s</ul>") % (verdict, lines),
-            subtype_xmlid="mail.mt_note",
-        )
-        if version.uploaded_by_id:
-            version.activity_schedule(
-                "mail.mail_activity_data_todo",
-                user_id=version.uploaded_by_id.id,
-                summary=(
-                    self.env._(
-                        "Fix and upload again: %s",
-                        ", ".join(blocking.mapped("summary") + never_run),
-                    )[:250]
-                    if failed
-                    else self.env._("Validated: ready for staging approval")
-                ),
-            )
+        return self.delayable(
+            identity_key=validation.settle_identity(self, round_),
+            max_retries=MAX_TRIES,
+            description=self.env._(
+                "Settle validation round %(round)s of %(version)s",
+                round=round_,
+                version=self.display_name,
+            ),
+        )._validation_settle(round_)
 
-    @contextlib.contextmanager
-    def _artifact_path(self):
-        """The artifact as a local file: in place for a local store, else a
-        temporary copy streamed from the store."""
+    def _validation_settle(self, round_):
+        """Queued job: decide the verdict of ``round_`` (see
+        services.validation.settle)."""
         self.ensure_one()
-        store = self.storage_backend_id._get_store()
-        local = store.local_path(self.artifact_object_key)
-        if local is not None:
-            yield local
-            return
-        folder = tempfile.mkdtemp(prefix="mlops-scan-")
-        try:
-            path = os.path.join(folder, os.path.basename(self.artifact_object_key))
-            sha = hashlib.sha256()
-            with (
-                store.open(self.artifact_object_key) as source,
-                open(path, "wb") as target,
-            ):
-                while chunk := source.read(CHUNK_SIZE):
-                    sha.update(chunk)
-                    target.write(chunk)
-            # the scan looks at the bytes the integrity check vouched for
-            if self.artifact_sha256 and sha.hexdigest() != self.artifact_sha256:
-                raise StorageRefused(
-                    f"{self.artifact_object_key} changed in the store since it was "
-                    "registered (its SHA-256 differs)"
-                )
-            yield path
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
+        return validation.settle(self.sudo(), round_)
 
-    def _approval_reason_required(self):
-        return (
-            not self.env["ir.config_parameter"]
-            .sudo()
-            .get_param("creativeflow_mlops.approval_reason_optional")
-        )
-
-    def _self_approval_allowed(self):
-        return bool(
-            self.env["ir.config_parameter"]
-            .sudo()
-            .get_param("creativeflow_mlops.allow_self_approval")
-        )
-
-    def _lifecycle_check_separation_of_duties(self, transition):
-        if self.env.user._is_superuser() or self._self_approval_allowed():
-            return
-        if self.uploaded_by_id and self.uploaded_by_id == self.env.user:
-            raise SeparationOfDutiesError(
-                self.env._(
-                    "Separation of duties: %(user)s uploaded %(version)s and cannot "
-                    "also approve “%(label)s”. Another approver must do it.",
-                    user=self.env.user.name,
-                    version=self.display_name,
-                    label=transition.label,
-                )
-            )
-
-    def _lifecycle_check_transition(self, target):
-        transition = super()._lifecycle_check_transition(target)
-        if transition.approval and self._approval_reason_required():
-            if not (self.env.context.get("mlops_reason") or "").strip():
-                raise UserError(
-                    self.env._(
-                        "“%(label)s” of %(version)s needs a reason.",
-                        label=transition.label,
-                        version=self.display_name,
-                    )
-                )
-        return transition
+    @api.model
+    def _cron_validation_watchdog(self):
+        """Cron: settle the rounds whose jobs ended without settling them."""
+        return validation.watchdog(self.env)
 
     def _lifecycle_after_transition(self, transition):
-        if transition.approval:
-            reason = self.env.context.get("mlops_reason")
-            self._record_approval(transition.approval, "approved", reason)
-            self.message_post(
-                body=self.env._(
-                    "%(label)s approved by %(user)s: %(reason)s",
-                    label=transition.label,
-                    user=self.env.user.name,
-                    reason=reason or self.env._("no reason given"),
-                ),
-                subtype_xmlid="mail.mt_note",
-            )
-        self._close_approval_activities(transition.label)
-        if transition.target in PENDING_APPROVAL_STATES:
-            self._schedule_approval_activity(PENDING_APPROVAL_STATES[transition.target])
+        result = super()._lifecycle_after_transition(transition)
         if transition.target == "production":
             self._deprecate_previous_production()
+        return result
 
-    def _record_approval(self, stage, decision, reason):
-        self.env["mlops.version.approval"].sudo().create(
-            {
-                "version_id": self.id,
-                "stage": stage,
-                "decision": decision,
-                "reason": reason,
-                "user_id": self.env.user.id,
-                "strategy": self.env.context.get("mlops_strategy")
-                if stage == "production"
-                else False,
-            }
-        )
+    def _approval_values(self, stage):
+        strategy = self.env.context.get("mlops_strategy")
+        return {"strategy": strategy} if stage == "production" and strategy else {}
+
+    def _approval_preferred_approver(self):
+        return self.model_id.owner_id
+
+    def _approval_activity_summary(self, stage):
+        if stage == "staging":
+            return self.env._("Approve %s for staging", self.display_name)
+        return self.env._("Promote %s to production", self.display_name)
 
     def _deprecate_previous_production(self):
         previous = self.sudo().search(
@@ -850,51 +627,3 @@ class MlopsModelVersion(models.Model):
                 body=self.env._("Replaced in production by %s.", self.display_name),
                 subtype_xmlid="mail.mt_note",
             )
-
-    def _get_approval_assignee(self):
-        """The approver asked to act: the model's owner when allowed to,
-        else the default approver of the settings, else any approver."""
-        approvers = self.env.ref(APPROVER).users
-        approvers = approvers.filtered(
-            lambda u: not u.share and self.company_id in u.company_ids
-        )
-        if not self._self_approval_allowed():
-            approvers -= self.uploaded_by_id
-        default_id = (
-            self.env["ir.config_parameter"]
-            .sudo()
-            .get_param("creativeflow_mlops.default_approver_id")
-        )
-        candidates = (
-            self.model_id.owner_id,
-            self.env["res.users"].browse(int(default_id or 0)),
-        )
-        for candidate in candidates:
-            if candidate in approvers:
-                return candidate
-        return approvers.sorted("id")[:1]
-
-    def _schedule_approval_activity(self, stage):
-        user = self._get_approval_assignee()
-        if not user:
-            return
-        summary = (
-            self.env._("Approve %s for staging", self.display_name)
-            if stage == "staging"
-            else self.env._("Promote %s to production", self.display_name)
-        )
-        self.sudo().activity_schedule(
-            "creativeflow_mlops.mail_activity_type_mlops_approval",
-            user_id=user.id,
-            summary=summary,
-        )
-
-    def _close_approval_activities(self, feedback_text):
-        activities = self.sudo().activity_ids.filtered(
-            lambda a: (
-                a.activity_type_id
-                == self.env.ref("creativeflow_mlops.mail_activity_type_mlops_approval")
-            )
-        )
-        if activities:
-            activities.action_feedback(feedback=feedback_text)

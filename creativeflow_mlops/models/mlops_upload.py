@@ -6,12 +6,7 @@ import re
 import uuid
 from datetime import timedelta
 
-import psycopg2
-
 from odoo import api, fields, models
-from odoo.service.model import PG_CONCURRENCY_ERRORS_TO_RETRY
-
-from odoo.addons.queue_job.exception import RetryableJobError
 
 from ..adapters.storage import (
     StorageError,
@@ -29,13 +24,12 @@ from ..exceptions import (
     PayloadTooLarge,
 )
 from ..scanners import integrity
-from ..services import artifacts, jobs
+from ..services import artifacts, errors, jobs, settings
 
 _logger = logging.getLogger(__name__)
 
 MIN_PART = 16 * 1024 * 1024
 MAX_PARTS = 10_000
-MAX_DIRECT_GB = 5 * 1024  # S3's largest object, 5 TiB
 MAX_TRIES = 8
 
 
@@ -97,11 +91,7 @@ class MlopsUpload(models.Model):
         size = payload.get("size")
         if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
             raise InvalidInput(env._("size must be a positive number of bytes"))
-        limit_gb = int(
-            env["ir.config_parameter"]
-            .sudo()
-            .get_param("creativeflow_mlops.max_direct_upload_gb", MAX_DIRECT_GB)
-        )
+        limit_gb = settings.get(env, "max_direct_upload_gb")
         if size > limit_gb * 1024**3:
             raise PayloadTooLarge(
                 env._("Direct uploads are limited to %s GiB.", limit_gb)
@@ -140,14 +130,12 @@ class MlopsUpload(models.Model):
             backend._object_prefix(), version.model_id.slug, version.version, filename
         )
         store = backend._get_store()
-        try:
+        with errors.backend_call():
             upload_id = store.create_multipart(key, payload.get("content_type"))
             urls = [
                 {"part_number": n, "url": store.presigned_part_url(key, upload_id, n)}
                 for n in range(1, part_count + 1)
             ]
-        except StorageError as error:
-            raise BackendUnavailable(str(error)) from error
         upload = self.sudo().create(
             {
                 "version_id": version.id,
@@ -235,10 +223,7 @@ class MlopsUpload(models.Model):
         self.ensure_one()
         env = self.env
         # two completions of one upload: the second waits, then sees it done
-        env.cr.execute(
-            "SELECT id FROM mlops_upload WHERE id = %s FOR UPDATE", [self.id]
-        )
-        self.invalidate_recordset(["state"])
+        jobs.lock(self)
         if self.state != "open":
             raise Conflict(env._("This upload is %s.", self.state))
         if self.expires_at < fields.Datetime.now():
@@ -266,7 +251,7 @@ class MlopsUpload(models.Model):
             )
             raise conflict from error
         except StorageError as error:
-            raise BackendUnavailable(str(error)) from error
+            raise errors.to_contract(error) from error
         missing = [number for number in expected if number not in arrived]
         if missing:
             error = Conflict(
@@ -304,20 +289,15 @@ class MlopsUpload(models.Model):
                 problem, "failed"
             )
             raise error
-        try:
+        # a refusal here is the store's own rules (say, a part under its
+        # minimum size)
+        with errors.backend_call(refused=InvalidInput):
             store.complete_multipart(
                 self.object_key,
                 self.s3_upload_id,
                 [{"part_number": n, "etag": arrived[n]["etag"]} for n in expected],
             )
             stored_size = store.stat(self.object_key)
-        except StorageRefused as error:
-            # the store's own rules (say, a part under its minimum size)
-            raise InvalidInput(
-                env._("The store refused to assemble the parts: %s", error)
-            ) from error
-        except StorageError as error:
-            raise BackendUnavailable(str(error)) from error
         if stored_size != size:
             problem = env._(
                 "the store assembled %(got)s bytes from parts of %(want)s",
@@ -332,10 +312,8 @@ class MlopsUpload(models.Model):
         return self._start_verification()
 
     def _already_assembled(self, store):
-        try:
+        with errors.backend_call():
             return store.stat(self.object_key) == int(self.size)
-        except StorageError as error:
-            raise BackendUnavailable(str(error)) from error
 
     def _start_verification(self):
         """The object is whole in the store: queue the job that reads it back
@@ -347,7 +325,6 @@ class MlopsUpload(models.Model):
 
     def _queue_verification(self):
         self.with_delay(
-            channel="root.mlops.validation",
             identity_key=f"mlops-upload-verify-{self.id}",
             max_retries=MAX_TRIES,
             description=self.env._(
@@ -360,14 +337,11 @@ class MlopsUpload(models.Model):
         the version (``validating``, its integrity result settled from what
         was read). An announced SHA-256 stays the registered one, so a
         version whose bytes differ fails its integrity check now and on
-        every re-validation. Idempotent; whatever goes wrong settles the
-        upload rather than leaving it ``verifying``."""
+        every re-validation. Idempotent, under the upload's row lock;
+        whatever goes wrong for good settles the upload rather than leaving
+        it ``verifying``."""
         self.ensure_one()
-        upload = self.sudo()
-        self.env.cr.execute(
-            "SELECT id FROM mlops_upload WHERE id = %s FOR UPDATE", [upload.id]
-        )
-        upload.invalidate_recordset()
+        upload = jobs.lock(self.sudo())
         if upload.state != "verifying" or not upload.version_id:
             return f"nothing to verify: the upload is {upload.state}"
         if upload.version_id.state != "draft":
@@ -376,38 +350,20 @@ class MlopsUpload(models.Model):
             )
             upload._discard(problem, "failed", completed=True)
             return problem
-        try:
-            with self.env.cr.savepoint():
-                return upload._verify_and_register()
-        except RetryableJobError:
-            raise
-        except (StorageError, BackendUnavailable) as error:
-            problem = self.env._("the object cannot be read back: %s", error)
-        except psycopg2.Error as error:
-            if error.pgcode in PG_CONCURRENCY_ERRORS_TO_RETRY:
-                raise
-            problem = self.env._("registering failed: %s", error)
-        except Exception as error:  # noqa: BLE001 - settle, do not hang
-            _logger.exception("verifying upload %s", upload.token)
-            problem = self.env._(
-                "verifying failed (%(kind)s: %(error)s)",
-                kind=type(error).__name__,
-                error=str(error)[:200],
-            )
-        upload._discard(problem, "failed", completed=True)
-        return problem
+        summary, problem = jobs.attempt(
+            self.env,
+            upload._verify_and_register,
+            self.env._("verifying the upload"),
+        )
+        if problem:
+            upload._discard(problem, "failed", completed=True)
+            return problem
+        return summary
 
     def _verify_and_register(self):
         upload = self  # already sudo, locked, still verifying
-        try:
-            store = upload.storage_backend_id._get_store()
-            size, sha256 = store.hash_object(upload.object_key)
-        except (StorageUnavailable, BackendUnavailable) as error:
-            if not upload._is_last_attempt():
-                raise RetryableJobError(
-                    f"the artifact store is unreachable: {error}"
-                ) from error
-            raise
+        store = upload.storage_backend_id._get_store()
+        size, sha256 = store.hash_object(upload.object_key)
         report = integrity.verify(
             size, sha256, int(upload.size), upload.expected_sha256 or None
         )
@@ -426,10 +382,6 @@ class MlopsUpload(models.Model):
         )
         upload.write({"state": "completed"})
         return f"{upload.version_id.display_name}: {report.state}: {report.summary}"
-
-    def _is_last_attempt(self):
-        """Whether the queued job running this has no retry left."""
-        return jobs.is_last_attempt(self.env)
 
     def _check_parts(self, parts):
         """The request's ``parts``: {part_number: etag}, or InvalidInput."""
@@ -502,10 +454,7 @@ class MlopsUpload(models.Model):
         so lock the upload again and leave it if another request moved it
         meanwhile."""
         try:
-            self.env.cr.execute(
-                "SELECT id FROM mlops_upload WHERE id = %s FOR UPDATE", [self.id]
-            )
-            self.invalidate_recordset()
+            jobs.lock(self)
             if self.state in ("open", "verifying"):
                 self._discard(message, state, completed=completed)
         except Exception:  # noqa: BLE001 - the request's answer must still go

@@ -3,22 +3,22 @@
 from odoo import api, fields, models
 from odoo.exceptions import ValidationError
 
-from ..lifecycle import MODEL_FORMATS, SCAN_TYPES
-from ..validation import MODES, default_mode
+from ..lifecycle import MODEL_FORMATS
+from ..scanners import registry
 
 
 class MlopsValidationPolicy(models.Model):
     """Per model format, whether a scan blocks, only warns, or does not run.
-    A missing row keeps the built-in default (``validation.default_mode``)."""
+    A missing row keeps the scan's built-in default (``scanners.registry``)."""
 
     _name = "mlops.validation.policy"
     _description = "MLOps Validation Policy"
     _order = "model_format, scan_type"
 
     model_format = fields.Selection(MODEL_FORMATS, required=True)
-    scan_type = fields.Selection(SCAN_TYPES, required=True)
-    mode = fields.Selection(MODES, required=True, default="block")
-    default_mode = fields.Selection(MODES, compute="_compute_default_mode")
+    scan_type = fields.Selection(registry.SELECTION, required=True)
+    mode = fields.Selection(registry.MODES, required=True, default=registry.BLOCK)
+    default_mode = fields.Selection(registry.MODES, compute="_compute_default_mode")
 
     _sql_constraints = [
         (
@@ -31,12 +31,14 @@ class MlopsValidationPolicy(models.Model):
     @api.depends("model_format", "scan_type")
     def _compute_default_mode(self):
         for policy in self:
-            policy.default_mode = default_mode(policy.model_format, policy.scan_type)
+            policy.default_mode = registry.default_mode(
+                policy.model_format, policy.scan_type
+            )
 
     @api.constrains("scan_type", "mode")
     def _check_mode(self):
         for policy in self:
-            if policy.scan_type == "integrity" and policy.mode == "off":
+            if policy.scan_type == registry.FIRST and policy.mode == registry.OFF:
                 raise ValidationError(
                     self.env._(
                         "The integrity check cannot be turned off: it is where a "
@@ -46,12 +48,18 @@ class MlopsValidationPolicy(models.Model):
 
     @api.model
     def _get_plan(self, model_format):
-        """[(scan_type, mode)] for a format, overrides applied."""
+        """[(scan_type, mode)] for a format, overrides applied, in the order
+        of the registry."""
         overrides = {
             policy.scan_type: policy.mode
             for policy in self.sudo().search([("model_format", "=", model_format)])
         }
         return [
-            (scan_type, overrides.get(scan_type, default_mode(model_format, scan_type)))
-            for scan_type, _label in SCAN_TYPES
+            (
+                scan_type,
+                overrides.get(
+                    scan_type, registry.default_mode(model_format, scan_type)
+                ),
+            )
+            for scan_type in registry.SPECS
         ]

@@ -3,22 +3,16 @@
 import json
 import logging
 
-import psycopg2
-
 from odoo import api, fields, models
-from odoo.service.model import PG_CONCURRENCY_ERRORS_TO_RETRY
 
-from odoo.addons.queue_job.exception import RetryableJobError
-
-from ..adapters.storage import StorageError, StorageRefused, StorageUnavailable
-from ..lifecycle import SCAN_TYPES, VALIDATION_STATES
-from ..scanners import dockerfile, formats, integrity, pickle_scan, runtime
+from ..adapters.storage import StorageError
+from ..lifecycle import VALIDATION_STATES
+from ..scanners import registry
 from ..scanners.report import ScanReport
-from ..services import jobs
+from ..services import artifacts, jobs, settings, validation
 
 _logger = logging.getLogger(__name__)
 
-DONE_STATES = ("passed", "failed", "warning", "skipped")
 # tries of a scan job, paced by the job function's retry pattern (XML)
 MAX_TRIES = 8
 
@@ -33,7 +27,7 @@ class MlopsValidationResult(models.Model):
     )
     model_id = fields.Many2one(related="version_id.model_id", store=True)
     company_id = fields.Many2one(related="version_id.company_id", store=True)
-    scan_type = fields.Selection(SCAN_TYPES, required=True)
+    scan_type = fields.Selection(registry.SELECTION, required=True)
     round = fields.Integer(default=1, help="Validation round of the version.")
     state = fields.Selection(
         VALIDATION_STATES, default="pending", required=True, index=True
@@ -53,6 +47,11 @@ class MlopsValidationResult(models.Model):
     finished_at = fields.Datetime()
     duration = fields.Float(compute="_compute_duration", string="Duration (s)")
     validated_by_id = fields.Many2one("res.users", string="Requested By")
+    requeue_count = fields.Integer(
+        readonly=True,
+        help="How often the watchdog queued this scan again after its job was "
+        "lost; a second loss fails the scan.",
+    )
 
     @api.depends("started_at", "finished_at")
     def _compute_duration(self):
@@ -66,7 +65,7 @@ class MlopsValidationResult(models.Model):
 
     @api.depends("version_id", "scan_type")
     def _compute_display_name(self):
-        labels = dict(SCAN_TYPES)
+        labels = dict(registry.SELECTION)
         for result in self:
             result.display_name = (
                 f"{result.version_id.display_name}: {labels.get(result.scan_type, '')}"
@@ -78,11 +77,11 @@ class MlopsValidationResult(models.Model):
 
     def _scan_job(self):
         """The queue_job delayable running this scan: one per result, never
-        two (identity key), on the validation channel."""
+        two (identity key); its channel and retry pattern are the job
+        function's (data/queue_job_data.xml)."""
         self.ensure_one()
         return self.delayable(
-            channel="root.mlops.validation",
-            identity_key=f"mlops-scan-{self.id}",
+            identity_key=validation.scan_identity(self),
             max_retries=MAX_TRIES,
             description=self.env._(
                 "%(scan)s scan of %(version)s",
@@ -92,60 +91,37 @@ class MlopsValidationResult(models.Model):
         )._run_scan()
 
     def _run_scan(self):
-        """Queued job (channel root.mlops.validation): run one scan of the
-        version's artifact, store its report, settle the version when it was
-        the last scan of the round. Idempotent: a scan already done, or a
-        version no longer validating, is left alone."""
+        """Queued job: run one scan of the version's artifact and record its
+        report; the round's settle job, which waits for every scan, decides
+        the verdict. Idempotent: a scan already done, or a version no longer
+        validated in this round, is left alone. A store that stays
+        unreachable, or a scanner that crashes, fails the scan (fail
+        closed) rather than leaving the round open."""
         self.ensure_one()
-        result = self.sudo()
+        result = jobs.lock(self.sudo())
         version = result.version_id
         if version.state != "validating" or result.round != version.validation_round:
             return "the version is no longer validated in this round"
-        if result.state in DONE_STATES:
-            version._validation_finalize()
+        if result.state in validation.DONE_STATES:
             return f"already {result.state}"
         result.write({"state": "running", "started_at": fields.Datetime.now()})
-        try:
-            with self.env.cr.savepoint():
-                report = result._scan()
-            report_uri = result._store_report(report)
-        except StorageUnavailable as error:
-            if not result._is_last_attempt():
-                # the delay comes from the job function's retry pattern
-                raise RetryableJobError(
-                    f"the artifact store is unreachable: {error}"
-                ) from error
-            # out of retries: settle the version instead of leaving it validating
-            report = ScanReport(
+
+        def scan_and_store():
+            report = result._scan()
+            return report, result._store_report(report)
+
+        done, problem = jobs.attempt(
+            self.env, scan_and_store, self.env._("the %s scan", result.scan_type)
+        )
+        report, report_uri = done or (
+            ScanReport(
                 result.scan_type,
                 "failed",
-                f"the artifact store stayed unreachable: {error}",
-            )
-            report_uri = False
-        except StorageRefused as error:
-            report = ScanReport(
-                result.scan_type, "failed", f"artifact unreadable: {error}"
-            )
-            report_uri = False
-        except psycopg2.Error as error:
-            if error.pgcode in PG_CONCURRENCY_ERRORS_TO_RETRY:
-                raise  # queue_job retries it
-            _logger.exception("%s scan of %s failed", result.scan_type, version)
-            report = ScanReport(
-                result.scan_type, "failed", f"the scan failed in the database: {error}"
-            )
-            report_uri = False
-        except Exception as error:  # noqa: BLE001 - a scanner bug fails closed
-            _logger.exception("%s scan of %s failed", result.scan_type, version)
-            report = ScanReport(
-                result.scan_type,
-                "failed",
-                f"the scanner stopped with an error ({type(error).__name__}: "
-                f"{str(error)[:200]}); the artifact is not trusted",
-            )
-            report_uri = False
+                self.env._("%s; the artifact is not trusted", problem),
+            ),
+            False,
+        )
         result._record(report, report_uri)
-        version._validation_finalize()
         return f"{result.scan_type}: {report.state}: {report.summary}"
 
     def _record(self, report, report_uri=False):
@@ -194,65 +170,32 @@ class MlopsValidationResult(models.Model):
                 }
             )
 
-    def _is_last_attempt(self):
-        """Whether the queued job running this has no retry left."""
-        return jobs.is_last_attempt(self.env)
-
     def _scan(self):
+        """This scan's report, from the registry's spec."""
         version = self.version_id
-        settings = self.env["ir.config_parameter"].sudo()
-        if self.scan_type == "content_safety":
-            checker = settings.get_param("creativeflow_mlops.content_safety_url")
-            if not checker:
-                return ScanReport.skipped(
-                    self.scan_type, "no content-safety checker is configured"
-                )
-            return ScanReport.skipped(
-                self.scan_type, f"the checker at {checker} is not supported yet"
-            )
-        if self.scan_type in ("functional_io", "performance_benchmark") and (
-            version.model_format != "onnx"
+        spec = registry.SPECS[self.scan_type]
+        context = registry.ScanContext(
+            model_format=version.model_format,
+            filename=version.artifact_filename,
+            parameters=version.parameters or {},
+            input_schema=version.input_schema,
+            output_schema=version.output_schema,
+            expected_size=version.artifact_size,
+            expected_sha256=version.artifact_sha256 or None,
+            runtime_memory_mb=settings.get(self.env, "runtime_memory_mb"),
+            benchmark_runs=settings.get(self.env, "benchmark_runs"),
+            trivy_path=settings.get(self.env, "trivy_path"),
+            content_safety_url=settings.get(self.env, "content_safety_url"),
+        )
+        store = version.storage_backend_id._get_store()
+        context.measure = lambda: store.hash_object(version.artifact_object_key)
+        if not spec.needs_file or registry.can_run(
+            self.scan_type, context.model_format
         ):
-            return ScanReport.skipped(
-                self.scan_type,
-                f"the local runtime runs ONNX models only, not {version.model_format}",
-            )
-        if self.scan_type == "integrity":
-            store = version.storage_backend_id._get_store()
-            size, sha256 = store.hash_object(version.artifact_object_key)
-            return integrity.verify(
-                size, sha256, version.artifact_size, version.artifact_sha256
-            )
-        with version._artifact_path() as path:
-            name = version.artifact_filename
-            if self.scan_type == "format":
-                return formats.scan(path, version.model_format, name)
-            if self.scan_type == "security_artifact":
-                return pickle_scan.scan_file(path, name)
-            if self.scan_type == "security_container":
-                trivy = settings.get_param("creativeflow_mlops.trivy_path")
-                image = (version.parameters or {}).get("image")
-                return dockerfile.scan(path, name, image=image, trivy=trivy)
-            # the model runs in a child process with a memory cap, not here
-            memory = int(
-                settings.get_param("creativeflow_mlops.runtime_memory_mb", 8192)
-            )
-            if self.scan_type == "functional_io":
-                return runtime.run_isolated(
-                    "functional_io",
-                    path,
-                    memory_mb=memory,
-                    input_schema=version.input_schema,
-                    output_schema=version.output_schema,
-                )
-            runs = int(settings.get_param("creativeflow_mlops.benchmark_runs", 50))
-            return runtime.run_isolated(
-                "benchmark",
-                path,
-                memory_mb=memory,
-                runs=max(2, runs),
-                input_schema=version.input_schema,
-            )
+            return registry.run(self.scan_type, context)
+        with artifacts.local_copy(version) as path:
+            context.path = path
+            return registry.run(self.scan_type, context)
 
     def _store_report_quietly(self, report):
         try:

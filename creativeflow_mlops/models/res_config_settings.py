@@ -2,6 +2,8 @@
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
 from odoo import fields, models
 
+from ..services.settings import default
+
 
 class ResConfigSettings(models.TransientModel):
     _inherit = "res.config.settings"
@@ -38,22 +40,29 @@ class ResConfigSettings(models.TransientModel):
     mlops_benchmark_runs = fields.Integer(
         string="Benchmark Runs",
         config_parameter="creativeflow_mlops.benchmark_runs",
-        default=50,
+        default=default("benchmark_runs"),
     )
     mlops_max_upload_gb = fields.Integer(
         string="Largest Upload (GiB)",
         config_parameter="creativeflow_mlops.max_upload_gb",
-        default=20,
+        default=default("max_upload_gb"),
     )
     mlops_max_direct_upload_gb = fields.Integer(
         string="Largest Direct Upload (GiB)",
         config_parameter="creativeflow_mlops.max_direct_upload_gb",
-        default=5 * 1024,
+        default=default("max_direct_upload_gb"),
     )
     mlops_runtime_memory_mb = fields.Integer(
         string="Runtime Memory (MiB)",
         config_parameter="creativeflow_mlops.runtime_memory_mb",
-        default=8192,
+        default=default("runtime_memory_mb"),
+    )
+    mlops_watchdog_grace_minutes = fields.Integer(
+        string="Watchdog Grace (minutes)",
+        config_parameter="creativeflow_mlops.watchdog_grace_minutes",
+        default=default("watchdog_grace_minutes"),
+        help="A validation round with no job left to run is settled by the "
+        "watchdog once it has been quiet this long.",
     )
     mlops_content_safety_url = fields.Char(
         string="Content-Safety Checker",

@@ -4,11 +4,15 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
 import re
+import shutil
+import tempfile
 
 from odoo import fields
 
 from ..adapters.storage import (
+    CHUNK_SIZE,
     IntegrityMismatch,
     StorageRefused,
     StorageUnavailable,
@@ -278,3 +282,33 @@ def _forget_on_rollback(env, backend, key):
             _logger.warning("removing %s after a rollback: %s", key, error)
 
     env.cr.postrollback.add(forget)
+
+
+@contextlib.contextmanager
+def local_copy(version):
+    """The version's artifact as a local file: in place for a local store,
+    else a temporary copy streamed from the store, whose SHA-256 must be
+    the registered one (a scan looks at the bytes the integrity check
+    vouched for)."""
+    store = version.storage_backend_id._get_store()
+    key = version.artifact_object_key
+    local = store.local_path(key)
+    if local is not None:
+        yield local
+        return
+    folder = tempfile.mkdtemp(prefix="mlops-scan-")
+    try:
+        path = os.path.join(folder, os.path.basename(key))
+        sha = hashlib.sha256()
+        with store.open(key) as source, open(path, "wb") as target:
+            while chunk := source.read(CHUNK_SIZE):
+                sha.update(chunk)
+                target.write(chunk)
+        if version.artifact_sha256 and sha.hexdigest() != version.artifact_sha256:
+            raise StorageRefused(
+                f"{key} changed in the store since it was registered (its SHA-256 "
+                "differs)"
+            )
+        yield path
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

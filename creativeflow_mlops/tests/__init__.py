@@ -6,4 +6,5 @@ from . import test_server_actions
 from . import test_ui_tour
 from . import test_storage_backend
 from . import test_validation_jobs
+from . import test_validation_rounds
 from . import test_api

@@ -159,8 +159,7 @@ class TestApi(HttpCase):
 
         # the jobs run; the client sees the version validated
         record = self.env["mlops.model.version"].browse(body["version_id"])
-        for result in record.validation_result_ids:
-            result._run_scan()
+        self._run_round(record)
         version = self._call("GET", f"/versions/{body['version_id']}", self.user).json()
         self.assertEqual(version["state"], "validated")
 
@@ -591,8 +590,8 @@ class TestApi(HttpCase):
         return upload._verify()
 
     def _run_round(self, version):
-        """Run the scans of the version's round the way the queue does: the
-        integrity job first, the others after it."""
+        """Run the jobs of the version's round the way the queue does: the
+        integrity job first, the other scans after it, then the settle job."""
         self.env.invalidate_all()
         results = version.validation_result_ids.filtered(
             lambda r: r.round == version.validation_round
@@ -600,6 +599,7 @@ class TestApi(HttpCase):
         first = results.filtered(lambda r: r.scan_type == "integrity")
         for result in first + (results - first):
             result._run_scan()
+        version._validation_settle(version.validation_round)
 
     def test_direct_upload_is_registered_once_read_back_and_hashed(self):
         with s3_backend(self.env, code="verify", default=True):

@@ -44,16 +44,24 @@ class TestValidationJobs(MlopsCase):
                 r"^local://models/sentiment/2\.\d+\.0/model\.onnx$",
             )
             # integrity first; format, functional_io, performance_benchmark and
-            # content_safety wait for it
-            trap.assert_jobs_count(5)
+            # content_safety wait for it; the settle job waits for them all
+            trap.assert_jobs_count(6)
             self.assertEqual(
                 {job.channel for job in trap.enqueued_jobs}, {"root.mlops.validation"}
             )
             first = [job for job in trap.enqueued_jobs if not job.depends_on]
             self.assertEqual(len(first), 1)
             self.assertEqual(first[0].recordset.scan_type, "integrity")
-            for job in set(trap.enqueued_jobs) - set(first):
+            settle = [
+                j for j in trap.enqueued_jobs if j.method_name == "_validation_settle"
+            ]
+            self.assertEqual(len(settle), 1)
+            scans = set(trap.enqueued_jobs) - set(first) - set(settle)
+            self.assertEqual(len(scans), 4)
+            for job in scans:
                 self.assertEqual(job.depends_on, set(first))
+            self.assertEqual(settle[0].depends_on, scans)
+            self.assertEqual(settle[0].args, (version.validation_round,))
             trap.perform_enqueued_jobs()
         results = self._results(version)
         self.assertEqual(version.state, "validated")
@@ -121,7 +129,7 @@ class TestValidationJobs(MlopsCase):
         self.assertEqual(version.validation_round, 1)
         with trap_jobs() as trap:
             version.with_user(self.manager).action_validate(["format"])
-            trap.assert_jobs_count(2)  # integrity, then format
+            trap.assert_jobs_count(3)  # integrity, then format, then settle
             self.assertEqual(version.validation_round, 2)
             # a stale job of round 1 is no longer relevant
             self.assertIn("no longer", first_round[0].perform())
@@ -226,7 +234,8 @@ class TestValidationJobs(MlopsCase):
                 format_job = next(
                     job
                     for job in trap.enqueued_jobs
-                    if job.recordset.scan_type == "format"
+                    if job.method_name == "_run_scan"
+                    and job.recordset.scan_type == "format"
                 )
                 format_job.perform()
             result = self._results(version)["format"]
@@ -310,7 +319,8 @@ class TestValidationJobs(MlopsCase):
                 version = self._upload(artifacts.onnx_bytes(), "model.onnx", "onnx")
                 self.assertTrue(version.artifact_uri.startswith("s3://"))
                 backend.endpoint = "127.0.0.1:1"
-                job = trap.enqueued_jobs[0]
+                # the integrity job, which every other one waits for
+                (job,) = (j for j in trap.enqueued_jobs if not j.depends_on)
                 self.assertEqual(job.max_retries, 8)
                 with self.assertRaises(RetryableJobError) as caught:
                     job.perform()
@@ -338,6 +348,9 @@ class TestValidationJobs(MlopsCase):
             self.assertEqual(result.state, "failed")
             for other in version.validation_result_ids - result:
                 other.with_context(job_uuid=job.uuid)._run_scan()
+            # the round's verdict is its settle job's
+            self.assertEqual(version.state, "validating")
+            version._validation_settle(version.validation_round)
             self.assertEqual(version.state, "validation_failed")
 
     def test_upload_to_a_dead_store_leaves_nothing(self):

@@ -1,0 +1,41 @@
+"""The adapters' errors as the contract's errors, in one place.
+
+Adapters raise plain-Python errors (``StorageUnavailable``: the backend
+cannot be reached now; ``StorageRefused``: it answered no). Models,
+controllers and jobs meet them through ``backend_call`` (a request: the
+contract's 503 or the given refusal) or ``jobs.attempt`` (a job: retried,
+or settled), never by mapping them on their own.
+"""
+
+import contextlib
+
+from ..adapters.storage import StorageError, StorageUnavailable
+from ..exceptions import BackendUnavailable, MLOpsError
+
+# what a later try may get through
+TRANSIENT = (StorageUnavailable, BackendUnavailable)
+
+
+def describe(error):
+    """The sentence an error gives a user."""
+    return str(error)
+
+
+def to_contract(error, refused=BackendUnavailable):
+    """The contract's error for an adapter's: an unreachable backend is a
+    503 (``BackendUnavailable``), a refusal ``refused``."""
+    if isinstance(error, MLOpsError):
+        return error
+    if isinstance(error, StorageUnavailable):
+        return BackendUnavailable(describe(error))
+    return refused(describe(error))
+
+
+@contextlib.contextmanager
+def backend_call(refused=BackendUnavailable):
+    """``with backend_call(): store.do()`` turns what the store raises into
+    the contract's error (see ``to_contract``)."""
+    try:
+        yield
+    except StorageError as error:
+        raise to_contract(error, refused) from error

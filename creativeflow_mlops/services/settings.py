@@ -1,0 +1,58 @@
+"""Every setting of the addon: its ``ir.config_parameter`` key, type and
+default, in one place. *Settings → MLOps* (``res.config.settings``) shows
+them with these defaults; models, jobs and controllers read them through
+``get``."""
+
+from dataclasses import dataclass
+
+PREFIX = "creativeflow_mlops."
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    kind: type
+    default: object = None
+
+    @property
+    def key(self):
+        return PREFIX + self.name
+
+
+SETTINGS = {
+    setting.name: setting
+    for setting in (
+        Setting("allow_self_approval", bool, False),
+        Setting("approval_reason_optional", bool, False),
+        Setting("default_approver_id", int, 0),
+        Setting("trivy_path", str, None),
+        Setting("content_safety_url", str, None),
+        Setting("benchmark_runs", int, 50),
+        Setting("runtime_memory_mb", int, 8192),
+        # uploads through Odoo, and straight to S3 (S3's largest object)
+        Setting("max_upload_gb", int, 20),
+        Setting("max_direct_upload_gb", int, 5 * 1024),
+        # a validation round with no job left to run is settled after this
+        Setting("watchdog_grace_minutes", int, 2),
+    )
+}
+
+
+def default(name):
+    return SETTINGS[name].default
+
+
+def get(env, name):
+    """The setting's value, typed, or its default when unset or unreadable."""
+    setting = SETTINGS[name]
+    raw = env["ir.config_parameter"].sudo().get_param(setting.key)
+    if raw in (None, False, ""):
+        return setting.default
+    if setting.kind is bool:
+        return str(raw).lower() not in ("0", "false", "no", "off")
+    if setting.kind is int:
+        try:
+            return int(raw)
+        except (TypeError, ValueError):
+            return setting.default
+    return raw
