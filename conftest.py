@@ -27,6 +27,11 @@ _S3 = None
 
 def pytest_configure(config):
     global _S3
+    config.addinivalue_line(
+        "markers",
+        "system: the product run as users run it (tests/system): a real Odoo "
+        "server with its job runner, driven from outside",
+    )
     if os.environ.get("MLOPS_TEST_NO_S3"):
         return
     _S3 = testservers.SeaweedS3().start()

@@ -1,0 +1,152 @@
+"""The system tier: the product run as users run it, driven from outside.
+
+Each module gets its own stack: a real S3 server (SeaweedFS) that a test may
+kill, and an Odoo server process started as ``bin/serve`` starts it, with
+queue_job's runner at two channels, on a fresh copy of the database
+``bin/test`` installed. Tests speak REST with API keys and the web
+client's JSON-RPC; nothing here touches the ORM.
+"""
+
+import os
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+import devstack
+import pytest
+import systemstack
+import testservers
+
+WATCHDOG_XMLID = "creativeflow_mlops.ir_cron_validation_watchdog"
+
+
+class Stack:
+    """What a system test drives: ``server``, ``s3``, ``admin`` (a web
+    session), ``rest`` (the REST API with the admin's key)."""
+
+    def __init__(self, workers, state_dir):
+        template = os.environ.get("MLOPS_SYSTEM_TEMPLATE_DB")
+        if not template:
+            pytest.skip("system tests run under bin/test (it makes their database)")
+        self.db_settings = devstack.database_settings()
+        self.data_dir = Path(os.environ["MLOPS_TEST_DATA_DIR"])
+        self.dbname = systemstack.new_database(
+            self.db_settings, template, self.data_dir
+        )
+        self.s3 = testservers.SeaweedS3(workdir=state_dir / "s3").start()
+        self.bucket = f"sys-{uuid.uuid4().hex[:10]}"
+        self.minio = testservers.minio_client(self.s3.endpoint)
+        self.minio.make_bucket(self.bucket)
+        self.server = systemstack.OdooServer(
+            self.db_settings,
+            self.dbname,
+            state_dir,
+            workers=workers,
+            env={
+                "MLOPS_STORAGE_SYS_ACCESS_KEY": testservers.ACCESS_KEY,
+                "MLOPS_STORAGE_SYS_SECRET_KEY": testservers.SECRET_KEY,
+            },
+            name=f"odoo-w{workers}",
+        )
+        self.server.start()
+        self.login()
+        self._provision()
+
+    def login(self):
+        self.admin = systemstack.WebSession(
+            self.server.url, self.dbname, "admin", "admin"
+        )
+
+    def _provision(self):
+        admin = self.admin
+        local = admin.call(
+            "mlops.storage.backend", "search", [("is_default", "=", True)]
+        )
+        admin.call("mlops.storage.backend", "write", local, {"is_default": False})
+        admin.call(
+            "mlops.storage.backend",
+            "create",
+            {
+                "name": "System S3",
+                "code": "sys",
+                "kind": "s3",
+                "endpoint": self.s3.endpoint,
+                "bucket": self.bucket,
+                "secure": False,
+                "is_default": True,
+            },
+        )
+        # fewer benchmark runs: the tests look at verdicts, not timings
+        admin.call(
+            "ir.config_parameter", "set_param", "creativeflow_mlops.benchmark_runs", 3
+        )
+        self.rest = systemstack.RestClient(self.server.url, admin.make_api_key())
+        self.set_watchdog(active=False)
+
+    def set_watchdog(self, active, minutes=5):
+        """The watchdog cron off (tests that must settle without it) or on,
+        due now and every ``minutes``."""
+        module, name = WATCHDOG_XMLID.split(".")
+        (cron,) = self.admin.call(
+            "ir.model.data",
+            "search_read",
+            [("module", "=", module), ("name", "=", name)],
+            fields=["res_id"],
+        )
+        cron = cron["res_id"]
+        values = {"active": active, "interval_number": minutes}
+        if active:
+            # now, not long ago: Odoo steps a past nextcall forward one
+            # interval at a time
+            values["nextcall"] = datetime.now(timezone.utc).strftime(
+                "%Y-%m-%d %H:%M:%S"
+            )
+        for _attempt in range(60):
+            try:
+                return self.admin.call("ir.cron", "write", [cron], values)
+            except systemstack.RpcError as error:
+                if "currently being executed" not in str(error):
+                    raise
+                time.sleep(1)  # the cron runs now: it is locked until it ends
+        raise TimeoutError("the watchdog cron stayed locked for a minute")
+
+    def jobs(self, domain=()):
+        return self.admin.call(
+            "queue.job",
+            "search_read",
+            [("model_name", "like", "mlops."), *domain],
+            fields=["state", "identity_key", "exc_name", "retry", "method_name"],
+        )
+
+    def objects(self, prefix=""):
+        return list(self.minio.list_objects(self.bucket, prefix=prefix, recursive=True))
+
+    def close(self):
+        self.server.stop()
+        self.s3.__exit__(None, None, None)
+        devstack.drop_database(self.db_settings, self.dbname, self.data_dir)
+
+
+def _stack(request, tmp_path_factory, workers):
+    stack = Stack(workers, tmp_path_factory.mktemp(f"system-w{workers}"))
+    request.addfinalizer(stack.close)
+    return stack
+
+
+@pytest.fixture(scope="module")
+def stack(request, tmp_path_factory):
+    """Threaded Odoo (workers=0), the runner at two channels."""
+    return _stack(request, tmp_path_factory, workers=0)
+
+
+@pytest.fixture(scope="module")
+def prefork_stack(request, tmp_path_factory):
+    """Prefork Odoo (--workers 2), the runner in its own process."""
+    return _stack(request, tmp_path_factory, workers=2)
+
+
+@pytest.fixture
+def name():
+    """A model name of this test's own."""
+    return f"sys-{uuid.uuid4().hex[:8]}"

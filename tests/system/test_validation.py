@@ -1,0 +1,263 @@
+"""Validation rounds on a real Odoo server whose queue_job runner runs two
+jobs at a time, with a real S3 server: uploads over REST, states read back
+over REST, jobs and chatter read over JSON-RPC as the admin."""
+
+import hashlib
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import samples
+
+pytestmark = pytest.mark.system
+
+SETTLED = {"validated", "validation_failed"}
+
+
+def _upload_all(rest, uploads, workers=10):
+    """POST every (model, version, bytes, filename, metadata) at once;
+    the answers in the same order."""
+
+    def send(item):
+        model, version, data, filename, metadata = item
+        return rest.upload(model, version, data, filename=filename, **metadata)
+
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(send, uploads))
+
+
+def _accepted(answers):
+    for answer in answers:
+        assert answer.status_code == 202, answer.text
+    return [answer.json()["version_id"] for answer in answers]
+
+
+def _messages(stack, version_id):
+    return [
+        message["body"]
+        for message in stack.admin.call(
+            "mail.message",
+            "search_read",
+            [("model", "=", "mlops.model.version"), ("res_id", "=", version_id)],
+            fields=["body"],
+        )
+    ]
+
+
+def _assert_jobs_done(stack, version_ids):
+    """Every job of these versions' rounds ran to its end: none left
+    waiting, queued, started or failed."""
+    results = stack.admin.call(
+        "mlops.validation.result",
+        "search_read",
+        [("version_id", "in", version_ids)],
+        fields=["id", "state"],
+    )
+    assert results and all(r["state"] not in ("pending", "running") for r in results)
+    keys = [f"mlops-scan-{r['id']}" for r in results]
+    jobs = stack.jobs([("identity_key", "in", keys)])
+    assert len(jobs) >= len(keys)
+    assert {job["state"] for job in jobs} == {"done"}, jobs
+
+
+def test_twenty_distinct_uploads_at_once_all_validate(stack, name):
+    """20 versions of different sizes and shapes, uploaded concurrently:
+    every one reaches validated, each round settled exactly once."""
+    uploads = [
+        (
+            f"{name}-{n}",
+            "1.0.0",
+            samples.onnx_matmul(4 + n, 1 + n % 5, seed=n),
+            "m.onnx",
+            {},
+        )
+        for n in range(20)
+    ]
+    version_ids = _accepted(_upload_all(stack.rest, uploads))
+    states = stack.rest.wait_settled(version_ids, timeout=420)
+    assert set(states.values()) == {"validated"}, states
+    _assert_jobs_done(stack, version_ids)
+    for version_id in version_ids:
+        verdicts = [b for b in _messages(stack, version_id) if "Validation" in b]
+        assert len(verdicts) == 1, verdicts
+
+
+def test_last_scans_finishing_together_settle_the_round(stack, name):
+    """The race of issue 7: the two last scans of a round finish at the same
+    moment in two transactions (an ONNX whose external data points outside
+    its folder fails format and runtime scans at once). Before the settle
+    job, each read the other's result as still running and nobody settled:
+    the versions stayed validating with every job done. The watchdog is off
+    here: the round itself must settle."""
+    bad = samples.onnx_matmul(4, 2, external="../../etc/weights.bin")
+    uploads = [(f"{name}-{n}", "2.0.0", bad, "m.onnx", {}) for n in range(8)]
+    version_ids = _accepted(_upload_all(stack.rest, uploads, workers=8))
+    states = stack.rest.wait_settled(version_ids, timeout=180)
+    assert set(states.values()) == {"validation_failed"}, states
+    _assert_jobs_done(stack, version_ids)
+
+
+def test_benign_and_malicious_uploaded_together(stack, name, tmp_path):
+    """Malicious pickles and ONNX models among benign ones, concurrently:
+    each malicious one fails, each benign one passes, no payload runs."""
+    marker = tmp_path / "payload-ran"
+    uploads = []
+    for n in range(4):
+        uploads += [
+            (
+                f"{name}-p{n}",
+                "1.0-good",
+                samples.benign_pickle(n),
+                "w.pkl",
+                {"model_format": "pickle"},
+            ),
+            (
+                f"{name}-q{n}",
+                "1.0-evil",
+                samples.malicious_pickle(marker, 2 + n % 3),
+                "w.pkl",
+                {"model_format": "pickle"},
+            ),
+            (
+                f"{name}-o{n}",
+                "1.0-good",
+                samples.onnx_matmul(3 + n, 2, seed=n),
+                "m.onnx",
+                {},
+            ),
+            (
+                f"{name}-x{n}",
+                "1.0-evil",
+                samples.onnx_matmul(3, 2, external="/etc/passwd"),
+                "m.onnx",
+                {},
+            ),
+        ]
+    answers = _upload_all(stack.rest, uploads)
+    version_ids = _accepted(answers)
+    states = stack.rest.wait_settled(version_ids, timeout=420)
+    for (_model, version, *_rest), version_id in zip(uploads, version_ids, strict=True):
+        expected = "validated" if version.endswith("good") else "validation_failed"
+        assert states[version_id] == expected, (version, states[version_id])
+    assert not marker.exists(), "a pickle payload ran"
+
+
+def test_same_version_uploaded_ten_times_at_once(stack, name):
+    """Ten clients push the same model and version with different bytes:
+    one wins (202), nine get 409, the store holds the winner's object only."""
+    payloads = [samples.onnx_matmul(6, 3, seed=100 + n) for n in range(10)]
+    uploads = [(name, "4.0.0", data, "m.onnx", {}) for data in payloads]
+    answers = _upload_all(stack.rest, uploads)
+    codes = sorted(answer.status_code for answer in answers)
+    assert codes == [202] + [409] * 9, [(a.status_code, a.text[:200]) for a in answers]
+    winner = next(a for a in answers if a.status_code == 202).json()
+    for answer in answers:
+        if answer.status_code == 409:
+            assert answer.json()["error"]["code"] == "conflict", answer.text
+    objects = [
+        o.object_name
+        for o in stack.objects(f"models/{name}/4.0.0/")
+        if ".reports/" not in o.object_name
+    ]
+    assert objects == [f"models/{name}/4.0.0/m.onnx"], objects
+    stored = stack.minio.get_object(stack.bucket, objects[0]).read()
+    assert hashlib.sha256(stored).hexdigest() == winner["artifact"]["sha256"]
+    assert stored in payloads
+    stack.rest.wait_settled([winner["version_id"]], timeout=120)
+
+
+def test_odoo_killed_while_scans_run(stack, name):
+    """SIGKILL on the server (workers, runner and scan children) in the
+    middle of the rounds, then a restart: within the watchdog's period
+    every version settles and no job is left behind."""
+    uploads = [
+        (f"{name}-{n}", "5.0.0", samples.onnx_matmul(8 + n, 4, seed=n), "m.onnx", {})
+        for n in range(8)
+    ]
+    version_ids = _accepted(_upload_all(stack.rest, uploads))
+    _wait_for(lambda: any(j["state"] == "started" for j in stack.jobs()), 60)
+    stack.server.kill()
+    stack.server.start()
+    stack.login()
+    stack.set_watchdog(active=True, minutes=1)
+    try:
+        states = stack.rest.wait_settled(version_ids, timeout=300)
+    finally:
+        stack.set_watchdog(active=False)
+    assert set(states.values()) == {"validated"}, states
+    _assert_jobs_done(stack, version_ids)
+
+
+def test_s3_killed_during_a_round(stack, name):
+    """The store goes away while the rounds run and comes back: the scans
+    are retried by the job function's pattern and the rounds settle."""
+    uploads = [
+        (f"{name}-{n}", "6.0.0", samples.onnx_matmul(5, 2 + n, seed=n), "m.onnx", {})
+        for n in range(4)
+    ]
+    version_ids = _accepted(_upload_all(stack.rest, uploads))
+    stack.s3.stop()
+    try:
+        time.sleep(5)
+        # the store's absence fails nothing: the scans wait for it
+        assert not any(
+            stack.rest.get(f"/versions/{v}").json()["state"] == "validation_failed"
+            for v in version_ids
+        )
+    finally:
+        stack.s3.start()
+    states = stack.rest.wait_settled(version_ids, timeout=300)
+    assert set(states.values()) == {"validated"}, states
+    retried = stack.jobs(
+        [("retry", ">", 0), ("model_name", "=", "mlops.validation.result")]
+    )
+    assert retried, "no scan met the store down"
+    _assert_jobs_done(stack, version_ids)
+
+
+def _wait_for(condition, timeout):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.2)
+
+
+def test_a_cancelled_round_is_taken_up_by_the_watchdog(stack, name):
+    """An operator cancels the jobs of a round still waiting in the queue
+    (Queue Jobs → Cancel): queue_job cancels what depends on them, nothing
+    would ever settle the round. The watchdog queues the lost scans again,
+    the round settles, and the chatter says so."""
+    uploads = [
+        (f"{name}-{n}", "8.0.0", samples.onnx_matmul(6, 2 + n, seed=n), "m.onnx", {})
+        for n in range(10)
+    ]
+    version_ids = _accepted(_upload_all(stack.rest, uploads))
+    # the last rounds wait behind the first ones (two channels)
+    waiting = None
+    for version_id in reversed(version_ids):
+        (integrity,) = stack.admin.call(
+            "mlops.validation.result",
+            "search_read",
+            [("version_id", "=", version_id), ("scan_type", "=", "integrity")],
+            fields=["id"],
+        )
+        jobs = stack.jobs([("identity_key", "=", f"mlops-scan-{integrity['id']}")])
+        if jobs and jobs[0]["state"] == "pending":
+            stack.admin.call("queue.job", "button_cancelled", [jobs[0]["id"]])
+            waiting = version_id
+            break
+    assert waiting, "every round started before one could be cancelled"
+    stack.admin.call(
+        "ir.config_parameter",
+        "set_param",
+        "creativeflow_mlops.watchdog_grace_minutes",
+        0,
+    )
+    stack.set_watchdog(active=True, minutes=1)
+    try:
+        states = stack.rest.wait_settled(version_ids, timeout=240)
+    finally:
+        stack.set_watchdog(active=False)
+    assert set(states.values()) == {"validated"}, states
+    watchdog = [b for b in _messages(stack, waiting) if "Watchdog" in b]
+    assert len(watchdog) == 1 and "queued again" in watchdog[0], watchdog
