@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
 """Benchmarks, each against a baseline measured in the same run.
 
-    benchmarks/run            both
+    benchmarks/run            all of them
     benchmarks/run upload     1 GiB through Odoo's upload endpoint and the
                               direct multipart path, against the minio SDK's
                               fput_object to the same S3 server; and the
                               integrity job's read-back of such an object
     benchmarks/run pickle     the pickle scanner against modelscan and
                               fickling on ~500 MB of arrays and 2M tuples
+    benchmarks/run validation validation rounds through a real Odoo with two
+                              job channels (50 small and 4 100 MiB ONNX
+                              models) against the scans alone
+                              (benchmarks/validation.py)
 
 Needs what bin/test needs (an installed Odoo 18, PostgreSQL), plus
 requests-toolbelt. Figures are printed; nothing is asserted.
@@ -387,6 +391,10 @@ def main(argv):
         bench_pickle()
     if what in ("upload", "all"):
         bench_upload(int(os.environ.get("MLOPS_BENCH_MIB", "1024")))
+    if what in ("validation", "all"):
+        from validation import bench_validation
+
+        bench_validation()
 
 
 if __name__ == "__main__":
