@@ -47,6 +47,7 @@ def test_missing_odoo_is_explained(tmp_path):
         assert result.returncode == 3, result.stderr
         assert "Odoo 18 is not installed" in result.stderr
         assert "docker compose up" in result.stderr
+        assert "bin/install-odoo ../odoo" in result.stderr
 
 
 def test_postgres_role_is_refused():
