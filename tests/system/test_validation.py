@@ -44,9 +44,11 @@ def _messages(stack, version_id):
     ]
 
 
-def _assert_jobs_done(stack, version_ids):
+def _assert_jobs_done(stack, version_ids, jobs_expected=None):
     """Every job of these versions' rounds ran to its end: none left
-    waiting, queued, started or failed."""
+    waiting, queued, started or failed. Each scan has its job unless
+    ``jobs_expected`` says how many (a direct upload's integrity check is
+    settled by its verification job, without one of its own)."""
     results = stack.admin.call(
         "mlops.validation.result",
         "search_read",
@@ -56,7 +58,7 @@ def _assert_jobs_done(stack, version_ids):
     assert results and all(r["state"] not in ("pending", "running") for r in results)
     keys = [f"mlops-scan-{r['id']}" for r in results]
     jobs = stack.jobs([("identity_key", "in", keys)])
-    assert len(jobs) >= len(keys)
+    assert len(jobs) >= (len(keys) if jobs_expected is None else jobs_expected)
     assert {job["state"] for job in jobs} == {"done"}, jobs
 
 
@@ -261,3 +263,84 @@ def test_a_cancelled_round_is_taken_up_by_the_watchdog(stack, name):
     assert set(states.values()) == {"validated"}, states
     watchdog = [b for b in _messages(stack, waiting) if "Watchdog" in b]
     assert len(watchdog) == 1 and "queued again" in watchdog[0], watchdog
+
+
+def _direct_upload(rest, model, data, announce=True):
+    """POST /uploads, the parts straight to S3, then complete: the 202."""
+    import requests
+
+    metadata = {"model_format": "onnx"}
+    if announce:
+        metadata["sha256"] = hashlib.sha256(data).hexdigest()
+    started = rest.post(
+        "/uploads",
+        {
+            "model": model,
+            "version": "1.0.0",
+            "filename": "m.onnx",
+            "size": len(data),
+            "metadata": metadata,
+        },
+    )
+    assert started.status_code == 201, started.text
+    answer = started.json()
+    parts = []
+    for part in answer["parts"]:
+        put = requests.put(part["url"], data=data, timeout=60)
+        assert put.status_code == 200, put.text
+        parts.append({"part_number": part["part_number"], "etag": put.headers["ETag"]})
+    done = rest.post(f"/uploads/{answer['upload_id']}/complete", {"parts": parts})
+    assert done.status_code == 202, done.text
+    return answer["upload_id"], done.json()["version_id"]
+
+
+def test_direct_uploads_verified_concurrently(stack, name):
+    """Direct multipart uploads completed at once: their verification jobs
+    (read back, hash, register) run side by side with the rounds they start;
+    every version validates, and one whose bytes differ from the SHA-256 it
+    announced fails its integrity check in plain view."""
+    payloads = [samples.onnx_matmul(5 + n, 3, seed=200 + n) for n in range(6)]
+
+    def send(index):
+        return _direct_upload(stack.rest, f"{name}-{index}", payloads[index])
+
+    with ThreadPoolExecutor(6) as pool:
+        uploads = list(pool.map(send, range(6)))
+    # a client announcing one SHA-256 and sending other bytes
+    forged = stack.rest.post(
+        "/uploads",
+        {
+            "model": f"{name}-forged",
+            "version": "1.0.0",
+            "filename": "m.onnx",
+            "size": len(payloads[0]),
+            "metadata": {
+                "model_format": "onnx",
+                "sha256": hashlib.sha256(b"something else").hexdigest(),
+            },
+        },
+    ).json()
+    import requests
+
+    put = requests.put(forged["parts"][0]["url"], data=payloads[0], timeout=60)
+    completed = stack.rest.post(
+        f"/uploads/{forged['upload_id']}/complete",
+        {"parts": [{"part_number": 1, "etag": put.headers["ETag"]}]},
+    )
+    assert completed.status_code == 202, completed.text
+    version_ids = [version for _upload, version in uploads]
+    forged_id = completed.json()["version_id"]
+    states = stack.rest.wait_settled(version_ids + [forged_id], timeout=300)
+    assert [states[v] for v in version_ids] == ["validated"] * 6, states
+    assert states[forged_id] == "validation_failed"
+    for upload_id, _version in uploads:
+        status = stack.rest.get(f"/uploads/{upload_id}").json()
+        assert status["state"] == "completed", status
+    forged_version = stack.rest.get(f"/versions/{forged_id}").json()
+    integrity = [
+        v for v in forged_version["validations"] if v["scan_type"] == "integrity"
+    ]
+    assert integrity[0]["state"] == "failed", integrity
+    # four scans each (integrity was read with the upload); none for the
+    # forged one, whose other scans were skipped by its integrity failure
+    _assert_jobs_done(stack, version_ids + [forged_id], jobs_expected=6 * 4)
