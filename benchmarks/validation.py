@@ -197,11 +197,16 @@ def bench_validation():
             latencies, wall = through_odoo(stack, artifacts, label)
             count = len(artifacts)
             ideal = serial / 2  # two channels, no overhead
-            size = len(artifacts[0]) / 1024 / 1024
-            print(f"\n{count} ONNX models of {size:.1f} MiB, 2 job channels")
+            size = sum(map(len, artifacts)) / count
+            size = (
+                f"{size / 1024**2:.0f} MiB"
+                if size > 1024**2
+                else f"{size / 1024:.1f} KiB"
+            )
+            print(f"\n{count} ONNX models of {size} each, 2 job channels")
             print(
                 f"  upload 202 -> validated   p50 {statistics.median(latencies):6.2f} s"
-                f"   p95 {_percentile(latencies, 0.95):6.2f} s"
+                f"   p95 {_percentile(latencies, 0.95):6.2f} s  (to the second)"
             )
             print(
                 f"  throughput                {count / wall * 60:6.1f} validations/min"
