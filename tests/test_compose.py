@@ -5,8 +5,7 @@ Debian's docker-compose is installed, validated offline."""
 import subprocess
 
 import yaml
-
-from conftest import REPO
+from devstack import REPO
 
 
 def test_compose_file_shape():

@@ -11,8 +11,7 @@ import uuid
 
 import devstack
 import pytest
-
-from conftest import REPO
+from devstack import REPO
 
 
 def _post_json(url, payload, cookie=None):

@@ -8,11 +8,11 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-import odoo
 import pytest
+from devstack import REPO
 from packaging.requirements import Requirement
 
-from conftest import REPO
+import odoo
 
 INSTALL = REPO / "bin" / "install-odoo"
 

@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-from conftest import REPO
+from devstack import REPO
 
 
 def test_ruff():
