@@ -58,15 +58,16 @@ class MlopsModel(models.Model):
     tag_ids = fields.Many2many("mlops.model.tag", string="Tags")
     active = fields.Boolean(default=True)
     version_ids = fields.One2many("mlops.model.version", "model_id", string="Versions")
+    # read from the versions, not stored: a stored value would be rewritten by
+    # every upload and state change, and make concurrent uploads of one model
+    # conflict on its row
     production_version_id = fields.Many2one(
         "mlops.model.version",
-        compute="_compute_production_version_id",
-        store=True,
+        compute="_compute_version_refs",
+        search="_search_production_version_id",
     )
     latest_version_id = fields.Many2one(
-        "mlops.model.version",
-        compute="_compute_production_version_id",
-        store=True,
+        "mlops.model.version", compute="_compute_version_refs"
     )
     version_count = fields.Integer(compute="_compute_counts")
     deployment_count = fields.Integer(compute="_compute_counts")
@@ -81,14 +82,30 @@ class MlopsModel(models.Model):
         ("slug_uniq", "unique (slug)", "Another model already has this slug."),
     ]
 
-    @api.depends("version_ids.state", "version_ids.create_date")
-    def _compute_production_version_id(self):
+    @api.depends("version_ids.state")
+    def _compute_version_refs(self):
+        Version = self.env["mlops.model.version"]
+
+        def newest(domain):
+            groups = Version._read_group(
+                [("model_id", "in", self.ids), *domain], ["model_id"], ["id:max"]
+            )
+            return {model.id: newest_id for model, newest_id in groups}
+
+        production = newest([("state", "=", "production")])
+        latest = newest([])
         for model in self:
-            versions = model.version_ids.sorted("id", reverse=True)
-            model.production_version_id = versions.filtered(
-                lambda v: v.state == "production"
-            )[:1]
-            model.latest_version_id = versions[:1]
+            model.production_version_id = Version.browse(production.get(model.id))
+            model.latest_version_id = Version.browse(latest.get(model.id))
+
+    def _search_production_version_id(self, operator, value):
+        if operator in ("=", "!=") and not value:
+            having = [("version_ids.state", "=", "production")]
+            return having if operator == "!=" else ["!", *having]
+        ids = self.env["mlops.model.version"]._search(
+            [("state", "=", "production"), ("id", operator, value)]
+        )
+        return [("version_ids", "in", ids)]
 
     def _compute_counts(self):
         Version = self.env["mlops.model.version"]

@@ -103,6 +103,38 @@ class TestLifecycle(MlopsCase):
         self.assertEqual(new.state, "deprecated")
         self.assertEqual(self.model.production_version_id, old)
 
+    def test_versions_never_write_their_model_row(self):
+        """Concurrent uploads and rounds of one model must not conflict on
+        its row: creating a version or moving its state writes nothing on
+        mlops_model, and the model still says which version is where."""
+        Model = self.env["mlops.model"]
+        statements = []
+        execute = type(self.env.cr).execute
+
+        def record(cr, query, *args, **kwargs):
+            statements.append(str(query))
+            return execute(cr, query, *args, **kwargs)
+
+        with patch.object(type(self.env.cr), "execute", autospec=True) as spy:
+            spy.side_effect = record
+            version = self._new_version()
+            self._bring_to(version, "production")
+            self.env.flush_all()
+        self.assertTrue(statements)
+        self.assertFalse([q for q in statements if 'UPDATE "mlops_model"' in q])
+        self.model.invalidate_recordset()
+        self.assertEqual(self.model.production_version_id, version)
+        self.assertEqual(self.model.latest_version_id, version)
+        self.assertIn(
+            self.model, Model.search([("production_version_id", "!=", False)])
+        )
+        newer = self._new_version()
+        self.model.invalidate_recordset()
+        self.assertEqual(self.model.latest_version_id, newer)
+        self.assertNotIn(
+            self.model, Model.search([("production_version_id", "=", False)])
+        )
+
     def test_promote_and_rollback_start_from_their_own_states(self):
         deprecated = self._version_in("deprecated")
         with self.assertRaisesRegex(TransitionNotAllowed, "only versions in Staging"):

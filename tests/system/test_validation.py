@@ -344,3 +344,26 @@ def test_direct_uploads_verified_concurrently(stack, name):
     # four scans each (integrity was read with the upload); none for the
     # forged one, whose other scans were skipped by its integrity failure
     _assert_jobs_done(stack, version_ids + [forged_id], jobs_expected=6 * 4)
+
+
+def test_parallel_versions_of_one_model_are_accepted(stack, name):
+    """A CI system pushing several versions of an existing model at once:
+    every upload is accepted (no 503 from a write on the model's row) and
+    every round validates."""
+    (first,) = _upload_all(
+        stack.rest, [(name, "0.9.0", samples.onnx_matmul(4, 2), "m.onnx", {})]
+    )
+    assert first.status_code == 202, first.text
+    uploads = [
+        (name, f"1.{n}.0", samples.onnx_matmul(4 + n, 2, seed=n), "m.onnx", {})
+        for n in range(10)
+    ]
+    answers = _upload_all(stack.rest, uploads)
+    assert [a.status_code for a in answers] == [202] * 10, [
+        (a.status_code, a.text[:120]) for a in answers
+    ]
+    version_ids = [a.json()["version_id"] for a in answers]
+    states = stack.rest.wait_settled(version_ids + [first.json()["version_id"]])
+    assert set(states.values()) == {"validated"}, states
+    listed = stack.rest.get(f"/models/{first.json()['model_id']}/versions").json()
+    assert listed["total"] == 11, listed
