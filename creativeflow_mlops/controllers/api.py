@@ -9,6 +9,8 @@ JSON in and out, every error in the contract's JSON shape."""
 import functools
 import json
 import logging
+import random
+import time
 
 import psycopg2.errors
 import werkzeug.exceptions
@@ -146,8 +148,7 @@ def api_route(path, methods, **kwargs):
         @functools.wraps(func)
         def wrapper(self, *args, **kw):
             try:
-                _authenticate()
-                return func(self, *args, **kw)
+                return _retrying(lambda: func(self, *args, **kw))
             except Exception as error:  # noqa: BLE001 - every error becomes JSON
                 request.env.cr.rollback()
                 streamed = getattr(request, "mlops_stream", None)
@@ -171,6 +172,51 @@ def api_route(path, methods, **kwargs):
     return decorator
 
 
+MAX_TRIES = 5
+
+
+def _is_race(error):
+    """Another transaction got there first: a concurrent update, or the same
+    row inserted (a new model's name, a version) while this one ran."""
+    code = getattr(error, "pgcode", None)
+    return code in PG_CONCURRENCY_ERRORS_TO_RETRY or isinstance(
+        error, psycopg2.errors.UniqueViolation
+    )
+
+
+def _rewind_body():
+    """Whether the request can be run again: its body is still there (JSON
+    kept by ``_body``, multipart parts spooled by werkzeug), not streamed
+    into the store."""
+    if getattr(request, "mlops_stream", None):
+        return False
+    for upload in request.httprequest.files.values():
+        if not upload.stream.seekable():
+            return False
+        upload.stream.seek(0)
+    return True
+
+
+def _retrying(call):
+    """``call()`` as the caller, run again from a fresh transaction when it
+    lost a race, the way Odoo's dispatcher retries serialization failures:
+    after a rollback the next try sees what the other transaction committed,
+    so a model created meanwhile is found, and a duplicate version is told
+    apart from a passing conflict. Only 409 for a real duplicate."""
+    for attempt in range(1, MAX_TRIES + 1):
+        try:
+            _authenticate()
+            return call()
+        except Exception as error:
+            if attempt == MAX_TRIES or not _is_race(error) or not _rewind_body():
+                raise
+            request.env.cr.rollback()
+            request.env.invalidate_all()
+            _logger.info("MLOps API: lost a race (%s), try %s", error.pgcode, attempt)
+            time.sleep(random.uniform(0, 0.05 * 2**attempt))
+    raise RuntimeError("unreachable")
+
+
 def _int_arg(name, default, low=0, high=None):
     raw = request.httprequest.args.get(name)
     if raw is None:
@@ -189,8 +235,11 @@ def _int_arg(name, default, low=0, high=None):
 
 
 def _body():
+    # kept: a request that lost a race is run again with the same body
+    if not hasattr(request, "mlops_body"):
+        request.mlops_body = request.httprequest.get_data(cache=False)
     try:
-        data = json.loads(request.httprequest.get_data(cache=False) or b"{}")
+        data = json.loads(request.mlops_body or b"{}")
     except ValueError as error:
         raise JsonHTTPError(
             400, "malformed_json", f"The body is not JSON: {error}"
@@ -314,7 +363,11 @@ def _stream_into_store():
     except MLOpsError:
         return  # the route reports it once the body is parsed
     try:
-        backend, slug = artifacts.plan_streamed_upload(env, metadata)
+        # nothing of the body but its head has been read: a lost race (a new
+        # model created by another upload meanwhile) is run again
+        backend, slug = _retrying(
+            lambda: artifacts.plan_streamed_upload(request.env, metadata)
+        )
     except Exception as error:  # noqa: BLE001 - answered in JSON before the body
         status, code, message, details = _translate(error)
         raise JsonHTTPError(status, code, message, details) from error

@@ -3,6 +3,7 @@ jobs at a time, with a real S3 server: uploads over REST, states read back
 over REST, jobs and chatter read over JSON-RPC as the admin."""
 
 import hashlib
+import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -265,7 +266,7 @@ def test_a_cancelled_round_is_taken_up_by_the_watchdog(stack, name):
     assert len(watchdog) == 1 and "queued again" in watchdog[0], watchdog
 
 
-def _direct_upload(rest, model, data, announce=True):
+def _direct_upload(rest, model, data, announce=True, version="1.0.0"):
     """POST /uploads, the parts straight to S3, then complete: the 202."""
     import requests
 
@@ -276,7 +277,7 @@ def _direct_upload(rest, model, data, announce=True):
         "/uploads",
         {
             "model": model,
-            "version": "1.0.0",
+            "version": version,
             "filename": "m.onnx",
             "size": len(data),
             "metadata": metadata,
@@ -367,3 +368,71 @@ def test_parallel_versions_of_one_model_are_accepted(stack, name):
     assert set(states.values()) == {"validated"}, states
     listed = stack.rest.get(f"/models/{first.json()['model_id']}/versions").json()
     assert listed["total"] == 11, listed
+
+
+def test_parallel_versions_of_a_new_model_are_accepted(stack, name):
+    """The first push of a model, ten versions at once: the uploads that
+    lost the race to create the model are run again on the server and find
+    it; every version is accepted, one model holds them all. The same with
+    the file before the metadata (spooled, not streamed) and direct uploads."""
+    uploads = [
+        (name, f"1.{n}.0", samples.onnx_matmul(4 + n, 2, seed=n), "m.onnx", {})
+        for n in range(10)
+    ]
+    answers = _upload_all(stack.rest, uploads)
+    assert [a.status_code for a in answers] == [202] * 10, [
+        (a.status_code, a.text[:160]) for a in answers
+    ]
+    assert len({a.json()["model_id"] for a in answers}) == 1
+    spooled = []
+
+    def file_first(n):
+        return stack.rest.http.post(
+            f"{stack.rest.base}/models/upload",
+            files=[
+                (
+                    "file",
+                    (
+                        "m.onnx",
+                        samples.onnx_matmul(3, 2, seed=n),
+                        "application/octet-stream",
+                    ),
+                ),
+                (
+                    "metadata",
+                    (
+                        None,
+                        json.dumps(
+                            {
+                                "model": f"{name}-spooled",
+                                "version": f"1.{n}.0",
+                                "model_format": "onnx",
+                            }
+                        ),
+                        "application/json",
+                    ),
+                ),
+            ],
+            timeout=120,
+        )
+
+    with ThreadPoolExecutor(6) as pool:
+        spooled = list(pool.map(file_first, range(6)))
+    assert [a.status_code for a in spooled] == [202] * 6, [
+        (a.status_code, a.text[:160]) for a in spooled
+    ]
+
+    def direct(n):
+        return _direct_upload(
+            stack.rest,
+            f"{name}-direct",
+            samples.onnx_matmul(3, 3, seed=n),
+            version=f"1.{n}.0",
+        )
+
+    with ThreadPoolExecutor(6) as pool:
+        directs = list(pool.map(direct, range(6)))
+    version_ids = [a.json()["version_id"] for a in answers + spooled]
+    version_ids += [version for _upload, version in directs]
+    states = stack.rest.wait_settled(version_ids)
+    assert set(states.values()) == {"validated"}, states
