@@ -206,19 +206,23 @@ class _DroppingS3(http.server.BaseHTTPRequestHandler):
         return
 
 
+def _store_at(server):
+    return S3Store(
+        f"127.0.0.1:{server.server_address[1]}",
+        "k",
+        "s",
+        "bucket",
+        region="us-east-1",
+        read_timeout=5,
+        retries=0,
+    )
+
+
 def test_s3_store_going_away_mid_read_is_unavailable():
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _DroppingS3)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        store = S3Store(
-            f"127.0.0.1:{server.server_address[1]}",
-            "k",
-            "s",
-            "bucket",
-            region="us-east-1",
-            read_timeout=5,
-            retries=0,
-        )
+        store = _store_at(server)
         with pytest.raises(StorageUnavailable), store.open("models/m/1/x.bin") as body:
             while body.read(MiB):
                 pass
@@ -240,18 +244,6 @@ class _ShortRangeS3(_DroppingS3):
         self.send_header("ETag", '"0"')
         self.end_headers()
         self.wfile.write(body)
-
-
-def _store_at(server):
-    return S3Store(
-        f"127.0.0.1:{server.server_address[1]}",
-        "k",
-        "s",
-        "bucket",
-        region="us-east-1",
-        read_timeout=5,
-        retries=0,
-    )
 
 
 def test_s3_store_short_ranges_are_unavailable():

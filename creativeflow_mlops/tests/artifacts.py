@@ -11,15 +11,21 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 
-def onnx_model(opset=17, external=None):
-    """A one-MatMul ONNX model; ``external`` moves its weight to external
-    data at that location."""
-    weight = numpy_helper.from_array(np.ones((4, 2), dtype=np.float32), "W")
+def onnx_model(opset=17, external=None, rows=4, cols=2, seed=None):
+    """A one-MatMul ONNX model, ``y = x @ W`` with a (rows, cols) weight of
+    ones, or of random values from ``seed``; ``external`` moves the weight
+    to external data at that location. (The system tests load this module
+    by its path: it imports nothing of Odoo.)"""
+    if seed is None:
+        values = np.ones((rows, cols), dtype=np.float32)
+    else:
+        values = np.random.default_rng(seed).standard_normal((rows, cols))
+    weight = numpy_helper.from_array(values.astype(np.float32), "W")
     graph = helper.make_graph(
         [helper.make_node("MatMul", ["x", "W"], ["y"])],
-        "tiny",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 2])],
+        f"matmul_{rows}x{cols}",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", rows])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", cols])],
         [weight],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])

@@ -111,6 +111,15 @@ class Stack:
                 time.sleep(1)  # the cron runs now: it is locked until it ends
         raise TimeoutError("the watchdog cron stayed locked for a minute")
 
+    def wait_with_watchdog(self, version_ids, timeout):
+        """Wait for the versions to settle with the watchdog on (every
+        minute), then turn it off again."""
+        self.set_watchdog(active=True, minutes=1)
+        try:
+            return self.rest.wait_settled(version_ids, timeout=timeout)
+        finally:
+            self.set_watchdog(active=False)
+
     def jobs(self, domain=()):
         return self.admin.call(
             "queue.job",

@@ -1,35 +1,34 @@
 """Artifacts the system tests upload, made on the fly."""
 
+import importlib.util
 import io
 import os
 import pickle
+from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+
+
+def _addon_artifacts():
+    """The addon's test artifacts module, by its path: it imports nothing
+    of Odoo, and the system tier imports no part of the addon."""
+    path = Path(__file__).resolve().parents[2] / "creativeflow_mlops/tests/artifacts.py"
+    spec = importlib.util.spec_from_file_location("mlops_test_artifacts", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_ARTIFACTS = _addon_artifacts()
 
 
 def onnx_matmul(rows, cols, seed=0, external=None):
-    """``y = x @ W`` with a (rows, cols) weight: distinct sizes and shapes
-    from distinct arguments. ``external`` moves the weight to external data
-    at that location (outside the model's folder, a format failure)."""
-    weight = np.random.default_rng(seed).standard_normal((rows, cols))
-    initializer = numpy_helper.from_array(weight.astype(np.float32), "W")
-    graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "W"], ["y"])],
-        f"matmul_{rows}x{cols}",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", rows])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", cols])],
-        [initializer],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    if external:
-        weight = model.graph.initializer[0]
-        weight.ClearField("raw_data")
-        weight.data_location = TensorProto.EXTERNAL
-        entry = weight.external_data.add()
-        entry.key, entry.value = "location", external
+    """``y = x @ W`` with a random (rows, cols) weight: distinct sizes and
+    shapes from distinct arguments. ``external`` moves the weight to
+    external data at that location (outside the model's folder, a format
+    failure)."""
+    model = _ARTIFACTS.onnx_model(rows=rows, cols=cols, seed=seed, external=external)
     buffer = io.BytesIO()
     onnx.save(model, buffer)
     return buffer.getvalue()

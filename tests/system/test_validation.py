@@ -28,6 +28,7 @@ def _upload_all(rest, uploads, workers=10):
 
 
 def _accepted(answers):
+    answers = list(answers)
     for answer in answers:
         assert answer.status_code == 202, answer.text
     return [answer.json()["version_id"] for answer in answers]
@@ -182,11 +183,7 @@ def test_odoo_killed_while_scans_run(stack, name):
     stack.server.kill()
     stack.server.start()
     stack.login()
-    stack.set_watchdog(active=True, minutes=1)
-    try:
-        states = stack.rest.wait_settled(version_ids, timeout=300)
-    finally:
-        stack.set_watchdog(active=False)
+    states = stack.wait_with_watchdog(version_ids, timeout=300)
     assert set(states.values()) == {"validated"}, states
     _assert_jobs_done(stack, version_ids)
 
@@ -256,11 +253,7 @@ def test_a_cancelled_round_is_taken_up_by_the_watchdog(stack, name):
         "creativeflow_mlops.watchdog_grace_minutes",
         0,
     )
-    stack.set_watchdog(active=True, minutes=1)
-    try:
-        states = stack.rest.wait_settled(version_ids, timeout=240)
-    finally:
-        stack.set_watchdog(active=False)
+    states = stack.wait_with_watchdog(version_ids, timeout=240)
     assert set(states.values()) == {"validated"}, states
     watchdog = [b for b in _messages(stack, waiting) if "Watchdog" in b]
     assert len(watchdog) == 1 and "queued again" in watchdog[0], watchdog
@@ -359,11 +352,7 @@ def test_parallel_versions_of_one_model_are_accepted(stack, name):
         (name, f"1.{n}.0", samples.onnx_matmul(4 + n, 2, seed=n), "m.onnx", {})
         for n in range(10)
     ]
-    answers = _upload_all(stack.rest, uploads)
-    assert [a.status_code for a in answers] == [202] * 10, [
-        (a.status_code, a.text[:120]) for a in answers
-    ]
-    version_ids = [a.json()["version_id"] for a in answers]
+    version_ids = _accepted(_upload_all(stack.rest, uploads))
     states = stack.rest.wait_settled(version_ids + [first.json()["version_id"]])
     assert set(states.values()) == {"validated"}, states
     listed = stack.rest.get(f"/models/{first.json()['model_id']}/versions").json()
@@ -380,11 +369,8 @@ def test_parallel_versions_of_a_new_model_are_accepted(stack, name):
         for n in range(10)
     ]
     answers = _upload_all(stack.rest, uploads)
-    assert [a.status_code for a in answers] == [202] * 10, [
-        (a.status_code, a.text[:160]) for a in answers
-    ]
+    version_ids = _accepted(answers)
     assert len({a.json()["model_id"] for a in answers}) == 1
-    spooled = []
 
     def file_first(n):
         return stack.rest.http.post(
@@ -417,10 +403,7 @@ def test_parallel_versions_of_a_new_model_are_accepted(stack, name):
         )
 
     with ThreadPoolExecutor(6) as pool:
-        spooled = list(pool.map(file_first, range(6)))
-    assert [a.status_code for a in spooled] == [202] * 6, [
-        (a.status_code, a.text[:160]) for a in spooled
-    ]
+        version_ids += _accepted(pool.map(file_first, range(6)))
 
     def direct(n):
         return _direct_upload(
@@ -432,7 +415,6 @@ def test_parallel_versions_of_a_new_model_are_accepted(stack, name):
 
     with ThreadPoolExecutor(6) as pool:
         directs = list(pool.map(direct, range(6)))
-    version_ids = [a.json()["version_id"] for a in answers + spooled]
     version_ids += [version for _upload, version in directs]
     states = stack.rest.wait_settled(version_ids)
     assert set(states.values()) == {"validated"}, states
