@@ -13,7 +13,6 @@ from odoo import fields
 
 from ..adapters.storage import (
     CHUNK_SIZE,
-    IntegrityMismatch,
     StorageRefused,
     StorageUnavailable,
     object_key,
@@ -24,9 +23,9 @@ from ..exceptions import (
     Conflict,
     InvalidInput,
     MalformedJson,
-    PayloadTooLarge,
 )
 from ..lifecycle import INTERFACE_TYPES, MODEL_FORMATS
+from . import errors
 
 _logger = logging.getLogger(__name__)
 
@@ -68,14 +67,10 @@ def store_artifact(version, stream, filename, content_type=None, max_size=None):
         backend._object_prefix(), version.model_id.slug, version.version, filename
     )
     reserve_key(env, backend, key)
-    try:
+    with errors.backend_call(
+        what=env._("The artifact store cannot take the artifact now")
+    ):
         stored = backend._get_store().put_stream(key, stream, content_type, max_size)
-    except IntegrityMismatch as error:
-        raise PayloadTooLarge(str(error)) from error
-    except (StorageUnavailable, StorageRefused) as error:
-        raise BackendUnavailable(
-            env._("The artifact store cannot take the artifact now: %s", error)
-        ) from error
     _forget_on_rollback(env, backend, key)
     try:
         register_stored(version, backend, stored, filename, content_type)
@@ -254,12 +249,10 @@ def register_streamed(env, metadata, writer, backend, filename, content_type=Non
             )
             if expected != writer.key:
                 raise InvalidInput(env._("The artifact does not match the metadata."))
-            try:
+            with errors.backend_call(
+                what=env._("The artifact store cannot take the artifact now")
+            ):
                 stored = writer.close()
-            except (StorageUnavailable, StorageRefused) as error:
-                raise BackendUnavailable(
-                    env._("The artifact store cannot take the artifact now: %s", error)
-                ) from error
             _forget_on_rollback(env, backend, writer.key)
             register_stored(
                 version, backend, stored, writer.key.rsplit("/", 1)[-1], content_type

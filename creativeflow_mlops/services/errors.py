@@ -9,8 +9,8 @@ or settled), never by mapping them on their own.
 
 import contextlib
 
-from ..adapters.storage import StorageError, StorageUnavailable
-from ..exceptions import BackendUnavailable, MLOpsError
+from ..adapters.storage import IntegrityMismatch, StorageError, StorageUnavailable
+from ..exceptions import BackendUnavailable, MLOpsError, PayloadTooLarge
 
 # what a later try may get through
 TRANSIENT = (StorageUnavailable, BackendUnavailable)
@@ -21,21 +21,25 @@ def describe(error):
     return str(error)
 
 
-def to_contract(error, refused=BackendUnavailable):
+def to_contract(error, refused=BackendUnavailable, what=None):
     """The contract's error for an adapter's: an unreachable backend is a
-    503 (``BackendUnavailable``), a refusal ``refused``."""
+    503 (``BackendUnavailable``), more bytes than announced a 413, a
+    refusal ``refused``. ``what`` starts the message."""
     if isinstance(error, MLOpsError):
         return error
+    message = f"{what}: {describe(error)}" if what else describe(error)
     if isinstance(error, StorageUnavailable):
-        return BackendUnavailable(describe(error))
-    return refused(describe(error))
+        return BackendUnavailable(message)
+    if isinstance(error, IntegrityMismatch):
+        return PayloadTooLarge(describe(error))
+    return refused(message)
 
 
 @contextlib.contextmanager
-def backend_call(refused=BackendUnavailable):
+def backend_call(refused=BackendUnavailable, what=None):
     """``with backend_call(): store.do()`` turns what the store raises into
     the contract's error (see ``to_contract``)."""
     try:
         yield
     except StorageError as error:
-        raise to_contract(error, refused) from error
+        raise to_contract(error, refused, what) from error
