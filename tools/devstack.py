@@ -204,9 +204,12 @@ def drop_database(db_settings, name, data_dir=None):
     conn.autocommit = True
     try:
         with conn.cursor() as cr:
+            # our own sessions only: an autovacuum worker (a superuser
+            # process) may be there too, and DROP DATABASE stops it itself
             cr.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = %s AND pid <> pg_backend_pid()",
+                "WHERE datname = %s AND pid <> pg_backend_pid() "
+                "AND backend_type = 'client backend' AND usename = current_user",
                 (name,),
             )
             cr.execute(f'DROP DATABASE IF EXISTS "{name}"')
