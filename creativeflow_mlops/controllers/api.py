@@ -217,7 +217,11 @@ def _retrying(call):
     raise RuntimeError("unreachable")
 
 
-def _int_arg(name, default, low=0, high=None):
+# PostgreSQL takes a LIMIT or OFFSET up to int8; no page is that far
+MAX_OFFSET = 2**31 - 1
+
+
+def _int_arg(name, default, low=0, high=MAX_OFFSET):
     raw = request.httprequest.args.get(name)
     if raw is None:
         return default
@@ -229,9 +233,25 @@ def _int_arg(name, default, low=0, high=None):
         ) from error
     if value < low or (high is not None and value > high):
         raise JsonHTTPError(
-            400, "invalid_request", f"{name} must be between {low} and {high or 'more'}"
+            400, "invalid_request", f"{name} must be between {low} and {high}"
         )
     return value
+
+
+def _text_arg(name):
+    """A query-string text, or None; NUL (which PostgreSQL refuses in text)
+    is a 400."""
+    raw = request.httprequest.args.get(name)
+    if raw is not None and "\x00" in raw:
+        raise JsonHTTPError(400, "invalid_request", f"{name} must not contain NUL")
+    return raw
+
+
+def _contains(text):
+    """An ``=ilike`` pattern matching ``text`` anywhere, its own ``%``,
+    ``_`` and backslashes taken literally."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
 
 
 def _body():
@@ -539,9 +559,14 @@ class MlopsApi(http.Controller):
     @api_route("/models", ["GET"])
     def models(self, **_params):
         domain = []
-        query = request.httprequest.args.get("q")
+        query = _text_arg("q")
         if query:
-            domain = ["|", ("name", "ilike", query), ("description", "ilike", query)]
+            pattern = _contains(query)
+            domain = [
+                "|",
+                ("name", "=ilike", pattern),
+                ("description", "=ilike", pattern),
+            ]
         return _page("mlops.model", domain, "name, id", serializers.model)
 
     @api_route("/models/<int:model_id>", ["GET"])
@@ -602,3 +627,50 @@ class MlopsApi(http.Controller):
             conditional=False,
         )
         return stream.get_response(as_attachment=True)
+
+    # ------------------------------------------------------------------
+    # Everything else under the prefix: the contract's JSON, never HTML
+    # ------------------------------------------------------------------
+
+    @http.route(
+        [API, f"{API}/<path:_rest>"],
+        type="http",
+        auth="none",
+        csrf=False,
+        save_session=False,
+    )
+    def not_found(self, _rest=None, **_params):
+        """No route has this path (404), or not for this method (405, with
+        the methods that have it in ``Allow``). Werkzeug tries this rule
+        last: every other one is more specific."""
+        allowed = _methods_for(request.httprequest)
+        if allowed:
+            error = JsonHTTPError(
+                405,
+                "method_not_allowed",
+                f"{request.httprequest.method} is not allowed here; use "
+                f"{', '.join(allowed)}.",
+                headers={"Allow": ", ".join(allowed)},
+            )
+        else:
+            error = JsonHTTPError(
+                404, "not_found", f"No route {request.httprequest.path}."
+            )
+        return error.get_response()
+
+
+CATCH_ALL = f"{API}/<path:_rest>"
+
+
+def _methods_for(httprequest):
+    """The methods some other API route takes at this path."""
+    adapter = request.env["ir.http"].routing_map().bind_to_environ(httprequest.environ)
+    allowed = []
+    for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+        try:
+            rule, _args = adapter.match(method=method, return_rule=True)
+        except werkzeug.exceptions.HTTPException:
+            continue
+        if rule.rule not in (API, CATCH_ALL):
+            allowed.append(method)
+    return allowed

@@ -206,6 +206,9 @@ class MlopsUpload(models.Model):
 
     @api.model
     def _find(self, token):
+        # tokens are uuid4 hex: anything else (NUL included) is no upload
+        if not isinstance(token, str) or not re.fullmatch(r"[0-9a-f]{32}", token):
+            raise NotFound(self.env._("No upload %s.", repr(token)[:80]))
         upload = self.sudo().search([("token", "=", token)], limit=1)
         if not upload or upload.user_id != self.env.user:
             raise NotFound(self.env._("No upload %s.", token))

@@ -1082,3 +1082,43 @@ class TestApi(HttpCase):
             },
         )
         self._assert_error(response, 409, "conflict")
+
+    def test_everything_under_the_prefix_answers_in_json(self):
+        """Unknown routes, a wrong converter and a wrong method get the
+        contract's JSON, never Odoo's HTML pages; 405 says what is allowed."""
+        for method, path in (("GET", "/nope"), ("GET", "/versions/abc"), ("GET", "")):
+            self._assert_error(self._call(method, path, self.user), 404, "not_found")
+        for method, path, allowed in (
+            ("DELETE", "/models", "GET"),
+            ("POST", "/models", "GET"),
+            ("PUT", "/versions/1/validate", "POST"),
+        ):
+            response = self._call(method, path, self.user)
+            self._assert_error(response, 405, "method_not_allowed")
+            self.assertEqual(response.headers["Allow"], allowed)
+
+    def test_query_values_postgresql_refuses_are_a_400(self):
+        for path in ("/models?q=%00", "/models?offset=99999999999999999999"):
+            self._assert_error(
+                self._call("GET", path, self.user), 400, "invalid_request"
+            )
+        for token in ("%00", "not-a-token", "a" * 33):
+            self._assert_error(
+                self._call("GET", f"/uploads/{token}", self.user), 404, "not_found"
+            )
+
+    def test_search_takes_like_wildcards_literally(self):
+        Model = self.env["mlops.model"]
+        Model.create({"name": "plain-search"})
+        percent = Model.create({"name": "100% search"})
+        under = Model.create({"name": "snake_search"})
+        slash = Model.create({"name": "back\\slash"})
+
+        def names(query):
+            body = self._call("GET", "/models", self.user, params={"q": query}).json()
+            return {item["name"] for item in body["items"]}
+
+        self.assertEqual(names("%"), {percent.name})
+        self.assertEqual(names("_"), {under.name})
+        self.assertEqual(names("\\"), {slash.name})
+        self.assertIn("plain-search", names("search"))
