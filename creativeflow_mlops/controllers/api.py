@@ -30,6 +30,7 @@ from ..adapters.storage import StorageError, object_key
 from ..exceptions import InvalidInput, MLOpsError, NotFound
 from ..lifecycle import VERSION_STATES
 from ..services import artifacts, errors, serializers, settings
+from ..utils import parse_json
 
 _logger = logging.getLogger(__name__)
 
@@ -258,8 +259,15 @@ def _body():
     # kept: a request that lost a race is run again with the same body
     if not hasattr(request, "mlops_body"):
         request.mlops_body = request.httprequest.get_data(cache=False)
+    mimetype = request.httprequest.mimetype
+    if request.mlops_body and mimetype != "application/json":
+        raise JsonHTTPError(
+            415,
+            "unsupported_media_type",
+            f"Send the body as application/json, not {mimetype or 'nothing'}.",
+        )
     try:
-        data = json.loads(request.mlops_body or b"{}")
+        data = parse_json(request.mlops_body or b"{}")
     except ValueError as error:
         raise JsonHTTPError(
             400, "malformed_json", f"The body is not JSON: {error}"

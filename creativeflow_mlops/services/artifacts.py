@@ -2,7 +2,6 @@
 
 import contextlib
 import hashlib
-import json
 import logging
 import os
 import re
@@ -25,6 +24,7 @@ from ..exceptions import (
     MalformedJson,
 )
 from ..lifecycle import INTERFACE_TYPES, MODEL_FORMATS
+from ..utils import parse_json
 from . import errors
 
 _logger = logging.getLogger(__name__)
@@ -88,6 +88,11 @@ def register_stored(
     """Record a stored, hashed artifact on its draft version and queue its
     scans. ``integrity_report``: the object was already read back (a direct
     upload's verification), and that settles the round's integrity check."""
+    if not stored.size:
+        # nothing to validate or serve; the caller removes the object
+        error = InvalidInput(version.env._("The artifact is empty (0 bytes)."))
+        error.details = {"file": "at least one byte"}
+        raise error
     values = {
         "storage_backend_id": backend.id,
         "artifact_object_key": stored.key,
@@ -108,7 +113,7 @@ def parse_metadata(env, raw):
     """The ``metadata`` part of an upload, checked: a dict of clean values."""
     if isinstance(raw, str | bytes):
         try:
-            raw = json.loads(raw)
+            raw = parse_json(raw)
         except ValueError as error:
             raise MalformedJson(
                 env._("metadata is not valid JSON: %s", error)

@@ -92,7 +92,7 @@ class TestApi(HttpCase):
             files={
                 "file": (
                     filename,
-                    data or artifacts.onnx_bytes(),
+                    artifacts.onnx_bytes() if data is None else data,
                     "application/octet-stream",
                 )
             },
@@ -1122,3 +1122,43 @@ class TestApi(HttpCase):
         self.assertEqual(names("_"), {under.name})
         self.assertEqual(names("\\"), {slash.name})
         self.assertIn("plain-search", names("search"))
+
+    def test_bodies_that_cannot_be_read_change_nothing(self):
+        """Deep nesting is a 400 (not Python's recursion crashing into a
+        500), another content type a 415, an empty file a 422; nothing is
+        kept of any of them."""
+        model = self.env["mlops.model"].create({"name": "unreadable-bodies"})
+        version = self.env["mlops.model.version"].create(
+            {"model_id": model.id, "version": "1.0.0"}
+        )
+        deep_arrays = "[" * 10_000 + "]" * 10_000
+        deep_objects = '{"a":' * 10_000 + "1" + "}" * 10_000
+        models = self.env["mlops.model"].search_count([])
+        versions = self.env["mlops.model.version"].search_count([])
+        for deep in (deep_arrays, deep_objects):
+            self._assert_error(self._upload(self.user, deep), 400, "malformed_json")
+            for path in ("/uploads", f"/versions/{version.id}/validate"):
+                response = self._call(
+                    "POST",
+                    path,
+                    self.manager,
+                    data=deep,
+                    headers={"Content-Type": "application/json"},
+                )
+                self._assert_error(response, 400, "malformed_json")
+        # curl -d sends a form: refused, not silently read as nothing
+        for data in ("{not json", '{"scan_types": ["bogus"]}'):
+            response = self._call(
+                "POST", f"/versions/{version.id}/validate", self.manager, data=data
+            )
+            self._assert_error(response, 415, "unsupported_media_type")
+        empty = self._upload(
+            self.user,
+            {"model": "empty-file", "version": "1.0.0", "model_format": "onnx"},
+            data=b"",
+        )
+        body = self._assert_error(empty, 422, "invalid_input")
+        self.assertIn("empty", body["message"])
+        self.env.invalidate_all()
+        self.assertEqual(self.env["mlops.model"].search_count([]), models)
+        self.assertEqual(self.env["mlops.model.version"].search_count([]), versions)
