@@ -126,6 +126,20 @@ VALIDATION_STATES = [
     ("skipped", "Skipped"),
 ]
 
+TASK_TYPES = [
+    ("image_generation", "Image Generation"),
+    ("text_generation", "Text Generation"),
+    ("image_to_image", "Image to Image"),
+    ("upscaling", "Upscaling"),
+    ("style_transfer", "Style Transfer"),
+    ("classification", "Classification"),
+    ("object_detection", "Object Detection"),
+    ("segmentation", "Segmentation"),
+    ("embedding", "Embedding"),
+    ("speech", "Speech"),
+    ("other", "Other"),
+]
+
 MODEL_FORMATS = [
     ("onnx", "ONNX"),
     ("tensorflow_savedmodel", "TensorFlow SavedModel"),

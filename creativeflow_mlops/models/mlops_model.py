@@ -3,21 +3,8 @@
 from odoo import api, fields, models
 from odoo.exceptions import UserError
 
+from ..lifecycle import TASK_TYPES
 from ..utils import slugify
-
-TASK_TYPES = [
-    ("image_generation", "Image Generation"),
-    ("text_generation", "Text Generation"),
-    ("image_to_image", "Image to Image"),
-    ("upscaling", "Upscaling"),
-    ("style_transfer", "Style Transfer"),
-    ("classification", "Classification"),
-    ("object_detection", "Object Detection"),
-    ("segmentation", "Segmentation"),
-    ("embedding", "Embedding"),
-    ("speech", "Speech"),
-    ("other", "Other"),
-]
 
 # versions that carry no live or approved artifact; a model made only of
 # these may be deleted

@@ -4,7 +4,6 @@ import contextlib
 import hashlib
 import logging
 import os
-import re
 import shutil
 import tempfile
 
@@ -23,9 +22,9 @@ from ..exceptions import (
     InvalidInput,
     MalformedJson,
 )
-from ..lifecycle import INTERFACE_TYPES, MODEL_FORMATS
 from ..utils import parse_json
 from . import errors
+from .metadata import check as check_metadata
 
 _logger = logging.getLogger(__name__)
 
@@ -45,7 +44,7 @@ LINEAGE_FIELDS = {
     "source_run": "source_run",
     "dataset": "dataset",
     "git_commit": "git_commit",
-}
+}  # and parent_version, looked up among the model's versions
 
 
 def store_artifact(version, stream, filename, content_type=None, max_size=None):
@@ -125,21 +124,7 @@ def parse_metadata(env, raw):
         raise InvalidInput(
             env._("unknown metadata fields: %s", ", ".join(sorted(unknown)))
         )
-    problems = {}
-    for name in ("model", "version"):
-        if not isinstance(raw.get(name), str) or not raw[name].strip():
-            problems[name] = "required text"
-    if raw.get("model_format") not in dict(MODEL_FORMATS):
-        problems["model_format"] = f"one of {', '.join(dict(MODEL_FORMATS))}"
-    if raw.get("interface_type", "kserve_v2") not in dict(INTERFACE_TYPES):
-        problems["interface_type"] = f"one of {', '.join(dict(INTERFACE_TYPES))}"
-    for name in ("parameters", "metrics", "lineage", "signature"):
-        if raw.get(name) is not None and not isinstance(raw[name], dict):
-            problems[name] = "a JSON object"
-    if isinstance(raw.get("version"), str) and not re.fullmatch(
-        r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}", raw["version"]
-    ):
-        problems["version"] = "letters, digits, . _ + - (up to 64)"
+    raw, problems = check_metadata(raw)
     if problems:
         error = InvalidInput(env._("The metadata has invalid values."))
         error.details = problems

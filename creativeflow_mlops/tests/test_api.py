@@ -1162,3 +1162,41 @@ class TestApi(HttpCase):
         self.env.invalidate_all()
         self.assertEqual(self.env["mlops.model"].search_count([]), models)
         self.assertEqual(self.env["mlops.model.version"].search_count([]), versions)
+
+    def test_metadata_values_are_checked_field_by_field(self):
+        """Wrong types are a 422 naming the field's path, never coerced,
+        dropped or a 500; names and descriptions have limits."""
+        base = {"model": "typed-metadata", "version": "1.0.0", "model_format": "onnx"}
+        cases = {
+            "description": {"description": {"a": 1}},
+            "lineage.git_commit": {"lineage": {"git_commit": {"sha": "x"}}},
+            "lineage.parent_version": {"lineage": {"parent_version": 5}},
+            "signature.inputs": {"signature": {"inputs": "abc"}},
+            "task_type": {"task_type": "bogus"},
+            "model": {"model": "with\x00nul"},
+        }
+        cases["model "] = {"model": "x" * 10_000}
+        cases["description "] = {"description": "d" * (5 * 1024 * 1024)}
+        cases["model  "] = {"model": "evil\u202egnp.exe"}
+        versions = self.env["mlops.model.version"].search_count([])
+        for path, values in cases.items():
+            body = self._assert_error(
+                self._upload(self.user, {**base, **values}), 422, "invalid_input"
+            )
+            self.assertIn(path.strip(), body["details"], (path, body))
+        self.env.invalidate_all()
+        self.assertEqual(self.env["mlops.model.version"].search_count([]), versions)
+
+    def test_model_names_are_normalized_before_they_are_compared(self):
+        """Café typed in NFC and in NFD is one model."""
+        nfc = self._upload(
+            self.user,
+            {"model": "Caf\u00e9", "version": "1.0.0", "model_format": "onnx"},
+        )
+        nfd = self._upload(
+            self.user,
+            {"model": "Cafe\u0301", "version": "2.0.0", "model_format": "onnx"},
+        )
+        self.assertEqual(nfc.status_code, 202, nfc.text)
+        self.assertEqual(nfd.status_code, 202, nfd.text)
+        self.assertEqual(nfc.json()["model_id"], nfd.json()["model_id"])
