@@ -76,6 +76,11 @@ class KillingStream(io.RawIOBase):
         ("a\x00b\x1f.onnx", "ab.onnx"),
         ("my model (final).onnx", "my_model_final_.onnx"),
         ("..hidden", "hidden"),
+        # letters of every script stay, in their normal form; emoji do not
+        ("мод😀ель.onnx", "мод_ель.onnx"),
+        ("Cafe\u0301.onnx", "Caf\u00e9.onnx"),
+        ("模型.safetensors", "模型.safetensors"),
+        ("a b;$(rm).onnx", "a_b_rm_.onnx"),
     ],
 )
 def test_sanitize_filename(raw, safe):
@@ -324,6 +329,22 @@ def test_s3_multipart_put_get_and_presigned_download(s3_server):
     assert caught.value.code == 403
     store.delete(stored.key)
     assert store.stat(stored.key) is None
+
+
+def test_s3_keys_with_unicode_names(s3_server):
+    """A file name in another script makes a key the store, the hash and a
+    presigned download all handle (17 MiB: two parts)."""
+    store = _store(s3_server)
+    store.ensure_bucket()
+    data = os.urandom(17 * MiB)
+    key = object_key("", "m", "1.0", "мод😀ель.onnx")
+    assert key == "models/m/1.0/мод_ель.onnx"
+    stored = store.put_stream(key, io.BytesIO(data))
+    assert store.hash_object(key) == (len(data), stored.sha256)
+    url = store.presigned_get(key, filename="мод_ель.onnx")
+    with urllib.request.urlopen(url, timeout=30) as response:
+        assert hashlib.sha256(response.read()).hexdigest() == stored.sha256
+    store.delete(key)
 
 
 def test_s3_direct_multipart_upload(s3_server):

@@ -70,6 +70,9 @@ class StoredObject:
 # ---------------------------------------------------------------------------
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
+# file names keep letters and digits of every script; what else a file system
+# or an S3 key may misread (spaces, quotes, shell and URL characters) goes
+_UNSAFE_IN_NAME = re.compile(r"[^\w.+-]+")
 
 
 def sanitize_filename(name):
@@ -83,7 +86,7 @@ def sanitize_filename(name):
     # keep the last path component of either separator: "..\\..\\x" -> "x"
     name = re.split(r"[\\/]", name)[-1]
     name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C")
-    name = _UNSAFE.sub("_", name).strip("._ ")
+    name = _UNSAFE_IN_NAME.sub("_", name).strip("._ ")
     if not name or set(name) <= {"."}:
         raise ValueError("the filename has no usable characters")
     if len(name) > MAX_FILENAME_LENGTH:
