@@ -38,3 +38,15 @@ def parse_json(raw, max_depth=MAX_JSON_DEPTH):
                     raise ValueError(f"nested deeper than {max_depth} levels")
                 stack.append((child, depth + 1))
     return value
+
+
+_ABSOLUTE_PATH = re.compile(r"(?<![\w/.:])/(?:[^\s'\"/:,;()]+/)+([^\s'\"/:,;()]*)")
+
+
+def scrub_paths(text):
+    """``text`` with every absolute path cut to its last component: what a
+    message tells a user never shows where the server keeps its files
+    (``Load model from /srv/data/.../m.onnx failed`` -> ``... m.onnx ...``)."""
+    if not text:
+        return text
+    return _ABSOLUTE_PATH.sub(lambda m: m.group(1) or "/", text)

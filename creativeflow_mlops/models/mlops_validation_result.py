@@ -10,6 +10,7 @@ from ..lifecycle import VALIDATION_STATES
 from ..scanners import registry
 from ..scanners.report import ScanReport
 from ..services import artifacts, jobs, settings, validation
+from ..utils import scrub_paths
 
 _logger = logging.getLogger(__name__)
 
@@ -126,14 +127,20 @@ class MlopsValidationResult(models.Model):
 
     def _record(self, report, report_uri=False):
         """Settle this result from a scanner's report."""
+        # messages name the artifact, never where the server keeps it
+        findings = [
+            {
+                **vars(f),
+                "message": scrub_paths(f.message),
+                "location": scrub_paths(f.location),
+            }
+            for f in report.findings[:200]
+        ]
         self.write(
             {
                 "state": report.state,
-                "summary": report.summary,
-                "details": {
-                    "findings": [vars(f) for f in report.findings][:200],
-                    **report.details,
-                },
+                "summary": scrub_paths(report.summary),
+                "details": {"findings": findings, **report.details},
                 "report_uri": report_uri,
                 "started_at": self.started_at or fields.Datetime.now(),
                 "finished_at": fields.Datetime.now(),

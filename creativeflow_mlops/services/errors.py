@@ -11,14 +11,15 @@ import contextlib
 
 from ..adapters.storage import IntegrityMismatch, StorageError, StorageUnavailable
 from ..exceptions import BackendUnavailable, MLOpsError, PayloadTooLarge
+from ..utils import scrub_paths
 
 # what a later try may get through
 TRANSIENT = (StorageUnavailable, BackendUnavailable)
 
 
 def describe(error):
-    """The sentence an error gives a user."""
-    return str(error)
+    """The sentence an error gives a user, without the server's paths."""
+    return scrub_paths(str(error))
 
 
 def to_contract(error, refused=BackendUnavailable, what=None):

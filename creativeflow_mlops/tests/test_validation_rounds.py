@@ -158,3 +158,25 @@ class TestValidationRounds(MlopsCase):
             lambda r: r.scan_type == "integrity"
         )
         self.assertIn("lost twice", integrity.summary)
+
+    def test_scan_messages_name_the_artifact_not_its_server_path(self):
+        """onnxruntime says "Load model from <absolute path> failed": what the
+        version shows (results, findings, chatter) names the file only."""
+        from odoo.tools import config
+
+        with trap_jobs() as trap:
+            version = self._upload(b"not an onnx model at all", "garbage.onnx")
+            trap.perform_enqueued_jobs()
+        self.assertEqual(version.state, "validation_failed")
+        texts = [r.summary or "" for r in version.validation_result_ids]
+        texts += [
+            f.get("message") or ""
+            for r in version.validation_result_ids
+            for f in (r.details or {}).get("findings", [])
+        ]
+        texts += [m.body or "" for m in version.message_ids]
+        texts += version.activity_ids.mapped("summary")
+        self.assertTrue(any("garbage.onnx" in t for t in texts), texts)
+        for text in texts:
+            self.assertNotIn(config["data_dir"], text)
+            self.assertNotIn("/tmp/", text)
