@@ -86,17 +86,3 @@ def attempt(env, work, what):
             f"{what} stopped with an error ({type(error).__name__}: "
             f"{errors.describe(error)[:200]})"
         )
-
-
-def live_jobs(env, identity_keys):
-    """The jobs among ``identity_keys`` that queue_job will still run."""
-    return (
-        env["queue.job"]
-        .sudo()
-        .search(
-            [
-                ("identity_key", "in", list(identity_keys)),
-                ("state", "in", LIVE_JOB_STATES),
-            ]
-        )
-    )
