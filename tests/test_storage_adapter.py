@@ -21,6 +21,7 @@ from odoo.addons.creativeflow_mlops.adapters.storage import (
     S3Store,
     StorageRefused,
     StorageUnavailable,
+    models_root,
     object_key,
     sanitize_filename,
 )
@@ -99,15 +100,18 @@ def test_sanitize_filename_keeps_extension_when_truncating():
 
 
 def test_object_key_layout():
-    assert object_key("", "sentiment", "1.4.0", "model.onnx") == (
-        "models/sentiment/1.4.0/model.onnx"
+    assert object_key("", "c1", "sentiment", "1.4.0", "model.onnx") == (
+        "models/c1/sentiment/1.4.0/model.onnx"
     )
     assert (
-        object_key("team/../a", "x y", "1.0", "../m.onnx")
-        == "team/a/models/x-y/1.0/m.onnx"
+        object_key("team/../a", "c/2", "x y", "1.0", "../m.onnx")
+        == "team/a/models/c-2/x-y/1.0/m.onnx"
     )
+    assert models_root("team/../a") == "team/a/models"
     with pytest.raises(ValueError):
-        object_key("", "..", "1.0", "m.onnx")
+        object_key("", "c1", "..", "1.0", "m.onnx")
+    with pytest.raises(ValueError):
+        object_key("", "/", "m", "1.0", "m.onnx")
 
 
 # ---------------------------------------------------------------------------
@@ -337,8 +341,8 @@ def test_s3_keys_with_unicode_names(s3_server):
     store = _store(s3_server)
     store.ensure_bucket()
     data = os.urandom(17 * MiB)
-    key = object_key("", "m", "1.0", "мод😀ель.onnx")
-    assert key == "models/m/1.0/мод_ель.onnx"
+    key = object_key("", "c1", "m", "1.0", "мод😀ель.onnx")
+    assert key == "models/c1/m/1.0/мод_ель.onnx"
     stored = store.put_stream(key, io.BytesIO(data))
     assert store.hash_object(key) == (len(data), stored.sha256)
     url = store.presigned_get(key, filename="мод_ель.onnx")

@@ -105,11 +105,19 @@ def _segment(value, what):
     return segment
 
 
-def object_key(prefix, model, version, filename):
-    """``[prefix/]models/<model>/<version>/<filename>``, every part safe."""
+def models_root(prefix):
+    """The folder every artifact key starts with: ``[prefix/]models``."""
     parts = [_segment(p, "prefix") for p in (prefix or "").split("/") if p.strip("./")]
-    parts += [
-        "models",
+    return "/".join([*parts, "models"])
+
+
+def object_key(prefix, owner, model, version, filename):
+    """``[prefix/]models/<owner>/<model>/<version>/<filename>``, every part
+    safe. ``owner`` keeps tenants apart (the addon passes ``c<company id>``),
+    so two companies' models of one name never share a key."""
+    parts = [
+        models_root(prefix),
+        _segment(owner, "owner"),
         _segment(model, "model"),
         _segment(version, "version"),
         sanitize_filename(filename),

@@ -26,7 +26,7 @@ from odoo.exceptions import (
 from odoo.http import request
 from odoo.service.model import PG_CONCURRENCY_ERRORS_TO_RETRY
 
-from ..adapters.storage import StorageError, object_key
+from ..adapters.storage import StorageError
 from ..exceptions import InvalidInput, MLOpsError, NotFound
 from ..lifecycle import VERSION_STATES
 from ..services import artifacts, errors, serializers, settings
@@ -393,7 +393,7 @@ def _stream_into_store():
     try:
         # nothing of the body but its head has been read: a lost race (a new
         # model created by another upload meanwhile) is run again
-        backend, slug = _retrying(
+        backend, model = _retrying(
             lambda: artifacts.plan_streamed_upload(request.env, metadata)
         )
     except Exception as error:  # noqa: BLE001 - answered in JSON before the body
@@ -407,9 +407,7 @@ def _stream_into_store():
                 total_content_length, content_type, filename, content_length
             )
         try:
-            key = object_key(
-                backend._object_prefix(), slug, metadata["version"], filename or ""
-            )
+            key = model._artifact_key(backend, metadata["version"], filename or "")
             artifacts.reserve_key(request.env, backend, key)
             writer = backend._get_store().open_writer(key, content_type)
         except ValueError:  # a filename that makes no key: spooled, refused later

@@ -3,6 +3,7 @@
 from odoo import api, fields, models
 from odoo.exceptions import UserError
 
+from ..adapters.storage import object_key
 from ..lifecycle import TASK_TYPES
 from ..utils import slugify
 
@@ -22,9 +23,10 @@ class MlopsModel(models.Model):
         readonly=True,
         copy=False,
         index=True,
-        help="DNS-safe name, unique across companies, given when the model is "
+        help="DNS-safe name, unique in its company, given when the model is "
         "created and kept when it is renamed: artifact keys, Kubernetes objects "
-        "and endpoint slugs are made of it.",
+        "and endpoint slugs are made of it (with the company, where names of "
+        "several companies meet).",
     )
     description = fields.Text()
     task_type = fields.Selection(
@@ -66,7 +68,11 @@ class MlopsModel(models.Model):
             "unique (name, company_id)",
             "A model with this name already exists in this company.",
         ),
-        ("slug_uniq", "unique (slug)", "Another model already has this slug."),
+        (
+            "slug_company_uniq",
+            "unique (slug, company_id)",
+            "Another model of this company already has this slug.",
+        ),
     ]
 
     @api.depends("version_ids.state")
@@ -120,7 +126,8 @@ class MlopsModel(models.Model):
     def create(self, vals_list):
         for vals in vals_list:
             if not vals.get("slug"):
-                vals["slug"] = self._unique_slug(vals.get("name"))
+                company = vals.get("company_id") or self.env.company.id
+                vals["slug"] = self._unique_slug(vals.get("name"), company)
         return super().create(vals_list)
 
     @api.ondelete(at_uninstall=False)
@@ -140,15 +147,19 @@ class MlopsModel(models.Model):
                 )
 
     @api.model
-    def _unique_slug(self, name):
-        """A slug for ``name`` no model of any company has: ``sentiment``,
-        then ``sentiment-2``... A name without Latin letters or digits gives
-        ``model``."""
+    def _unique_slug(self, name, company_id):
+        """A slug for ``name`` no other model of the company has:
+        ``sentiment``, then ``sentiment-2``... A name without Latin letters or
+        digits gives ``model``. Other companies' slugs are not looked at, so
+        the slug tells nothing about them."""
         base = slugify(name, length=36) or "model"
         taken = set(
             self.sudo()
             .with_context(active_test=False)
-            .search_fetch([("slug", "=like", f"{base}%")], ["slug"])
+            .search_fetch(
+                [("slug", "=like", f"{base}%"), ("company_id", "=", company_id)],
+                ["slug"],
+            )
             .mapped("slug")
         )
         slug, number = base, 1
@@ -156,6 +167,18 @@ class MlopsModel(models.Model):
             number += 1
             slug = f"{base}-{number}"
         return slug
+
+    def _artifact_key(self, backend, version, filename):
+        """Where ``version``'s artifact ``filename`` goes in ``backend``:
+        under the company, then the slug, so companies never share a key."""
+        self.ensure_one()
+        return object_key(
+            backend._object_prefix(),
+            f"c{self.company_id.id}",
+            self.slug,
+            version,
+            filename,
+        )
 
     def _action_open_related(self, res_model, title):
         self.ensure_one()

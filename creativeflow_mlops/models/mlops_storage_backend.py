@@ -14,7 +14,7 @@ from ..adapters.storage import (
     S3Store,
     StorageError,
     StorageRefused,
-    object_key,
+    models_root,
 )
 from ..exceptions import BackendUnavailable
 
@@ -236,10 +236,7 @@ class MlopsStorageBackend(models.Model):
         )
         limit = datetime.now(timezone.utc) - older_than
         aborted = 0
-        # the folder object_key puts every artifact in
-        models_folder = object_key(self._object_prefix(), "m", "v", "f").rsplit("/", 3)[
-            0
-        ]
+        models_folder = models_root(self._object_prefix())
         for upload in store.list_multipart_uploads(f"{models_folder}/"):
             if upload["upload_id"] in tracked:
                 continue

@@ -13,7 +13,6 @@ from ..adapters.storage import (
     StorageRefused,
     StorageUnavailable,
     StoredObject,
-    object_key,
     sanitize_filename,
 )
 from ..exceptions import (
@@ -126,9 +125,7 @@ class MlopsUpload(models.Model):
         self._replace_own_open_upload(metadata)
         version = artifacts.create_version(env, metadata)
         version.sudo().storage_backend_id = backend
-        key = object_key(
-            backend._object_prefix(), version.model_id.slug, version.version, filename
-        )
+        key = version.model_id._artifact_key(backend, version.version, filename)
         store = backend._get_store()
         with errors.backend_call():
             upload_id = store.create_multipart(key, payload.get("content_type"))

@@ -13,7 +13,6 @@ from ..adapters.storage import (
     CHUNK_SIZE,
     StorageRefused,
     StorageUnavailable,
-    object_key,
     sanitize_filename,
 )
 from ..exceptions import (
@@ -62,9 +61,7 @@ def store_artifact(version, stream, filename, content_type=None, max_size=None):
     )
     if not backend:
         raise BackendUnavailable(env._("No artifact storage backend is configured."))
-    key = object_key(
-        backend._object_prefix(), version.model_id.slug, version.version, filename
-    )
+    key = version.model_id._artifact_key(backend, version.version, filename)
     reserve_key(env, backend, key)
     with errors.backend_call(
         what=env._("The artifact store cannot take the artifact now")
@@ -194,7 +191,7 @@ def register_upload(env, metadata, stream, filename, content_type=None, max_size
 
 def plan_streamed_upload(env, metadata):
     """Before the body of an upload arrives: refuse a duplicate version, and
-    say where the artifact will go: (backend, model slug). A new model is
+    say where the artifact will go: (backend, model). A new model is
     created now (in the request's transaction), so its slug, and with it the
     object key, is its own before a byte is written."""
     Model = env["mlops.model"]
@@ -206,7 +203,7 @@ def plan_streamed_upload(env, metadata):
     backend = env["mlops.storage.backend"].sudo()._get_default()
     if not backend:
         raise BackendUnavailable(env._("No artifact storage backend is configured."))
-    return backend, model.slug
+    return backend, model
 
 
 def reserve_key(env, backend, key):
@@ -231,11 +228,8 @@ def register_streamed(env, metadata, writer, backend, filename, content_type=Non
         with env.cr.savepoint():
             version = create_version(env, metadata)
             version.sudo().storage_backend_id = backend
-            expected = object_key(
-                backend._object_prefix(),
-                version.model_id.slug,
-                version.version,
-                sanitize_filename(filename or ""),
+            expected = version.model_id._artifact_key(
+                backend, version.version, sanitize_filename(filename or "")
             )
             if expected != writer.key:
                 raise InvalidInput(env._("The artifact does not match the metadata."))

@@ -37,6 +37,23 @@ class TestMultiCompany(MlopsCase):
     def test_same_name_in_two_companies(self):
         self.assertEqual(self.model_b.name, self.model.name)
         self.assertNotEqual(self.model_b.company_id, self.model.company_id)
+        # the slug says nothing of the other company's model ("sentiment-2"
+        # told company B that a "sentiment" exists elsewhere)
+        self.assertEqual(self.model_b.slug, self.model.slug)
+        self.assertEqual(
+            self.env["mlops.model"]
+            .with_company(self.company_b)
+            .create({"name": "Sentiment!", "company_id": self.company_b.id})
+            .slug,
+            "sentiment-2",
+        )
+
+    def test_artifact_keys_are_per_company(self):
+        backend = self.env.ref("creativeflow_mlops.storage_backend_local")
+        key_a = self.model._artifact_key(backend, "1.0.0", "model.onnx")
+        key_b = self.model_b._artifact_key(backend, "1.0.0", "model.onnx")
+        self.assertEqual(key_a, f"models/c{self.model.company_id.id}/sentiment/1.0.0/model.onnx")
+        self.assertEqual(key_b, f"models/c{self.company_b.id}/sentiment/1.0.0/model.onnx")
 
     def test_records_of_another_company_are_invisible(self):
         version_b = self._new_version(model=self.model_b, uploader=self.uploader_b)

@@ -41,7 +41,7 @@ class TestValidationJobs(MlopsCase):
             self.assertEqual(version.artifact_size, len(artifacts.onnx_bytes()))
             self.assertRegex(
                 version.artifact_uri,
-                r"^local://models/sentiment/2\.\d+\.0/model\.onnx$",
+                r"^local://models/c\d+/sentiment/2\.\d+\.0/model\.onnx$",
             )
             # integrity first; format, functional_io, performance_benchmark and
             # content_safety wait for it; the settle job waits for them all

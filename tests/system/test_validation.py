@@ -158,12 +158,14 @@ def test_same_version_uploaded_ten_times_at_once(stack, name):
     for answer in answers:
         if answer.status_code == 409:
             assert answer.json()["error"]["code"] == "conflict", answer.text
+    key = winner["artifact"]["uri"].split(f"s3://{stack.bucket}/", 1)[1]
+    assert key.endswith(f"/{name}/4.0.0/m.onnx"), key
     objects = [
         o.object_name
-        for o in stack.objects(f"models/{name}/4.0.0/")
+        for o in stack.objects(key.rsplit("/", 1)[0] + "/")
         if ".reports/" not in o.object_name
     ]
-    assert objects == [f"models/{name}/4.0.0/m.onnx"], objects
+    assert objects == [key], objects
     stored = stack.minio.get_object(stack.bucket, objects[0]).read()
     assert hashlib.sha256(stored).hexdigest() == winner["artifact"]["sha256"]
     assert stored in payloads
