@@ -88,6 +88,16 @@ def _authenticate():
     request.update_env(user=uid)
 
 
+def _wants_json():
+    """A script (a bearer key, or JSON preferred over HTML in ``Accept``)
+    rather than a browser."""
+    headers = request.httprequest.headers
+    if headers.get("Authorization"):
+        return True
+    accept = request.httprequest.accept_mimetypes
+    return accept.quality("application/json") > accept.quality("text/html")
+
+
 def _translate(error):
     """(status, code, message, details) of an exception."""
     if isinstance(error, JsonHTTPError):
@@ -615,15 +625,61 @@ class MlopsApi(http.Controller):
     # Artifact download (local stores; S3 answers with a presigned URL)
     # ------------------------------------------------------------------
 
-    @http.route("/mlops/artifacts/<int:version_id>/download", type="http", auth="user")
+    @http.route(
+        "/mlops/artifacts/<int:version_id>/download",
+        type="http",
+        auth="public",
+        methods=["GET", "HEAD"],
+        save_session=False,
+    )
     def download(self, version_id, **_params):
+        """The artifact's bytes: streamed from a local store, a redirect to a
+        short-lived presigned URL for S3. A browser comes with its session
+        (and is sent to the login page without one); a script with its API
+        key as a bearer token, and gets its errors in the contract's JSON."""
+        wants_json = _wants_json()
+        try:
+            if request.httprequest.headers.get("Authorization"):
+                _authenticate()
+            elif request.env.user._is_public():
+                if not wants_json:
+                    return request.redirect_query(
+                        "/web/login", {"redirect": request.httprequest.full_path}
+                    )
+                _authenticate()  # the JSON 401
+            return self._artifact_response(version_id)
+        except Exception as error:  # noqa: BLE001 - answered as the client asked
+            status, code, message, details = _translate(error)
+            if status >= 500 and status != 503:
+                _logger.exception("MLOps artifact download %s failed", version_id)
+            if not wants_json:
+                if isinstance(error, werkzeug.exceptions.HTTPException):
+                    raise
+                page = werkzeug.exceptions.default_exceptions.get(
+                    status, werkzeug.exceptions.InternalServerError
+                )
+                raise page(description=message) from error
+            response = _json(error_body(code, message, details), status)
+            if status == 401:
+                response.headers["WWW-Authenticate"] = "Bearer"
+            return response
+
+    def _artifact_response(self, version_id):
         version = request.env["mlops.model.version"].browse(version_id).exists()
         if not version or not version.has_access("read"):
-            raise werkzeug.exceptions.NotFound()
+            raise NotFound(f"No version {version_id}.")
+        if not version.artifact_object_key:
+            raise NotFound(f"Version {version_id} has no artifact.")
         store = version.storage_backend_id.sudo()._get_store()
         path = store.local_path(version.artifact_object_key)
-        if path is None or not path.exists():
-            raise werkzeug.exceptions.NotFound()
+        if path is None:
+            with errors.backend_call():
+                url = store.presigned_get(
+                    version.artifact_object_key, filename=version.artifact_filename
+                )
+            return request.redirect(url, code=303, local=False)
+        if not path.exists():
+            raise NotFound(f"The artifact of version {version_id} is missing.")
         stream = http.Stream(
             type="path",
             path=str(path),

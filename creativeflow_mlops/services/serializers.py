@@ -11,6 +11,10 @@ def artifact(version):
         "sha256": version.artifact_sha256 or None,
         "size": version.artifact_size or None,
         "filename": version.artifact_filename or None,
+        # through Odoo: the bytes for a local store, a presigned URL for S3
+        "download_url": f"/mlops/artifacts/{version.id}/download"
+        if version.artifact_object_key
+        else None,
         # when the integrity check last found these bytes in the store
         "verified_at": timestamp(version.artifact_verified_at),
     }

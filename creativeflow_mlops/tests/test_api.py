@@ -386,9 +386,39 @@ class TestApi(HttpCase):
         self.assertEqual(
             self.url_open("/mlops/artifacts/987654/download").status_code, 404
         )
+        self.assertEqual(body["artifact"]["download_url"], action["url"])
+        # a script: its API key, and JSON for every error
+        self.logout()
+        url = f"{self.base_url()}{action['url']}"
+        keyed = self.opener.get(
+            url, headers={"Authorization": f"Bearer {self.keys[self.user]}"}
+        )
+        self.assertEqual(keyed.status_code, 200)
+        self.assertEqual(keyed.content, data)
+        bad = self.opener.get(url, headers={"Authorization": "Bearer nope"})
+        self._assert_error(bad, 401, "unauthorized")
+        self.assertEqual(bad.headers["WWW-Authenticate"], "Bearer")
+        no_key = self.opener.get(url, headers={"Accept": "application/json"})
+        self._assert_error(no_key, 401, "unauthorized")
+        self._assert_error(
+            self.opener.get(
+                f"{self.base_url()}/mlops/artifacts/987654/download",
+                headers={"Authorization": f"Bearer {self.keys[self.user]}"},
+            ),
+            404,
+            "not_found",
+        )
+        self.authenticate("api_user", "api_user")
         other = self.env["res.company"].create({"name": "Far Away Ltd"})
         version.model_id.sudo().company_id = other
         self.assertEqual(self.url_open(action["url"]).status_code, 404)
+        self._assert_error(
+            self.opener.get(
+                url, headers={"Authorization": f"Bearer {self.keys[self.user]}"}
+            ),
+            404,
+            "not_found",
+        )
         # S3: a presigned link straight to the store, valid for minutes
         with s3_backend(self.env, code="dl", default=True):
             body = self._upload(
@@ -401,6 +431,18 @@ class TestApi(HttpCase):
             fetched = requests.get(url, timeout=30)
             self.assertEqual(fetched.status_code, 200)
             self.assertEqual(fetched.content, data)
+            # the same route sends a script on to the presigned URL
+            self.logout()
+            keyed = self.opener.get(
+                f"{self.base_url()}{body['artifact']['download_url']}",
+                headers={"Authorization": f"Bearer {self.keys[self.user]}"},
+                allow_redirects=False,
+            )
+            self.assertEqual(keyed.status_code, 303)
+            self.assertIn("X-Amz-Expires=600", keyed.headers["Location"])
+            self.assertEqual(
+                requests.get(keyed.headers["Location"], timeout=30).content, data
+            )
 
     def _web_save(self, version, values):
         """The backend form's save, as the browser sends it."""
@@ -436,7 +478,11 @@ class TestApi(HttpCase):
         root = (
             self.env.ref("creativeflow_mlops.storage_backend_local")._get_store().root
         )
-        target = root / "models" / version.model_id.slug / "1.0.0" / "model.onnx"
+        target = root / version.model_id._artifact_key(
+            self.env.ref("creativeflow_mlops.storage_backend_local"),
+            "1.0.0",
+            "model.onnx",
+        )
         target.unlink(missing_ok=True)  # left by an earlier run of this database
         self.addCleanup(target.unlink, missing_ok=True)
         self.authenticate("api_user", "api_user")
