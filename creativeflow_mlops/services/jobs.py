@@ -1,6 +1,7 @@
 """What every queued job of the addon shares.
 
 - ``lock``: the row lock that serializes the jobs working on one record;
+- ``as_platform``: who the platform's own messages and activities come from;
 - ``attempt``: the error policy. A transient backend failure is retried by
   queue_job (paced by the job function's retry pattern in XML) until the
   last try, which settles what the job was for instead; a database
@@ -12,6 +13,7 @@ import logging
 
 import psycopg2
 
+from odoo import SUPERUSER_ID
 from odoo.service.model import PG_CONCURRENCY_ERRORS_TO_RETRY
 from odoo.tools import SQL
 
@@ -42,6 +44,14 @@ def lock(records):
         )
         records.invalidate_recordset()
     return records
+
+
+def as_platform(records):
+    """``records`` as the platform itself (OdooBot, the superuser) sees them:
+    what a job decides (a verdict, its chatter message, its tracking, the
+    activity it schedules) is the platform's, not the user whose upload
+    queued the job."""
+    return records.with_user(SUPERUSER_ID).sudo()
 
 
 def is_last_attempt(env):

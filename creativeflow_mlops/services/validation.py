@@ -109,7 +109,9 @@ def settle(version, round_):
     """Decide the verdict of ``round_`` once every scan of it finished: the
     version becomes ``validated`` or ``validation_failed``, the chatter
     lists every scan, the uploader gets an activity. Idempotent: a round
-    already settled, or replaced by a newer one, is left alone."""
+    already settled, or replaced by a newer one, is left alone. The verdict
+    is the platform's (OdooBot's), whoever's job settles it."""
+    version = jobs.as_platform(version)
     jobs.lock(version)
     if version.state != "validating" or version.validation_round != round_:
         return f"round {round_} is no longer open"
@@ -240,6 +242,7 @@ def _round_jobs(version, round_):
 
 
 def _watch(version, before):
+    version = jobs.as_platform(version)
     round_ = version.validation_round
     results, round_jobs = _round_jobs(version, round_)
     if round_jobs.filtered(lambda j: j.state in jobs.LIVE_JOB_STATES):

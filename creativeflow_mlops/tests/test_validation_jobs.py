@@ -62,6 +62,8 @@ class TestValidationJobs(MlopsCase):
                 self.assertEqual(job.depends_on, set(first))
             self.assertEqual(settle[0].depends_on, scans)
             self.assertEqual(settle[0].args, (version.validation_round,))
+            # the upload's own transaction ends here (its tracking is written)
+            self.env.cr.precommit.run()
             trap.perform_enqueued_jobs()
         results = self._results(version)
         self.assertEqual(version.state, "validated")
@@ -83,6 +85,16 @@ class TestValidationJobs(MlopsCase):
         self.assertIn("Validation passed", version.message_ids[0].body)
         todo = version.activity_ids.filtered(lambda a: a.user_id == self.uploader)
         self.assertIn("Validated", todo.summary)
+        # the verdict, its state change and its activity come from the
+        # platform, not from the uploader whose upload queued the jobs
+        bot = self.env.ref("base.user_root")
+        self.assertEqual(version.message_ids[0].author_id, bot.partner_id)
+        self.env.cr.precommit.run()  # tracking messages are written at commit
+        validated = version.message_ids.filtered(
+            lambda m: "Validated" in m.tracking_value_ids.mapped("new_value_char")
+        )
+        self.assertEqual(validated.author_id, bot.partner_id)
+        self.assertEqual(todo.create_uid, bot)
 
     def test_malicious_pickle_fails_validation(self):
         with trap_jobs() as trap:
