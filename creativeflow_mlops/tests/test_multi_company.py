@@ -52,8 +52,12 @@ class TestMultiCompany(MlopsCase):
         backend = self.env.ref("creativeflow_mlops.storage_backend_local")
         key_a = self.model._artifact_key(backend, "1.0.0", "model.onnx")
         key_b = self.model_b._artifact_key(backend, "1.0.0", "model.onnx")
-        self.assertEqual(key_a, f"models/c{self.model.company_id.id}/sentiment/1.0.0/model.onnx")
-        self.assertEqual(key_b, f"models/c{self.company_b.id}/sentiment/1.0.0/model.onnx")
+        self.assertEqual(
+            key_a, f"models/c{self.model.company_id.id}/sentiment/1.0.0/model.onnx"
+        )
+        self.assertEqual(
+            key_b, f"models/c{self.company_b.id}/sentiment/1.0.0/model.onnx"
+        )
 
     def test_records_of_another_company_are_invisible(self):
         version_b = self._new_version(model=self.model_b, uploader=self.uploader_b)
