@@ -30,10 +30,14 @@
         "views/mlops_deployment_views.xml",
         "views/mlops_feedback_views.xml",
         "views/res_config_settings_views.xml",
+        "views/mlops_dashboard_views.xml",
         "views/mlops_menus.xml",
         "data/mlops_model_version_actions.xml",
     ],
     "assets": {
+        "web.assets_backend": [
+            "creativeflow_mlops/static/src/dashboard/*",
+        ],
         "web.assets_tests": [
             "creativeflow_mlops/static/src/tours/*.js",
         ],

@@ -11,3 +11,4 @@ from . import mlops_deployment
 from . import mlops_feedback
 from . import res_config_settings
 from . import mlops_upload
+from . import mlops_dashboard

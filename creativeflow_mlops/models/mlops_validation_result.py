@@ -46,7 +46,9 @@ class MlopsValidationResult(models.Model):
     report_uri = fields.Char(string="Report URI", help="Full JSON report in the store.")
     started_at = fields.Datetime()
     finished_at = fields.Datetime()
-    duration = fields.Float(compute="_compute_duration", string="Duration (s)")
+    duration = fields.Float(
+        compute="_compute_duration", store=True, aggregator="avg", string="Duration (s)"
+    )
     validated_by_id = fields.Many2one("res.users", string="Requested By")
     requeue_count = fields.Integer(
         readonly=True,
