@@ -34,12 +34,9 @@ from ..utils import parse_json
 
 _logger = logging.getLogger(__name__)
 
-API = "/mlops/api/v1"
+API = errors.REST_PREFIX
 MAX_LIMIT = 200
-
-
-def error_body(code, message, details=None):
-    return {"error": {"code": code, "message": message, "details": details or {}}}
+error_body = errors.error_body
 
 
 class JsonHTTPError(werkzeug.exceptions.HTTPException):

@@ -12,3 +12,4 @@ from . import mlops_feedback
 from . import res_config_settings
 from . import mlops_upload
 from . import mlops_dashboard
+from . import ir_http

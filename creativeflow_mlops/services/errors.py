@@ -16,6 +16,15 @@ from ..utils import scrub_paths
 # what a later try may get through
 TRANSIENT = (StorageUnavailable, BackendUnavailable)
 
+# where the REST face lives: everything under it answers in the contract's
+# JSON, even a path no route matches
+REST_PREFIX = "/mlops/api/v1"
+
+
+def error_body(code, message, details=None):
+    """The contract's error object."""
+    return {"error": {"code": code, "message": message, "details": details or {}}}
+
 
 def describe(error):
     """The sentence an error gives a user, without the server's paths."""

@@ -1132,8 +1132,20 @@ class TestApi(HttpCase):
     def test_everything_under_the_prefix_answers_in_json(self):
         """Unknown routes, a wrong converter and a wrong method get the
         contract's JSON, never Odoo's HTML pages; 405 says what is allowed."""
-        for method, path in (("GET", "/nope"), ("GET", "/versions/abc"), ("GET", "")):
-            self._assert_error(self._call(method, path, self.user), 404, "not_found")
+        for method, path in (
+            ("GET", "/nope"),
+            ("GET", "/versions/abc"),
+            ("GET", ""),
+            # found by test_api_properties: no rule matches them
+            ("GET", "/%2F"),
+            ("GET", "/0%0A"),
+            ("POST", "/models/%0A/x"),
+            ("GET", "//"),
+            ("DELETE", "/models/%2F"),
+        ):
+            for user in (self.user, None):
+                response = self._call(method, path, user)
+                self._assert_error(response, 404, "not_found")
         for method, path, allowed in (
             ("DELETE", "/models", "GET"),
             ("POST", "/models", "GET"),
