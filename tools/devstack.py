@@ -320,6 +320,7 @@ def ensure_test_tools(odoo):
         "modelscan",
         "fickling",
         "requests_toolbelt",
+        "hypothesis",
     )
     for module in modules:
         try:
