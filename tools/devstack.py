@@ -321,6 +321,9 @@ def ensure_test_tools(odoo):
         "fickling",
         "requests_toolbelt",
         "hypothesis",
+        "tritonclient.http",
+        "uvicorn",
+        "prometheus_client",
     )
     for module in modules:
         try:
@@ -351,8 +354,10 @@ def ensure_test_tools(odoo):
         for package, binary in (
             ("chromium", "chromium"),
             ("docker-compose", "docker-compose"),
+            # the inference router
+            ("nginx-light", "nginx"),
         )
-        if not shutil.which(binary)
+        if not shutil.which(binary, path=f"{os.environ.get('PATH', '')}:/usr/sbin")
     ]
     if debian:
         apt_install(*debian)

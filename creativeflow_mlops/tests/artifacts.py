@@ -39,6 +39,46 @@ def onnx_model(opset=17, external=None, rows=4, cols=2, seed=None):
     return model
 
 
+def onnx_mlp(sizes=(64, 256, 256, 10), seed=0, fail=False):
+    """An MLP ``Gemm-Relu-...-Gemm`` with random weights (the benchmark's
+    64-256-256-10). ``fail``: a model that loads but whose every inference
+    fails (a Reshape to a shape no input has), for a canary gone bad."""
+    rng = np.random.default_rng(seed)
+    nodes, weights, current = [], [], "x"
+    for index, (rows, cols) in enumerate(zip(sizes, sizes[1:], strict=False)):
+        w, b = f"W{index}", f"B{index}"
+        weights += [
+            numpy_helper.from_array(
+                (rng.standard_normal((rows, cols)) / np.sqrt(rows)).astype(np.float32),
+                w,
+            ),
+            numpy_helper.from_array(np.zeros(cols, dtype=np.float32), b),
+        ]
+        out = f"h{index}"
+        nodes.append(helper.make_node("Gemm", [current, w, b], [out]))
+        current = out
+        if index < len(sizes) - 2:
+            nodes.append(helper.make_node("Relu", [current], [f"{out}r"]))
+            current = f"{out}r"
+    if fail:
+        weights.append(numpy_helper.from_array(np.array([7, 3], dtype=np.int64), "S"))
+        nodes.append(helper.make_node("Reshape", [current, "S"], ["y"]))
+    else:
+        nodes.append(helper.make_node("Identity", [current], ["y"]))
+    graph = helper.make_graph(
+        nodes,
+        "mlp",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", sizes[0]])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        weights,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    buffer = io.BytesIO()
+    onnx.save(model, buffer)
+    return buffer.getvalue()
+
+
 def onnx_bytes():
     buffer = io.BytesIO()
     onnx.save(onnx_model(), buffer)

@@ -1,0 +1,453 @@
+"""A model server speaking the Open Inference Protocol v2 over HTTP.
+
+    python server.py --model PATH --name NAME --version V --port P [--keys FILE]
+
+One process serves one model version (an ONNX file, through onnxruntime on
+``--threads`` intra-op threads). It is a bare ASGI application under uvicorn
+(uvloop, httptools): no web framework between the socket and the session.
+
+- ``GET /v2/health/live``, ``/v2/health/ready``: no key needed;
+- ``GET /v2/models/<name>``: inputs and outputs, datatypes and shapes;
+- ``GET /v2/models/<name>/ready``;
+- ``POST /v2/models/<name>/infer``: ``{"inputs": [{"name", "shape",
+  "datatype", "data"}], "outputs": [{"name"}]}``; the answer names the
+  version that served it (``model_version`` and ``X-MLOps-Version``);
+- ``GET /metrics``: Prometheus counters of requests and errors and a latency
+  histogram, labelled by model and version.
+
+Errors are OIP bodies, ``{"error": "<message>"}``. With ``--keys``, infer and
+metadata calls need ``Authorization: Bearer <invoke key>``: the file holds
+the SHA-256 of each key allowed here with its expiry, and is read again
+within a second of changing, so a revoked key is refused at once. On SIGTERM
+the server stops accepting connections and finishes the requests in flight
+(uvicorn's graceful shutdown) before it exits.
+
+This file imports neither Odoo nor the addon: Odoo runs it by path.
+"""
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import sys
+import time
+
+import numpy as np
+import onnxruntime
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+
+_logger = logging.getLogger("mlops.runtime")
+
+MAX_BODY = 64 * 1024 * 1024
+KEYS_RECHECK_SECONDS = 1.0
+# OIP datatypes and numpy's
+DATATYPES = {
+    "BOOL": np.bool_,
+    "UINT8": np.uint8,
+    "UINT16": np.uint16,
+    "UINT32": np.uint32,
+    "UINT64": np.uint64,
+    "INT8": np.int8,
+    "INT16": np.int16,
+    "INT32": np.int32,
+    "INT64": np.int64,
+    "FP16": np.float16,
+    "FP32": np.float32,
+    "FP64": np.float64,
+}
+ONNX_TYPES = {
+    "tensor(bool)": "BOOL",
+    "tensor(uint8)": "UINT8",
+    "tensor(uint16)": "UINT16",
+    "tensor(uint32)": "UINT32",
+    "tensor(uint64)": "UINT64",
+    "tensor(int8)": "INT8",
+    "tensor(int16)": "INT16",
+    "tensor(int32)": "INT32",
+    "tensor(int64)": "INT64",
+    "tensor(float16)": "FP16",
+    "tensor(float)": "FP32",
+    "tensor(double)": "FP64",
+}
+NUMPY_TYPES = {np.dtype(v): k for k, v in DATATYPES.items()}
+LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+)
+
+
+class RequestError(Exception):
+    def __init__(self, status, message):
+        super().__init__(message)
+        self.status = status
+
+
+class Keys:
+    """The invoke keys allowed here, from a JSON file Odoo rewrites:
+    ``{"keys": {"<sha256 hex>": <expiry, unix seconds, or null>}}``."""
+
+    def __init__(self, path):
+        self.path = path
+        self.allowed = {}
+        self.mtime = None
+        self.checked = 0.0
+        self.reload()
+
+    def reload(self):
+        try:
+            mtime = os.stat(self.path).st_mtime_ns
+        except FileNotFoundError:
+            self.allowed, self.mtime = {}, None  # no file: nobody gets in
+            return
+        if mtime == self.mtime:
+            return
+        try:
+            with open(self.path, encoding="utf-8") as handle:
+                allowed = json.load(handle)["keys"]
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            # a half-written file: keep the last good set
+            _logger.warning("keys file %s not read: %s", self.path, error)
+            return
+        self.allowed, self.mtime = allowed, mtime
+
+    def check(self, header):
+        now = time.monotonic()
+        if now - self.checked > KEYS_RECHECK_SECONDS:
+            self.checked = now
+            self.reload()
+        scheme, _sep, token = (header or "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise RequestError(
+                401, "send an invoke key as 'Authorization: Bearer <key>'"
+            )
+        digest = hashlib.sha256(token.strip().encode()).hexdigest()
+        if digest not in self.allowed:
+            raise RequestError(401, "the invoke key is not valid here")
+        expiry = self.allowed[digest]
+        if expiry is not None and expiry < time.time():
+            raise RequestError(401, "the invoke key has expired")
+
+
+class Model:
+    def __init__(self, path, name, version, threads=1):
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        self.session = onnxruntime.InferenceSession(
+            path, options, providers=["CPUExecutionProvider"]
+        )
+        self.name = name
+        self.version = version
+        self.inputs = {i.name: i for i in self.session.get_inputs()}
+        self.outputs = [o.name for o in self.session.get_outputs()]
+        self.metadata = json.dumps(
+            {
+                "name": name,
+                "versions": [version],
+                "platform": "onnxruntime",
+                "inputs": [_tensor_meta(i) for i in self.session.get_inputs()],
+                "outputs": [_tensor_meta(o) for o in self.session.get_outputs()],
+            }
+        ).encode()
+
+    def infer(self, body):
+        try:
+            request = json.loads(body)
+        except ValueError as error:
+            raise RequestError(400, f"the body is not JSON: {error}") from None
+        if not isinstance(request, dict) or not isinstance(request.get("inputs"), list):
+            raise RequestError(400, "the body needs an 'inputs' list")
+        feed = {}
+        for tensor in request["inputs"]:
+            name, array = _to_array(tensor)
+            if name not in self.inputs:
+                raise RequestError(400, f"the model has no input {name!r}")
+            feed[name] = array
+        missing = set(self.inputs) - set(feed)
+        if missing:
+            raise RequestError(400, f"missing inputs: {', '.join(sorted(missing))}")
+        wanted = self.outputs
+        if request.get("outputs"):
+            try:
+                wanted = [o["name"] for o in request["outputs"]]
+            except (TypeError, KeyError):
+                raise RequestError(400, "each output needs a 'name'") from None
+            unknown = set(wanted) - set(self.outputs)
+            if unknown:
+                raise RequestError(
+                    400, f"the model has no output {sorted(unknown)[0]!r}"
+                )
+        try:
+            results = self.session.run(wanted, feed)
+        except Exception as error:  # noqa: BLE001 - onnxruntime's own errors
+            raise RequestError(500, f"inference failed: {error}") from None
+        answer = {
+            "model_name": self.name,
+            "model_version": self.version,
+            "outputs": [
+                {
+                    "name": name,
+                    "shape": list(result.shape),
+                    "datatype": NUMPY_TYPES.get(result.dtype, "BYTES"),
+                    "data": result.ravel().tolist(),
+                }
+                for name, result in zip(wanted, results, strict=True)
+            ],
+        }
+        if "id" in request:
+            answer["id"] = request["id"]
+        return json.dumps(answer).encode()
+
+
+def _tensor_meta(arg):
+    return {
+        "name": arg.name,
+        "datatype": ONNX_TYPES.get(arg.type, arg.type),
+        "shape": [d if isinstance(d, int) else -1 for d in arg.shape],
+    }
+
+
+def _to_array(tensor):
+    if not isinstance(tensor, dict):
+        raise RequestError(400, "each input is an object")
+    name, shape = tensor.get("name"), tensor.get("shape")
+    dtype = DATATYPES.get(tensor.get("datatype"))
+    if not isinstance(name, str):
+        raise RequestError(400, "each input needs a 'name'")
+    if dtype is None:
+        raise RequestError(
+            400, f"input {name!r}: unknown datatype {tensor.get('datatype')!r}"
+        )
+    if not isinstance(shape, list) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+    ):
+        raise RequestError(400, f"input {name!r}: 'shape' is a list of sizes")
+    try:
+        array = np.asarray(tensor.get("data"), dtype=dtype)
+    except (TypeError, ValueError) as error:
+        raise RequestError(400, f"input {name!r}: {error}") from None
+    if array.size != int(np.prod(shape)):
+        raise RequestError(
+            400, f"input {name!r}: {array.size} values do not fill the shape {shape}"
+        )
+    return name, array.reshape(shape)
+
+
+class App:
+    """The ASGI application."""
+
+    def __init__(self, model, keys=None):
+        self.model = model
+        self.keys = keys
+        registry = CollectorRegistry()
+        labels = ["model", "version"]
+        self.requests = Counter(
+            "mlops_inference_requests",
+            "Inference requests, by answer status.",
+            [*labels, "code"],
+            registry=registry,
+        )
+        self.errors = Counter(
+            "mlops_inference_errors",
+            "Inference requests that failed (4xx and 5xx).",
+            [*labels, "kind"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "mlops_inference_latency_seconds",
+            "Time to answer an inference request.",
+            labels,
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.registry = registry
+        self.labels = {"model": model.name, "version": model.version}
+        self.observe = self.latency.labels(**self.labels).observe
+        self.ok = self.requests.labels(code="200", **self.labels).inc
+        base = f"/v2/models/{model.name}"
+        self.infer_paths = {f"{base}/infer", f"{base}/versions/{model.version}/infer"}
+        self.meta_paths = {base, f"{base}/versions/{model.version}"}
+        self.ready_paths = {f"{base}/ready", f"{base}/versions/{model.version}/ready"}
+        self.version_header = (b"x-mlops-version", model.version.encode())
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        path, method = scope["path"], scope["method"]
+        headers = dict(scope["headers"])
+        try:
+            if path in self.infer_paths:
+                if method != "POST":
+                    raise RequestError(405, "use POST")
+                await self._infer(headers, receive, send)
+                return
+            if (
+                path in ("/v2/health/live", "/v2/health/ready")
+                or path in self.ready_paths
+            ):
+                if path in self.ready_paths and self.keys:
+                    self.keys.check(
+                        headers.get(b"authorization", b"").decode("latin-1")
+                    )
+                await _answer(
+                    send, 200, b'{"live": true, "ready": true}', self.version_header
+                )
+                return
+            if path in self.meta_paths:
+                if self.keys:
+                    self.keys.check(
+                        headers.get(b"authorization", b"").decode("latin-1")
+                    )
+                await _answer(send, 200, self.model.metadata, self.version_header)
+                return
+            if path == "/metrics":
+                await _answer(
+                    send,
+                    200,
+                    generate_latest(self.registry),
+                    content_type=CONTENT_TYPE_LATEST,
+                )
+                return
+            if path == "/v2":
+                body = json.dumps(
+                    {
+                        "name": "creativeflow-mlops-runtime",
+                        "version": "2",
+                        "extensions": [],
+                    }
+                ).encode()
+                await _answer(send, 200, body)
+                return
+            raise RequestError(404, f"no model or route at {path}")
+        except RequestError as error:
+            await _answer(send, error.status, _error(error), self.version_header)
+
+    async def _infer(self, headers, receive, send):
+        started = time.perf_counter()
+        try:
+            if self.keys:
+                self.keys.check(headers.get(b"authorization", b"").decode("latin-1"))
+            body = await _read_body(receive, headers)
+            answer = self.model.infer(body)
+        except RequestError as error:
+            status = error.status
+            self.requests.labels(code=str(status), **self.labels).inc()
+            self.errors.labels(
+                kind="server" if status >= 500 else "client", **self.labels
+            ).inc()
+            self.observe(time.perf_counter() - started)
+            await _answer(send, status, _error(error), self.version_header)
+            return
+        self.ok()
+        self.observe(time.perf_counter() - started)
+        await _answer(send, 200, answer, self.version_header)
+
+
+def _error(error):
+    return json.dumps({"error": str(error)}).encode()
+
+
+async def _read_body(receive, headers):
+    length = headers.get(b"content-length")
+    if length is not None and length.isdigit() and int(length) > MAX_BODY:
+        raise RequestError(413, f"the body is larger than {MAX_BODY} bytes")
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise RequestError(413, f"the body is larger than {MAX_BODY} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+async def _answer(send, status, body, *extra, content_type="application/json"):
+    headers = [
+        (b"content-type", content_type.encode()),
+        (b"content-length", str(len(body)).encode()),
+        *extra,
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _lifespan(receive, send):
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, help="the ONNX file")
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--version", required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--keys", help="the invoke keys file (none: no key needed)")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--drain-seconds", type=float, default=20.0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    import uvicorn  # noqa: PLC0415 - the loop is set up by uvicorn itself
+
+    try:
+        model = Model(args.model, args.name, args.version, args.threads)
+    except Exception as error:  # noqa: BLE001 - the reason goes to the log, exit 3
+        # the log is shown to users: the file's name, not where it lives
+        name = os.path.basename(args.model)
+        reason = str(error).replace(os.path.abspath(args.model), name)
+        reason = reason.replace(args.model, name)
+        _logger.error("cannot load %s: %s", name, reason)
+        return 3
+    keys = Keys(args.keys) if args.keys else None
+    _logger.info(
+        "serving %s %s on %s:%s", args.name, args.version, args.host, args.port
+    )
+    config = uvicorn.Config(
+        App(model, keys),
+        host=args.host,
+        port=args.port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        timeout_graceful_shutdown=args.drain_seconds,
+        timeout_keep_alive=30,
+        log_level="warning",
+    )
+    server = uvicorn.Server(config)
+    server.run()
+    return 0 if server.started else 4
+
+
+if __name__ == "__main__":
+    sys.exit(main())

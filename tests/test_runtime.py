@@ -1,0 +1,267 @@
+"""The local model server (runtime/server.py) and its supervisor
+(adapters/runtime.py), as real processes: inference checked against a
+direct onnxruntime call and through Triton's OIP client, metrics, invoke
+keys and their revocation, bad input, a model that cannot load, a port in
+use, draining on stop, adoption by a new supervisor, a crash."""
+
+import hashlib
+import importlib.util
+import json
+import os
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime
+import pytest
+import requests
+import tritonclient.http as triton
+
+from odoo.addons.creativeflow_mlops.adapters.runtime import (
+    LocalRuntime,
+    PortInUse,
+    ProcessSpec,
+    RuntimeFailed,
+    free_port,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+_spec = importlib.util.spec_from_file_location(
+    "mlops_artifacts", REPO / "creativeflow_mlops" / "tests" / "artifacts.py"
+)
+artifacts = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(artifacts)
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "mlp.onnx"
+    path.write_bytes(artifacts.onnx_mlp())
+    return path
+
+
+@pytest.fixture
+def runtime(tmp_path):
+    runtime = LocalRuntime(tmp_path / "runtime")
+    yield runtime
+    for key in list(runtime.running()):
+        runtime.stop(key, timeout=5)
+
+
+def _spec_for(model_file, key="mlp-blue", version="1.0.0", **kwargs):
+    return ProcessSpec(
+        key=key,
+        model_path=str(model_file),
+        name="mlp",
+        version=version,
+        port=free_port(),
+        **kwargs,
+    )
+
+
+def _infer(port, data, headers=None, name="mlp"):
+    return requests.post(
+        f"http://127.0.0.1:{port}/v2/models/{name}/infer",
+        json={
+            "id": "r1",
+            "inputs": [
+                {"name": "x", "shape": [1, 64], "datatype": "FP32", "data": data}
+            ],
+        },
+        headers=headers,
+        timeout=10,
+    )
+
+
+def test_inference_matches_onnxruntime_and_is_counted(runtime, model_file):
+    handle = runtime.start(_spec_for(model_file))
+    x = np.random.default_rng(1).standard_normal((1, 64)).astype(np.float32)
+    expected = onnxruntime.InferenceSession(str(model_file)).run(None, {"x": x})[0]
+    answer = _infer(handle.port, x.ravel().tolist())
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["X-MLOps-Version"] == "1.0.0"
+    body = answer.json()
+    assert body["model_name"] == "mlp" and body["model_version"] == "1.0.0"
+    assert body["id"] == "r1"
+    output = body["outputs"][0]
+    assert output["name"] == "y" and output["shape"] == [1, 10]
+    assert output["datatype"] == "FP32"
+    np.testing.assert_allclose(np.array(output["data"]), expected.ravel(), rtol=1e-5)
+    # metadata, readiness
+    base = f"http://127.0.0.1:{handle.port}/v2"
+    meta = requests.get(f"{base}/models/mlp", timeout=5).json()
+    assert meta["inputs"] == [{"name": "x", "datatype": "FP32", "shape": [-1, 64]}]
+    assert requests.get(f"{base}/models/mlp/ready", timeout=5).status_code == 200
+    assert requests.get(f"{base}/health/live", timeout=5).status_code == 200
+    # a bad request is an OIP error, counted as a client error
+    bad = _infer(handle.port, [1.0, 2.0])
+    assert bad.status_code == 400
+    assert "do not fill the shape" in bad.json()["error"]
+    metrics = requests.get(f"http://127.0.0.1:{handle.port}/metrics", timeout=5).text
+    labels = 'model="mlp",version="1.0.0"'
+    assert f'mlops_inference_requests_total{{code="200",{labels}}} 1.0' in metrics
+    assert f'mlops_inference_requests_total{{code="400",{labels}}} 1.0' in metrics
+    assert f'mlops_inference_errors_total{{kind="client",{labels}}} 1.0' in metrics
+    assert f"mlops_inference_latency_seconds_count{{{labels}}} 2.0" in metrics
+
+
+def test_a_generic_oip_client_works_unchanged(runtime, model_file):
+    handle = runtime.start(_spec_for(model_file))
+    client = triton.InferenceServerClient(f"127.0.0.1:{handle.port}")
+    assert client.is_server_live() and client.is_model_ready("mlp")
+    assert client.get_model_metadata("mlp")["inputs"][0]["name"] == "x"
+    x = np.random.default_rng(2).standard_normal((1, 64)).astype(np.float32)
+    tensor = triton.InferInput("x", [1, 64], "FP32")
+    tensor.set_data_from_numpy(x, binary_data=False)
+    result = client.infer(
+        "mlp", [tensor], outputs=[triton.InferRequestedOutput("y", binary_data=False)]
+    )
+    expected = onnxruntime.InferenceSession(str(model_file)).run(None, {"x": x})[0]
+    np.testing.assert_allclose(result.as_numpy("y"), expected, rtol=1e-5)
+
+
+def _inputs(name="x", shape=(1, 64), datatype="FP32", data=None):
+    tensor = {"name": name, "shape": list(shape), "datatype": datatype}
+    if data is not None:
+        tensor["data"] = data
+    return json.dumps({"inputs": [tensor]}).encode()
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"not json", "not JSON"),
+        (b"[]", "'inputs' list"),
+        (_inputs(datatype="FP99"), "datatype"),
+        (_inputs(name="z", shape=[1], data=[1]), "no input"),
+        (_inputs(shape=[-1], data=[]), "shape"),
+        (_inputs(data=[["a"]]), "x"),
+        (b'{"inputs": []}', "missing inputs"),
+    ],
+)
+def test_malformed_requests_get_oip_errors(runtime, model_file, body, message):
+    handle = runtime.start(_spec_for(model_file))
+    answer = requests.post(
+        f"http://127.0.0.1:{handle.port}/v2/models/mlp/infer", data=body, timeout=5
+    )
+    assert answer.status_code == 400
+    assert message in answer.json()["error"]
+    assert (
+        requests.get(
+            f"http://127.0.0.1:{handle.port}/v2/models/other", timeout=5
+        ).status_code
+        == 404
+    )
+
+
+def test_invoke_keys_and_their_revocation(runtime, model_file, tmp_path):
+    keys = tmp_path / "keys.json"
+    good, expired = "ik_good", "ik_old"
+
+    def write(allowed):
+        keys.write_text(json.dumps({"keys": allowed}))
+
+    digest = {k: hashlib.sha256(k.encode()).hexdigest() for k in (good, expired)}
+    write({digest[good]: None, digest[expired]: time.time() - 10})
+    handle = runtime.start(_spec_for(model_file, keys_file=str(keys)))
+    data = [0.0] * 64
+    assert _infer(handle.port, data).status_code == 401
+    assert (
+        _infer(handle.port, data, {"Authorization": "Bearer nope"}).status_code == 401
+    )
+    refused = _infer(handle.port, data, {"Authorization": f"Bearer {expired}"})
+    assert refused.status_code == 401 and "expired" in refused.json()["error"]
+    assert _infer(handle.port, data, {"Authorization": f"Bearer {good}"}).ok
+    # health needs no key
+    assert requests.get(f"http://127.0.0.1:{handle.port}/v2/health/ready", timeout=5).ok
+    # revoked: refused within seconds
+    write({})
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        if (
+            _infer(handle.port, data, {"Authorization": f"Bearer {good}"}).status_code
+            == 401
+        ):
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("a revoked key was still accepted after 3 s")
+
+
+def test_a_model_that_cannot_load_fails_with_its_reason(runtime, tmp_path):
+    broken = tmp_path / "secret-dir" / "broken.onnx"
+    broken.parent.mkdir()
+    broken.write_bytes(b"not an onnx model")
+    with pytest.raises(RuntimeFailed) as failure:
+        runtime.start(_spec_for(broken))
+    message = str(failure.value)
+    assert "exited (3)" in message and "broken.onnx" in message
+    assert "secret-dir" not in message
+    assert not runtime.running()
+
+
+def test_a_port_in_use_is_refused(runtime, model_file):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        spec = _spec_for(model_file)
+        spec.port = taken.getsockname()[1]
+        with pytest.raises(PortInUse):
+            runtime.start(spec)
+
+
+def test_stop_finishes_the_requests_in_flight(runtime, model_file):
+    handle = runtime.start(_spec_for(model_file, drain_seconds=10))
+    body = json.dumps(
+        {
+            "inputs": [
+                {"name": "x", "shape": [1, 64], "datatype": "FP32", "data": [0.5] * 64}
+            ]
+        }
+    ).encode()
+    sock = socket.create_connection(("127.0.0.1", handle.port), timeout=10)
+    sock.sendall(
+        b"POST /v2/models/mlp/infer HTTP/1.1\r\nHost: x\r\n"
+        b"Content-Type: application/json\r\n"
+        + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body[:10]
+    )
+    time.sleep(0.2)
+    stopper = threading.Thread(target=runtime.stop, args=("mlp-blue",))
+    stopper.start()
+    time.sleep(0.5)
+    # still there for the request in flight, no longer taking new ones
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"http://127.0.0.1:{handle.port}/v2/health/ready", timeout=2)
+    sock.sendall(body[10:])
+    answer = b""
+    while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        answer += chunk
+    sock.close()
+    stopper.join(15)
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+    assert b'"model_version": "1.0.0"' in answer
+    assert not runtime.running()
+
+
+def test_a_new_supervisor_adopts_running_servers_and_sees_crashes(runtime, model_file):
+    handle = runtime.start(_spec_for(model_file))
+    # Odoo restarted: a new supervisor on the same folder finds the process
+    again = LocalRuntime(runtime.root)
+    found = again.find("mlp-blue")
+    assert found and found.pid == handle.pid and again.ready(found)
+    assert list(again.running()) == ["mlp-blue"]
+    assert "serving mlp 1.0.0" in again.log_tail("mlp-blue")
+    # a crash: the process is gone, nothing pretends it runs
+    os.kill(handle.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while again.find("mlp-blue") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert again.find("mlp-blue") is None
+    assert not again.stop("mlp-blue")
