@@ -87,10 +87,14 @@ def start_round(version, scan_types=None, integrity_report=None):
 
 def queue_round(version, round_, results):
     """Queue ``results`` (pending, of ``round_``) as the round's graph, the
-    settle job last; settle now when nothing is left to run."""
+    settle job last; settle now when nothing is left to run. The jobs are
+    the platform's: what they write, post and schedule is OdooBot's, while
+    each result keeps who asked for the round (``validated_by_id``)."""
     if not results:
         settle(version, round_)
         return
+    version = jobs.as_platform(version)
+    results = results.with_env(version.env)
     first = results.filtered(lambda r: r.scan_type == registry.FIRST)
     rest = results - first
     nodes = [first._scan_job()] if first else []
