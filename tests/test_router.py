@@ -1,0 +1,180 @@
+"""The router (adapters/router.py) as it runs: Debian's nginx in front of
+real model servers. Weighted canary shares, blue-green switches and switch
+backs under constant load with no failed request, a configuration nginx
+refuses leaving the last good one serving, a colour stopping while it has
+traffic."""
+
+import importlib.util
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import requests
+
+from odoo.addons.creativeflow_mlops.adapters.router import (
+    Backend,
+    NginxRouter,
+    Route,
+    RouterFailed,
+)
+from odoo.addons.creativeflow_mlops.adapters.runtime import (
+    LocalRuntime,
+    ProcessSpec,
+    free_port,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+_spec = importlib.util.spec_from_file_location(
+    "mlops_artifacts", REPO / "creativeflow_mlops" / "tests" / "artifacts.py"
+)
+artifacts = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(artifacts)
+
+BODY = {
+    "inputs": [{"name": "x", "shape": [1, 64], "datatype": "FP32", "data": [0.1] * 64}]
+}
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory):
+    """Two versions of one model, blue (1.0.0) and green (2.0.0)."""
+    root = tmp_path_factory.mktemp("router-servers")
+    runtime = LocalRuntime(root / "runtime")
+    handles = {}
+    for colour, version, seed in (("blue", "1.0.0", 1), ("green", "2.0.0", 2)):
+        model = root / f"{colour}.onnx"
+        model.write_bytes(artifacts.onnx_mlp(seed=seed))
+        handles[colour] = runtime.start(
+            ProcessSpec(colour, str(model), "mlp", version, free_port())
+        )
+    yield runtime, handles
+    for key in list(runtime.running()):
+        runtime.stop(key, timeout=5)
+
+
+@pytest.fixture
+def router(tmp_path):
+    router = NginxRouter(tmp_path / "router", free_port())
+    yield router
+    router.stop()
+
+
+def _route(handles, blue=100, green=0):
+    return Route(
+        "c1-mlp-production",
+        [
+            Backend(handles["blue"].port, blue, "1.0.0"),
+            Backend(handles["green"].port, green, "2.0.0"),
+        ],
+    )
+
+
+def _versions(session, url, count):
+    seen = Counter()
+    for _ in range(count):
+        answer = session.post(f"{url}/v2/models/mlp/infer", json=BODY, timeout=5)
+        assert answer.status_code == 200, answer.text
+        seen[answer.headers["X-MLOps-Version"]] += 1
+    return seen
+
+
+def test_routes_split_and_switch(servers, router):
+    _runtime, handles = servers
+    router.apply([_route(handles)])
+    url = router.route_url("c1-mlp-production")
+    with requests.Session() as session:
+        assert _versions(session, url, 50) == {"1.0.0": 50}
+        # a canary at 10 percent, over 2,000 calls
+        router.apply([_route(handles, 90, 10)])
+        seen = _versions(session, url, 2000)
+        assert abs(seen["2.0.0"] / 2000 - 0.10) <= 0.03, seen
+        router.apply([_route(handles, 0, 100)])
+        assert _versions(session, url, 50) == {"2.0.0": 50}
+        # OIP paths pass through, under the stable prefix
+        assert session.get(f"{url}/v2/health/ready", timeout=5).ok
+        meta = session.get(f"{url}/v2/models/mlp", timeout=5).json()
+        assert meta["name"] == "mlp"
+    # no route: the contract's kind of error, in JSON
+    missing = requests.get(f"{router.base_url}/m/nope/v2/health/ready", timeout=5)
+    assert missing.status_code == 404 and missing.json()["error"]
+
+
+def test_switches_under_load_lose_no_request(servers, router):
+    _runtime, handles = servers
+    router.apply([_route(handles)])
+    url = f"{router.route_url('c1-mlp-production')}/v2/models/mlp/infer"
+    failures, done, stop = [], Counter(), threading.Event()
+
+    def client():
+        with requests.Session() as session:
+            while not stop.is_set():
+                try:
+                    answer = session.post(url, json=BODY, timeout=5)
+                except requests.RequestException as error:
+                    failures.append(repr(error))
+                    continue
+                if answer.status_code != 200:
+                    failures.append(answer.status_code)
+                done[answer.headers.get("X-MLOps-Version")] += 1
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        for blue, green in ((0, 100), (100, 0)) * 5:
+            time.sleep(0.3)
+            router.apply([_route(handles, blue, green)])
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(10)
+    assert not failures, failures[:5]
+    assert done["1.0.0"] > 50 and done["2.0.0"] > 50, done
+
+
+def test_a_refused_configuration_keeps_the_last_good_one(servers, router, tmp_path):
+    _runtime, handles = servers
+    router.apply([_route(handles)])
+    url = router.route_url("c1-mlp-production")
+    broken = NginxRouter(router.root, router.port, nginx=router.nginx)
+    broken.render = lambda routes, generation: "this is not nginx;\n"
+    with pytest.raises(RouterFailed, match="refused its new configuration"):
+        broken.apply([_route(handles, 0, 100)])
+    answer = requests.post(f"{url}/v2/models/mlp/infer", json=BODY, timeout=5)
+    assert answer.headers["X-MLOps-Version"] == "1.0.0"
+    with pytest.raises(Exception, match="unsafe route name"):
+        router.apply([Route("../etc", [Backend(1, 100)])])
+
+
+def test_a_server_gone_mid_traffic_fails_over(tmp_path, router):
+    runtime = LocalRuntime(tmp_path / "runtime")
+    model = tmp_path / "m.onnx"
+    model.write_bytes(artifacts.onnx_mlp())
+    ports = {}
+    try:
+        for key in ("a", "b"):
+            ports[key] = runtime.start(
+                ProcessSpec(key, str(model), "mlp", key, free_port())
+            ).port
+        router.apply(
+            [
+                Route(
+                    "c1-mlp-staging", [Backend(ports["a"], 50), Backend(ports["b"], 50)]
+                )
+            ]
+        )
+        runtime.stop("a", timeout=5)
+        url = f"{router.route_url('c1-mlp-staging')}/v2/models/mlp/infer"
+        with requests.Session() as session:
+            answers = [session.post(url, json=BODY, timeout=5) for _ in range(40)]
+        assert {a.status_code for a in answers} == {200}
+        assert {a.headers["X-MLOps-Version"] for a in answers} == {"b"}
+        runtime.stop("b", timeout=5)
+        down = requests.post(url, json=BODY, timeout=5)
+        assert down.status_code == 503 and down.json()["error"]
+    finally:
+        for key in list(runtime.running()):
+            runtime.stop(key, timeout=5)
