@@ -1,5 +1,6 @@
 from . import mlops_lifecycle_mixin
 from . import mlops_approval_mixin
+from . import mlops_backend_mixin
 from . import mlops_storage_backend
 from . import mlops_validation_policy
 from . import mlops_model_tag

@@ -3,20 +3,17 @@
 import logging
 import os
 import re
-import threading
 from datetime import datetime, timezone
 
 from odoo import api, fields, models, tools
-from odoo.exceptions import AccessError, ValidationError
+from odoo.exceptions import ValidationError
 
 from ..adapters.storage import (
     LocalStore,
     S3Store,
-    StorageError,
     StorageRefused,
     models_root,
 )
-from ..exceptions import BackendUnavailable
 
 _logger = logging.getLogger(__name__)
 
@@ -35,62 +32,34 @@ class MlopsStorageBackend(models.Model):
     """
 
     _name = "mlops.storage.backend"
+    _inherit = ["mlops.backend.mixin"]
     _description = "MLOps Artifact Storage Backend"
     _order = "is_default desc, name"
 
-    # stores are built lazily and kept per database and backend while its
-    # settings stay the same, like fs_storage's filesystems
-    _stores = {}
-    _stores_lock = threading.Lock()
+    _backend_secret_scope = "storage"
+    _backend_secrets = ("access_key", "secret_key")
+    _backend_stamp = ("endpoint", "bucket", "region", "secure", "prefix")
 
-    name = fields.Char(required=True)
-    code = fields.Char(
-        required=True,
-        help="Technical name; also names the environment variables of its secrets.",
-    )
     kind = fields.Selection(
         [("local", "Local Folder"), ("s3", "S3 / MinIO")],
         required=True,
         default="local",
     )
     is_default = fields.Boolean(string="Default", help="Where new artifacts go.")
-    active = fields.Boolean(default=True)
     endpoint = fields.Char(help="host:port of the S3 server, e.g. minio:9000")
     bucket = fields.Char()
     region = fields.Char()
     secure = fields.Boolean(string="HTTPS", default=True)
     prefix = fields.Char(help="Folder inside the bucket or the local root.")
-    has_credentials = fields.Boolean(compute="_compute_has_credentials")
-    credentials_help = fields.Char(compute="_compute_has_credentials")
     upload_expiry_hours = fields.Integer(
         default=24, help="Direct uploads not completed after this time are aborted."
     )
 
-    _sql_constraints = [
-        ("code_uniq", "unique (code)", "A backend with this code exists.")
-    ]
-
     @api.depends("code", "kind")
     def _compute_has_credentials(self):
-        for backend in self:
-            access, secret = backend._credentials()
-            backend.has_credentials = bool(access and secret)
-            upper = (backend.code or "").upper()
-            backend.credentials_help = (
-                f"MLOPS_STORAGE_{upper}_ACCESS_KEY / MLOPS_STORAGE_{upper}_SECRET_KEY"
-                if backend.kind == "s3"
-                else False
-            )
-
-    @api.constrains("code")
-    def _check_code(self):
-        for backend in self:
-            if not re.fullmatch(r"[a-z0-9_]{1,32}", backend.code or ""):
-                raise ValidationError(
-                    self.env._(
-                        "A backend code uses 1 to 32 lowercase letters, digits or _."
-                    )
-                )
+        super()._compute_has_credentials()
+        for backend in self.filtered(lambda b: b.kind != "s3"):
+            backend.credentials_help = False
 
     @api.constrains("kind", "endpoint", "bucket")
     def _check_s3_settings(self):
@@ -130,44 +99,12 @@ class MlopsStorageBackend(models.Model):
             raise ValidationError(self.env._("Only one backend can be the default."))
 
     # ------------------------------------------------------------------
-    # Actions
-    # ------------------------------------------------------------------
-
-    def action_test_connection(self):
-        self.ensure_one()
-        if not self.env.user.has_group("creativeflow_mlops.group_mlops_manager"):
-            raise AccessError(self.env._("Only MLOps managers test storage backends."))
-        try:
-            info = self._get_store().check()
-        except (StorageError, BackendUnavailable) as error:
-            message, kind = str(error), "danger"
-        else:
-            message = ", ".join(f"{key}: {value}" for key, value in info.items())
-            kind = "success"
-        return {
-            "type": "ir.actions.client",
-            "tag": "display_notification",
-            "params": {
-                "title": self.env._("Connection to %s", self.name),
-                "message": message,
-                "type": kind,
-                "sticky": kind == "danger",
-            },
-        }
-
-    # ------------------------------------------------------------------
     # Business
     # ------------------------------------------------------------------
 
     def _credentials(self):
         self.ensure_one()
-        code = self.code or ""
-        values = []
-        for part in ("access_key", "secret_key"):
-            value = os.environ.get(f"MLOPS_STORAGE_{code.upper()}_{part.upper()}")
-            value = value or tools.config.get(f"mlops_storage_{code}_{part}")
-            values.append(value or None)
-        return tuple(values)
+        return tuple(self._backend_secret(name) for name in self._backend_secrets)
 
     def _local_root(self):
         root = os.path.join(
@@ -175,48 +112,21 @@ class MlopsStorageBackend(models.Model):
         )
         return os.path.join(root, self.prefix) if self.prefix else root
 
-    def _build_store(self):
+    def _build_client(self):
         if self.kind == "local":
             return LocalStore(self._local_root())
-        access, secret = self._credentials()
-        if not (access and secret):
-            raise BackendUnavailable(
-                self.env._(
-                    "Backend %(name)s has no credentials: set %(vars)s in the "
-                    "environment or the server configuration.",
-                    name=self.name,
-                    vars=self.credentials_help,
-                )
-            )
+        secrets = self._require_secrets()
         return S3Store(
             self.endpoint,
-            access,
-            secret,
+            secrets["access_key"],
+            secrets["secret_key"],
             self.bucket,
             secure=self.secure,
             region=self.region or None,
         )
 
     def _get_store(self):
-        self.ensure_one()
-        key = (self.env.cr.dbname, self.id)
-        stamp = (
-            self.kind,
-            self.endpoint,
-            self.bucket,
-            self.region,
-            self.secure,
-            self.prefix,
-            self._credentials(),
-        )
-        with self._stores_lock:
-            cached = self._stores.get(key)
-            if cached and cached[0] == stamp:
-                return cached[1]
-        store = self._build_store()
-        with self._stores_lock:
-            self._stores[key] = (stamp, store)
-        return store
+        return self._get_client()
 
     def _abort_stale_multipart_uploads(self, older_than):
         """Abort the multipart uploads this platform left unfinished under
