@@ -17,6 +17,7 @@
         "security/ir.model.access.csv",
         "data/mail_activity_type_data.xml",
         "data/mlops_storage_backend_data.xml",
+        "data/mlops_deployment_target_data.xml",
         "data/queue_job_data.xml",
         "data/ir_cron_data.xml",
         "wizards/mlops_version_approval_wizard_views.xml",

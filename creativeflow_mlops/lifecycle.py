@@ -117,6 +117,53 @@ DEPLOYMENT_TRANSITIONS = tuple(
 
 DEPLOYMENT_CREATE_STATES = {"requested": APPROVER}
 
+PIPELINE_STATES = [
+    ("queued", "Queued"),
+    ("running", "Running"),
+    ("succeeded", "Succeeded"),
+    ("failed", "Failed"),
+    ("cancelled", "Cancelled"),
+]
+
+PIPELINE_TRANSITIONS = tuple(
+    Transition(source, target, SYSTEM, label)
+    for source, target, label in (
+        ("queued", "running", "Start"),
+        ("queued", "failed", "Fail"),
+        ("queued", "cancelled", "Cancel"),
+        ("running", "succeeded", "Succeed"),
+        ("running", "failed", "Fail"),
+        ("running", "cancelled", "Cancel"),
+    )
+)
+
+PIPELINE_CREATE_STATES = {"queued": SYSTEM}
+
+# in their order; a provider may skip some (saying why)
+PIPELINE_STAGES = [
+    ("fetch_artifact", "Fetch Artifact"),
+    ("build_image", "Build Image"),
+    ("push_image", "Push Image"),
+    ("apply", "Apply"),
+    ("verify", "Verify"),
+    ("switch_traffic", "Switch Traffic"),
+]
+
+STAGE_STATES = [
+    ("pending", "Pending"),
+    ("running", "Running"),
+    ("succeeded", "Succeeded"),
+    ("failed", "Failed"),
+    ("skipped", "Skipped"),
+]
+
+PIPELINE_PROVIDERS = [
+    ("internal", "Internal (queued jobs)"),
+    ("gitlab", "GitLab CI"),
+    ("github", "GitHub Actions"),
+    ("webhook", "Signed Webhook"),
+]
+
 VALIDATION_STATES = [
     ("pending", "Pending"),
     ("running", "Running"),

@@ -386,7 +386,10 @@ def cmd_test(argv):
     # one database per checkout: two clones can test at once
     checkout = hashlib.sha1(str(REPO).encode()).hexdigest()[:8]
     dbname = os.environ.get("MLOPS_DB_NAME", f"mlops_test_{checkout}")
-    config = write_config(odoo, db_settings, "test", free_port())
+    # the local deployment target's router gets a port of its own
+    config = write_config(
+        odoo, db_settings, "test", free_port(), mlops_router_port=free_port()
+    )
     data_dir = state_dir() / "data"
     drop_database(db_settings, dbname, data_dir)
     install_addon(config, dbname)

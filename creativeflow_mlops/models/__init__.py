@@ -8,7 +8,10 @@ from . import mlops_model
 from . import mlops_model_version
 from . import mlops_version_approval
 from . import mlops_validation_result
+from . import mlops_deployment_target
 from . import mlops_deployment
+from . import mlops_pipeline_run
+from . import mlops_pipeline_stage
 from . import mlops_feedback
 from . import res_config_settings
 from . import mlops_upload

@@ -60,7 +60,17 @@ class MlopsDeployment(models.Model):
     )
     canary_percent = fields.Integer(help="Target share for a canary rollout.")
     endpoint_url = fields.Char(string="Endpoint URL", copy=False)
-    target = fields.Char(help="Code of the cluster target.")
+    target_id = fields.Many2one(
+        "mlops.deployment.target",
+        ondelete="restrict",
+        default=lambda self: self.env["mlops.deployment.target"].sudo()._get_default(),
+    )
+    target = fields.Char(related="target_id.code", string="Target Code")
+    run_ids = fields.One2many("mlops.pipeline.run", "deployment_id", string="Runs")
+    stage_ids = fields.One2many(
+        "mlops.pipeline.stage", compute="_compute_stage_ids", string="Stages"
+    )
+    log_tail = fields.Text(compute="_compute_log_tail", string="Runtime Log")
     gpu = fields.Integer(string="GPUs")
     gpu_type = fields.Char(string="GPU Type")
     cpu = fields.Char(string="CPU", help="Kubernetes quantity, e.g. 2 or 500m.")
@@ -87,6 +97,18 @@ class MlopsDeployment(models.Model):
             "The canary share must be between 0 and 100 percent.",
         ),
     ]
+
+    def _compute_stage_ids(self):
+        for deployment in self:
+            deployment.stage_ids = deployment.run_ids[:1].stage_ids
+
+    def _compute_log_tail(self):
+        for deployment in self:
+            tail = ""
+            target = deployment.target_id.sudo()
+            if target and target.kind == "local":
+                tail = target._get_client().runtime.log_tail(f"d{deployment.id}")
+            deployment.log_tail = tail
 
     @api.depends("version_id", "environment")
     def _compute_display_name(self):

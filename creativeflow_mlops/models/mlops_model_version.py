@@ -22,6 +22,7 @@ from ..lifecycle import (
 )
 from ..scanners import registry
 from ..services import artifacts, errors, validation
+from ..services import deployment as deploy_service
 
 FORM_UPLOAD_LIMIT = 64 * 1024**2
 # tries of the settle job, paced by its job function's retry pattern (XML)
@@ -394,29 +395,40 @@ class MlopsModelVersion(models.Model):
         self._do_validate(scan_types)
         return True
 
-    def action_approve_staging(self, reason=None):
-        """Approve the deployment of validated versions to staging."""
+    def action_approve_staging(
+        self, reason=None, strategy="rolling", target=None, replicas=1
+    ):
+        """Approve the deployment of validated versions to staging: each
+        gets its staging deployment and pipeline run. ``target`` is a
+        deployment target's code (the default target when empty)."""
         versions = self.with_context(mlops_reason=reason)
+        target = deploy_service.resolve_target(self.env, target)
         versions._check_can_approve_staging()
+        versions._check_can_deploy("staging", strategy, target)
         versions._do_transition("staging_pending")
+        versions._do_deploy("staging", strategy, target, replicas)
         return True
 
     def action_promote(self, reason=None, strategy="blue_green", canary_percent=None):
-        """Approve the promotion of staging versions to production."""
-        versions = self.with_context(
-            mlops_reason=reason,
-            mlops_strategy=strategy,
-            mlops_canary_percent=canary_percent,
-        )
+        """Approve the promotion of staging versions to production: the
+        production deployment comes up beside the current one and takes the
+        traffic."""
+        versions = self.with_context(mlops_reason=reason)
+        target = deploy_service.resolve_target(self.env)
         versions._check_can_promote()
+        versions._check_can_deploy("production", strategy, target)
         versions._do_transition("production_pending")
+        versions._do_deploy("production", strategy, target)
         return True
 
     def action_rollback(self, reason=None):
         """Roll production back to these deprecated versions."""
         versions = self.with_context(mlops_reason=reason)
+        target = deploy_service.resolve_target(self.env)
         versions._check_can_rollback()
+        versions._check_can_deploy("production", "blue_green", target)
         versions._do_transition("production_pending")
+        versions._do_deploy("production", "blue_green", target)
         return True
 
     def action_archive_version(self):
@@ -523,6 +535,22 @@ class MlopsModelVersion(models.Model):
     def _check_can_approve_staging(self):
         self._check_can_transition("staging_pending")
 
+    def _check_can_deploy(self, environment, strategy, target):
+        for version in self:
+            deploy_service.check_request(version, environment, strategy, target)
+
+    def _do_deploy(self, environment, strategy, target, replicas=1):
+        """The deployments of the approved versions (one each)."""
+        deployments = self.env["mlops.deployment"]
+        for version in self:
+            deployments |= deploy_service.request(
+                version, environment, strategy, target, replicas
+            )
+            version.approval_ids.sorted("id")[-1:].sudo().deployment_id = deployments[
+                -1
+            ]
+        return deployments
+
     def _check_can_promote(self):
         self._check_state_in(("staging",), self.env._("Promote"))
         self._check_can_transition("production_pending")
@@ -564,7 +592,7 @@ class MlopsModelVersion(models.Model):
         """Take down every deployment of the versions that is not already
         finished with."""
         live = self.deployment_ids.filtered(lambda d: d.state != "deleted")
-        live.sudo().write({"state": "deleted"})
+        deploy_service.undeploy(live)
 
     def _enqueue_validation(self, scan_types=None, integrity_report=None):
         """Start a validation round on each version (services.validation)."""
@@ -600,10 +628,6 @@ class MlopsModelVersion(models.Model):
         if transition.target == "production":
             self._deprecate_previous_production()
         return result
-
-    def _approval_values(self, stage):
-        strategy = self.env.context.get("mlops_strategy")
-        return {"strategy": strategy} if stage == "production" and strategy else {}
 
     def _approval_preferred_approver(self):
         return self.model_id.owner_id

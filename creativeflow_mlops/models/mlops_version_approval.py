@@ -2,8 +2,6 @@
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
 from odoo import fields, models
 
-from ..lifecycle import STRATEGIES
-
 
 class MlopsVersionApproval(models.Model):
     """Who approved or refused what, when and why: an append-only audit
@@ -45,4 +43,12 @@ class MlopsVersionApproval(models.Model):
     )
     date = fields.Datetime(default=fields.Datetime.now, required=True, readonly=True)
     reason = fields.Text(readonly=True)
-    strategy = fields.Selection(STRATEGIES, readonly=True)
+    deployment_id = fields.Many2one(
+        "mlops.deployment",
+        readonly=True,
+        ondelete="set null",
+        help="The deployment this approval started.",
+    )
+    strategy = fields.Selection(
+        related="deployment_id.strategy", store=True, readonly=True
+    )

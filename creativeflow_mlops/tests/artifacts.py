@@ -69,7 +69,11 @@ def onnx_mlp(sizes=(64, 256, 256, 10), seed=0, fail=False):
         nodes,
         "mlp",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", sizes[0]])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [
+            helper.make_tensor_value_info(
+                "y", TensorProto.FLOAT, [7, 3] if fail else ["batch", sizes[-1]]
+            )
+        ],
         weights,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])

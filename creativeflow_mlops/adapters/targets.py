@@ -1,0 +1,165 @@
+"""Deployment targets: where a deployment colour runs. One interface,
+``Target``, that every kind implements (the embedded ``local`` kind here;
+``kubernetes`` and ``gitops`` plug in beside it by registering in
+``TARGET_KINDS``), so models and controllers never know which one runs.
+
+- ``render(plan)``: what ``apply`` would create, as data (for the log and
+  the form; a Kubernetes target returns its manifests);
+- ``apply(plan)``: bring the colour up and wait until it is ready, or
+  raise ``TargetFailed`` with the reason;
+- ``status(plan)``: is it up, its message, its log's tail;
+- ``switch_traffic(routes)``: the whole routing table of the target at
+  once, {route: [(colour key, percent)...]}: what a router applies
+  atomically;
+- ``delete(plan)``: take the colour down (in-flight requests finish);
+- ``route_url(route)``: the stable base URL of a route (OIP paths below);
+- ``check()``: a dict to show, for *Test Connection*.
+
+Plain Python: no Odoo.
+"""
+
+import abc
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .router import Backend, NginxRouter, Route, RouterError
+from .runtime import LocalRuntime, ProcessSpec, RuntimeError_, free_port
+
+# the formats a kind can serve, to refuse the others at approval
+SERVABLE = {"local": ("onnx",)}
+
+
+class TargetFailed(Exception):
+    """A colour could not come up, or traffic could not move."""
+
+
+@dataclass
+class ServePlan:
+    key: str  # the colour: unique per deployment, safe as a name
+    route: str  # the model and environment: unique per company
+    model_name: str
+    version: str
+    artifact_path: str
+    keys_file: str | None = None
+    replicas: int = 1
+    resources: dict = field(default_factory=dict)
+
+
+@dataclass
+class ServeStatus:
+    ready: bool
+    message: str = ""
+    log: str = ""
+    details: dict = field(default_factory=dict)
+
+
+class Target(abc.ABC):
+    kind = None
+
+    @abc.abstractmethod
+    def render(self, plan): ...
+
+    @abc.abstractmethod
+    def apply(self, plan): ...
+
+    @abc.abstractmethod
+    def status(self, plan): ...
+
+    @abc.abstractmethod
+    def switch_traffic(self, routes): ...
+
+    @abc.abstractmethod
+    def delete(self, plan): ...
+
+    @abc.abstractmethod
+    def route_url(self, route): ...
+
+    @abc.abstractmethod
+    def check(self): ...
+
+
+class LocalTarget(Target):
+    """Model servers on this machine (adapters.runtime), behind the nginx
+    router (adapters.router)."""
+
+    kind = "local"
+
+    def __init__(self, root, router_port, host="127.0.0.1", public_url=None):
+        self.root = Path(root)
+        self.runtime = LocalRuntime(self.root / "runtime", host=host)
+        self.router = NginxRouter(self.root / "router", router_port, host=host)
+        self.public_url = (public_url or self.router.base_url).rstrip("/")
+
+    def _spec(self, plan, port):
+        return ProcessSpec(
+            key=plan.key,
+            model_path=plan.artifact_path,
+            name=plan.model_name,
+            version=plan.version,
+            port=port,
+            keys_file=plan.keys_file,
+        )
+
+    def render(self, plan):
+        return {"kind": self.kind, "process": asdict(self._spec(plan, 0))}
+
+    def apply(self, plan):
+        handle = self.runtime.find(plan.key)
+        if handle:
+            return ServeStatus(True, f"already serving on port {handle.port}")
+        try:
+            handle = self.runtime.start(self._spec(plan, free_port()))
+        except RuntimeError_ as error:
+            raise TargetFailed(str(error)) from error
+        return ServeStatus(
+            True, f"serving on port {handle.port}", details={"pid": handle.pid}
+        )
+
+    def status(self, plan):
+        handle = self.runtime.find(plan.key)
+        log = self.runtime.log_tail(plan.key)
+        if not handle:
+            return ServeStatus(False, "the model server is not running", log)
+        if not self.runtime.ready(handle):
+            return ServeStatus(False, "the model server does not answer", log)
+        return ServeStatus(
+            True, f"ready on port {handle.port}", log, {"pid": handle.pid}
+        )
+
+    def switch_traffic(self, routes):
+        table = []
+        for name, shares in sorted(routes.items()):
+            backends = []
+            for key, percent in shares:
+                handle = self.runtime.find(key)
+                if handle and percent > 0:
+                    backends.append(Backend(handle.port, int(percent), key))
+            table.append(Route(name, backends))
+        try:
+            self.router.apply(table)
+        except RouterError as error:
+            raise TargetFailed(str(error)) from error
+
+    def delete(self, plan):
+        self.runtime.stop(plan.key)
+
+    def route_url(self, route):
+        return f"{self.public_url}/m/{route}"
+
+    def running(self):
+        return self.runtime.running()
+
+    def respawn(self, plan):
+        """Start ``plan`` again after a crash (``apply`` does nothing when
+        it runs)."""
+        return self.apply(plan)
+
+    def check(self):
+        return {
+            "runtime": f"{len(self.runtime.running())} model servers",
+            "router": "running" if self.router.running() else "not started yet",
+            "url": self.public_url,
+        }
+
+
+TARGET_KINDS = {"local": LocalTarget}

@@ -1,0 +1,345 @@
+"""Deployments: from an approval to a serving endpoint.
+
+``request`` (called by the version's approvals, with the deployment's
+parameters as arguments) creates the deployment and its pipeline run and
+queues the run's stages. ``run_stage`` is each stage's job: it checks the
+run is still open and the stage still pending (a job run twice does
+nothing), does the stage against the deployment's target
+(``adapters.targets``), and records it. A stage that fails fails the run
+and the deployment, takes the new colour down, and returns the version to
+where it was before the approval, with the reason in its chatter; what
+served before keeps serving, as the router only changes in the last stage.
+
+Stages of the ``internal`` provider on the local target:
+``fetch_artifact`` (the stored bytes, hash checked, next to the runtime),
+``build_image`` and ``push_image`` (skipped: the runtime serves the file
+itself), ``apply`` (the model server of the new colour), ``verify`` (it is
+ready and describes the model), ``switch_traffic`` (the router takes the
+new colour; for ``rolling`` the colour it replaces is then removed, for
+``blue_green`` it stays ``inactive_bluegreen``, ready to switch back).
+"""
+
+import logging
+import os
+import shutil
+
+from odoo import fields
+
+from ..adapters.targets import ServePlan, TargetFailed
+from ..exceptions import Conflict, InvalidInput
+from . import artifacts, errors, jobs
+
+_logger = logging.getLogger(__name__)
+
+# the deployments that take an environment's traffic
+SERVING = ("active", "rolling_out_canary")
+STRATEGIES_NOW = ("rolling", "blue_green")
+
+
+class StageSkipped(Exception):
+    pass
+
+
+class StageFailed(Exception):
+    pass
+
+
+# ---------------------------------------------------------------------------
+# Requests
+# ---------------------------------------------------------------------------
+
+
+def check_request(version, environment, strategy, target):
+    """Refuse what cannot be deployed before anything is approved."""
+    env = version.env
+    if strategy not in STRATEGIES_NOW:
+        raise InvalidInput(
+            env._(
+                "The %(strategy)s strategy is not available yet; use %(known)s.",
+                strategy=strategy,
+                known=", ".join(STRATEGIES_NOW),
+            )
+        )
+    if not target:
+        raise InvalidInput(env._("No deployment target is configured."))
+    formats = target._servable_formats()
+    if version.model_format not in formats:
+        raise InvalidInput(
+            env._(
+                "%(target)s cannot serve %(format)s models (it serves %(formats)s): "
+                "%(version)s is not deployable there.",
+                target=target.name,
+                format=version.model_format,
+                formats=", ".join(formats) or "none",
+                version=version.display_name,
+            )
+        )
+    open_runs = (
+        env["mlops.pipeline.run"]
+        .sudo()
+        .search_count(
+            [
+                ("model_id", "=", version.model_id.id),
+                ("environment", "=", environment),
+                ("state", "in", ("queued", "running")),
+            ]
+        )
+    )
+    if open_runs:
+        raise Conflict(
+            env._(
+                "A deployment of %(model)s to %(environment)s is already under way; "
+                "wait until it finishes.",
+                model=version.model_id.name,
+                environment=environment,
+            )
+        )
+
+
+def resolve_target(env, code=None):
+    Target = env["mlops.deployment.target"].sudo()
+    if code:
+        target = Target.search([("code", "=", code)], limit=1)
+        if not target:
+            raise InvalidInput(env._("No deployment target %s.", code))
+        return target
+    return Target._get_default()
+
+
+def request(version, environment, strategy="rolling", target=None, replicas=1):
+    """Create the deployment of ``version`` to ``environment`` and queue its
+    pipeline run (already checked by ``check_request``)."""
+    platform = jobs.as_platform(version)
+    deployment = platform.env["mlops.deployment"].create(
+        {
+            "version_id": version.id,
+            "environment": environment,
+            "strategy": strategy,
+            "replicas": replicas,
+            "target_id": target.id,
+            "traffic_percent": 0,
+            "deployed_by_id": version.env.user.id,
+        }
+    )
+    run = platform.env["mlops.pipeline.run"].create(
+        {"deployment_id": deployment.id, "provider": "internal"}
+    )
+    run._enqueue()
+    return deployment
+
+
+# ---------------------------------------------------------------------------
+# Stages
+# ---------------------------------------------------------------------------
+
+
+def run_stage(run, stage_name):
+    jobs.lock(run)
+    stage = run.stage_ids.filtered(lambda s: s.name == stage_name)
+    if run.state not in ("queued", "running") or stage.state != "pending":
+        return f"{stage_name}: nothing to do (run {run.state}, stage {stage.state})"
+    deployment = run.deployment_id
+    if run.state == "queued":
+        run.write({"state": "running", "started_at": fields.Datetime.now()})
+        if deployment.state == "requested":
+            deployment.write({"state": "deploying"})
+    stage._start()
+
+    def work():
+        try:
+            return "succeeded", STAGES[stage_name](deployment)
+        except StageSkipped as skipped:
+            return "skipped", str(skipped)
+        except (StageFailed, TargetFailed) as failure:
+            return "failed", errors.describe(failure)
+
+    outcome, problem = jobs.attempt(run.env, work, stage_name.replace("_", " "))
+    state, log = outcome or ("failed", problem)
+    if state == "failed":
+        stage._finish("failed", log)
+        fail(run, log)
+        return f"{stage_name} failed: {log}"
+    stage._finish(state, log)
+    if stage == run.stage_ids.sorted("sequence")[-1:]:
+        succeed(run)
+    return f"{stage_name} {state}"
+
+
+def plan(deployment):
+    target = deployment.target_id
+    version = deployment.version_id
+    return ServePlan(
+        key=f"d{deployment.id}",
+        route=target._route_name(version.model_id, deployment.environment),
+        model_name=version.model_id.slug,
+        version=version.version,
+        artifact_path=os.path.join(
+            target._root(),
+            "artifacts",
+            f"d{deployment.id}",
+            version.artifact_filename or "model.onnx",
+        ),
+        replicas=deployment.replicas,
+    )
+
+
+def _fetch_artifact(deployment):
+    version = deployment.version_id
+    if not version.artifact_object_key:
+        raise StageFailed(f"{version.display_name} has no artifact")
+    destination = plan(deployment).artifact_path
+    os.makedirs(os.path.dirname(destination), exist_ok=True)
+    with artifacts.local_copy(version) as source:
+        shutil.copyfile(source, destination)
+    return (
+        f"fetched {os.path.basename(destination)} "
+        f"({os.path.getsize(destination)} bytes, SHA-256 {version.artifact_sha256})"
+    )
+
+
+def _no_image(deployment):
+    raise StageSkipped(
+        f"the {deployment.target_id.kind} target serves the model file itself: "
+        "no image to build or push"
+    )
+
+
+def _apply(deployment):
+    target = deployment.target_id._get_client()
+    status = target.apply(plan(deployment))
+    return status.message
+
+
+def _verify(deployment):
+    target = deployment.target_id._get_client()
+    status = target.status(plan(deployment))
+    if not status.ready:
+        raise StageFailed(f"{status.message}\n{status.log}")
+    return status.message
+
+
+def _switch_traffic(deployment):
+    """The new colour takes the environment's traffic; the one it replaces
+    goes idle (blue-green) or away (rolling)."""
+    client = deployment.target_id._get_client()
+    replaced = deployment.search(
+        [
+            ("model_id", "=", deployment.model_id.id),
+            ("environment", "=", deployment.environment),
+            ("target_id", "=", deployment.target_id.id),
+            ("state", "in", SERVING),
+            ("id", "!=", deployment.id),
+        ]
+    )
+    url = client.route_url(plan(deployment).route)
+    deployment.write(
+        {
+            "state": "active",
+            "traffic_percent": 100,
+            "endpoint_url": f"{url}/v2/models/{deployment.model_id.slug}/infer",
+            "deployed_at": fields.Datetime.now(),
+        }
+    )
+    idle = "inactive_bluegreen" if deployment.strategy == "blue_green" else "deleted"
+    replaced.write({"state": idle, "traffic_percent": 0})
+    client.switch_traffic(routes(deployment.target_id))
+    for old in replaced.filtered(lambda d: d.state == "deleted"):
+        client.delete(plan(old))
+    _move_version(deployment)
+    return f"{deployment.version_id.version} takes the traffic at {url}" + (
+        f"; {', '.join(replaced.mapped('version_id.version'))} {idle}"
+        if replaced
+        else ""
+    )
+
+
+STAGES = {
+    "fetch_artifact": _fetch_artifact,
+    "build_image": _no_image,
+    "push_image": _no_image,
+    "apply": _apply,
+    "verify": _verify,
+    "switch_traffic": _switch_traffic,
+}
+
+
+def routes(target):
+    """The routing table of ``target``: {route: [(colour, percent)]}."""
+    table = {}
+    serving = target.env["mlops.deployment"].search(
+        [("target_id", "=", target.id), ("state", "in", SERVING)]
+    )
+    for deployment in serving:
+        route = plan(deployment).route
+        table.setdefault(route, []).append(
+            (f"d{deployment.id}", deployment.traffic_percent)
+        )
+    return table
+
+
+def undeploy(deployments):
+    """Take ``deployments`` down: out of the routes first, then their
+    processes; recorded as ``deleted``."""
+    deployments = jobs.as_platform(deployments)
+    deployments.write({"state": "deleted", "traffic_percent": 0})
+    for target in deployments.target_id:
+        client = target._get_client()
+        client.switch_traffic(routes(target))
+        for gone in deployments.filtered(lambda d, t=target: d.target_id == t):
+            client.delete(plan(gone))
+
+
+# ---------------------------------------------------------------------------
+# Outcomes
+# ---------------------------------------------------------------------------
+
+
+def _move_version(deployment):
+    version = deployment.version_id
+    target = {"staging": "staging", "production": "production"}[deployment.environment]
+    if version.state != target:
+        version.write({"state": target})
+
+
+def succeed(run):
+    run.write({"state": "succeeded", "finished_at": fields.Datetime.now()})
+    deployment = run.deployment_id
+    deployment.message_post(
+        body=run.env._("Live at %s.", deployment.endpoint_url),
+        subtype_xmlid="mail.mt_note",
+    )
+
+
+def fail(run, reason):
+    """The run failed: so did the deployment; the new colour goes, the
+    version returns to where it was before its approval, and the approver
+    is told."""
+    env = run.env
+    run.write(
+        {"state": "failed", "finished_at": fields.Datetime.now(), "message": reason}
+    )
+    for stage in run.stage_ids.filtered(lambda s: s.state == "pending"):
+        stage._finish("skipped", env._("an earlier stage failed"))
+    deployment = run.deployment_id
+    if deployment.state in ("requested", "deploying", "rolling_out_canary"):
+        deployment.write({"state": "failed", "message": reason})
+    try:
+        deployment.target_id._get_client().delete(plan(deployment))
+    except Exception:  # noqa: BLE001 - the failure is recorded either way
+        _logger.exception("removing the failed colour of %s", deployment.display_name)
+    version = deployment.version_id
+    back = {"staging_pending": "validated", "production_pending": "staging"}
+    if version.state in back:
+        version.write({"state": back[version.state]})
+    message = env._(
+        "The %(environment)s deployment failed: %(reason)s",
+        environment=deployment.environment,
+        reason=reason,
+    )
+    version.message_post(body=message, subtype_xmlid="mail.mt_note")
+    if deployment.deployed_by_id:
+        version.activity_schedule(
+            "mail.mail_activity_data_todo",
+            user_id=deployment.deployed_by_id.id,
+            summary=message[:250],
+        )

@@ -1,0 +1,167 @@
+# Copyright 2026 CreativeFlow
+# License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
+"""Approve, pipeline, serving endpoint, on the embedded local target: real
+model servers and a real router, jobs run by trap_jobs (the system tests
+run them concurrently)."""
+
+import io
+
+import requests
+
+from odoo.addons.queue_job.tests.common import trap_jobs
+
+from ..exceptions import Conflict, InvalidInput
+from ..services import artifacts as artifact_service
+from ..services import deployment as service
+from . import artifacts
+from .common import MlopsCase
+
+BODY = {
+    "inputs": [{"name": "x", "shape": [1, 64], "datatype": "FP32", "data": [0.5] * 64}]
+}
+
+
+class TestDeployments(MlopsCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.target = cls.env.ref("creativeflow_mlops.deployment_target_local")
+
+    def setUp(self):
+        super().setUp()
+        self.addCleanup(self._take_everything_down)
+
+    def _take_everything_down(self):
+        client = self.target._get_client()
+        for key in list(client.runtime.running()):
+            client.runtime.stop(key, timeout=5)
+        client.router.stop()
+
+    def _validated(self, data=None, version="1.0.0", model_format="onnx"):
+        with trap_jobs() as trap:
+            record = artifact_service.register_upload(
+                self.env(user=self.uploader),
+                {
+                    "model": "deploy-me",
+                    "version": version,
+                    "model_format": model_format,
+                },
+                io.BytesIO(data or artifacts.onnx_mlp()),
+                "model.onnx",
+            )
+            trap.perform_enqueued_jobs()
+        self.assertEqual(
+            record.state, "validated", record.validation_result_ids.mapped("summary")
+        )
+        return record.with_user(self.approver)
+
+    def _approve(self, version, **kwargs):
+        with trap_jobs() as trap:
+            version.action_approve_staging(reason="benchmarks fine", **kwargs)
+            self.assertEqual(version.state, "staging_pending")
+            deployment = version.deployment_ids
+            self.assertEqual(deployment.state, "requested")
+            self.assertEqual(deployment.run_ids.state, "queued")
+            trap.assert_jobs_count(6)
+            self.assertEqual(
+                {job.channel for job in trap.enqueued_jobs}, {"root.mlops.deploy"}
+            )
+            trap.perform_enqueued_jobs()
+        return deployment
+
+    def test_approval_brings_up_a_staging_endpoint(self):
+        version = self._validated()
+        deployment = self._approve(version)
+        self.assertEqual(version.state, "staging")
+        self.assertEqual(deployment.state, "active")
+        self.assertEqual(deployment.traffic_percent, 100)
+        run = deployment.run_ids
+        self.assertEqual(run.state, "succeeded")
+        stages = {s.name: s.state for s in run.stage_ids}
+        self.assertEqual(
+            stages,
+            {
+                "fetch_artifact": "succeeded",
+                "build_image": "skipped",
+                "push_image": "skipped",
+                "apply": "succeeded",
+                "verify": "succeeded",
+                "switch_traffic": "succeeded",
+            },
+        )
+        self.assertIn(
+            "no image", run.stage_ids.filtered(lambda s: s.name == "build_image").log
+        )
+        self.assertEqual(version.approval_ids.deployment_id, deployment)
+        self.assertEqual(version.approval_ids.strategy, "rolling")
+        # the endpoint answers through the router, naming its version
+        url = deployment.endpoint_url
+        self.assertIn(f"/m/c{version.company_id.id}-deploy-me-staging/", url)
+        answer = requests.post(url, json=BODY, timeout=10)
+        self.assertEqual(answer.status_code, 200, answer.text)
+        self.assertEqual(answer.headers["X-MLOps-Version"], "1.0.0")
+        self.assertIn("serving deploy-me 1.0.0", deployment.log_tail)
+
+        # a second version replaces it in staging, at the same URL
+        second = self._validated(version="1.1.0")
+        replacement = self._approve(second)
+        self.assertEqual(replacement.endpoint_url, url)
+        self.assertEqual(
+            requests.post(url, json=BODY, timeout=10).headers["X-MLOps-Version"],
+            "1.1.0",
+        )
+        self.assertEqual(deployment.state, "deleted")
+        self.assertFalse(self.target._get_client().runtime.find(f"d{deployment.id}"))
+
+        # archiving takes it down
+        second.with_user(self.manager).action_archive_version()
+        self.assertEqual(replacement.state, "deleted")
+        self.assertEqual(requests.post(url, json=BODY, timeout=10).status_code, 404)
+
+    def test_refusals_change_nothing(self):
+        version = self._validated()
+        with self.assertRaisesRegex(InvalidInput, "canary strategy is not available"):
+            version.action_approve_staging(reason="x", strategy="canary")
+        with self.assertRaisesRegex(InvalidInput, "No deployment target nope"):
+            version.action_approve_staging(reason="x", target="nope")
+        self.assertEqual(version.state, "validated")
+        self.assertFalse(version.deployment_ids)
+        # a format the target cannot serve is refused at approval
+        pickled = self._validated(artifacts.benign_pickle_bytes(), "2.0.0", "pickle")
+        with self.assertRaisesRegex(InvalidInput, "cannot serve pickle"):
+            pickled.action_approve_staging(reason="x")
+        self.assertEqual(pickled.state, "validated")
+        # one run per model and environment at a time
+        with trap_jobs():
+            version.action_approve_staging(reason="x")
+            other = self._validated(version="3.0.0")
+            with self.assertRaises(Conflict):
+                other.action_approve_staging(reason="x")
+        self.assertEqual(other.state, "validated")
+
+    def test_a_model_that_fails_to_load_returns_the_version(self):
+        version = self._validated()
+        # the stored bytes break after validation: the runtime cannot load them
+        store = version.storage_backend_id._get_store()
+        path = store.local_path(version.artifact_object_key)
+        original = path.read_bytes()
+        self.addCleanup(path.write_bytes, original)
+        path.write_bytes(b"broken")
+        version.sudo().artifact_sha256 = (
+            __import__("hashlib").sha256(b"broken").hexdigest()
+        )
+        deployment = self._approve(version)
+        self.assertEqual(deployment.state, "failed")
+        self.assertEqual(version.state, "validated")
+        run = deployment.run_ids
+        self.assertEqual(run.state, "failed")
+        apply = run.stage_ids.filtered(lambda s: s.name == "apply")
+        self.assertEqual(apply.state, "failed")
+        self.assertIn("model server exited", apply.log)
+        self.assertNotIn(self.target._root(), apply.log)
+        self.assertEqual(
+            run.stage_ids.filtered(lambda s: s.name == "switch_traffic").state,
+            "skipped",
+        )
+        self.assertIn("staging deployment failed", version.message_ids[0].body)
+        self.assertFalse(service.routes(self.target))
