@@ -32,10 +32,11 @@ class TestApprovals(MlopsCase):
 
         self._move(version, "staging", "system")
         version.with_user(self.approver).action_promote(
-            reason="staging soak clean", strategy="canary", canary_percent=10
+            reason="staging soak clean", strategy="blue_green"
         )
         promotion = version.approval_ids.filtered(lambda a: a.stage == "production")
-        self.assertEqual(promotion.strategy, "canary")
+        self.assertEqual(promotion.strategy, "blue_green")
+        self.assertEqual(promotion.deployment_id.environment, "production")
         self.assertEqual(promotion.reason, "staging soak clean")
 
     def _commit_tracking(self):

@@ -96,15 +96,14 @@ class TestServerActions(MlopsCase):
             .with_user(self.approver)
             .with_context(**action["context"])
         )
-        wizard_form.strategy = "canary"
-        wizard_form.canary_percent = 20
-        wizard_form.reason = "canary first"
+        wizard_form.strategy = "blue_green"
+        wizard_form.reason = "blue-green first"
         result = wizard_form.save().action_confirm()
         self.assertEqual(result["type"], "ir.actions.act_window_close")
         self.assertEqual(version.state, "production_pending")
         promotion = version.approval_ids.filtered(lambda a: a.stage == "production")
-        self.assertEqual(promotion.strategy, "canary")
-        self.assertEqual(promotion.reason, "canary first")
+        self.assertEqual(promotion.strategy, "blue_green")
+        self.assertEqual(promotion.reason, "blue-green first")
 
     def test_reject_from_wizard(self):
         versions = self._version_in("validated") | self._version_in("staging")

@@ -22,10 +22,8 @@ class MlopsVersionApprovalWizard(models.TransientModel):
         default="approve_staging",
     )
     reason = fields.Text()
-    strategy = fields.Selection(
-        [("blue_green", "Blue-Green"), ("canary", "Canary")], default="blue_green"
-    )
-    canary_percent = fields.Integer(default=10)
+    # canary rollouts come with their gates; until then blue-green only
+    strategy = fields.Selection([("blue_green", "Blue-Green")], default="blue_green")
     version_count = fields.Integer(compute="_compute_version_count")
 
     @api.depends("version_ids")
@@ -36,7 +34,7 @@ class MlopsVersionApprovalWizard(models.TransientModel):
     def _call(self, versions, method_name):
         kwargs = {"reason": self.reason}
         if self.action == "promote":
-            kwargs.update(strategy=self.strategy, canary_percent=self.canary_percent)
+            kwargs["strategy"] = self.strategy
         if len(versions) == 1:
             # one version: a refusal is an ordinary error dialog
             getattr(versions, method_name)(**kwargs)
