@@ -3,7 +3,10 @@ metadata part must come first and fit in the first 64 KiB."""
 
 import io
 
-from odoo.addons.creativeflow_mlops.controllers.api import _leading_metadata, _Prefixed
+from odoo.addons.creativeflow_mlops.controllers.multipart import (
+    _leading_metadata,
+    _Prefixed,
+)
 
 BOUNDARY = b"b0undary"
 

@@ -1,1 +1,4 @@
-from . import api
+from . import framework
+from . import multipart
+from . import registry_api
+from . import fallback

@@ -57,9 +57,10 @@ class MlopsStorageBackend(models.Model):
 
     @api.depends("code", "kind")
     def _compute_has_credentials(self):
-        super()._compute_has_credentials()
+        result = super()._compute_has_credentials()
         for backend in self.filtered(lambda b: b.kind != "s3"):
             backend.credentials_help = False
+        return result
 
     @api.constrains("kind", "endpoint", "bucket")
     def _check_s3_settings(self):

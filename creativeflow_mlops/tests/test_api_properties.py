@@ -160,7 +160,7 @@ class TestApiProperties(HttpCase):
 
         return _CONVERTER.sub(fill, rule)
 
-    @mute_logger("odoo.http", "odoo.addons.creativeflow_mlops.controllers.api")
+    @mute_logger("odoo.http", "odoo.addons.creativeflow_mlops.controllers.framework")
     @settings(
         max_examples=250,
         deadline=None,

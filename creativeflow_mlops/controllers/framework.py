@@ -1,0 +1,310 @@
+# Copyright 2026 CreativeFlow
+# License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
+"""The REST face's framework (shared/contract/api.md): the route decorator
+(bearer API keys; JSON in and out; every error in the contract's shape,
+nothing committed on error; a lost race run again before any answer), the
+error contract, and the helpers routes read their arguments with. Route
+modules (``registry_api``, ``deployments_api``) and the multipart streaming
+(``multipart``) build on it; no route lives here."""
+
+import functools
+import json
+import logging
+import random
+import time
+
+import psycopg2.errors
+import werkzeug.exceptions
+
+from odoo import http
+from odoo.exceptions import (
+    AccessDenied,
+    AccessError,
+    MissingError,
+    UserError,
+    ValidationError,
+)
+from odoo.http import request
+from odoo.service.model import PG_CONCURRENCY_ERRORS_TO_RETRY
+
+from ..adapters.storage import StorageError
+from ..exceptions import MLOpsError, NotFound
+from ..services import errors
+from ..utils import parse_json
+
+_logger = logging.getLogger(__name__)
+
+API = errors.REST_PREFIX
+MAX_LIMIT = 200
+error_body = errors.error_body
+
+
+class JsonHTTPError(werkzeug.exceptions.HTTPException):
+    """An HTTP error whose body is the contract's JSON, usable before the
+    route's code runs (Odoo returns HTTPExceptions as they are)."""
+
+    def __init__(self, status, code, message, details=None, headers=None):
+        super().__init__(message)
+        self.code = status
+        self._body = error_body(code, message, details)
+        self._headers = headers or {}
+
+    def get_response(self, environ=None, scope=None):
+        return werkzeug.wrappers.Response(
+            json.dumps(self._body),
+            status=self.code,
+            headers=[("Content-Type", "application/json"), *self._headers.items()],
+        )
+
+
+def _json(data, status=200):
+    return request.make_json_response(data, status=status)
+
+
+def _authenticate():
+    """Run as the owner of the bearer API key, or fail with a JSON 401."""
+    header = request.httprequest.headers.get("Authorization", "")
+    scheme, _sep, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise JsonHTTPError(
+            401,
+            "unauthorized",
+            "Send an Odoo API key as 'Authorization: Bearer <key>'.",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    uid = request.env["res.users.apikeys"]._check_credentials(
+        scope="rpc", key=token.strip()
+    )
+    if not uid:
+        raise JsonHTTPError(
+            401,
+            "unauthorized",
+            "The API key is invalid or expired.",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    request.update_env(user=uid)
+
+
+def _wants_json():
+    """A script (a bearer key, or JSON preferred over HTML in ``Accept``)
+    rather than a browser."""
+    headers = request.httprequest.headers
+    if headers.get("Authorization"):
+        return True
+    accept = request.httprequest.accept_mimetypes
+    return accept.quality("application/json") > accept.quality("text/html")
+
+
+def _translate(error):
+    """(status, code, message, details) of an exception."""
+    if isinstance(error, JsonHTTPError):
+        return error.code, error._body["error"]["code"], error.description, {}
+    if isinstance(error, StorageError):
+        error = errors.to_contract(error)
+    if isinstance(error, MLOpsError):
+        return (
+            error.http_status,
+            error.code,
+            error.args[0],
+            getattr(error, "details", {}),
+        )
+    if isinstance(error, psycopg2.errors.UniqueViolation):
+        return (
+            409,
+            "conflict",
+            "Another request created the same thing at the same time; nothing was "
+            "kept from this one.",
+            {},
+        )
+    # serialization failures, deadlocks, locks not available
+    if getattr(error, "pgcode", None) in PG_CONCURRENCY_ERRORS_TO_RETRY:
+        return (
+            503,
+            "busy",
+            "Another request changed the same records at the same time; nothing was "
+            "kept from this one, try again.",
+            {},
+        )
+    if isinstance(error, AccessError | AccessDenied):
+        return 403, getattr(error, "code", "forbidden"), error.args[0], {}
+    if isinstance(error, MissingError):
+        return 404, "not_found", error.args[0], {}
+    if isinstance(error, ValidationError):
+        return 422, "invalid_input", error.args[0], {}
+    if isinstance(error, UserError):
+        return 400, "invalid_request", error.args[0], {}
+    if isinstance(error, werkzeug.exceptions.RequestEntityTooLarge):
+        return 413, "payload_too_large", "The request is larger than allowed.", {}
+    if isinstance(error, werkzeug.exceptions.HTTPException):
+        return error.code, "http_error", error.description, {}
+    return 500, "internal_error", "An unexpected error occurred; it was logged.", {}
+
+
+def api_route(path, methods, **kwargs):
+    """A REST route: bearer auth, JSON errors, nothing committed on error."""
+
+    def decorator(func):
+        @http.route(
+            f"{API}{path}",
+            type="http",
+            auth="public",
+            methods=methods,
+            csrf=False,
+            save_session=False,
+            **kwargs,
+        )
+        @functools.wraps(func)
+        def wrapper(self, *args, **kw):
+            try:
+                return _retrying(lambda: func(self, *args, **kw))
+            except Exception as error:  # noqa: BLE001 - every error becomes JSON
+                request.env.cr.rollback()
+                streamed = getattr(request, "mlops_stream", None)
+                if streamed:
+                    streamed[0].writer.abort()
+                if getattr(error, "after_rollback", None):
+                    try:
+                        error.after_rollback()
+                    except Exception:  # noqa: BLE001 - the JSON answer still goes
+                        _logger.exception("MLOps API %s: clean-up failed", path)
+                status, code, message, details = _translate(error)
+                if status >= 500 and status != 503:
+                    _logger.exception("MLOps API %s %s failed", methods, path)
+                response = _json(error_body(code, message, details), status)
+                if status == 401:
+                    response.headers["WWW-Authenticate"] = "Bearer"
+                return response
+
+        return wrapper
+
+    return decorator
+
+
+MAX_TRIES = 5
+
+
+def _is_race(error):
+    """Another transaction got there first: a concurrent update, or the same
+    row inserted (a new model's name, a version) while this one ran."""
+    code = getattr(error, "pgcode", None)
+    return code in PG_CONCURRENCY_ERRORS_TO_RETRY or isinstance(
+        error, psycopg2.errors.UniqueViolation
+    )
+
+
+def _rewind_body():
+    """Whether the request can be run again: its body is still there (JSON
+    kept by ``_body``, multipart parts spooled by werkzeug), not streamed
+    into the store."""
+    if getattr(request, "mlops_stream", None):
+        return False
+    for upload in request.httprequest.files.values():
+        if not upload.stream.seekable():
+            return False
+        upload.stream.seek(0)
+    return True
+
+
+def _retrying(call):
+    """``call()`` as the caller, run again from a fresh transaction when it
+    lost a race, the way Odoo's dispatcher retries serialization failures:
+    after a rollback the next try sees what the other transaction committed,
+    so a model created meanwhile is found, and a duplicate version is told
+    apart from a passing conflict. Only 409 for a real duplicate."""
+    for attempt in range(1, MAX_TRIES + 1):
+        try:
+            _authenticate()
+            return call()
+        except Exception as error:
+            if attempt == MAX_TRIES or not _is_race(error) or not _rewind_body():
+                raise
+            request.env.cr.rollback()
+            request.env.invalidate_all()
+            _logger.info("MLOps API: lost a race (%s), try %s", error.pgcode, attempt)
+            time.sleep(random.uniform(0, 0.05 * 2**attempt))
+    raise RuntimeError("unreachable")
+
+
+# PostgreSQL takes a LIMIT or OFFSET up to int8; no page is that far
+MAX_OFFSET = 2**31 - 1
+
+
+def _int_arg(name, default, low=0, high=MAX_OFFSET):
+    raw = request.httprequest.args.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError as error:
+        raise JsonHTTPError(
+            400, "invalid_request", f"{name} must be an integer"
+        ) from error
+    if value < low or (high is not None and value > high):
+        raise JsonHTTPError(
+            400, "invalid_request", f"{name} must be between {low} and {high}"
+        )
+    return value
+
+
+def _text_arg(name):
+    """A query-string text, or None; NUL (which PostgreSQL refuses in text)
+    is a 400."""
+    raw = request.httprequest.args.get(name)
+    if raw is not None and "\x00" in raw:
+        raise JsonHTTPError(400, "invalid_request", f"{name} must not contain NUL")
+    return raw
+
+
+def _contains(text):
+    """An ``=ilike`` pattern matching ``text`` anywhere, its own ``%``,
+    ``_`` and backslashes taken literally."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _body():
+    # kept: a request that lost a race is run again with the same body
+    if not hasattr(request, "mlops_body"):
+        request.mlops_body = request.httprequest.get_data(cache=False)
+    mimetype = request.httprequest.mimetype
+    if request.mlops_body and mimetype != "application/json":
+        raise JsonHTTPError(
+            415,
+            "unsupported_media_type",
+            f"Send the body as application/json, not {mimetype or 'nothing'}.",
+        )
+    try:
+        data = parse_json(request.mlops_body or b"{}")
+    except ValueError as error:
+        raise JsonHTTPError(
+            400, "malformed_json", f"The body is not JSON: {error}"
+        ) from error
+    if not isinstance(data, dict):
+        raise JsonHTTPError(400, "malformed_json", "The body must be a JSON object.")
+    return data
+
+
+def _page(model, domain, order, serialize):
+    """``{"items", "total"}`` for the ``limit`` and ``offset`` of the query."""
+    limit = _int_arg("limit", 50, 1, MAX_LIMIT)
+    offset = _int_arg("offset", 0)
+    Model = request.env[model]
+    records = Model.search(domain, limit=limit, offset=offset, order=order)
+    return _json(
+        {"items": [serialize(r) for r in records], "total": Model.search_count(domain)}
+    )
+
+
+def _get(model, record_id, label):
+    """A record the caller may read. No rights on the model at all is a 403;
+    a record that does not exist or that a rule hides (another company's) is
+    the same 404, so ids do not tell what exists elsewhere."""
+    Model = request.env[model]
+    Model.check_access("read")
+    record = Model.browse(record_id).exists()
+    if not record or not record.has_access("read"):
+        raise NotFound(f"No {label} {record_id}.")
+    return record
+
+
+HEAD_SIZE = 64 * 1024
