@@ -1,4 +1,5 @@
 from . import framework
 from . import multipart
 from . import registry_api
+from . import deployments_api
 from . import fallback

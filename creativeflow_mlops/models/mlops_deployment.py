@@ -10,6 +10,7 @@ from ..lifecycle import (
     ENVIRONMENTS,
     STRATEGIES,
 )
+from ..services import deployment as deploy_service
 
 # a deployment in one of these states serves or may serve traffic
 LIVE_STATES = (
@@ -119,6 +120,39 @@ class MlopsDeployment(models.Model):
                 version=deployment.version_id.display_name,
                 environment=labels.get(deployment.environment, ""),
             )
+
+    # ------------------------------------------------------------------
+    # Actions
+    # ------------------------------------------------------------------
+
+    def action_undeploy(self):
+        """Take deployments down (Approver): out of the router, then their
+        model servers stop after the requests in flight."""
+        self._check_can_transition("deleted")
+        deploy_service.undeploy(self)
+        return True
+
+    def _check_can_transition(self, target):
+        for deployment in self:
+            deployment._lifecycle_check_transition(target)
+
+    # ------------------------------------------------------------------
+    # Business
+    # ------------------------------------------------------------------
+
+    def _live_status(self):
+        """What the target says of it now (serving deployments only)."""
+        self.ensure_one()
+        if self.state not in (
+            "deploying",
+            "active",
+            "inactive_bluegreen",
+            "rolling_out_canary",
+        ):
+            return None
+        client = self.target_id.sudo()._get_client()
+        status = client.status(deploy_service.plan(self))
+        return {"ready": status.ready, "message": status.message}
 
     @api.ondelete(at_uninstall=False)
     def _unlink_except_live(self):

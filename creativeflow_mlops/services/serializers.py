@@ -86,10 +86,11 @@ def validation(record):
     }
 
 
-def deployment(record):
-    return {
+def deployment(record, full=False):
+    data = {
         "id": record.id,
         "version_id": record.version_id.id,
+        "version": record.version_id.version,
         "environment": record.environment,
         "strategy": record.strategy,
         "state": record.state,
@@ -97,5 +98,29 @@ def deployment(record):
         "traffic_percent": record.traffic_percent,
         "endpoint_url": record.endpoint_url or None,
         "target": record.target or None,
+        "message": record.message or None,
         "created_at": timestamp(record.create_date),
     }
+    if full:
+        run = record.run_ids[:1]
+        data["pipeline_run"] = (
+            {
+                "id": run.id,
+                "provider": run.provider,
+                "state": run.state,
+                "stages": [
+                    {
+                        "name": stage.name,
+                        "state": stage.state,
+                        "started_at": timestamp(stage.started_at),
+                        "finished_at": timestamp(stage.finished_at),
+                        "log": stage.log or None,
+                    }
+                    for stage in run.stage_ids.sorted("sequence")
+                ],
+            }
+            if run
+            else None
+        )
+        data["live"] = record._live_status()
+    return data
