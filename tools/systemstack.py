@@ -255,3 +255,27 @@ def new_database(db_settings, template, data_dir, prefix="mlops_sys"):
     name = f"{prefix}_{uuid.uuid4().hex[:8]}"
     devstack.duplicate_database(db_settings, template, name, data_dir)
     return name
+
+
+def stop_runtime(data_dir):
+    """Stop the model servers and routers a test Odoo left under its data
+    directory (they run in sessions of their own)."""
+    root = Path(data_dir) / "mlops_runtime"
+    if not root.exists():
+        return
+    pids = []
+    for state in root.rglob("runtime/*.json"):
+        try:
+            pids.append(json.loads(state.read_text())["pid"])
+        except (OSError, ValueError, KeyError):
+            continue
+    for pid_file in root.rglob("nginx.pid"):
+        try:
+            pids.append(int(pid_file.read_text().strip()))
+        except (OSError, ValueError):
+            continue
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            continue

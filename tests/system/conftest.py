@@ -8,6 +8,7 @@ client's JSON-RPC; nothing here touches the ORM.
 """
 
 import os
+import shutil
 import time
 import uuid
 from datetime import datetime, timezone
@@ -34,6 +35,11 @@ class Stack:
         self.dbname = systemstack.new_database(
             self.db_settings, template, self.data_dir
         )
+        # the server's own data directory gets the copy's filestore (the
+        # template's asset bundles), or every page logs a missing file
+        copied = self.data_dir / "filestore" / self.dbname
+        if copied.is_dir():
+            shutil.copytree(copied, state_dir / "data" / "filestore" / self.dbname)
         self.s3 = testservers.SeaweedS3(workdir=state_dir / "s3").start()
         self.bucket = f"sys-{uuid.uuid4().hex[:10]}"
         self.minio = testservers.minio_client(self.s3.endpoint)
@@ -80,6 +86,16 @@ class Stack:
         # fewer benchmark runs: the tests look at verdicts, not timings
         admin.call(
             "ir.config_parameter", "set_param", "creativeflow_mlops.benchmark_runs", 3
+        )
+        # the local deployment target's router on a port of this stack's own
+        target = admin.call(
+            "mlops.deployment.target", "search", [("code", "=", "local")]
+        )
+        admin.call(
+            "mlops.deployment.target",
+            "write",
+            target,
+            {"router_port": devstack.free_port()},
         )
         self.rest = systemstack.RestClient(self.server.url, admin.make_api_key())
         self.set_watchdog(active=False)
@@ -131,8 +147,39 @@ class Stack:
     def objects(self, prefix=""):
         return list(self.minio.list_objects(self.bucket, prefix=prefix, recursive=True))
 
+    def user(self, login, groups):
+        """A user of ``groups`` (xml ids) and their REST client."""
+        group_ids = []
+        for xmlid in groups:
+            module, name = xmlid.split(".")
+            (data,) = self.admin.call(
+                "ir.model.data",
+                "search_read",
+                [("module", "=", module), ("name", "=", name)],
+                fields=["res_id"],
+            )
+            group_ids.append(data["res_id"])
+        self.admin.call(
+            "res.users",
+            "create",
+            {
+                "name": login,
+                "login": login,
+                "email": f"{login}@example.com",
+                "password": f"{login}-pw-1",
+                "groups_id": [(6, 0, group_ids)],
+            },
+        )
+        session = systemstack.WebSession(
+            self.server.url, self.dbname, login, f"{login}-pw-1"
+        )
+        return systemstack.RestClient(self.server.url, session.make_api_key())
+
     def close(self):
         self.server.stop()
+        # the model servers and the router outlive Odoo by design (a
+        # restarted Odoo adopts them): this stack's go with it
+        systemstack.stop_runtime(self.server.state_dir / "data")
         self.s3.__exit__(None, None, None)
         devstack.drop_database(self.db_settings, self.dbname, self.data_dir)
 

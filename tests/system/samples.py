@@ -51,3 +51,8 @@ def malicious_pickle(marker, protocol=4):
 def benign_pickle(seed=0):
     rng = np.random.default_rng(seed)
     return pickle.dumps({"weights": rng.standard_normal(16).astype(np.float32)}, 4)
+
+
+def onnx_mlp(seed=0, fail=False):
+    """The benchmark's MLP (64-256-256-10) with weights from ``seed``."""
+    return _ARTIFACTS.onnx_mlp(seed=seed, fail=fail)

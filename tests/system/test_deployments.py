@@ -1,0 +1,139 @@
+"""Deployments as users run them: a real Odoo with the job runner at two
+channels, real S3, real model servers and router; driven through REST and
+a generic OIP client (Triton's) only."""
+
+import threading
+import time
+from collections import Counter
+
+import numpy as np
+import onnxruntime
+import pytest
+import requests
+import samples
+import tritonclient.http as triton
+
+APPROVER = "creativeflow_mlops.group_mlops_approver"
+
+
+@pytest.fixture(scope="module")
+def approver(stack):
+    return stack.user("sys_approver", [APPROVER])
+
+
+def _wait(rest, path, done, timeout=120):
+    deadline = time.monotonic() + timeout
+    while True:
+        body = rest.get(path).json()
+        if done(body):
+            return body
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} after {timeout} s: {body}")
+        time.sleep(0.5)
+
+
+def _validated(stack, name, version, seed):
+    data = samples.onnx_mlp(seed=seed)
+    answer = stack.rest.upload(name, version, data)
+    assert answer.status_code == 202, answer.text
+    version_id = answer.json()["version_id"]
+    assert stack.rest.wait_settled([version_id])[version_id] == "validated"
+    return version_id, data
+
+
+def _deploy(rest, version_id, route, **body):
+    answer = rest.post(
+        f"/versions/{version_id}/{route}", {"reason": "system test", **body}
+    )
+    assert answer.status_code == 202, answer.text
+    deployment_id = answer.json()["deployment_id"]
+    return _wait(
+        rest,
+        f"/deployments/{deployment_id}",
+        lambda d: d["state"] in ("active", "failed"),
+    )
+
+
+def _entry(rest, name, environment):
+    items = rest.get("/endpoints", environment=environment).json()["items"]
+    (entry,) = [e for e in items if e["model"] == name]
+    return entry
+
+
+BODY = {
+    "inputs": [{"name": "x", "shape": [1, 64], "datatype": "FP32", "data": [0.25] * 64}]
+}
+
+
+def test_upload_to_production_with_a_blue_green_switch_under_load(
+    stack, approver, name
+):
+    first, data = _validated(stack, name, "1.0.0", seed=11)
+    staged = _deploy(approver, first, "deploy")
+    assert staged["state"] == "active", staged
+    assert approver.get(f"/versions/{first}").json()["state"] == "staging"
+    staging = _entry(stack.rest, name, "staging")
+
+    # a client nobody here wrote, through the invoke URL
+    base = staging["invoke_url"].split("://", 1)[1].rsplit("/v2/", 1)[0]
+    client = triton.InferenceServerClient(base)
+    x = np.random.default_rng(3).standard_normal((1, 64)).astype(np.float32)
+    tensor = triton.InferInput("x", [1, 64], "FP32")
+    tensor.set_data_from_numpy(x, binary_data=False)
+    slug = staging["slug"].rsplit("-staging", 1)[0]
+    result = client.infer(
+        slug, [tensor], outputs=[triton.InferRequestedOutput("y", binary_data=False)]
+    )
+    session = onnxruntime.InferenceSession(data)
+    np.testing.assert_allclose(
+        result.as_numpy("y"), session.run(None, {"x": x})[0], rtol=1e-5
+    )
+
+    produced = _deploy(approver, first, "promote", strategy="blue_green")
+    assert produced["state"] == "active", produced
+    production = _entry(stack.rest, name, "production")
+    assert production["version"] == "1.0.0"
+    url = production["invoke_url"]
+
+    # version 2 through staging, then switched in under constant load
+    second, _ = _validated(stack, name, "2.0.0", seed=12)
+    assert _deploy(approver, second, "deploy")["state"] == "active"
+    failures, served, stop = [], Counter(), threading.Event()
+
+    def load():
+        with requests.Session() as http:
+            while not stop.is_set():
+                try:
+                    answer = http.post(url, json=BODY, timeout=10)
+                except requests.RequestException as error:
+                    failures.append(repr(error))
+                    continue
+                if answer.status_code != 200:
+                    failures.append(answer.status_code)
+                served[answer.headers.get("X-MLOps-Version")] += 1
+
+    threads = [threading.Thread(target=load) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    try:
+        switched = _deploy(approver, second, "promote", strategy="blue_green")
+        time.sleep(1)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(20)
+    assert switched["state"] == "active", switched
+    assert not failures, failures[:5]
+    assert served["1.0.0"] > 0 and served["2.0.0"] > 0, served
+    after = _entry(stack.rest, name, "production")
+    assert after["invoke_url"] == url  # n8n's URL never changes
+    assert after["version"] == "2.0.0"
+    assert (
+        requests.post(url, json=BODY, timeout=10).headers["X-MLOps-Version"] == "2.0.0"
+    )
+    assert approver.get(f"/versions/{first}").json()["state"] == "deprecated"
+    old = approver.get(
+        "/deployments", version_id=first, environment="production"
+    ).json()
+    assert [d["state"] for d in old["items"]] == ["inactive_bluegreen"]
+    assert not stack.server.errors()
