@@ -119,6 +119,13 @@ class MlopsDeploymentsApi(http.Controller):
         record.action_undeploy()
         return request.make_response("", status=204)
 
+    @api_route("/deployments/<int:deployment_id>/rollback", ["POST"])
+    def rollback(self, deployment_id, **_params):
+        body = _body()
+        record = _get("mlops.deployment", deployment_id, "deployment")
+        serving = record.action_rollback(reason=_reason(body))
+        return _json({"deployment_id": serving.id, "state": serving.state}, 202)
+
     @api_route("/endpoints", ["GET"])
     def endpoints(self, **_params):
         environment = _choice(

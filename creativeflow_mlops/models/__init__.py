@@ -12,6 +12,7 @@ from . import mlops_deployment_target
 from . import mlops_deployment
 from . import mlops_pipeline_run
 from . import mlops_pipeline_stage
+from . import mlops_promotion
 from . import mlops_feedback
 from . import res_config_settings
 from . import mlops_upload

@@ -3,7 +3,9 @@
 from odoo import api, fields, models
 from odoo.exceptions import UserError
 
+from ..exceptions import TransitionNotAllowed
 from ..lifecycle import (
+    APPROVER,
     DEPLOYMENT_CREATE_STATES,
     DEPLOYMENT_STATES,
     DEPLOYMENT_TRANSITIONS,
@@ -131,6 +133,28 @@ class MlopsDeployment(models.Model):
         self._check_can_transition("deleted")
         deploy_service.undeploy(self)
         return True
+
+    def action_rollback(self, reason=None):
+        """Return production to the version that served before this one, in
+        one action (Approver), and record why."""
+        self.ensure_one()
+        self._check_can_rollback(reason)
+        return deploy_service.switch_back(self, reason)
+
+    def _check_can_rollback(self, reason):
+        if not (reason or "").strip():
+            raise UserError(self.env._("Say why production is rolled back."))
+        if self.environment != "production" or self.state != "active":
+            raise TransitionNotAllowed(
+                self.env._(
+                    "Only the active production deployment rolls back; %(name)s is "
+                    "%(state)s in %(environment)s.",
+                    name=self.display_name,
+                    state=self._lifecycle_state_label(self.state),
+                    environment=self.environment,
+                )
+            )
+        self._lifecycle_check_actor(APPROVER, self.env._("Roll back"))
 
     def _check_can_transition(self, target):
         for deployment in self:

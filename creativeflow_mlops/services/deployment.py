@@ -243,6 +243,7 @@ def _switch_traffic(deployment):
     idle = "inactive_bluegreen" if deployment.strategy == "blue_green" else "deleted"
     replaced.write({"state": idle, "traffic_percent": 0})
     client.switch_traffic(routes(deployment.target_id))
+    record_serving(deployment)
     for old in replaced.filtered(lambda d: d.state == "deleted"):
         client.delete(plan(old))
     _move_version(deployment)
@@ -275,6 +276,88 @@ def routes(target):
             (f"d{deployment.id}", deployment.traffic_percent)
         )
     return table
+
+
+def record_serving(deployment, kind="promotion", reason=None, approver=None):
+    """A line of the promotion ledger: ``deployment`` serves its model's
+    environment from now; the line before ends now."""
+    Ledger = deployment.env["mlops.promotion"]
+    now = fields.Datetime.now()
+    previous = Ledger._current(deployment.model_id, deployment.environment)
+    previous.write({"live_until": now})
+    approval = deployment.env["mlops.version.approval"].search(
+        [("deployment_id", "=", deployment.id)], order="id desc", limit=1
+    )
+    return Ledger.create(
+        {
+            "model_id": deployment.model_id.id,
+            "environment": deployment.environment,
+            "version_before_id": previous.version_after_id.id,
+            "version_after_id": deployment.version_id.id,
+            "deployment_id": deployment.id,
+            "strategy": deployment.strategy,
+            "kind": kind,
+            "approved_by_id": (approver or approval.user_id).id,
+            "approved_at": now if approver else approval.date,
+            "reason": reason if reason is not None else approval.reason,
+            "live_from": now,
+        }
+    )
+
+
+def switch_back(current, reason):
+    """Roll ``current`` (a production deployment) back to what served
+    before it, in one action: the idle blue-green colour of the previous
+    version takes the traffic at once when it is still up; otherwise the
+    previous version is deployed again (a pipeline run). Returns the
+    deployment that serves, or will."""
+    env = current.env
+    approver = env.user
+    ledger = env["mlops.promotion"]._current(current.model_id, current.environment)
+    previous = ledger.version_before_id
+    if ledger.deployment_id != current or not previous:
+        raise Conflict(
+            env._("%s has nothing before it to roll back to.", current.display_name)
+        )
+    platform = jobs.as_platform(current)
+    idle = platform.search(
+        [
+            ("version_id", "=", previous.id),
+            ("environment", "=", current.environment),
+            ("target_id", "=", current.target_id.id),
+            ("state", "=", "inactive_bluegreen"),
+        ],
+        order="id desc",
+        limit=1,
+    )
+    client = platform.target_id._get_client()
+    if idle and client.status(plan(idle)).ready:
+        # the previous version first asks for production (the approval,
+        # with its reason), then takes it: the current one is deprecated
+        previous.with_context(mlops_reason=reason).write(
+            {"state": "production_pending"}
+        )
+        approval = previous.approval_ids.sorted("id")[-1:]
+        approval.sudo().deployment_id = idle
+        idle.write({"state": "active", "traffic_percent": 100})
+        platform.write({"state": "rolled_back", "traffic_percent": 0})
+        client.switch_traffic(routes(platform.target_id))
+        client.delete(plan(platform))
+        jobs.as_platform(previous).write({"state": "production"})
+        record_serving(jobs.as_platform(idle), "rollback", reason, approver)
+        current.version_id.message_post(
+            body=env._(
+                "Rolled back to %(previous)s by %(user)s: %(reason)s",
+                previous=previous.display_name,
+                user=approver.name,
+                reason=reason,
+            ),
+            subtype_xmlid="mail.mt_note",
+        )
+        return idle
+    # the idle colour is gone: deploy the previous version again
+    previous.action_rollback(reason=reason)
+    return previous.deployment_ids.sorted("id")[-1:]
 
 
 def undeploy(deployments):

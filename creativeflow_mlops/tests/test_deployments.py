@@ -8,9 +8,11 @@ import io
 
 import requests
 
+from odoo.exceptions import AccessError
+
 from odoo.addons.queue_job.tests.common import trap_jobs
 
-from ..exceptions import Conflict, InvalidInput
+from ..exceptions import Conflict, InvalidInput, TransitionNotAllowed
 from ..services import artifacts as artifact_service
 from ..services import deployment as service
 from . import artifacts
@@ -117,6 +119,63 @@ class TestDeployments(MlopsCase):
         second.with_user(self.manager).action_archive_version()
         self.assertEqual(replacement.state, "deleted")
         self.assertEqual(requests.post(url, json=BODY, timeout=10).status_code, 404)
+
+    def _promote(self, version):
+        with trap_jobs() as trap:
+            version.action_promote(reason="soak clean", strategy="blue_green")
+            trap.perform_enqueued_jobs()
+        return version.deployment_ids.filtered(
+            lambda d: d.environment == "production"
+        ).sorted("id")[-1:]
+
+    def test_blue_green_promotions_and_a_rollback_in_the_ledger(self):
+        first = self._validated()
+        self._approve(first)
+        blue = self._promote(first)
+        self.assertEqual((first.state, blue.state), ("production", "active"))
+        url = blue.endpoint_url
+        second = self._validated(version="2.0.0")
+        self._approve(second)
+        green = self._promote(second)
+        self.assertEqual(green.endpoint_url, url)
+        self.assertEqual((second.state, green.state), ("production", "active"))
+        self.assertEqual(
+            (first.state, blue.state), ("deprecated", "inactive_bluegreen")
+        )
+        served = requests.post(url, json=BODY, timeout=10)
+        self.assertEqual(served.headers["X-MLOps-Version"], "2.0.0")
+        ledger = self.env["mlops.promotion"].search(
+            [("model_id", "=", first.model_id.id), ("environment", "=", "production")]
+        )
+        self.assertEqual(len(ledger), 2)
+        self.assertEqual(ledger[0].version_before_id, first)
+        self.assertEqual(ledger[0].version_after_id, second)
+        self.assertEqual(ledger[0].approved_by_id, self.approver)
+        self.assertEqual(ledger[0].reason, "soak clean")
+        self.assertTrue(ledger[1].live_until)
+
+        # one action: the idle colour takes the traffic back at once
+        with self.assertRaisesRegex(Exception, "Say why"):
+            green.with_user(self.approver).action_rollback(reason="")
+        serving = green.with_user(self.approver).action_rollback(reason="p95 doubled")
+        self.assertEqual(serving, blue)
+        self.assertEqual((blue.state, green.state), ("active", "rolled_back"))
+        self.assertEqual((first.state, second.state), ("production", "deprecated"))
+        served = requests.post(url, json=BODY, timeout=10)
+        self.assertEqual(served.headers["X-MLOps-Version"], "1.0.0")
+        line = self.env["mlops.promotion"]._current(first.model_id, "production")
+        self.assertEqual(
+            (line.kind, line.version_before_id, line.version_after_id, line.reason),
+            ("rollback", second, first, "p95 doubled"),
+        )
+        self.assertEqual(first.approval_ids.sorted("id")[-1].stage, "rollback")
+        self.assertIn("Rolled back to", second.message_ids[0].body)
+        # only the serving production deployment rolls back
+        staging = first.deployment_ids.filtered(lambda d: d.environment == "staging")
+        with self.assertRaisesRegex(TransitionNotAllowed, "Only the active production"):
+            staging.with_user(self.approver).action_rollback(reason="again")
+        with self.assertRaises(AccessError):
+            blue.with_user(self.uploader).action_rollback(reason="not mine to do")
 
     def test_refusals_change_nothing(self):
         version = self._validated()

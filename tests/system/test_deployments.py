@@ -112,16 +112,25 @@ def test_upload_to_production_with_a_blue_green_switch_under_load(
                     failures.append(answer.status_code)
                 served[answer.headers.get("X-MLOps-Version")] += 1
 
-    threads = [threading.Thread(target=load) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    try:
-        switched = _deploy(approver, second, "promote", strategy="blue_green")
-        time.sleep(1)
-    finally:
-        stop.set()
+    def under_load(action):
+        failures.clear()
+        served.clear()
+        stop.clear()
+        threads = [threading.Thread(target=load) for _ in range(3)]
         for thread in threads:
-            thread.join(20)
+            thread.start()
+        try:
+            time.sleep(0.5)
+            return action()
+        finally:
+            time.sleep(1)
+            stop.set()
+            for thread in threads:
+                thread.join(20)
+
+    switched = under_load(
+        lambda: _deploy(approver, second, "promote", strategy="blue_green")
+    )
     assert switched["state"] == "active", switched
     assert not failures, failures[:5]
     assert served["1.0.0"] > 0 and served["2.0.0"] > 0, served
@@ -136,4 +145,21 @@ def test_upload_to_production_with_a_blue_green_switch_under_load(
         "/deployments", version_id=first, environment="production"
     ).json()
     assert [d["state"] for d in old["items"]] == ["inactive_bluegreen"]
+
+    # roll back in one action, under the same load: version 1's idle colour
+    # takes the traffic again at once
+    def rollback():
+        answer = approver.post(
+            f"/deployments/{switched['id']}/rollback", {"reason": "p95 doubled"}
+        )
+        assert answer.status_code == 202, answer.text
+        return answer.json()
+
+    back = under_load(rollback)
+    assert back["state"] == "active", back
+    assert not failures, failures[:5]
+    assert served["1.0.0"] > 0, served
+    assert _entry(stack.rest, name, "production")["version"] == "1.0.0"
+    assert approver.get(f"/versions/{first}").json()["state"] == "production"
+    assert approver.get(f"/versions/{second}").json()["state"] == "deprecated"
     assert not stack.server.errors()
