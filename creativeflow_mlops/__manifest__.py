@@ -21,6 +21,7 @@
         "data/queue_job_data.xml",
         "data/ir_cron_data.xml",
         "wizards/mlops_version_approval_wizard_views.xml",
+        "wizards/mlops_deployment_rollback_wizard_views.xml",
         "views/mlops_model_tag_views.xml",
         "views/mlops_storage_backend_views.xml",
         "views/mlops_model_views.xml",

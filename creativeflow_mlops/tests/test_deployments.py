@@ -157,8 +157,10 @@ class TestDeployments(MlopsCase):
         # one action: the idle colour takes the traffic back at once
         with self.assertRaisesRegex(Exception, "Say why"):
             green.with_user(self.approver).action_rollback(reason="")
-        serving = green.with_user(self.approver).action_rollback(reason="p95 doubled")
-        self.assertEqual(serving, blue)
+        # from the form: the wizard asks why
+        self.env["mlops.deployment.rollback.wizard"].with_user(self.approver).create(
+            {"deployment_id": green.id, "reason": "p95 doubled"}
+        ).action_confirm()
         self.assertEqual((blue.state, green.state), ("active", "rolled_back"))
         self.assertEqual((first.state, second.state), ("production", "deprecated"))
         served = requests.post(url, json=BODY, timeout=10)
