@@ -86,6 +86,12 @@ class MlopsDeployment(models.Model):
     )
     deployed_at = fields.Datetime(readonly=True, copy=False)
     message = fields.Text(string="Last Message", copy=False)
+    restart_count = fields.Integer(
+        readonly=True, copy=False, help="Restarts of its model server in a row."
+    )
+    restart_after = fields.Datetime(
+        readonly=True, copy=False, help="No restart before this time (backoff)."
+    )
 
     _sql_constraints = [
         ("replicas_positive", "CHECK (replicas >= 0)", "Replicas cannot be negative."),
@@ -163,6 +169,11 @@ class MlopsDeployment(models.Model):
     # ------------------------------------------------------------------
     # Business
     # ------------------------------------------------------------------
+
+    @api.model
+    def _cron_supervise(self):
+        """Cron: keep the local runtime as the deployments say it should be."""
+        return deploy_service.supervise(self.env)
 
     def _live_status(self):
         """What the target says of it now (serving deployments only)."""

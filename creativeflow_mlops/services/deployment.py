@@ -22,6 +22,7 @@ new colour; for ``rolling`` the colour it replaces is then removed, for
 import logging
 import os
 import shutil
+from datetime import timedelta
 
 from odoo import fields
 
@@ -358,6 +359,74 @@ def switch_back(current, reason):
     # the idle colour is gone: deploy the previous version again
     previous.action_rollback(reason=reason)
     return previous.deployment_ids.sorted("id")[-1:]
+
+
+# a deployment whose model server stops is started again after 10 s, 20 s,
+# 40 s... up to 10 minutes; a run of restarts ends when it stays up
+BACKOFF_SECONDS = 10
+BACKOFF_MAX_SECONDS = 600
+KEEP_RUNNING = ("active", "inactive_bluegreen", "rolling_out_canary")
+
+
+def supervise(env):
+    """Cron: on each local target, start again the model servers of the
+    deployments that should run and do not (a crash, a machine or Odoo
+    restart), with backoff; stop the ones no deployment wants (orphans);
+    give the router the ports as they are now. Returns what it did."""
+    done = {"restarted": [], "stopped": [], "waiting": []}
+    Deployment = env["mlops.deployment"].sudo()
+    for target in (
+        env["mlops.deployment.target"].sudo().search([("kind", "=", "local")])
+    ):
+        client = target._get_client()
+        wanted = Deployment.search(
+            [("target_id", "=", target.id), ("state", "in", KEEP_RUNNING)]
+        )
+        running = client.running()
+        changed = False
+        now = fields.Datetime.now()
+        for deployment in jobs.as_platform(wanted):
+            key = f"d{deployment.id}"
+            if key in running:
+                if deployment.restart_count and client.status(plan(deployment)).ready:
+                    deployment.write({"restart_count": 0, "restart_after": False})
+                continue
+            if deployment.restart_after and deployment.restart_after > now:
+                done["waiting"].append(key)
+                continue
+            delay = min(
+                BACKOFF_SECONDS * 2**deployment.restart_count, BACKOFF_MAX_SECONDS
+            )
+            values = {
+                "restart_count": deployment.restart_count + 1,
+                "restart_after": now + timedelta(seconds=delay),
+            }
+            try:
+                client.apply(plan(deployment))
+            except TargetFailed as error:
+                values["message"] = errors.describe(error)
+                deployment.message_post(
+                    body=env._(
+                        "Its model server stopped and did not start again: %s",
+                        errors.describe(error),
+                    ),
+                    subtype_xmlid="mail.mt_note",
+                )
+            else:
+                changed = True
+                done["restarted"].append(key)
+                deployment.message_post(
+                    body=env._("Its model server had stopped; it was started again."),
+                    subtype_xmlid="mail.mt_note",
+                )
+            deployment.write(values)
+        for key in set(running) - {f"d{d.id}" for d in wanted}:
+            client.runtime.stop(key)
+            done["stopped"].append(key)
+            changed = True
+        if changed or (wanted and not client.router.running()):
+            client.switch_traffic(routes(target))
+    return done
 
 
 def undeploy(deployments):

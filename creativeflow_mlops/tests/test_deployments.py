@@ -5,6 +5,9 @@ model servers and a real router, jobs run by trap_jobs (the system tests
 run them concurrently)."""
 
 import io
+import os
+import signal
+import time
 
 import requests
 
@@ -12,6 +15,7 @@ from odoo.exceptions import AccessError
 
 from odoo.addons.queue_job.tests.common import trap_jobs
 
+from ..adapters.runtime import ProcessSpec, free_port
 from ..exceptions import Conflict, InvalidInput, TransitionNotAllowed
 from ..services import artifacts as artifact_service
 from ..services import deployment as service
@@ -178,6 +182,39 @@ class TestDeployments(MlopsCase):
             staging.with_user(self.approver).action_rollback(reason="again")
         with self.assertRaises(AccessError):
             blue.with_user(self.uploader).action_rollback(reason="not mine to do")
+
+    def test_the_supervisor_restarts_crashed_servers_and_stops_orphans(self):
+        version = self._validated()
+        deployment = self._approve(version)
+        client = self.target._get_client()
+        key = f"d{deployment.id}"
+        crashed = client.runtime.find(key)
+        os.kill(crashed.pid, signal.SIGKILL)
+        for _ in range(100):
+            if not client.runtime.find(key):
+                break
+            time.sleep(0.05)
+        # a model server nobody wants any more (its deployment is gone)
+        orphan = client.runtime.start(
+            ProcessSpec(
+                "d999999", service.plan(deployment).artifact_path, "x", "0", free_port()
+            )
+        )
+        done = self.env["mlops.deployment"]._cron_supervise()
+        self.assertEqual(done["restarted"], [key])
+        self.assertEqual(done["stopped"], ["d999999"])
+        restarted = client.runtime.find(key)
+        self.assertNotEqual(restarted.pid, crashed.pid)
+        self.assertFalse(client.runtime.find(orphan.key))
+        answer = requests.post(deployment.endpoint_url, json=BODY, timeout=10)
+        self.assertEqual(answer.status_code, 200, answer.text)
+        self.assertEqual(deployment.restart_count, 1)
+        self.assertIn("started again", deployment.message_ids[0].body)
+        # up and answering: the next pass ends the run of restarts
+        self.assertEqual(
+            self.env["mlops.deployment"]._cron_supervise()["restarted"], []
+        )
+        self.assertEqual(deployment.restart_count, 0)
 
     def test_refusals_change_nothing(self):
         version = self._validated()
