@@ -363,8 +363,15 @@ def ensure_test_tools(odoo):
         apt_install(*debian)
 
 
+def ensure_router():
+    """nginx, the local deployment target's router (Debian: nginx-light)."""
+    if not shutil.which("nginx", path=f"{os.environ.get('PATH', '')}:/usr/sbin"):
+        apt_install("nginx-light")
+
+
 def cmd_serve(argv):
     odoo = find_odoo()
+    ensure_router()
     db_settings = database_settings()
     dbname = os.environ.get("MLOPS_DB_NAME", "creativeflow")
     http_port = int(os.environ.get("MLOPS_HTTP_PORT", "8069"))

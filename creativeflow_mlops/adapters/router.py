@@ -90,7 +90,8 @@ class NginxRouter:
 
     @property
     def base_url(self):
-        return f"http://{self.host}:{self.port}"
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host  # noqa: S104
+        return f"http://{host}:{self.port}"
 
     def route_url(self, name):
         return f"{self.base_url}/m/{name}"

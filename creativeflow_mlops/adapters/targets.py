@@ -84,10 +84,16 @@ class LocalTarget(Target):
 
     kind = "local"
 
-    def __init__(self, root, router_port, host="127.0.0.1", public_url=None):
+    def __init__(
+        self, root, router_port, host="127.0.0.1", public_url=None, router_host=None
+    ):
         self.root = Path(root)
+        # model servers listen on the loopback only; the router where
+        # clients reach it (0.0.0.0 in a container)
         self.runtime = LocalRuntime(self.root / "runtime", host=host)
-        self.router = NginxRouter(self.root / "router", router_port, host=host)
+        self.router = NginxRouter(
+            self.root / "router", router_port, host=router_host or host
+        )
         self.public_url = (public_url or self.router.base_url).rstrip("/")
 
     def _spec(self, plan, port):

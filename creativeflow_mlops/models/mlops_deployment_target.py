@@ -63,7 +63,10 @@ class MlopsDeploymentTarget(models.Model):
 
     def _build_client(self):
         return TARGET_KINDS[self.kind](
-            self._root(), self.router_port, public_url=self.public_url or None
+            self._root(),
+            self.router_port,
+            public_url=self.public_url or None,
+            router_host=tools.config.get("mlops_router_host") or None,
         )
 
     def _servable_formats(self):
