@@ -32,6 +32,7 @@
         "views/mlops_deployment_views.xml",
         "views/mlops_feedback_views.xml",
         "views/res_config_settings_views.xml",
+        "views/mlops_invoke_key_views.xml",
         "views/mlops_dashboard_views.xml",
         "views/mlops_menus.xml",
         "data/mlops_model_version_actions.xml",

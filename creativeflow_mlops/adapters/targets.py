@@ -13,12 +13,17 @@
   atomically;
 - ``delete(plan)``: take the colour down (in-flight requests finish);
 - ``route_url(route)``: the stable base URL of a route (OIP paths below);
+- ``publish_keys(route, allowed, elsewhere)``: the invoke keys a route
+  takes ({SHA-256: expiry or None}) and the known keys it refuses with a
+  403; in effect within seconds, without a restart;
 - ``check()``: a dict to show, for *Test Connection*.
 
 Plain Python: no Odoo.
 """
 
 import abc
+import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -40,7 +45,6 @@ class ServePlan:
     model_name: str
     version: str
     artifact_path: str
-    keys_file: str | None = None
     replicas: int = 1
     resources: dict = field(default_factory=dict)
 
@@ -75,6 +79,9 @@ class Target(abc.ABC):
     def route_url(self, route): ...
 
     @abc.abstractmethod
+    def publish_keys(self, route, allowed, elsewhere): ...
+
+    @abc.abstractmethod
     def check(self): ...
 
 
@@ -103,7 +110,8 @@ class LocalTarget(Target):
             name=plan.model_name,
             version=plan.version,
             port=port,
-            keys_file=plan.keys_file,
+            # invoke keys are always needed: no file, nobody gets in
+            keys_file=self.keys_file(plan.route),
         )
 
     def render(self, plan):
@@ -151,6 +159,19 @@ class LocalTarget(Target):
 
     def route_url(self, route):
         return f"{self.public_url}/m/{route}"
+
+    def keys_file(self, route):
+        return str(self.root / "keys" / f"{route}.json")
+
+    def publish_keys(self, route, allowed, elsewhere):
+        """Written whole then renamed: a server never reads half a file."""
+        path = Path(self.keys_file(route))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".tmp")
+        partial.write_text(
+            json.dumps({"keys": allowed, "elsewhere": sorted(elsewhere)})
+        )
+        os.replace(partial, path)
 
     def running(self):
         return self.runtime.running()

@@ -13,6 +13,7 @@ from . import mlops_deployment
 from . import mlops_pipeline_run
 from . import mlops_pipeline_stage
 from . import mlops_promotion
+from . import mlops_invoke_key
 from . import mlops_feedback
 from . import res_config_settings
 from . import mlops_upload

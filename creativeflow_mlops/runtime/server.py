@@ -101,11 +101,14 @@ class RequestError(Exception):
 
 class Keys:
     """The invoke keys allowed here, from a JSON file Odoo rewrites:
-    ``{"keys": {"<sha256 hex>": <expiry, unix seconds, or null>}}``."""
+    ``{"keys": {"<sha256 hex>": <expiry, unix seconds, or null>},
+    "elsewhere": ["<sha256 hex>", ...]}``: the keys of other models or
+    environments, refused with a 403 rather than a 401."""
 
     def __init__(self, path):
         self.path = path
         self.allowed = {}
+        self.elsewhere = frozenset()
         self.mtime = None
         self.checked = 0.0
         self.reload()
@@ -114,18 +117,21 @@ class Keys:
         try:
             mtime = os.stat(self.path).st_mtime_ns
         except FileNotFoundError:
-            self.allowed, self.mtime = {}, None  # no file: nobody gets in
+            # no file: nobody gets in
+            self.allowed, self.elsewhere, self.mtime = {}, frozenset(), None
             return
         if mtime == self.mtime:
             return
         try:
             with open(self.path, encoding="utf-8") as handle:
-                allowed = json.load(handle)["keys"]
+                content = json.load(handle)
+            allowed = dict(content["keys"])
+            elsewhere = frozenset(content.get("elsewhere", ()))
         except (OSError, ValueError, KeyError, TypeError) as error:
             # a half-written file: keep the last good set
             _logger.warning("keys file %s not read: %s", self.path, error)
             return
-        self.allowed, self.mtime = allowed, mtime
+        self.allowed, self.elsewhere, self.mtime = allowed, elsewhere, mtime
 
     def check(self, header):
         now = time.monotonic()
@@ -139,7 +145,11 @@ class Keys:
             )
         digest = hashlib.sha256(token.strip().encode()).hexdigest()
         if digest not in self.allowed:
-            raise RequestError(401, "the invoke key is not valid here")
+            if digest in self.elsewhere:
+                raise RequestError(
+                    403, "the invoke key is not for this model and environment"
+                )
+            raise RequestError(401, "the invoke key is not valid")
         expiry = self.allowed[digest]
         if expiry is not None and expiry < time.time():
             raise RequestError(401, "the invoke key has expired")

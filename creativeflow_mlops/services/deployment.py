@@ -207,6 +207,7 @@ def _no_image(deployment):
 
 def _apply(deployment):
     target = deployment.target_id._get_client()
+    publish_keys(deployment.env, deployment)
     status = target.apply(plan(deployment))
     return status.message
 
@@ -426,7 +427,45 @@ def supervise(env):
             changed = True
         if changed or (wanted and not client.router.running()):
             client.switch_traffic(routes(target))
+    # keys expire: the files say so, and a lost file comes back
+    publish_keys(env)
     return done
+
+
+def publish_keys(env, extra=None):
+    """Give every route its invoke keys: the active, unexpired keys whose
+    scope covers the route's model and environment, and the hashes of the
+    other keys (a 403 there). ``extra``: a deployment coming up, whose
+    route may not serve yet."""
+    Key = env["mlops.invoke.key"].sudo()
+    keys = Key.search([])
+    epoch = {
+        key: key.expires_at.timestamp() if key.expires_at else None for key in keys
+    }
+    Deployment = env["mlops.deployment"].sudo()
+    for target in env["mlops.deployment.target"].sudo().search([]):
+        deployments = Deployment.search(
+            [
+                ("target_id", "=", target.id),
+                ("state", "in", (*KEEP_RUNNING, "deploying", "requested")),
+            ]
+        ) | (extra.sudo() if extra and extra.target_id == target else Deployment)
+        if not deployments:
+            continue
+        client = target._get_client()
+        seen = set()
+        for deployment in deployments:
+            route = plan(deployment).route
+            if route in seen:
+                continue
+            seen.add(route)
+            allowed = {
+                key.key_hash: epoch[key]
+                for key in keys
+                if key._allows(deployment.model_id, deployment.environment)
+            }
+            elsewhere = {key.key_hash for key in keys} - set(allowed)
+            client.publish_keys(route, allowed, elsewhere)
 
 
 def undeploy(deployments):

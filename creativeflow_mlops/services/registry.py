@@ -59,8 +59,8 @@ def _entry(deployments):
         "invoke_url": invoke_url,
         "health_url": f"{base}/v2/health/ready",
         "metadata_url": f"{base}/v2/models/{model.slug}",
-        # invoke keys are not enforced yet on the local target
-        "auth": {"type": "none"},
+        # an invoke key (Configuration > Invoke Keys), never shown here
+        "auth": {"type": "bearer", "header": "Authorization"},
         "input_schema": version.input_schema or {},
         "output_schema": version.output_schema or {},
         "traffic": [
@@ -69,7 +69,8 @@ def _entry(deployments):
         ],
         "updated_at": timestamp(updated),
         "curl_example": (
-            f"curl -X POST {invoke_url} -H 'Content-Type: application/json' "
+            f"curl -X POST {invoke_url} -H 'Authorization: Bearer <invoke key>' "
+            "-H 'Content-Type: application/json' "
             f"-d '{json.dumps(example_input)}'"
         ),
     }

@@ -32,6 +32,12 @@ class TestDeployments(MlopsCase):
     def setUpClass(cls):
         super().setUpClass()
         cls.target = cls.env.ref("creativeflow_mlops.deployment_target_local")
+        _key, token = (
+            cls.env["mlops.invoke.key"]
+            .with_user(cls.manager)
+            ._generate({"name": "tests", "environment": "all"})
+        )
+        cls.auth = {"Authorization": f"Bearer {token}"}
 
     def setUp(self):
         super().setUp()
@@ -103,7 +109,7 @@ class TestDeployments(MlopsCase):
         # the endpoint answers through the router, naming its version
         url = deployment.endpoint_url
         self.assertIn(f"/m/c{version.company_id.id}-deploy-me-staging/", url)
-        answer = requests.post(url, json=BODY, timeout=10)
+        answer = requests.post(url, json=BODY, headers=self.auth, timeout=10)
         self.assertEqual(answer.status_code, 200, answer.text)
         self.assertEqual(answer.headers["X-MLOps-Version"], "1.0.0")
         self.assertIn("serving deploy-me 1.0.0", deployment.log_tail)
@@ -113,7 +119,9 @@ class TestDeployments(MlopsCase):
         replacement = self._approve(second)
         self.assertEqual(replacement.endpoint_url, url)
         self.assertEqual(
-            requests.post(url, json=BODY, timeout=10).headers["X-MLOps-Version"],
+            requests.post(url, json=BODY, headers=self.auth, timeout=10).headers[
+                "X-MLOps-Version"
+            ],
             "1.1.0",
         )
         self.assertEqual(deployment.state, "deleted")
@@ -122,7 +130,10 @@ class TestDeployments(MlopsCase):
         # archiving takes it down
         second.with_user(self.manager).action_archive_version()
         self.assertEqual(replacement.state, "deleted")
-        self.assertEqual(requests.post(url, json=BODY, timeout=10).status_code, 404)
+        self.assertEqual(
+            requests.post(url, json=BODY, headers=self.auth, timeout=10).status_code,
+            404,
+        )
 
     def _promote(self, version):
         with trap_jobs() as trap:
@@ -146,7 +157,7 @@ class TestDeployments(MlopsCase):
         self.assertEqual(
             (first.state, blue.state), ("deprecated", "inactive_bluegreen")
         )
-        served = requests.post(url, json=BODY, timeout=10)
+        served = requests.post(url, json=BODY, headers=self.auth, timeout=10)
         self.assertEqual(served.headers["X-MLOps-Version"], "2.0.0")
         ledger = self.env["mlops.promotion"].search(
             [("model_id", "=", first.model_id.id), ("environment", "=", "production")]
@@ -167,7 +178,7 @@ class TestDeployments(MlopsCase):
         ).action_confirm()
         self.assertEqual((blue.state, green.state), ("active", "rolled_back"))
         self.assertEqual((first.state, second.state), ("production", "deprecated"))
-        served = requests.post(url, json=BODY, timeout=10)
+        served = requests.post(url, json=BODY, headers=self.auth, timeout=10)
         self.assertEqual(served.headers["X-MLOps-Version"], "1.0.0")
         line = self.env["mlops.promotion"]._current(first.model_id, "production")
         self.assertEqual(
@@ -206,7 +217,9 @@ class TestDeployments(MlopsCase):
         restarted = client.runtime.find(key)
         self.assertNotEqual(restarted.pid, crashed.pid)
         self.assertFalse(client.runtime.find(orphan.key))
-        answer = requests.post(deployment.endpoint_url, json=BODY, timeout=10)
+        answer = requests.post(
+            deployment.endpoint_url, json=BODY, headers=self.auth, timeout=10
+        )
         self.assertEqual(answer.status_code, 200, answer.text)
         self.assertEqual(deployment.restart_count, 1)
         self.assertIn("started again", deployment.message_ids[0].body)
@@ -215,6 +228,62 @@ class TestDeployments(MlopsCase):
             self.env["mlops.deployment"]._cron_supervise()["restarted"], []
         )
         self.assertEqual(deployment.restart_count, 0)
+
+    def test_invoke_keys_scope_expiry_and_revocation(self):
+        version = self._validated()
+        url = self._approve(version).endpoint_url
+        Key = self.env["mlops.invoke.key"].with_user(self.manager)
+        production_only, token = Key._generate(
+            {"name": "prod", "environment": "production"}
+        )
+        other_model = self.env["mlops.model"].create({"name": "another"})
+        elsewhere, other_token = Key._generate(
+            {
+                "name": "other",
+                "environment": "all",
+                "model_ids": [(6, 0, other_model.ids)],
+            }
+        )
+        scoped, scoped_token = Key._generate(
+            {
+                "name": "scoped",
+                "environment": "staging",
+                "model_ids": [(6, 0, version.model_id.ids)],
+            }
+        )
+
+        def status(token=None):
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            return requests.post(
+                url, json=BODY, headers=headers, timeout=10
+            ).status_code
+
+        self.assertEqual(status(), 401)
+        self.assertEqual(status("mik_wrong"), 401)
+        self.assertEqual(status(token), 403)  # production only
+        self.assertEqual(status(other_token), 403)  # another model
+        self.assertEqual(status(scoped_token), 200)
+        # the registry says how to authenticate, and shows no key
+        self.assertNotIn(scoped_token, str(production_only.read()))
+        self.assertTrue(
+            scoped.key_prefix and scoped_token.startswith(scoped.key_prefix)
+        )
+        # revoked: refused within seconds, without a restart
+        scoped.active = False
+        deadline = time.monotonic() + 5
+        while status(scoped_token) != 401 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.assertEqual(status(scoped_token), 401)
+        # expired
+        elsewhere.write({"model_ids": [(5, 0, 0)], "expires_at": "2020-01-01 00:00:00"})
+        deadline = time.monotonic() + 5
+        while status(other_token) == 403 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.assertEqual(status(other_token), 401)
+        with self.assertRaises(AccessError):
+            self.env["mlops.invoke.key"].with_user(self.approver)._generate(
+                {"name": "x"}
+            )
 
     def test_refusals_change_nothing(self):
         version = self._validated()

@@ -15,7 +15,7 @@ from odoo.tests import HttpCase, new_test_user, tagged
 from odoo.addons.queue_job.job import Job
 from odoo.addons.queue_job.tests.common import trap_jobs
 
-from ..lifecycle import APPROVER, USER
+from ..lifecycle import APPROVER, MANAGER, USER
 from ..services import artifacts as artifact_service
 from . import artifacts
 
@@ -39,6 +39,14 @@ class TestDeploymentsApi(HttpCase):
             for user in (cls.uploader, cls.approver)
         }
         cls.target = cls.env.ref("creativeflow_mlops.deployment_target_local")
+        manager = new_test_user(cls.env, login="dep_manager", groups=MANAGER)
+        _key, token = (
+            cls.env["mlops.invoke.key"]
+            .with_user(manager)
+            ._generate({"name": "tests", "environment": "all"})
+        )
+        cls.auth = {"Authorization": f"Bearer {token}"}
+        cls.invoke_token = token
 
     def setUp(self):
         super().setUp()
@@ -177,7 +185,11 @@ class TestDeploymentsApi(HttpCase):
         self.assertEqual(entry["version"], "1.0.0")
         self.assertEqual(entry["traffic"], [{"version": "1.0.0", "percent": 100}])
         self.assertNotIn(self.keys[self.uploader], json.dumps(registry.json()))
-        served = requests.post(entry["invoke_url"], json=BODY, timeout=10)
+        self.assertNotIn(self.invoke_token, json.dumps(registry.json()))
+        self.assertEqual(entry["auth"], {"type": "bearer", "header": "Authorization"})
+        served = requests.post(
+            entry["invoke_url"], json=BODY, headers=self.auth, timeout=10
+        )
         self.assertEqual(served.headers["X-MLOps-Version"], "1.0.0")
         self.assertTrue(requests.get(entry["health_url"], timeout=10).ok)
         # unchanged: 304
@@ -216,5 +228,8 @@ class TestDeploymentsApi(HttpCase):
             304,
         )
         self.assertEqual(
-            requests.post(entry["invoke_url"], json=BODY, timeout=10).status_code, 404
+            requests.post(
+                entry["invoke_url"], json=BODY, headers=self.auth, timeout=10
+            ).status_code,
+            404,
         )

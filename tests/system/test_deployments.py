@@ -21,6 +21,19 @@ def approver(stack):
     return stack.user("sys_approver", [APPROVER])
 
 
+@pytest.fixture(scope="module")
+def auth(stack):
+    """An invoke key, made as a Manager makes one: the wizard shows it once."""
+    wizard = stack.admin.call(
+        "mlops.invoke.key.wizard",
+        "create",
+        {"name": "system tests", "environment": "all"},
+    )
+    stack.admin.call("mlops.invoke.key.wizard", "action_generate", [wizard])
+    (shown,) = stack.admin.call("mlops.invoke.key.wizard", "read", [wizard], ["key"])
+    return {"Authorization": f"Bearer {shown['key']}"}
+
+
 def _wait(rest, path, done, timeout=120):
     deadline = time.monotonic() + timeout
     while True:
@@ -66,7 +79,7 @@ BODY = {
 
 
 def test_upload_to_production_with_a_blue_green_switch_under_load(
-    stack, approver, name
+    stack, approver, auth, name
 ):
     first, data = _validated(stack, name, "1.0.0", seed=11)
     staged = _deploy(approver, first, "deploy")
@@ -82,7 +95,14 @@ def test_upload_to_production_with_a_blue_green_switch_under_load(
     tensor.set_data_from_numpy(x, binary_data=False)
     slug = staging["slug"].rsplit("-staging", 1)[0]
     result = client.infer(
-        slug, [tensor], outputs=[triton.InferRequestedOutput("y", binary_data=False)]
+        slug,
+        [tensor],
+        outputs=[triton.InferRequestedOutput("y", binary_data=False)],
+        headers=auth,
+    )
+    # without the key: refused
+    assert (
+        requests.post(staging["invoke_url"], json=BODY, timeout=10).status_code == 401
     )
     session = onnxruntime.InferenceSession(data)
     np.testing.assert_allclose(
@@ -104,7 +124,7 @@ def test_upload_to_production_with_a_blue_green_switch_under_load(
         with requests.Session() as http:
             while not stop.is_set():
                 try:
-                    answer = http.post(url, json=BODY, timeout=10)
+                    answer = http.post(url, json=BODY, headers=auth, timeout=10)
                 except requests.RequestException as error:
                     failures.append(repr(error))
                     continue
@@ -138,7 +158,10 @@ def test_upload_to_production_with_a_blue_green_switch_under_load(
     assert after["invoke_url"] == url  # n8n's URL never changes
     assert after["version"] == "2.0.0"
     assert (
-        requests.post(url, json=BODY, timeout=10).headers["X-MLOps-Version"] == "2.0.0"
+        requests.post(url, json=BODY, headers=auth, timeout=10).headers[
+            "X-MLOps-Version"
+        ]
+        == "2.0.0"
     )
     assert approver.get(f"/versions/{first}").json()["state"] == "deprecated"
     old = approver.get(
