@@ -16,6 +16,8 @@
 - ``publish_keys(route, allowed, elsewhere)``: the invoke keys a route
   takes ({SHA-256: expiry or None}) and the known keys it refuses with a
   403; in effect within seconds, without a restart;
+- ``metrics(plan)``: the colour's own counters (``requests`` by status,
+  the latency histogram's cumulative ``buckets``), for analysis gates;
 - ``check()``: a dict to show, for *Test Connection*.
 
 Plain Python: no Odoo.
@@ -26,6 +28,9 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from .router import Backend, NginxRouter, Route, RouterError
 from .runtime import LocalRuntime, ProcessSpec, RuntimeError_, free_port
@@ -80,6 +85,9 @@ class Target(abc.ABC):
 
     @abc.abstractmethod
     def publish_keys(self, route, allowed, elsewhere): ...
+
+    @abc.abstractmethod
+    def metrics(self, plan): ...
 
     @abc.abstractmethod
     def check(self): ...
@@ -160,6 +168,17 @@ class LocalTarget(Target):
     def route_url(self, route):
         return f"{self.public_url}/m/{route}"
 
+    def metrics(self, plan):
+        handle = self.runtime.find(plan.key)
+        if not handle:
+            raise TargetFailed("the model server is not running")
+        try:
+            answer = requests.get(f"http://127.0.0.1:{handle.port}/metrics", timeout=5)
+            answer.raise_for_status()
+        except requests.RequestException as error:
+            raise TargetFailed(f"its metrics cannot be read: {error}") from error
+        return parse_metrics(answer.text)
+
     def keys_file(self, route):
         return str(self.root / "keys" / f"{route}.json")
 
@@ -187,6 +206,25 @@ class LocalTarget(Target):
             "router": "running" if self.router.running() else "not started yet",
             "url": self.public_url,
         }
+
+
+def parse_metrics(text):
+    """The runtime's Prometheus text as {"requests": {status: n},
+    "buckets": [[upper bound, cumulative n]...], "count": n}: finite bounds
+    only (JSON has no infinity; ``count`` is the +Inf bucket)."""
+    requests_by_code, buckets, count = {}, [], 0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "mlops_inference_requests_total":
+                code = sample.labels.get("code", "")
+                requests_by_code[code] = requests_by_code.get(code, 0) + sample.value
+            elif sample.name == "mlops_inference_latency_seconds_bucket":
+                bound = float(sample.labels["le"])
+                if bound == float("inf"):
+                    count = sample.value
+                else:
+                    buckets.append([bound, sample.value])
+    return {"requests": requests_by_code, "buckets": sorted(buckets), "count": count}
 
 
 TARGET_KINDS = {"local": LocalTarget}

@@ -12,6 +12,7 @@ from ..lifecycle import (
     ENVIRONMENTS,
     STRATEGIES,
 )
+from ..services import canary, jobs
 from ..services import deployment as deploy_service
 
 # a deployment in one of these states serves or may serve traffic
@@ -146,6 +147,45 @@ class MlopsDeployment(models.Model):
         self.ensure_one()
         self._check_can_rollback(reason)
         return deploy_service.switch_back(self, reason)
+
+    def action_canary_promote(self):
+        """Give the canary all the traffic now (Approver)."""
+        self._check_canary()
+        for deployment in self:
+            canary.promote(jobs.as_platform(deployment))
+        return True
+
+    def action_canary_abort(self, reason=None):
+        """Roll the canary back now (Approver); the previous version takes
+        all the traffic again."""
+        self._check_canary()
+        for deployment in self:
+            canary.abort(
+                jobs.as_platform(deployment),
+                self.env._(
+                    "aborted by %(user)s: %(reason)s",
+                    user=self.env.user.name,
+                    reason=reason or self.env._("no reason given"),
+                ),
+            )
+        return True
+
+    def _check_canary(self):
+        for deployment in self:
+            if deployment.state != "rolling_out_canary":
+                raise TransitionNotAllowed(
+                    self.env._(
+                        "%(name)s is %(state)s, not a canary rolling out.",
+                        name=deployment.display_name,
+                        state=deployment._lifecycle_state_label(deployment.state),
+                    )
+                )
+            deployment._lifecycle_check_actor(APPROVER, self.env._("Canary"))
+
+    def _canary_analyze(self, step):
+        """Queued job: the gates of a canary's step (services.canary)."""
+        self.ensure_one()
+        return canary.analyze(jobs.as_platform(self), step)
 
     def _check_can_rollback(self, reason):
         if not (reason or "").strip():

@@ -34,7 +34,7 @@ _logger = logging.getLogger(__name__)
 
 # the deployments that take an environment's traffic
 SERVING = ("active", "rolling_out_canary")
-STRATEGIES_NOW = ("rolling", "blue_green")
+STRATEGIES_NOW = ("rolling", "blue_green", "canary")
 
 
 class StageSkipped(Exception):
@@ -60,6 +60,10 @@ def check_request(version, environment, strategy, target):
                 strategy=strategy,
                 known=", ".join(STRATEGIES_NOW),
             )
+        )
+    if strategy == "canary" and environment != "production":
+        raise InvalidInput(
+            env._("A canary shares production's traffic: staging deploys rolling.")
         )
     if not target:
         raise InvalidInput(env._("No deployment target is configured."))
@@ -234,6 +238,12 @@ def _switch_traffic(deployment):
         ]
     )
     url = client.route_url(plan(deployment).route)
+    if deployment.strategy == "canary" and replaced:
+        from . import canary  # noqa: PLC0415 - canary builds on this module
+
+        return canary.start(
+            deployment, f"{url}/v2/models/{deployment.model_id.slug}/infer"
+        )
     deployment.write(
         {
             "state": "active",

@@ -34,6 +34,14 @@ SETTINGS = {
         Setting("max_direct_upload_gb", int, 5 * 1024),
         # a validation round with no job left to run is settled after this
         Setting("watchdog_grace_minutes", int, 2),
+        # canary rollouts: the traffic steps, how long each is held, and the
+        # gates read from the model server's metrics over each step
+        Setting("canary_steps", str, "10,50,100"),
+        Setting("canary_step_seconds", int, 60),
+        Setting("canary_min_requests", int, 50),
+        Setting("canary_max_error_rate", float, 0.05),
+        Setting("canary_max_p95_ms", int, 500),
+        Setting("canary_inconclusive_tries", int, 3),
     )
 }
 
@@ -50,9 +58,9 @@ def get(env, name):
         return setting.default
     if setting.kind is bool:
         return str(raw).lower() not in ("0", "false", "no", "off")
-    if setting.kind is int:
+    if setting.kind in (int, float):
         try:
-            return int(raw)
+            return setting.kind(raw)
         except (TypeError, ValueError):
             return setting.default
     return raw

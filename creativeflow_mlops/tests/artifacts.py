@@ -41,8 +41,9 @@ def onnx_model(opset=17, external=None, rows=4, cols=2, seed=None):
 
 def onnx_mlp(sizes=(64, 256, 256, 10), seed=0, fail=False):
     """An MLP ``Gemm-Relu-...-Gemm`` with random weights (the benchmark's
-    64-256-256-10). ``fail``: a model that loads but whose every inference
-    fails (a Reshape to a shape no input has), for a canary gone bad."""
+    64-256-256-10). ``fail``: a model that passes validation (one row at a
+    time) but fails every inference of more rows (a Reshape to one row),
+    for a canary gone bad."""
     rng = np.random.default_rng(seed)
     nodes, weights, current = [], [], "x"
     for index, (rows, cols) in enumerate(zip(sizes, sizes[1:], strict=False)):
@@ -61,7 +62,9 @@ def onnx_mlp(sizes=(64, 256, 256, 10), seed=0, fail=False):
             nodes.append(helper.make_node("Relu", [current], [f"{out}r"]))
             current = f"{out}r"
     if fail:
-        weights.append(numpy_helper.from_array(np.array([7, 3], dtype=np.int64), "S"))
+        weights.append(
+            numpy_helper.from_array(np.array([1, sizes[-1]], dtype=np.int64), "S")
+        )
         nodes.append(helper.make_node("Reshape", [current, "S"], ["y"]))
     else:
         nodes.append(helper.make_node("Identity", [current], ["y"]))
@@ -71,7 +74,7 @@ def onnx_mlp(sizes=(64, 256, 256, 10), seed=0, fail=False):
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", sizes[0]])],
         [
             helper.make_tensor_value_info(
-                "y", TensorProto.FLOAT, [7, 3] if fail else ["batch", sizes[-1]]
+                "y", TensorProto.FLOAT, [1, sizes[-1]] if fail else ["batch", sizes[-1]]
             )
         ],
         weights,

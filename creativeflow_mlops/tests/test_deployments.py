@@ -285,9 +285,32 @@ class TestDeployments(MlopsCase):
                 {"name": "x"}
             )
 
+    def test_canary_windows_and_steps(self):
+        from ..services import canary
+
+        before = {
+            "requests": {"200": 10},
+            "buckets": [[0.001, 5], [0.01, 10]],
+            "count": 10,
+        }
+        after = {
+            "requests": {"200": 100, "500": 10},
+            "buckets": [[0.001, 50], [0.01, 100]],
+            "count": 110,
+        }
+        # 100 new requests, 10 of them failed; 95 of them within 10 ms... and
+        # the slowest above every bound: p95 is reported at the last bound
+        self.assertEqual(canary.window(before, after), (100, 10, 0.01))
+        fast = {**after, "buckets": [[0.001, 100], [0.01, 110]]}
+        self.assertEqual(canary.window(before, fast)[2], 0.001)
+        self.env["ir.config_parameter"].set_param(
+            "creativeflow_mlops.canary_steps", "25, x, 5, 60"
+        )
+        self.assertEqual(canary.steps(self.env), [25, 60, 100])
+
     def test_refusals_change_nothing(self):
         version = self._validated()
-        with self.assertRaisesRegex(InvalidInput, "canary strategy is not available"):
+        with self.assertRaisesRegex(InvalidInput, "A canary shares production"):
             version.action_approve_staging(reason="x", strategy="canary")
         with self.assertRaisesRegex(InvalidInput, "No deployment target nope"):
             version.action_approve_staging(reason="x", target="nope")

@@ -22,8 +22,12 @@ class MlopsVersionApprovalWizard(models.TransientModel):
         default="approve_staging",
     )
     reason = fields.Text()
-    # canary rollouts come with their gates; until then blue-green only
-    strategy = fields.Selection([("blue_green", "Blue-Green")], default="blue_green")
+    strategy = fields.Selection(
+        [("blue_green", "Blue-Green"), ("canary", "Canary (steps and gates)")],
+        default="blue_green",
+        help="Canary: the steps, their hold time and the gates are in the "
+        "settings (creativeflow_mlops.canary_*).",
+    )
     version_count = fields.Integer(compute="_compute_version_count")
 
     @api.depends("version_ids")

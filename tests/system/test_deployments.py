@@ -186,3 +186,126 @@ def test_upload_to_production_with_a_blue_green_switch_under_load(
     assert approver.get(f"/versions/{first}").json()["state"] == "production"
     assert approver.get(f"/versions/{second}").json()["state"] == "deprecated"
     assert not stack.server.errors()
+
+
+BATCH2 = {
+    "inputs": [{"name": "x", "shape": [2, 64], "datatype": "FP32", "data": [0.5] * 128}]
+}
+
+
+def _settings(stack, **values):
+    for name, value in values.items():
+        stack.admin.call(
+            "ir.config_parameter", "set_param", f"creativeflow_mlops.{name}", str(value)
+        )
+
+
+def _production(stack, approver, name, version, seed):
+    version_id, _ = _validated(stack, name, version, seed=seed)
+    assert _deploy(approver, version_id, "deploy")["state"] == "active"
+    return version_id
+
+
+def test_canaries_share_traffic_and_a_failing_gate_rolls_back(
+    stack, approver, auth, name
+):
+    _settings(
+        stack,
+        canary_steps="10,100",
+        canary_step_seconds=25,
+        canary_min_requests=20,
+        canary_max_error_rate=0.05,
+    )
+    first = _production(stack, approver, name, "1.0.0", 21)
+    assert (
+        _deploy(approver, first, "promote", strategy="blue_green")["state"] == "active"
+    )
+    url = _entry(stack.rest, name, "production")["invoke_url"]
+
+    # a good canary: 10 percent of the calls, then all of them
+    second = _production(stack, approver, name, "2.0.0", 22)
+    answer = approver.post(
+        f"/versions/{second}/promote", {"reason": "canary", "strategy": "canary"}
+    )
+    assert answer.status_code == 202, answer.text
+    canary_id = answer.json()["deployment_id"]
+    _wait(
+        approver,
+        f"/deployments/{canary_id}",
+        lambda d: d["state"] == "rolling_out_canary",
+    )
+    # promoting again while it runs: 409, nothing changed
+    again = approver.post(f"/versions/{second}/promote", {"reason": "x"})
+    assert again.status_code == 409, again.text
+    registry = _entry(stack.rest, name, "production")
+    assert sorted(t["percent"] for t in registry["traffic"]) == [10, 90]
+    seen = Counter()
+    with requests.Session() as http:
+        while sum(seen.values()) < 2000:
+            reply = http.post(url, json=BODY, headers=auth, timeout=10)
+            assert reply.status_code == 200, reply.text
+            seen[reply.headers["X-MLOps-Version"]] += 1
+    assert (
+        approver.get(f"/deployments/{canary_id}").json()["state"]
+        == "rolling_out_canary"
+    )
+    share = seen["2.0.0"] / sum(seen.values())
+    assert abs(share - 0.10) <= 0.03, seen
+    promoted = _wait(
+        approver,
+        f"/deployments/{canary_id}",
+        lambda d: d["state"] != "rolling_out_canary",
+        90,
+    )
+    assert promoted["state"] == "active", promoted
+    assert approver.get(f"/versions/{second}").json()["state"] == "production"
+
+    # a canary whose answers fail: its gate rolls it back, production goes on
+    bad_data = samples.onnx_mlp(seed=23, fail=True)
+    answer = stack.rest.upload(name, "3.0.0", bad_data)
+    third = answer.json()["version_id"]
+    assert stack.rest.wait_settled([third])[third] == "validated"
+    assert _deploy(approver, third, "deploy")["state"] == "active"
+    answer = approver.post(
+        f"/versions/{third}/promote", {"reason": "canary", "strategy": "canary"}
+    )
+    bad_id = answer.json()["deployment_id"]
+    _wait(
+        approver, f"/deployments/{bad_id}", lambda d: d["state"] == "rolling_out_canary"
+    )
+    by_version = Counter()
+    failed_on_production = []
+    stop = threading.Event()
+
+    def load():
+        with requests.Session() as http:
+            while not stop.is_set():
+                reply = http.post(url, json=BATCH2, headers=auth, timeout=10)
+                version = reply.headers.get("X-MLOps-Version")
+                by_version[(version, reply.status_code)] += 1
+                if version == "2.0.0" and reply.status_code != 200:
+                    failed_on_production.append(reply.status_code)
+
+    thread = threading.Thread(target=load)
+    thread.start()
+    try:
+        ended = _wait(
+            approver,
+            f"/deployments/{bad_id}",
+            lambda d: d["state"] != "rolling_out_canary",
+            120,
+        )
+    finally:
+        stop.set()
+        thread.join(20)
+    assert ended["state"] == "rolled_back", ended
+    assert "error rate" in ended["message"], ended
+    assert by_version[("3.0.0", 500)] > 0, by_version
+    assert not failed_on_production, failed_on_production
+    assert approver.get(f"/versions/{third}").json()["state"] == "staging"
+    assert approver.get(f"/versions/{second}").json()["state"] == "production"
+    after = _entry(stack.rest, name, "production")
+    assert after["traffic"] == [{"version": "2.0.0", "percent": 100}], after
+    reply = requests.post(url, json=BATCH2, headers=auth, timeout=10)
+    assert reply.status_code == 200 and reply.headers["X-MLOps-Version"] == "2.0.0"
+    assert not stack.server.errors()

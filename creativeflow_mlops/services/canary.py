@@ -1,0 +1,228 @@
+"""Canary rollouts: the new version takes a share of production's traffic
+in steps (``canary_steps``, say 10, 50, 100 percent), each held for
+``canary_step_seconds``, while its gates watch the model server's own
+metrics over that step: error rate (5xx answers) and p95 latency, over at
+least ``canary_min_requests`` requests. A step that passes moves to the
+next one; the last promotes the canary (the previous version's colour stays
+up, idle, as after a blue-green switch). A failed gate aborts and rolls
+back at once: the previous version never stopped serving and takes all the
+traffic again. Too few requests is inconclusive: the step is held again, up
+to ``canary_inconclusive_tries`` times, then aborted (Argo Rollouts'
+inconclusive analysis). An Approver may promote or abort at any time.
+
+Each step's analysis is a job queued with an ``eta``, its identity the
+deployment, step and try: it checks it is still the step in progress
+before acting, so a late or repeated job does nothing.
+"""
+
+from odoo import fields
+
+from ..adapters.targets import TargetFailed
+from . import deployment as deploy_service
+from . import errors, jobs, settings
+
+
+def steps(env):
+    values = []
+    for part in settings.get(env, "canary_steps").split(","):
+        try:
+            value = int(part)
+        except ValueError:
+            continue
+        if 0 < value <= 100 and (not values or value > values[-1]):
+            values.append(value)
+    if not values or values[-1] != 100:
+        values.append(100)
+    return values
+
+
+def _previous(deployment):
+    return deployment.search(
+        [
+            ("model_id", "=", deployment.model_id.id),
+            ("environment", "=", deployment.environment),
+            ("target_id", "=", deployment.target_id.id),
+            ("state", "=", "active"),
+            ("id", "!=", deployment.id),
+        ]
+    )
+
+
+def start(deployment, url):
+    """The switch_traffic stage of a canary: the first step."""
+    client = deployment.target_id._get_client()
+    share = steps(deployment.env)[0]
+    deployment.write(
+        {
+            "state": "rolling_out_canary",
+            "traffic_percent": share,
+            "canary_percent": share,
+            "endpoint_url": url,
+            "deployed_at": fields.Datetime.now(),
+            "config": {
+                "step": 0,
+                "try": 0,
+                "baseline": client.metrics(deploy_service.plan(deployment)),
+            },
+        }
+    )
+    _previous(deployment).write({"traffic_percent": 100 - share})
+    client.switch_traffic(deploy_service.routes(deployment.target_id))
+    _schedule(deployment)
+    return f"canary at {share} percent of {url}"
+
+
+def _schedule(deployment):
+    config = deployment.config or {}
+    seconds = settings.get(deployment.env, "canary_step_seconds")
+    jobs.as_platform(deployment).with_delay(
+        channel="root.mlops.deploy",
+        eta=seconds,
+        identity_key=(
+            f"mlops-canary-{deployment.id}-{config.get('step')}-{config.get('try')}"
+        ),
+        description=deployment.env._(
+            "Canary analysis of %(deployment)s, step %(step)s",
+            deployment=deployment.display_name,
+            step=config.get("step", 0) + 1,
+        ),
+    )._canary_analyze(config.get("step", 0))
+
+
+def window(before, after):
+    """(requests, 5xx, p95 seconds or None) between two metric readings."""
+    codes = set(before["requests"]) | set(after["requests"])
+    delta = {
+        c: after["requests"].get(c, 0) - before["requests"].get(c, 0) for c in codes
+    }
+    total = sum(delta.values())
+    server_errors = sum(n for c, n in delta.items() if c.startswith("5"))
+    old = {bound: n for bound, n in before["buckets"]}
+    buckets = [(bound, n - old.get(bound, 0)) for bound, n in after["buckets"]]
+    count = after.get("count", 0) - before.get("count", 0)
+    # above the largest bound: p95 is at least that bound
+    p95 = buckets[-1][0] if count and buckets else None
+    for bound, cumulative in buckets:
+        if count and cumulative >= 0.95 * count:
+            p95 = bound
+            break
+    return total, server_errors, p95
+
+
+def analyze(deployment, step):
+    env = deployment.env
+    jobs.lock(deployment)
+    config = dict(deployment.config or {})
+    if deployment.state != "rolling_out_canary" or config.get("step") != step:
+        return "no longer the step in progress"
+    client = deployment.target_id._get_client()
+    try:
+        now = client.metrics(deploy_service.plan(deployment))
+    except TargetFailed as error:
+        return abort(deployment, errors.describe(error))
+    total, server_errors, p95 = window(config["baseline"], now)
+    minimum = settings.get(env, "canary_min_requests")
+    if total < minimum:
+        tries = config.get("try", 0) + 1
+        if tries >= settings.get(env, "canary_inconclusive_tries"):
+            return abort(
+                deployment,
+                env._(
+                    "inconclusive: %(total)s requests at step %(step)s, fewer than "
+                    "the %(minimum)s its gates need",
+                    total=int(total),
+                    step=step + 1,
+                    minimum=minimum,
+                ),
+            )
+        deployment.config = {**config, "try": tries}
+        _schedule(deployment)
+        return f"inconclusive ({int(total)} requests): step held again"
+    error_rate = server_errors / total
+    limit_rate = settings.get(env, "canary_max_error_rate")
+    limit_p95 = settings.get(env, "canary_max_p95_ms") / 1000
+    if error_rate > limit_rate:
+        return abort(
+            deployment,
+            env._(
+                "error rate %(rate).1f%% over %(total)s requests, above %(limit).1f%%",
+                rate=100 * error_rate,
+                total=int(total),
+                limit=100 * limit_rate,
+            ),
+        )
+    if p95 is not None and p95 > limit_p95:
+        return abort(
+            deployment,
+            env._(
+                "p95 latency above %(p95)s ms over %(total)s requests (gate: "
+                "%(limit)s ms)",
+                p95=int(p95 * 1000),
+                total=int(total),
+                limit=int(limit_p95 * 1000),
+            ),
+        )
+    shares = steps(env)
+    deployment.message_post(
+        body=env._(
+            "Canary step %(step)s passed: %(total)s requests, %(errors)s errors.",
+            step=step + 1,
+            total=int(total),
+            errors=int(server_errors),
+        ),
+        subtype_xmlid="mail.mt_note",
+    )
+    if step + 1 >= len(shares) or shares[step + 1] >= 100:
+        return promote(deployment)
+    share = shares[step + 1]
+    deployment.write(
+        {
+            "traffic_percent": share,
+            "canary_percent": share,
+            "config": {"step": step + 1, "try": 0, "baseline": now},
+        }
+    )
+    _previous(deployment).write({"traffic_percent": 100 - share})
+    client.switch_traffic(deploy_service.routes(deployment.target_id))
+    _schedule(deployment)
+    return f"step {step + 1} passed: {share} percent"
+
+
+def promote(deployment, reason=None):
+    """The canary takes all the traffic."""
+    client = deployment.target_id._get_client()
+    previous = _previous(deployment)
+    deployment.write({"state": "active", "traffic_percent": 100, "canary_percent": 100})
+    previous.write({"state": "inactive_bluegreen", "traffic_percent": 0})
+    client.switch_traffic(deploy_service.routes(deployment.target_id))
+    deploy_service.record_serving(deployment)
+    deploy_service._move_version(deployment)
+    deployment.message_post(
+        body=deployment.env._("Canary promoted: it serves all the traffic."),
+        subtype_xmlid="mail.mt_note",
+    )
+    return "promoted"
+
+
+def abort(deployment, reason):
+    """Roll the canary back: the previous version takes all the traffic
+    again, the canary's server stops, the version returns to staging."""
+    env = deployment.env
+    client = deployment.target_id._get_client()
+    deployment.write({"state": "rolled_back", "traffic_percent": 0, "message": reason})
+    _previous(deployment).write({"traffic_percent": 100})
+    client.switch_traffic(deploy_service.routes(deployment.target_id))
+    client.delete(deploy_service.plan(deployment))
+    version = deployment.version_id
+    if version.state == "production_pending":
+        version.write({"state": "staging"})
+    message = env._("The canary was rolled back: %s", reason)
+    version.message_post(body=message, subtype_xmlid="mail.mt_note")
+    deployment.message_post(body=message, subtype_xmlid="mail.mt_note")
+    if deployment.deployed_by_id:
+        version.activity_schedule(
+            "mail.mail_activity_data_todo",
+            user_id=deployment.deployed_by_id.id,
+            summary=message[:250],
+        )
+    return f"rolled back: {reason}"
