@@ -12,6 +12,10 @@
                               job channels (50 small and 4 100 MiB ONNX
                               models) against the scans alone
                               (benchmarks/validation.py)
+    benchmarks/run serve      one ONNX model through our invoke URL, our model
+                              server alone, a bare stdlib server, a lean
+                              uvicorn app, KServe and MLServer (wrk, 1 and 20
+                              connections; benchmarks/serve.py)
 
 Needs what bin/test needs (an installed Odoo 18, PostgreSQL), plus
 requests-toolbelt. Figures are printed; nothing is asserted.
@@ -395,6 +399,10 @@ def main(argv):
         from validation import bench_validation
 
         bench_validation()
+    if what in ("serve", "all"):
+        from serve import bench_serve
+
+        bench_serve()
 
 
 if __name__ == "__main__":
