@@ -43,6 +43,13 @@ def pytest_configure(config):
 def pytest_unconfigure(config):
     if _S3 is not None:
         _S3.__exit__(None, None, None)
+    # the model servers and routers the Odoo tests started outlive their
+    # Odoo by design: the session's go with it
+    data_dir = os.environ.get("MLOPS_TEST_DATA_DIR")
+    if data_dir:
+        import systemstack  # noqa: PLC0415
+
+        systemstack.stop_runtime(data_dir)
 
 
 @pytest.fixture(scope="session")

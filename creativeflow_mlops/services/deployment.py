@@ -431,7 +431,12 @@ def supervise(env):
                     subtype_xmlid="mail.mt_note",
                 )
             deployment.write(values)
-        for key in set(running) - {f"d{d.id}" for d in wanted}:
+        # a deployment still coming up owns its server too (its pipeline
+        # started it a moment ago): never an orphan
+        coming = Deployment.search(
+            [("target_id", "=", target.id), ("state", "in", ("requested", "deploying"))]
+        )
+        for key in set(running) - {f"d{d.id}" for d in wanted | coming}:
             client.runtime.stop(key)
             done["stopped"].append(key)
             changed = True

@@ -211,7 +211,21 @@ class TestDeployments(MlopsCase):
                 "d999999", service.plan(deployment).artifact_path, "x", "0", free_port()
             )
         )
+        # one coming up: its server is not an orphan
+        coming = deployment.copy({"state": "requested"})
+        coming.sudo().state = "deploying"
+        client.runtime.start(
+            ProcessSpec(
+                f"d{coming.id}",
+                service.plan(deployment).artifact_path,
+                "x",
+                "0",
+                free_port(),
+            )
+        )
         done = self.env["mlops.deployment"]._cron_supervise()
+        self.assertTrue(client.runtime.find(f"d{coming.id}"))
+        client.runtime.stop(f"d{coming.id}")
         self.assertEqual(done["restarted"], [key])
         self.assertEqual(done["stopped"], ["d999999"])
         restarted = client.runtime.find(key)

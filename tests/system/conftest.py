@@ -103,7 +103,11 @@ class Stack:
     def set_watchdog(self, active, minutes=5):
         """The watchdog cron off (tests that must settle without it) or on,
         due now and every ``minutes``."""
-        module, name = WATCHDOG_XMLID.split(".")
+        return self.set_cron(WATCHDOG_XMLID, active, minutes)
+
+    def set_cron(self, xmlid, active, minutes=1):
+        """A cron off, or on, due now and every ``minutes``."""
+        module, name = xmlid.split(".")
         (cron,) = self.admin.call(
             "ir.model.data",
             "search_read",

@@ -2,6 +2,9 @@
 channels, real S3, real model servers and router; driven through REST and
 a generic OIP client (Triton's) only."""
 
+import json
+import os
+import signal
 import threading
 import time
 from collections import Counter
@@ -309,3 +312,60 @@ def test_canaries_share_traffic_and_a_failing_gate_rolls_back(
     reply = requests.post(url, json=BATCH2, headers=auth, timeout=10)
     assert reply.status_code == 200 and reply.headers["X-MLOps-Version"] == "2.0.0"
     assert not stack.server.errors()
+
+
+SUPERVISOR = "creativeflow_mlops.ir_cron_runtime_supervisor"
+
+
+def _runtime_state(stack, deployment_id):
+    """What an operator sees on the machine: the model server's pid file."""
+    (state,) = (stack.server.state_dir / "data" / "mlops_runtime").rglob(
+        f"runtime/d{deployment_id}.json"
+    )
+    return json.loads(state.read_text())
+
+
+def _answers(url, auth, timeout=90):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            reply = requests.post(url, json=BODY, headers=auth, timeout=5)
+            if reply.status_code == 200:
+                return reply
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"{url} did not answer in {timeout} s")
+
+
+def test_a_crashed_model_server_and_an_odoo_restart(stack, approver, auth, name):
+    version_id, _ = _validated(stack, name, "1.0.0", seed=31)
+    deployment = _deploy(approver, version_id, "deploy")
+    url = _entry(stack.rest, name, "staging")["invoke_url"]
+    before = _runtime_state(stack, deployment["id"])
+
+    # the model server is killed: the supervisor starts it again
+    os.kill(before["pid"], signal.SIGKILL)
+    stack.set_cron(SUPERVISOR, active=True, minutes=1)
+    try:
+        _answers(url, auth)
+    finally:
+        stack.set_cron(SUPERVISOR, active=False)
+    restarted = _runtime_state(stack, deployment["id"])
+    assert restarted["pid"] != before["pid"]
+
+    # Odoo is killed: the endpoint goes on answering (Odoo is not on the
+    # path of a call), and the Odoo that comes back adopts the same server
+    stack.server.kill()
+    assert requests.post(url, json=BODY, headers=auth, timeout=5).status_code == 200
+    stack.server.start()
+    stack.login()
+    stack.set_cron(SUPERVISOR, active=True, minutes=1)
+    try:
+        time.sleep(5)
+        assert requests.post(url, json=BODY, headers=auth, timeout=5).status_code == 200
+    finally:
+        stack.set_cron(SUPERVISOR, active=False)
+    assert _runtime_state(stack, deployment["id"])["pid"] == restarted["pid"]
+    detail = approver.get(f"/deployments/{deployment['id']}").json()
+    assert detail["state"] == "active" and detail["live"]["ready"], detail
