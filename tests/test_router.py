@@ -4,14 +4,13 @@ backs under constant load with no failed request, a configuration nginx
 refuses leaving the last good one serving, a colour stopping while it has
 traffic."""
 
-import importlib.util
 import threading
 import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
 import requests
+from addon_artifacts import artifacts
 
 from odoo.addons.creativeflow_mlops.adapters.router import (
     Backend,
@@ -24,13 +23,6 @@ from odoo.addons.creativeflow_mlops.adapters.runtime import (
     ProcessSpec,
     free_port,
 )
-
-REPO = Path(__file__).resolve().parent.parent
-_spec = importlib.util.spec_from_file_location(
-    "mlops_artifacts", REPO / "creativeflow_mlops" / "tests" / "artifacts.py"
-)
-artifacts = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(artifacts)
 
 BODY = {
     "inputs": [{"name": "x", "shape": [1, 64], "datatype": "FP32", "data": [0.1] * 64}]

@@ -5,20 +5,19 @@ keys and their revocation, bad input, a model that cannot load, a port in
 use, draining on stop, adoption by a new supervisor, a crash."""
 
 import hashlib
-import importlib.util
 import json
 import os
 import signal
 import socket
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import onnxruntime
 import pytest
 import requests
 import tritonclient.http as triton
+from addon_artifacts import artifacts
 
 from odoo.addons.creativeflow_mlops.adapters.runtime import (
     LocalRuntime,
@@ -27,13 +26,6 @@ from odoo.addons.creativeflow_mlops.adapters.runtime import (
     RuntimeFailed,
     free_port,
 )
-
-REPO = Path(__file__).resolve().parent.parent
-_spec = importlib.util.spec_from_file_location(
-    "mlops_artifacts", REPO / "creativeflow_mlops" / "tests" / "artifacts.py"
-)
-artifacts = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(artifacts)
 
 
 @pytest.fixture(scope="module")

@@ -26,18 +26,18 @@ function of its input, so running it again is safe.
 Plain Python: no Odoo.
 """
 
-import contextlib
 import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
+
+from .runtime import free_port, process_alive
 
 SAFE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,100}$")
 NGINX_PATHS = ("/usr/sbin/nginx", "/usr/local/sbin/nginx")
@@ -106,7 +106,7 @@ class NginxRouter:
             return int(path.read_text())
         except (OSError, ValueError):
             self.base.mkdir(parents=True, exist_ok=True)
-            port = _free_port()
+            port = free_port()
             path.write_text(str(port))
             return port
 
@@ -259,7 +259,7 @@ class NginxRouter:
                 continue
             os.kill(pid, signal.SIGQUIT)  # graceful
             deadline = time.monotonic() + TIMEOUT
-            while time.monotonic() < deadline and _alive(pid):
+            while time.monotonic() < deadline and process_alive(pid):
                 time.sleep(0.05)
             stopped = True
         return stopped
@@ -282,7 +282,7 @@ class NginxRouter:
             pid = int((root / "nginx.pid").read_text().strip())
         except (OSError, ValueError):
             return None
-        return pid if _alive(pid) else None
+        return pid if process_alive(pid) else None
 
     def _wait_for(self, generation):
         """Until a new connection is served by the new workers."""
@@ -305,26 +305,6 @@ class NginxRouter:
         raise RouterFailed(
             f"the router did not take configuration {generation} (last answer: {last})"
         )
-
-
-def _alive(pid):
-    with contextlib.suppress(ChildProcessError):
-        done, _status = os.waitpid(pid, os.WNOHANG)
-        if done == pid:
-            return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _last_line(text):

@@ -163,7 +163,7 @@ class LocalRuntime:
         self._kill(handle.pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if not _alive(handle.pid):
+            if not process_alive(handle.pid):
                 return True
             time.sleep(0.05)
         self._kill(handle.pid, signal.SIGKILL)
@@ -177,7 +177,7 @@ class LocalRuntime:
         except (OSError, ValueError):
             return None
         handle = Handle(state["key"], state["pid"], state["port"], state["started_at"])
-        if not _alive(handle.pid) or not _is_ours(handle.pid):
+        if not process_alive(handle.pid) or not _is_ours(handle.pid):
             return None
         return handle
 
@@ -241,7 +241,8 @@ class LocalRuntime:
             os.waitpid(pid, os.WNOHANG)
 
 
-def _alive(pid):
+def process_alive(pid):
+    """Whether ``pid`` runs (reaping it when it is our child and ended)."""
     with contextlib.suppress(ChildProcessError):
         done, _status = os.waitpid(pid, os.WNOHANG)
         if done == pid:

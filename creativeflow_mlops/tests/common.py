@@ -101,3 +101,20 @@ class MlopsCase(TransactionCase):
 
     def _version_in(self, state, **vals):
         return self._bring_to(self._new_version(**vals), state)
+
+
+class LocalTargetCleanup:
+    """Mixed into a test case that runs deployments on the local target:
+    whatever model servers and router a test started are stopped after it."""
+
+    def setUp(self):
+        super().setUp()
+        self.addCleanup(self._take_local_target_down)
+
+    def _take_local_target_down(self):
+        client = self.env.ref(
+            "creativeflow_mlops.deployment_target_local"
+        )._get_client()
+        for key in list(client.runtime.running()):
+            client.runtime.stop(key, timeout=5)
+        client.router.stop()

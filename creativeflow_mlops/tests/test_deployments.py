@@ -20,14 +20,14 @@ from ..exceptions import Conflict, InvalidInput, TransitionNotAllowed
 from ..services import artifacts as artifact_service
 from ..services import deployment as service
 from . import artifacts
-from .common import MlopsCase
+from .common import LocalTargetCleanup, MlopsCase
 
 BODY = {
     "inputs": [{"name": "x", "shape": [1, 64], "datatype": "FP32", "data": [0.5] * 64}]
 }
 
 
-class TestDeployments(MlopsCase):
+class TestDeployments(LocalTargetCleanup, MlopsCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
@@ -38,16 +38,6 @@ class TestDeployments(MlopsCase):
             ._generate({"name": "tests", "environment": "all"})
         )
         cls.auth = {"Authorization": f"Bearer {token}"}
-
-    def setUp(self):
-        super().setUp()
-        self.addCleanup(self._take_everything_down)
-
-    def _take_everything_down(self):
-        client = self.target._get_client()
-        for key in list(client.runtime.running()):
-            client.runtime.stop(key, timeout=5)
-        client.router.stop()
 
     def _validated(self, data=None, version="1.0.0", model_format="onnx"):
         with trap_jobs() as trap:

@@ -18,6 +18,7 @@ from odoo.addons.queue_job.tests.common import trap_jobs
 from ..lifecycle import APPROVER, MANAGER, USER
 from ..services import artifacts as artifact_service
 from . import artifacts
+from .common import LocalTargetCleanup
 
 API = "/mlops/api/v1"
 BODY = {
@@ -26,7 +27,7 @@ BODY = {
 
 
 @tagged("post_install", "-at_install")
-class TestDeploymentsApi(HttpCase):
+class TestDeploymentsApi(LocalTargetCleanup, HttpCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
@@ -47,16 +48,6 @@ class TestDeploymentsApi(HttpCase):
         )
         cls.auth = {"Authorization": f"Bearer {token}"}
         cls.invoke_token = token
-
-    def setUp(self):
-        super().setUp()
-        self.addCleanup(self._take_everything_down)
-
-    def _take_everything_down(self):
-        client = self.target._get_client()
-        for key in list(client.runtime.running()):
-            client.runtime.stop(key, timeout=5)
-        client.router.stop()
 
     def _call(self, method, path, user=None, **kwargs):
         headers = kwargs.pop("headers", {})
