@@ -28,7 +28,7 @@ from odoo import fields
 
 from ..adapters.targets import ServePlan, TargetFailed
 from ..exceptions import Conflict, InvalidInput
-from . import artifacts, errors, jobs
+from . import artifacts, errors, jobs, settings
 
 _logger = logging.getLogger(__name__)
 
@@ -386,17 +386,33 @@ def supervise(env):
     give the router the ports as they are now. Returns what it did."""
     done = {"restarted": [], "stopped": [], "waiting": []}
     Deployment = env["mlops.deployment"].sudo()
+    now = fields.Datetime.now()
+    # an idle blue-green colour is kept this long for an instant switch
+    # back, then removed
+    retire_before = now - timedelta(minutes=settings.get(env, "bluegreen_keep_minutes"))
     for target in (
         env["mlops.deployment.target"].sudo().search([("kind", "=", "local")])
     ):
         client = target._get_client()
-        wanted = Deployment.search(
-            [("target_id", "=", target.id), ("state", "in", KEEP_RUNNING)]
+        wanted = jobs.as_platform(
+            Deployment.search(
+                [("target_id", "=", target.id), ("state", "in", KEEP_RUNNING)]
+            )
         )
         running = client.running()
         changed = False
-        now = fields.Datetime.now()
-        for deployment in jobs.as_platform(wanted):
+        retired = wanted.filtered(
+            lambda d, before=retire_before: (
+                d.state == "inactive_bluegreen" and d.write_date < before
+            )
+        )
+        for idle in retired:
+            idle.write({"state": "deleted"})
+            client.delete(plan(idle))
+            done["stopped"].append(f"d{idle.id}")
+            changed = True
+        wanted -= retired
+        for deployment in wanted:
             key = f"d{deployment.id}"
             if key in running:
                 if deployment.restart_count and client.status(plan(deployment)).ready:

@@ -42,6 +42,8 @@ SETTINGS = {
         Setting("canary_max_error_rate", float, 0.05),
         Setting("canary_max_p95_ms", int, 500),
         Setting("canary_inconclusive_tries", int, 3),
+        # how long the idle blue-green colour stays up for an instant switch back
+        Setting("bluegreen_keep_minutes", int, 60),
     )
 }
 

@@ -289,6 +289,30 @@ class TestDeployments(LocalTargetCleanup, MlopsCase):
                 {"name": "x"}
             )
 
+    def test_the_idle_colour_is_removed_after_its_time(self):
+        first = self._validated()
+        self._approve(first)
+        blue = self._promote(first)
+        second = self._validated(version="2.0.0")
+        self._approve(second)
+        self._promote(second)
+        self.assertEqual(blue.state, "inactive_bluegreen")
+        client = self.target._get_client()
+        self.assertTrue(client.runtime.find(f"d{blue.id}"))
+        Deployment = self.env["mlops.deployment"]
+        # within its time: kept for an instant switch back
+        self.assertNotIn(f"d{blue.id}", Deployment._cron_supervise()["stopped"])
+        self.env.flush_all()
+        self.env.cr.execute(
+            "UPDATE mlops_deployment SET write_date = now() - interval '2 hours' "
+            "WHERE id = %s",
+            [blue.id],
+        )
+        blue.invalidate_recordset()
+        self.assertIn(f"d{blue.id}", Deployment._cron_supervise()["stopped"])
+        self.assertEqual(blue.state, "deleted")
+        self.assertFalse(client.runtime.find(f"d{blue.id}"))
+
     def test_canary_windows_and_steps(self):
         from ..services import canary
 
