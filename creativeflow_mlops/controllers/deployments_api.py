@@ -113,6 +113,32 @@ class MlopsDeploymentsApi(http.Controller):
         record = _get("mlops.deployment", deployment_id, "deployment")
         return _json(serializers.deployment(record, full=True))
 
+    @api_route("/deployments/<int:deployment_id>", ["PATCH"])
+    def update(self, deployment_id, **_params):
+        body = _body()
+        unknown = set(body) - {"replicas", "canary_percent"}
+        if unknown or not body:
+            raise JsonHTTPError(
+                422, "invalid_input", "Send replicas or canary_percent, nothing else."
+            )
+        record = _get("mlops.deployment", deployment_id, "deployment")
+        if "replicas" in body:
+            replicas = body["replicas"]
+            if (
+                not isinstance(replicas, int)
+                or isinstance(replicas, bool)
+                or not (1 <= replicas <= MAX_REPLICAS)
+            ):
+                raise JsonHTTPError(
+                    422,
+                    "invalid_input",
+                    f"replicas is an integer from 1 to {MAX_REPLICAS}",
+                )
+            record.action_set_replicas(replicas)
+        if "canary_percent" in body:
+            record.action_set_canary_share(body["canary_percent"])
+        return _json(serializers.deployment(record))
+
     @api_route("/deployments/<int:deployment_id>", ["DELETE"])
     def undeploy(self, deployment_id, **_params):
         record = _get("mlops.deployment", deployment_id, "deployment")

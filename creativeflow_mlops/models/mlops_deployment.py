@@ -3,7 +3,7 @@
 from odoo import api, fields, models
 from odoo.exceptions import UserError
 
-from ..exceptions import TransitionNotAllowed
+from ..exceptions import InvalidInput, TransitionNotAllowed
 from ..lifecycle import (
     APPROVER,
     DEPLOYMENT_CREATE_STATES,
@@ -168,6 +168,34 @@ class MlopsDeployment(models.Model):
                     reason=reason or self.env._("no reason given"),
                 ),
             )
+        return True
+
+    def action_set_canary_share(self, percent):
+        """Move a canary's share of the traffic now (Approver)."""
+        self._check_canary()
+        if (
+            not isinstance(percent, int)
+            or isinstance(percent, bool)
+            or not (1 <= percent <= 99)
+        ):
+            raise InvalidInput(self.env._("canary_percent is an integer from 1 to 99."))
+        for deployment in self:
+            canary.set_share(jobs.as_platform(deployment), percent)
+        return True
+
+    def action_set_replicas(self, replicas):
+        """Scale a deployment (Approver); the local target runs one model
+        server per deployment."""
+        for deployment in self:
+            deployment._lifecycle_check_actor(APPROVER, self.env._("Scale"))
+            if deployment.target_id.kind == "local" and replicas != 1:
+                raise InvalidInput(
+                    self.env._(
+                        "The local target runs one model server per deployment; "
+                        "replicas can only be 1 there."
+                    )
+                )
+        self.sudo().write({"replicas": replicas})
         return True
 
     def _check_canary(self):

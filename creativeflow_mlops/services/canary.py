@@ -188,6 +188,19 @@ def analyze(deployment, step):
     return f"step {step + 1} passed: {share} percent"
 
 
+def set_share(deployment, percent):
+    """An Approver moves the canary's share by hand; the step's gates go on
+    watching."""
+    client = deployment.target_id._get_client()
+    deployment.write({"traffic_percent": percent, "canary_percent": percent})
+    _previous(deployment).write({"traffic_percent": 100 - percent})
+    client.switch_traffic(deploy_service.routes(deployment.target_id))
+    deployment.message_post(
+        body=deployment.env._("Canary share set to %s percent by hand.", percent),
+        subtype_xmlid="mail.mt_note",
+    )
+
+
 def promote(deployment, reason=None):
     """The canary takes all the traffic."""
     client = deployment.target_id._get_client()

@@ -201,6 +201,21 @@ class TestDeploymentsApi(LocalTargetCleanup, HttpCase):
             ]
         )
 
+        # PATCH: what the local target can do, the contract's errors otherwise
+        path = f"/deployments/{deployment_id}"
+        for body, user, status, code in (
+            ({}, self.approver, 422, "invalid_input"),
+            ({"state": "active"}, self.approver, 422, "invalid_input"),
+            ({"replicas": 2}, self.approver, 422, "invalid_input"),
+            ({"replicas": True}, self.approver, 422, "invalid_input"),
+            ({"replicas": 1}, self.uploader, 403, "forbidden"),
+            ({"canary_percent": 20}, self.approver, 409, "transition_not_allowed"),
+        ):
+            self._error(self._call("PATCH", path, user, json=body), status, code)
+        same = self._call("PATCH", path, self.approver, json={"replicas": 1})
+        self.assertEqual(same.status_code, 200, same.text)
+        self.assertEqual(same.json()["replicas"], 1)
+
         # undeploy: 204, the entry goes, the URL stops answering
         self._error(
             self._call("DELETE", f"/deployments/{deployment_id}", self.uploader),

@@ -254,6 +254,15 @@ def test_canaries_share_traffic_and_a_failing_gate_rolls_back(
     )
     share = seen["2.0.0"] / sum(seen.values())
     assert abs(share - 0.10) <= 0.03, seen
+    # an Approver moves the share by hand (PATCH); the gates go on
+    moved = approver.http.patch(
+        f"{approver.base}/deployments/{canary_id}",
+        json={"canary_percent": 50},
+        timeout=30,
+    )
+    assert moved.status_code == 200, moved.text
+    registry = _entry(stack.rest, name, "production")
+    assert sorted(t["percent"] for t in registry["traffic"]) == [50, 50]
     promoted = _wait(
         approver,
         f"/deployments/{canary_id}",

@@ -61,7 +61,14 @@ def _assert_jobs_done(stack, version_ids, jobs_expected=None):
     keys = [f"mlops-scan-{r['id']}" for r in results]
     jobs = stack.jobs([("identity_key", "in", keys)])
     assert len(jobs) >= (len(keys) if jobs_expected is None else jobs_expected)
-    assert {job["state"] for job in jobs} == {"done"}, jobs
+    # the newest job of each scan ran to its end; an older one may have been
+    # cancelled by the watchdog when it queued the scan again (its parent
+    # died with the killed server before the runner re-queued it)
+    newest = {}
+    for job in sorted(jobs, key=lambda j: j["id"]):
+        newest[job["identity_key"]] = job
+    assert {job["state"] for job in newest.values()} == {"done"}, jobs
+    assert {job["state"] for job in jobs} <= {"done", "cancelled"}, jobs
 
 
 def test_twenty_distinct_uploads_at_once_all_validate(stack, name):
