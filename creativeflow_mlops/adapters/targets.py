@@ -185,11 +185,14 @@ class LocalTarget(Target):
     def publish_keys(self, route, allowed, elsewhere):
         """Written whole then renamed: a server never reads half a file."""
         path = Path(self.keys_file(route))
+        text = json.dumps(
+            {"keys": allowed, "elsewhere": sorted(elsewhere)}, sort_keys=True
+        )
+        if path.exists() and path.read_text() == text:
+            return  # unchanged: the servers need not read it again
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(".tmp")
-        partial.write_text(
-            json.dumps({"keys": allowed, "elsewhere": sorted(elsewhere)})
-        )
+        partial.write_text(text)
         os.replace(partial, path)
 
     def running(self):

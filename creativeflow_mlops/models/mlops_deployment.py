@@ -230,10 +230,6 @@ class MlopsDeployment(models.Model):
             )
         self._lifecycle_check_actor(APPROVER, self.env._("Roll back"))
 
-    def _check_can_transition(self, target):
-        for deployment in self:
-            deployment._lifecycle_check_transition(target)
-
     # ------------------------------------------------------------------
     # Business
     # ------------------------------------------------------------------

@@ -59,6 +59,12 @@ class MlopsLifecycleMixin(models.AbstractModel):
     # Business
     # ------------------------------------------------------------------
 
+    def _check_can_transition(self, target):
+        """Refuse, for each record, a move to ``target`` the table or the
+        user's role does not allow."""
+        for record in self:
+            record._lifecycle_check_transition(target)
+
     def _lifecycle_state_label(self, state):
         selection = self._fields[self._lifecycle_state_field]._description_selection(
             self.env

@@ -509,10 +509,6 @@ class MlopsModelVersion(models.Model):
     # Business
     # ------------------------------------------------------------------
 
-    def _check_can_transition(self, target):
-        for version in self:
-            version._lifecycle_check_transition(target)
-
     def _check_can_validate(self, scan_types=None):
         self._check_can_transition("validating")
         if scan_types is None:

@@ -37,15 +37,7 @@ def steps(env):
 
 
 def _previous(deployment):
-    return deployment.search(
-        [
-            ("model_id", "=", deployment.model_id.id),
-            ("environment", "=", deployment.environment),
-            ("target_id", "=", deployment.target_id.id),
-            ("state", "=", "active"),
-            ("id", "!=", deployment.id),
-        ]
-    )
+    return deploy_service.siblings(deployment, ("active",))
 
 
 def start(deployment, url):
@@ -230,12 +222,6 @@ def abort(deployment, reason):
     if version.state == "production_pending":
         version.write({"state": "staging"})
     message = env._("The canary was rolled back: %s", reason)
-    version.message_post(body=message, subtype_xmlid="mail.mt_note")
+    deploy_service.tell_approver(deployment, message)
     deployment.message_post(body=message, subtype_xmlid="mail.mt_note")
-    if deployment.deployed_by_id:
-        version.activity_schedule(
-            "mail.mail_activity_data_todo",
-            user_id=deployment.deployed_by_id.id,
-            summary=message[:250],
-        )
     return f"rolled back: {reason}"

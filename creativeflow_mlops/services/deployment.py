@@ -188,6 +188,33 @@ def plan(deployment):
     )
 
 
+def siblings(deployment, states):
+    """The other deployments of its model and environment on its target in
+    ``states``."""
+    return deployment.search(
+        [
+            ("model_id", "=", deployment.model_id.id),
+            ("environment", "=", deployment.environment),
+            ("target_id", "=", deployment.target_id.id),
+            ("state", "in", states),
+            ("id", "!=", deployment.id),
+        ]
+    )
+
+
+def tell_approver(deployment, message):
+    """A failure in the version's chatter, and an activity for whoever
+    approved the deployment."""
+    version = deployment.version_id
+    version.message_post(body=message, subtype_xmlid="mail.mt_note")
+    if deployment.deployed_by_id:
+        version.activity_schedule(
+            "mail.mail_activity_data_todo",
+            user_id=deployment.deployed_by_id.id,
+            summary=message[:250],
+        )
+
+
 def _fetch_artifact(deployment):
     version = deployment.version_id
     if not version.artifact_object_key:
@@ -228,15 +255,7 @@ def _switch_traffic(deployment):
     """The new colour takes the environment's traffic; the one it replaces
     goes idle (blue-green) or away (rolling)."""
     client = deployment.target_id._get_client()
-    replaced = deployment.search(
-        [
-            ("model_id", "=", deployment.model_id.id),
-            ("environment", "=", deployment.environment),
-            ("target_id", "=", deployment.target_id.id),
-            ("state", "in", SERVING),
-            ("id", "!=", deployment.id),
-        ]
-    )
+    replaced = siblings(deployment, SERVING)
     url = client.route_url(plan(deployment).route)
     if deployment.strategy == "canary" and replaced:
         from . import canary  # noqa: PLC0415 - canary builds on this module
@@ -558,10 +577,4 @@ def fail(run, reason):
         environment=deployment.environment,
         reason=reason,
     )
-    version.message_post(body=message, subtype_xmlid="mail.mt_note")
-    if deployment.deployed_by_id:
-        version.activity_schedule(
-            "mail.mail_activity_data_todo",
-            user_id=deployment.deployed_by_id.id,
-            summary=message[:250],
-        )
+    tell_approver(deployment, message)
