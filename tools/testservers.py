@@ -129,3 +129,90 @@ def minio_client(endpoint, access_key=ACCESS_KEY, secret_key=SECRET_KEY):
     from minio import Minio
 
     return Minio(endpoint, access_key=access_key, secret_key=secret_key, secure=False)
+
+
+class RecordingServer:
+    """A local HTTP server standing in for what cannot run here (GitLab,
+    GitHub, a webhook receiver): it records every request exactly as it
+    arrived and answers with what the test queued (``answer``), by default
+    ``default``. ``with RecordingServer() as server: server.url``."""
+
+    def __init__(self, default=(200, {"Content-Type": "application/json"}, b"{}")):
+        import http.server
+        import threading
+
+        self.default = default
+        self.requests = []
+        self.answers = []
+        self.delay = 0
+        self._lock = threading.Lock()
+        recorder = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _handle(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                with recorder._lock:
+                    recorder.requests.append(
+                        {
+                            "method": self.command,
+                            "path": self.path,
+                            "headers": {k.lower(): v for k, v in self.headers.items()},
+                            "body": body,
+                        }
+                    )
+                    status, headers, payload = (
+                        recorder.answers.pop(0)
+                        if recorder.answers
+                        else recorder.default
+                    )
+                if recorder.delay:
+                    time.sleep(recorder.delay)
+                try:
+                    self.send_response(status)
+                    for name, value in headers.items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up waiting (a timeout test)
+
+            do_GET = do_POST = do_PUT = do_DELETE = _handle
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self._thread = None
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def answer(self, status, body=b"", headers=None):
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body).encode()
+            headers = {"Content-Type": "application/json", **(headers or {})}
+        with self._lock:
+            self.answers.append((status, headers or {}, body))
+
+    def start(self):
+        import threading
+
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
