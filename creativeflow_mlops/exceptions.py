@@ -48,6 +48,13 @@ class InvalidInput(MLOpsError):
     http_status = 422
 
 
+class Unauthorized(MLOpsError):
+    """A request whose credentials or signature do not hold."""
+
+    code = "unauthorized"
+    http_status = 401
+
+
 class Conflict(MLOpsError):
     code = "conflict"
     http_status = 409

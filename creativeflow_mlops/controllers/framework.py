@@ -140,8 +140,11 @@ def _translate(error):
     return 500, "internal_error", "An unexpected error occurred; it was logged.", {}
 
 
-def api_route(path, methods, **kwargs):
-    """A REST route: bearer auth, JSON errors, nothing committed on error."""
+def api_route(path, methods, auth="bearer", **kwargs):
+    """A REST route: JSON errors, nothing committed on error. ``auth``:
+    ``bearer`` (an Odoo API key, the caller's rights) or ``signature``
+    (the route checks an HMAC signature itself, as the public user)."""
+    challenge = {"bearer": "Bearer", "signature": 'HMAC-SHA256 realm="mlops"'}[auth]
 
     def decorator(func):
         @http.route(
@@ -156,7 +159,7 @@ def api_route(path, methods, **kwargs):
         @functools.wraps(func)
         def wrapper(self, *args, **kw):
             try:
-                return _retrying(lambda: func(self, *args, **kw))
+                return _retrying(lambda: func(self, *args, **kw), auth)
             except Exception as error:  # noqa: BLE001 - every error becomes JSON
                 request.env.cr.rollback()
                 streamed = getattr(request, "mlops_stream", None)
@@ -172,7 +175,7 @@ def api_route(path, methods, **kwargs):
                     _logger.exception("MLOps API %s %s failed", methods, path)
                 response = _json(error_body(code, message, details), status)
                 if status == 401:
-                    response.headers["WWW-Authenticate"] = "Bearer"
+                    response.headers["WWW-Authenticate"] = challenge
                 return response
 
         return wrapper
@@ -205,7 +208,7 @@ def _rewind_body():
     return True
 
 
-def _retrying(call):
+def _retrying(call, auth="bearer"):
     """``call()`` as the caller, run again from a fresh transaction when it
     lost a race, the way Odoo's dispatcher retries serialization failures:
     after a rollback the next try sees what the other transaction committed,
@@ -213,7 +216,8 @@ def _retrying(call):
     apart from a passing conflict. Only 409 for a real duplicate."""
     for attempt in range(1, MAX_TRIES + 1):
         try:
-            _authenticate()
+            if auth == "bearer":
+                _authenticate()
             return call()
         except Exception as error:
             if attempt == MAX_TRIES or not _is_race(error) or not _rewind_body():
@@ -262,10 +266,31 @@ def _contains(text):
     return f"%{escaped}%"
 
 
-def _body():
-    # kept: a request that lost a race is run again with the same body
+def _raw_body(max_bytes=None):
+    """The request's bytes (kept: a request that lost a race is run again
+    with the same body); a 413 past ``max_bytes``, before reading them when
+    the length is declared, while reading them when it is not (chunked)."""
     if not hasattr(request, "mlops_body"):
-        request.mlops_body = request.httprequest.get_data(cache=False)
+        too_large = JsonHTTPError(
+            413, "payload_too_large", f"The body is larger than {max_bytes} bytes."
+        )
+        if max_bytes is not None:
+            if (request.httprequest.content_length or 0) > max_bytes:
+                raise too_large
+            # werkzeug stops reading an undeclared length there
+            request.httprequest.max_content_length = max_bytes
+        try:
+            data = request.httprequest.get_data(cache=False)
+        except werkzeug.exceptions.RequestEntityTooLarge:
+            raise too_large from None
+        if max_bytes is not None and len(data) > max_bytes:
+            raise too_large
+        request.mlops_body = data
+    return request.mlops_body
+
+
+def _body(max_bytes=None):
+    _raw_body(max_bytes)
     mimetype = request.httprequest.mimetype
     if request.mlops_body and mimetype != "application/json":
         raise JsonHTTPError(
