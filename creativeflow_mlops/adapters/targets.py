@@ -36,7 +36,19 @@ from .router import Backend, NginxRouter, Route, RouterError
 from .runtime import LocalRuntime, ProcessSpec, RuntimeError_, free_port
 
 # the formats a kind can serve, to refuse the others at approval
-SERVABLE = {"local": ("onnx",)}
+# (an external pipeline builds the image of any format)
+SERVABLE = {
+    "local": ("onnx",),
+    "external": (
+        "onnx",
+        "tensorflow_savedmodel",
+        "pytorch_torchscript",
+        "safetensors",
+        "pickle",
+        "custom_python_container",
+        "other",
+    ),
+}
 
 
 class TargetFailed(Exception):
@@ -230,4 +242,48 @@ def parse_metrics(text):
     return {"requests": requests_by_code, "buckets": sorted(buckets), "count": count}
 
 
-TARGET_KINDS = {"local": LocalTarget}
+class ExternalTarget(Target):
+    """A target an external pipeline (``adapters.ci``) serves: the pipeline
+    builds, applies, routes and removes; Odoo only hears of it through the
+    pipeline's reports (``POST /ci/callback``), which name the endpoint.
+    So nothing here acts on a server: ``apply`` and ``metrics`` refuse
+    (no internal stage or canary gate runs on it: ``check_request`` says so
+    at approval), the routing and key calls the services make for every
+    target have nothing to change, and ``status`` cannot see a colour
+    (a rollback there deploys the previous version again, through the
+    pipeline)."""
+
+    kind = "external"
+
+    def __init__(self, public_url=None):
+        self.public_url = (public_url or "").rstrip("/")
+
+    def render(self, plan):
+        return {"kind": self.kind, "pipeline is asked for": asdict(plan)}
+
+    def apply(self, plan):
+        raise TargetFailed("an external target is brought up by its pipeline")
+
+    def status(self, plan):
+        return ServeStatus(False, "served by its pipeline: Odoo sees its reports")
+
+    def switch_traffic(self, routes):
+        """The pipeline routes its deployments."""
+
+    def delete(self, plan):
+        """The pipeline removes its deployments' objects."""
+
+    def route_url(self, route):
+        return f"{self.public_url}/m/{route}" if self.public_url else ""
+
+    def publish_keys(self, route, allowed, elsewhere):
+        """The gateway in front of an external target checks its callers."""
+
+    def metrics(self, plan):
+        raise TargetFailed("an external target's metrics are its pipeline's")
+
+    def check(self):
+        return {"served by": "its pipeline", "url": self.public_url or "reported"}
+
+
+TARGET_KINDS = {"local": LocalTarget, "external": ExternalTarget}

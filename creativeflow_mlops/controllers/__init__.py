@@ -2,4 +2,5 @@ from . import framework
 from . import multipart
 from . import registry_api
 from . import deployments_api
+from . import ci_api
 from . import fallback

@@ -87,8 +87,11 @@ class MlopsDeploymentsApi(http.Controller):
         strategy = _choice(
             body.get("strategy", "blue_green"), "strategy", ["blue_green", "canary"]
         )
+        target = body.get("target")
+        if target is not None and not isinstance(target, str):
+            raise JsonHTTPError(422, "invalid_input", "target is a target's code")
         version = _get("mlops.model.version", version_id, "version")
-        version.action_promote(reason=_reason(body), strategy=strategy)
+        version.action_promote(reason=_reason(body), strategy=strategy, target=target)
         deployment = _latest_deployment(version, "production")
         return _json({"deployment_id": deployment.id, "state": deployment.state}, 202)
 

@@ -8,10 +8,12 @@ from . import mlops_model
 from . import mlops_model_version
 from . import mlops_version_approval
 from . import mlops_validation_result
+from . import mlops_ci_provider
 from . import mlops_deployment_target
 from . import mlops_deployment
 from . import mlops_pipeline_run
 from . import mlops_pipeline_stage
+from . import mlops_pipeline_delivery
 from . import mlops_promotion
 from . import mlops_invoke_key
 from . import mlops_feedback

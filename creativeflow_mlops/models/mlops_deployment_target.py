@@ -21,10 +21,20 @@ class MlopsDeploymentTarget(models.Model):
     _order = "is_default desc, name"
 
     _backend_secret_scope = "target"
-    _backend_stamp = ("router_port", "public_url")
+    _backend_stamp = ("router_port", "public_url", "ci_provider_id")
 
     kind = fields.Selection(
-        [("local", "Local Runtime")], required=True, default="local"
+        [("local", "Local Runtime"), ("external", "External Pipeline")],
+        required=True,
+        default="local",
+        help="Local: model servers on this machine, run by Odoo's own pipeline. "
+        "External: a CI provider's pipeline deploys and reports back.",
+    )
+    ci_provider_id = fields.Many2one(
+        "mlops.ci.provider",
+        string="CI Provider",
+        ondelete="restrict",
+        help="The pipeline that deploys to an external target.",
     )
     is_default = fields.Boolean(string="Default", help="Where deployments go.")
     router_port = fields.Integer(
@@ -46,6 +56,21 @@ class MlopsDeploymentTarget(models.Model):
                     self.env._("The router port is between 1024 and 65535.")
                 )
 
+    @api.constrains("kind", "ci_provider_id")
+    def _check_ci_provider(self):
+        for target in self:
+            if target.kind == "external" and not target.ci_provider_id:
+                raise ValidationError(
+                    self.env._("An external target names the CI provider that runs it.")
+                )
+            if target.kind == "local" and target.ci_provider_id:
+                raise ValidationError(
+                    self.env._(
+                        "The local runtime runs its own pipeline: it takes no CI "
+                        "provider."
+                    )
+                )
+
     @api.constrains("is_default")
     def _check_is_default(self):
         if len(self.search([("is_default", "=", True)])) > 1:
@@ -61,7 +86,14 @@ class MlopsDeploymentTarget(models.Model):
             tools.config["data_dir"], "mlops_runtime", self.env.cr.dbname, self.code
         )
 
+    def _pipeline_provider(self):
+        """The pipeline run's ``provider``: ``internal`` or the CI's kind."""
+        self.ensure_one()
+        return self.ci_provider_id.kind or "internal"
+
     def _build_client(self):
+        if self.kind == "external":
+            return TARGET_KINDS[self.kind](public_url=self.public_url or None)
         return TARGET_KINDS[self.kind](
             self._root(),
             self.router_port,

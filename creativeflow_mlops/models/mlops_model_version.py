@@ -409,22 +409,25 @@ class MlopsModelVersion(models.Model):
         versions._do_deploy("staging", strategy, target, replicas)
         return True
 
-    def action_promote(self, reason=None, strategy="blue_green", canary_percent=None):
+    def action_promote(
+        self, reason=None, strategy="blue_green", canary_percent=None, target=None
+    ):
         """Approve the promotion of staging versions to production: the
         production deployment comes up beside the current one and takes the
-        traffic."""
+        traffic, on the target named (a code), else where staging ran."""
         versions = self.with_context(mlops_reason=reason)
-        target = deploy_service.resolve_target(self.env)
+        target = target and deploy_service.resolve_target(self.env, target)
         versions._check_can_promote()
         versions._check_can_deploy("production", strategy, target)
         versions._do_transition("production_pending")
         versions._do_deploy("production", strategy, target)
         return True
 
-    def action_rollback(self, reason=None):
-        """Roll production back to these deprecated versions."""
+    def action_rollback(self, reason=None, target=None):
+        """Roll production back to these deprecated versions, on the target
+        named (a code), else where each served."""
         versions = self.with_context(mlops_reason=reason)
-        target = deploy_service.resolve_target(self.env)
+        target = target and deploy_service.resolve_target(self.env, target)
         versions._check_can_rollback()
         versions._check_can_deploy("production", "blue_green", target)
         versions._do_transition("production_pending")
@@ -531,16 +534,26 @@ class MlopsModelVersion(models.Model):
     def _check_can_approve_staging(self):
         self._check_can_transition("staging_pending")
 
-    def _check_can_deploy(self, environment, strategy, target):
+    def _check_can_deploy(self, environment, strategy, target=None):
         for version in self:
-            deploy_service.check_request(version, environment, strategy, target)
+            deploy_service.check_request(
+                version,
+                environment,
+                strategy,
+                target or deploy_service.target_for(version),
+            )
 
-    def _do_deploy(self, environment, strategy, target, replicas=1):
-        """The deployments of the approved versions (one each)."""
+    def _do_deploy(self, environment, strategy, target=None, replicas=1):
+        """The deployments of the approved versions (one each), on
+        ``target``, else where each deployed before (``target_for``)."""
         deployments = self.env["mlops.deployment"]
         for version in self:
             deployments |= deploy_service.request(
-                version, environment, strategy, target, replicas
+                version,
+                environment,
+                strategy,
+                target or deploy_service.target_for(version),
+                replicas,
             )
             version.approval_ids.sorted("id")[-1:].sudo().deployment_id = deployments[
                 -1

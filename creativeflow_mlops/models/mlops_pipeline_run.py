@@ -12,16 +12,20 @@ from ..lifecycle import (
     PIPELINE_TRANSITIONS,
 )
 from ..services import deployment as service
-from ..services import jobs
+from ..services import jobs, pipeline
 
 MAX_TRIES = 5
 
 
 class MlopsPipelineRun(models.Model):
     """The CI/CD run that brings a deployment up: its stages, each with its
-    state and log. The ``internal`` provider runs the stages as queued jobs
-    on ``root.mlops.deploy``, one after the other (a chain); one run per
-    model and environment at a time."""
+    state and log; one run per model and environment at a time. The
+    ``internal`` provider runs the stages as queued jobs on
+    ``root.mlops.deploy``, one after the other (a chain); the others
+    (``gitlab``, ``github``, ``webhook``: the target's CI provider) are
+    triggered by one job and report their stages through ``POST
+    /ci/callback``, signed with the run's own secret
+    (``services.pipeline``)."""
 
     _name = "mlops.pipeline.run"
     _description = "MLOps Pipeline Run"
@@ -47,10 +51,31 @@ class MlopsPipelineRun(models.Model):
         index=True,
         tracking=True,
     )
+    ci_provider_id = fields.Many2one(
+        "mlops.ci.provider", string="CI Provider", readonly=True, ondelete="restrict"
+    )
     stage_ids = fields.One2many("mlops.pipeline.stage", "run_id", string="Stages")
+    delivery_ids = fields.One2many(
+        "mlops.pipeline.delivery", "run_id", string="Reports", readonly=True
+    )
     started_at = fields.Datetime(readonly=True)
     finished_at = fields.Datetime(readonly=True)
+    last_heard_at = fields.Datetime(
+        readonly=True,
+        default=fields.Datetime.now,
+        help="The last word from its pipeline: the trigger, or a signed report.",
+    )
     message = fields.Text(readonly=True)
+    external_id = fields.Char(string="Pipeline ID", readonly=True, copy=False)
+    external_url = fields.Char(string="Pipeline URL", readonly=True, copy=False)
+    image = fields.Char(readonly=True, copy=False, help="As the pipeline built it.")
+    # with the database secret, derives the secret the pipeline signs with
+    callback_nonce = fields.Char(
+        readonly=True,
+        copy=False,
+        default=lambda self: pipeline.new_nonce(),
+        groups="base.group_system",
+    )
 
     def init(self):
         # one run per model and environment at a time
@@ -84,8 +109,17 @@ class MlopsPipelineRun(models.Model):
     # ------------------------------------------------------------------
 
     def _enqueue(self):
-        """Queue the stages, each after the one before."""
+        """Queue the stages, each after the one before; an external run's
+        one job triggers its pipeline."""
         for run in jobs.as_platform(self):
+            if run.provider != "internal":
+                run.with_delay(
+                    channel="root.mlops.deploy",
+                    identity_key=f"mlops-run-{run.id}-trigger",
+                    max_retries=MAX_TRIES,
+                    description=self.env._("Trigger %s", run.display_name),
+                )._trigger()
+                continue
             chain(
                 *(
                     run.delayable(
@@ -101,6 +135,15 @@ class MlopsPipelineRun(models.Model):
                     for stage in run.stage_ids.sorted("sequence")
                 )
             ).delay()
+
+    def _trigger(self):
+        """Queued job: start the external pipeline (services.pipeline)."""
+        self.ensure_one()
+        return pipeline.trigger(jobs.as_platform(self))
+
+    @api.model
+    def _cron_expire(self):
+        pipeline.expire(self.env)
 
     def _run_stage(self, stage_name):
         """Queued job: one stage (services.deployment.run_stage)."""

@@ -67,6 +67,14 @@ def check_request(version, environment, strategy, target):
         )
     if not target:
         raise InvalidInput(env._("No deployment target is configured."))
+    if strategy == "canary" and target.kind != "local":
+        raise InvalidInput(
+            env._(
+                "A canary's gates read the model servers' metrics, which %s does "
+                "not give Odoo: promote blue-green or rolling there.",
+                target.name,
+            )
+        )
     formats = target._servable_formats()
     if version.model_format not in formats:
         raise InvalidInput(
@@ -111,6 +119,21 @@ def resolve_target(env, code=None):
     return Target._get_default()
 
 
+def target_for(version, code=None):
+    """Where ``version`` deploys: the target named by ``code``, else the
+    one its latest deployment that did not fail went to (production follows
+    staging there; a rollback returns where the version served), else the
+    default target."""
+    if code:
+        return resolve_target(version.env, code)
+    earlier = (
+        version.sudo()
+        .deployment_ids.filtered(lambda d: d.state != "failed")
+        .sorted("id")[-1:]
+    )
+    return earlier.target_id or resolve_target(version.env)
+
+
 def request(version, environment, strategy="rolling", target=None, replicas=1):
     """Create the deployment of ``version`` to ``environment`` and queue its
     pipeline run (already checked by ``check_request``)."""
@@ -127,7 +150,11 @@ def request(version, environment, strategy="rolling", target=None, replicas=1):
         }
     )
     run = platform.env["mlops.pipeline.run"].create(
-        {"deployment_id": deployment.id, "provider": "internal"}
+        {
+            "deployment_id": deployment.id,
+            "provider": target._pipeline_provider(),
+            "ci_provider_id": target.ci_provider_id.id,
+        }
     )
     run._enqueue()
     return deployment
@@ -255,19 +282,27 @@ def _switch_traffic(deployment):
     """The new colour takes the environment's traffic; the one it replaces
     goes idle (blue-green) or away (rolling)."""
     client = deployment.target_id._get_client()
-    replaced = siblings(deployment, SERVING)
     url = client.route_url(plan(deployment).route)
-    if deployment.strategy == "canary" and replaced:
+    endpoint = f"{url}/v2/models/{deployment.model_id.slug}/infer"
+    if deployment.strategy == "canary" and siblings(deployment, SERVING):
         from . import canary  # noqa: PLC0415 - canary builds on this module
 
-        return canary.start(
-            deployment, f"{url}/v2/models/{deployment.model_id.slug}/infer"
-        )
+        return canary.start(deployment, endpoint)
+    return take_traffic(deployment, endpoint)
+
+
+def take_traffic(deployment, endpoint):
+    """``deployment`` serves its environment at ``endpoint`` from now (its
+    target's router told, for a target Odoo routes): the deployment it
+    replaces goes idle (blue-green) or away (rolling), the ledger and the
+    version follow. Returns the stage's log line."""
+    client = deployment.target_id._get_client()
+    replaced = siblings(deployment, SERVING)
     deployment.write(
         {
             "state": "active",
             "traffic_percent": 100,
-            "endpoint_url": f"{url}/v2/models/{deployment.model_id.slug}/infer",
+            "endpoint_url": endpoint,
             "deployed_at": fields.Datetime.now(),
         }
     )
@@ -278,7 +313,7 @@ def _switch_traffic(deployment):
     for old in replaced.filtered(lambda d: d.state == "deleted"):
         client.delete(plan(old))
     _move_version(deployment)
-    return f"{deployment.version_id.version} takes the traffic at {url}" + (
+    return f"{deployment.version_id.version} takes the traffic at {endpoint}" + (
         f"; {', '.join(replaced.mapped('version_id.version'))} {idle}"
         if replaced
         else ""
@@ -387,7 +422,7 @@ def switch_back(current, reason):
         )
         return idle
     # the idle colour is gone: deploy the previous version again
-    previous.action_rollback(reason=reason)
+    previous.action_rollback(reason=reason, target=current.target_id.code)
     return previous.deployment_ids.sorted("id")[-1:]
 
 

@@ -9,12 +9,13 @@ or settled), never by mapping them on their own.
 
 import contextlib
 
+from ..adapters.ci import CIUnavailable
 from ..adapters.storage import IntegrityMismatch, StorageError, StorageUnavailable
 from ..exceptions import BackendUnavailable, MLOpsError, PayloadTooLarge
 from ..utils import scrub_paths
 
 # what a later try may get through
-TRANSIENT = (StorageUnavailable, BackendUnavailable)
+TRANSIENT = (StorageUnavailable, BackendUnavailable, CIUnavailable)
 
 # where the REST face lives: everything under it answers in the contract's
 # JSON, even a path no route matches

@@ -32,8 +32,12 @@ def _entry(deployments):
     main = max(deployments, key=lambda d: (d.traffic_percent, d.id))
     version, model = main.version_id, main.model_id
     client = main.target_id.sudo()._get_client()
-    base = client.route_url(deploy_service.plan(main).route)
-    invoke_url = f"{base}/v2/models/{model.slug}/infer"
+    infer = f"/v2/models/{model.slug}/infer"
+    # the target's stable route, or where its pipeline said it serves
+    base = client.route_url(deploy_service.plan(main).route) or (
+        main.endpoint_url or ""
+    ).removesuffix(infer)
+    invoke_url = f"{base}{infer}"
     example_input = {
         "inputs": [
             {

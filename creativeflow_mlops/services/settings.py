@@ -44,6 +44,8 @@ SETTINGS = {
         Setting("canary_inconclusive_tries", int, 3),
         # how long the idle blue-green colour stays up for an instant switch back
         Setting("bluegreen_keep_minutes", int, 60),
+        # an external pipeline that says nothing this long fails its run
+        Setting("pipeline_timeout_minutes", int, 60),
     )
 }
 
