@@ -137,7 +137,9 @@ class RecordingServer:
     arrived and answers with what the test queued (``answer``), by default
     ``default``. ``with RecordingServer() as server: server.url``."""
 
-    def __init__(self, default=(200, {"Content-Type": "application/json"}, b"{}")):
+    def __init__(
+        self, default=(200, {"Content-Type": "application/json"}, b"{}"), port=0
+    ):
         import http.server
         import threading
 
@@ -185,7 +187,7 @@ class RecordingServer:
             def log_message(self, *args):
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self._thread = None
 

@@ -434,7 +434,8 @@ KEEP_RUNNING = ("active", "inactive_bluegreen", "rolling_out_canary")
 
 
 def supervise(env):
-    """Cron: on each local target, start again the model servers of the
+    """Cron: retire the idle blue-green colours kept long enough; on each
+    local target, start again the model servers of the
     deployments that should run and do not (a crash, a machine or Odoo
     restart), with backoff; stop the ones no deployment wants (orphans);
     give the router the ports as they are now. Returns what it did."""
@@ -444,6 +445,19 @@ def supervise(env):
     # an idle blue-green colour is kept this long for an instant switch
     # back, then removed
     retire_before = now - timedelta(minutes=settings.get(env, "bluegreen_keep_minutes"))
+    # an external target's pipeline removes its objects; Odoo forgets the
+    # idle colour at the same time
+    for idle in jobs.as_platform(
+        Deployment.search(
+            [
+                ("target_id.kind", "!=", "local"),
+                ("state", "=", "inactive_bluegreen"),
+                ("write_date", "<", retire_before),
+            ]
+        )
+    ):
+        idle.write({"state": "deleted"})
+        done["stopped"].append(f"d{idle.id}")
     for target in (
         env["mlops.deployment.target"].sudo().search([("kind", "=", "local")])
     ):

@@ -108,6 +108,9 @@ def deployment(record, full=False):
                 "id": run.id,
                 "provider": run.provider,
                 "state": run.state,
+                "external_id": run.external_id or None,
+                "external_url": run.external_url or None,
+                "image": run.image or None,
                 "stages": [
                     {
                         "name": stage.name,

@@ -558,3 +558,15 @@ class TestCiCallback(HttpCase):
         self._live(again.run_ids, form["variables[MLOPS_CALLBACK_SECRET]"][0])
         self.assertEqual(first.state, "production")
         self.assertEqual(second.state, "deprecated")
+        # the idle colours are forgotten once kept long enough
+        green.invalidate_recordset()
+        self.assertEqual((blue | green).mapped("state"), ["inactive_bluegreen"] * 2)
+        self.env.cr.execute(
+            "UPDATE mlops_deployment SET write_date = now() - interval '2 hours'"
+            " WHERE id IN %s",
+            [tuple((blue | green).ids)],
+        )
+        (blue | green).invalidate_recordset()
+        self.env["mlops.deployment"]._cron_supervise()
+        self.assertEqual((blue | green).mapped("state"), ["deleted"] * 2)
+        self.assertEqual(again.state, "active")

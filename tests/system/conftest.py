@@ -20,6 +20,7 @@ import systemstack
 import testservers
 
 WATCHDOG_XMLID = "creativeflow_mlops.ir_cron_validation_watchdog"
+CI_TOKEN = "sys-trigger-token"  # noqa: S105 (a test's token)
 
 
 class Stack:
@@ -52,6 +53,8 @@ class Stack:
             env={
                 "MLOPS_STORAGE_SYS_ACCESS_KEY": testservers.ACCESS_KEY,
                 "MLOPS_STORAGE_SYS_SECRET_KEY": testservers.SECRET_KEY,
+                # the CI provider of code "syslab" (test_ci_callback.py)
+                "MLOPS_CI_SYSLAB_TOKEN": CI_TOKEN,
             },
             name=f"odoo-w{workers}",
         )
@@ -204,6 +207,12 @@ def stack(request, tmp_path_factory):
 def prefork_stack(request, tmp_path_factory):
     """Prefork Odoo (--workers 2), the runner in its own process."""
     return _stack(request, tmp_path_factory, workers=2)
+
+
+@pytest.fixture
+def ci_token():
+    """The token the stack's Odoo has for the CI provider of code syslab."""
+    return CI_TOKEN
 
 
 @pytest.fixture
