@@ -12,6 +12,9 @@
                               job channels (50 small and 4 100 MiB ONNX
                               models) against the scans alone
                               (benchmarks/validation.py)
+    benchmarks/run deploy     approval to the staging endpoint answering,
+                              through a real Odoo, against the local target's
+                              adapter alone (benchmarks/deploy.py)
     benchmarks/run serve      one ONNX model through our invoke URL, our model
                               server alone, a bare stdlib server, a lean
                               uvicorn app, KServe and MLServer (wrk, 1 and 20
@@ -399,6 +402,10 @@ def main(argv):
         from validation import bench_validation
 
         bench_validation()
+    if what in ("deploy", "all"):
+        from deploy import bench_deploy
+
+        bench_deploy()
     if what in ("serve", "all"):
         from serve import bench_serve
 
