@@ -10,6 +10,7 @@ from collections import Counter
 
 import pytest
 import requests
+import testservers
 from addon_artifacts import artifacts
 
 from odoo.addons.creativeflow_mlops.adapters.router import (
@@ -170,3 +171,35 @@ def test_a_server_gone_mid_traffic_fails_over(tmp_path, router):
     finally:
         for key in list(runtime.running()):
             runtime.stop(key, timeout=5)
+
+
+@pytest.mark.skipif(
+    not testservers.SmallDisk.available(), reason="mounting a tmpfs takes root"
+)
+def test_a_full_disk_keeps_the_last_good_configuration(servers, tmp_path):
+    """The router's files on a real file system that fills up: the next
+    change is refused with the kernel's reason, and what served goes on."""
+    _runtime, handles = servers
+    with testservers.SmallDisk(tmp_path / "disk", size="1m") as disk:
+        router = NginxRouter(disk.path / "router", free_port())
+        try:
+            router.apply([_route(handles, blue=100)])
+            url = router.route_url("c1-mlp-production") + "/v2/models/mlp/infer"
+            assert requests.post(url, json=BODY, timeout=10).headers[
+                "X-MLOps-Version"
+            ] == ("1.0.0")
+            disk.fill()
+            with pytest.raises(RouterFailed, match="No space left on device"):
+                router.apply([_route(handles, blue=0, green=100)])
+            assert not (disk.path / "router" / "switch" / "nginx.conf.new").exists()
+            for _ in range(20):
+                answer = requests.post(url, json=BODY, timeout=10)
+                assert answer.status_code == 200
+                assert answer.headers["X-MLOps-Version"] == "1.0.0"
+            (disk.path / "filler").unlink()
+            router.apply([_route(handles, blue=0, green=100)])
+            assert requests.post(url, json=BODY, timeout=10).headers[
+                "X-MLOps-Version"
+            ] == ("2.0.0")
+        finally:
+            router.stop()

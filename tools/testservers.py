@@ -218,3 +218,49 @@ class RecordingServer:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+class SmallDisk:
+    """A real file system of ``size`` (tmpfs) mounted at ``path``, for the
+    full-disk tests: ``fill()`` writes until the kernel says ENOSPC.
+    Mounting takes root (CAP_SYS_ADMIN); ``SmallDisk.available()`` says
+    whether this machine allows it."""
+
+    def __init__(self, path, size="1m"):
+        self.path = Path(path)
+        self.size = size
+
+    @staticmethod
+    def available():
+        return os.geteuid() == 0 and shutil.which("mount") is not None
+
+    def __enter__(self):
+        self.path.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [
+                "mount",
+                "-t",
+                "tmpfs",
+                "-o",
+                f"size={self.size}",
+                "tmpfs",
+                str(self.path),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        return self
+
+    def fill(self):
+        with open(self.path / "filler", "wb") as filler:
+            try:
+                while True:
+                    filler.write(b"\0" * 65536)
+                    filler.flush()
+            except OSError:
+                pass
+
+    def __exit__(self, *exc):
+        subprocess.run(
+            ["umount", "-l", str(self.path)], check=False, capture_output=True
+        )

@@ -219,7 +219,14 @@ class NginxRouter:
         for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
             (root / "tmp" / sub).mkdir(parents=True, exist_ok=True)
         candidate = root / "nginx.conf.new"
-        candidate.write_text(text)
+        try:
+            candidate.write_text(text)
+        except OSError as error:
+            # a full disk, say: the configuration in place keeps serving
+            candidate.unlink(missing_ok=True)
+            raise RouterFailed(
+                f"the router's new configuration cannot be written: {error.strerror}"
+            ) from None
         test = subprocess.run(  # noqa: S603 - nginx with our own file
             [nginx, "-t", "-q", "-p", str(root), "-c", str(candidate)],
             capture_output=True,

@@ -19,6 +19,8 @@ new colour; for ``rolling`` the colour it replaces is then removed, for
 ``blue_green`` it stays ``inactive_bluegreen``, ready to switch back).
 """
 
+import contextlib
+import errno
 import logging
 import os
 import shutil
@@ -247,9 +249,23 @@ def _fetch_artifact(deployment):
     if not version.artifact_object_key:
         raise StageFailed(f"{version.display_name} has no artifact")
     destination = plan(deployment).artifact_path
-    os.makedirs(os.path.dirname(destination), exist_ok=True)
+    folder = os.path.dirname(destination)
+    os.makedirs(folder, exist_ok=True)
     with artifacts.local_copy(version) as source:
-        shutil.copyfile(source, destination)
+        try:
+            shutil.copyfile(source, destination)
+        except OSError as error:
+            # nothing half-written stays behind
+            with contextlib.suppress(OSError):
+                os.unlink(destination)
+            if error.errno == errno.ENOSPC:
+                raise StageFailed(
+                    f"the local target's disk is full: {version.artifact_size} bytes "
+                    f"to write, {shutil.disk_usage(folder).free} free"
+                ) from None
+            raise StageFailed(
+                f"the artifact cannot be written on the local target: {error.strerror}"
+            ) from None
     return (
         f"fetched {os.path.basename(destination)} "
         f"({os.path.getsize(destination)} bytes, SHA-256 {version.artifact_sha256})"

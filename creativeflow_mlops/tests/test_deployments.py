@@ -357,6 +357,35 @@ class TestDeployments(LocalTargetCleanup, MlopsCase):
                 other.action_approve_staging(reason="x")
         self.assertEqual(other.state, "validated")
 
+    def test_a_full_disk_fails_the_fetch_and_leaves_nothing(self):
+        """The local target's artifacts on a real file system too small for
+        the model: the fetch stage fails with the kernel's reason, no
+        half-written file stays, the version returns; with room again, the
+        same version deploys."""
+        import testservers  # noqa: PLC0415 - tools/ is on the path under bin/test
+
+        if not testservers.SmallDisk.available():
+            self.skipTest("mounting a tmpfs takes root")
+        version = self._validated()
+        folder = os.path.join(self.target._root(), "artifacts")
+        with testservers.SmallDisk(folder, size="64k"):
+            deployment = self._approve(version)
+            self.assertEqual(deployment.state, "failed")
+            self.assertEqual(version.state, "validated")
+            fetch = deployment.run_ids.stage_ids.filtered(
+                lambda s: s.name == "fetch_artifact"
+            )
+            self.assertEqual(fetch.state, "failed")
+            self.assertIn("disk is full", fetch.log)
+            self.assertIn(str(version.artifact_size), fetch.log)
+            self.assertEqual(os.listdir(os.path.join(folder, f"d{deployment.id}")), [])
+            self.assertIn("disk is full", version.message_ids[0].body)
+        with trap_jobs() as trap:
+            version.action_approve_staging(reason="room again")
+            trap.perform_enqueued_jobs()
+        self.assertEqual(version.deployment_ids.sorted("id")[-1].state, "active")
+        self.assertEqual(version.state, "staging")
+
     def test_a_model_that_fails_to_load_returns_the_version(self):
         version = self._validated()
         # the stored bytes break after validation: the runtime cannot load them
