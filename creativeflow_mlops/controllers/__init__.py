@@ -3,4 +3,5 @@ from . import multipart
 from . import registry_api
 from . import deployments_api
 from . import ci_api
+from . import rpc_api
 from . import fallback

@@ -28,14 +28,13 @@ from odoo.http import request
 from odoo.service.model import PG_CONCURRENCY_ERRORS_TO_RETRY
 
 from ..adapters.storage import StorageError
-from ..exceptions import MLOpsError, NotFound
-from ..services import errors
+from ..exceptions import MLOpsError
+from ..services import errors, operations
 from ..utils import parse_json
 
 _logger = logging.getLogger(__name__)
 
 API = errors.REST_PREFIX
-MAX_LIMIT = 200
 error_body = errors.error_body
 
 
@@ -59,6 +58,20 @@ class JsonHTTPError(werkzeug.exceptions.HTTPException):
 
 def _json(data, status=200):
     return request.make_json_response(data, status=status)
+
+
+def _operate(name, params=None, **path):
+    """Answer with the operation ``name`` (``services.operations``), given
+    the request's ``params`` and the path's ids over them."""
+    status, body = operations.run(request.env, name, {**(params or {}), **path})
+    if status == 204:
+        return request.make_response("", status=204)
+    return _json(body, status)
+
+
+def _query():
+    """The query string's arguments, for a GET's operation."""
+    return request.httprequest.args.to_dict()
 
 
 def _authenticate():
@@ -229,43 +242,6 @@ def _retrying(call, auth="bearer"):
     raise RuntimeError("unreachable")
 
 
-# PostgreSQL takes a LIMIT or OFFSET up to int8; no page is that far
-MAX_OFFSET = 2**31 - 1
-
-
-def _int_arg(name, default, low=0, high=MAX_OFFSET):
-    raw = request.httprequest.args.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError as error:
-        raise JsonHTTPError(
-            400, "invalid_request", f"{name} must be an integer"
-        ) from error
-    if value < low or (high is not None and value > high):
-        raise JsonHTTPError(
-            400, "invalid_request", f"{name} must be between {low} and {high}"
-        )
-    return value
-
-
-def _text_arg(name):
-    """A query-string text, or None; NUL (which PostgreSQL refuses in text)
-    is a 400."""
-    raw = request.httprequest.args.get(name)
-    if raw is not None and "\x00" in raw:
-        raise JsonHTTPError(400, "invalid_request", f"{name} must not contain NUL")
-    return raw
-
-
-def _contains(text):
-    """An ``=ilike`` pattern matching ``text`` anywhere, its own ``%``,
-    ``_`` and backslashes taken literally."""
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
 def _raw_body(max_bytes=None):
     """The request's bytes (kept: a request that lost a race is run again
     with the same body); a 413 past ``max_bytes``, before reading them when
@@ -309,27 +285,5 @@ def _body(max_bytes=None):
     return data
 
 
-def _page(model, domain, order, serialize):
-    """``{"items", "total"}`` for the ``limit`` and ``offset`` of the query."""
-    limit = _int_arg("limit", 50, 1, MAX_LIMIT)
-    offset = _int_arg("offset", 0)
-    Model = request.env[model]
-    records = Model.search(domain, limit=limit, offset=offset, order=order)
-    return _json(
-        {"items": [serialize(r) for r in records], "total": Model.search_count(domain)}
-    )
-
-
-def _get(model, record_id, label):
-    """A record the caller may read. No rights on the model at all is a 403;
-    a record that does not exist or that a rule hides (another company's) is
-    the same 404, so ids do not tell what exists elsewhere."""
-    Model = request.env[model]
-    Model.check_access("read")
-    record = Model.browse(record_id).exists()
-    if not record or not record.has_access("read"):
-        raise NotFound(f"No {label} {record_id}.")
-    return record
-
-
+# how much of a multipart body is read before its parts are known
 HEAD_SIZE = 64 * 1024

@@ -10,18 +10,15 @@ import werkzeug.exceptions
 from odoo import http
 from odoo.http import request
 
-from ..exceptions import InvalidInput, NotFound
-from ..lifecycle import VERSION_STATES
-from ..services import artifacts, errors, serializers
+from ..exceptions import NotFound
+from ..services import artifacts, errors, operations
 from .framework import (
     JsonHTTPError,
     _authenticate,
     _body,
-    _contains,
-    _get,
     _json,
-    _page,
-    _text_arg,
+    _operate,
+    _query,
     _translate,
     _wants_json,
     api_route,
@@ -66,57 +63,19 @@ class MlopsApi(http.Controller):
                 upload.filename,
                 upload.mimetype,
             )
-        return _json(self._accepted(version), 202)
+        return _json(operations.accepted(version), 202)
 
     @api_route("/uploads", ["POST"])
     def start_upload(self, **_params):
-        answer = request.env["mlops.upload"]._start(_body())
-        return _json(answer, 201)
+        return _operate("uploads.create", _body())
 
     @api_route("/uploads/<string:token>/complete", ["POST"])
     def complete_upload(self, token, **_params):
-        body = _body()
-        upload = request.env["mlops.upload"]._find(token)
-        version = upload._complete(body.get("parts"))
-        # the version stays draft until the queued verification registers it
-        # (its SHA-256 is unknown until then); GET /uploads/<upload_id> tells
-        # how that went
-        answer = self._accepted(version)
-        if version.state == "draft":
-            answer["artifact"].update(
-                uri=upload.storage_backend_id._get_store().uri(upload.object_key),
-                size=int(upload.size),
-                filename=upload.filename,
-            )
-        return _json({**answer, "upload_id": upload.token}, 202)
+        return _operate("uploads.complete", _body(), id=token)
 
     @api_route("/uploads/<string:token>", ["GET"])
     def upload_status(self, token, **_params):
-        """Where a direct upload stands: ``verifying`` after the completion,
-        ``completed`` once its version is registered, ``failed`` or
-        ``aborted`` with the reason (not in the contract's table: added so a
-        client can tell why a draft went away)."""
-        upload = request.env["mlops.upload"]._find(token)
-        return _json(
-            {
-                "upload_id": upload.token,
-                "state": upload.state,
-                "message": upload.message or None,
-                "version_id": upload.version_id.id or None,
-                "part_size": upload.part_size,
-                "parts": upload.part_count,
-                "expires_at": serializers.timestamp(upload.expires_at),
-            }
-        )
-
-    @staticmethod
-    def _accepted(version):
-        return {
-            "model_id": version.model_id.id,
-            "version_id": version.id,
-            "state": version.state,
-            "artifact": serializers.artifact(version),
-        }
+        return _operate("uploads.get", id=token)
 
     # ------------------------------------------------------------------
     # Reading
@@ -124,52 +83,23 @@ class MlopsApi(http.Controller):
 
     @api_route("/models", ["GET"])
     def models(self, **_params):
-        domain = []
-        query = _text_arg("q")
-        if query:
-            pattern = _contains(query)
-            domain = [
-                "|",
-                ("name", "=ilike", pattern),
-                ("description", "=ilike", pattern),
-            ]
-        return _page("mlops.model", domain, "name, id", serializers.model)
+        return _operate("models.list", _query())
 
     @api_route("/models/<int:model_id>", ["GET"])
     def model(self, model_id, **_params):
-        return _json(serializers.model(_get("mlops.model", model_id, "model"), True))
+        return _operate("models.get", id=model_id)
 
     @api_route("/models/<int:model_id>/versions", ["GET"])
     def model_versions(self, model_id, **_params):
-        _get("mlops.model", model_id, "model")
-        domain = [("model_id", "=", model_id)]
-        state = request.httprequest.args.get("state")
-        if state:
-            if state not in dict(VERSION_STATES):
-                raise InvalidInput(
-                    f"state must be one of {', '.join(dict(VERSION_STATES))}"
-                )
-            domain.append(("state", "=", state))
-        return _page("mlops.model.version", domain, "id desc", serializers.version)
+        return _operate("versions.list", _query(), model_id=model_id)
 
     @api_route("/versions/<int:version_id>", ["GET"])
     def version(self, version_id, **_params):
-        record = _get("mlops.model.version", version_id, "version")
-        return _json(serializers.version(record, full=True))
+        return _operate("versions.get", id=version_id)
 
     @api_route("/versions/<int:version_id>/validate", ["POST"])
     def validate(self, version_id, **_params):
-        body = _body()
-        scan_types = body.get("scan_types")
-        if scan_types is not None and not (
-            isinstance(scan_types, list) and all(isinstance(s, str) for s in scan_types)
-        ):
-            raise JsonHTTPError(
-                422, "invalid_input", "scan_types must be a list of names"
-            )
-        record = _get("mlops.model.version", version_id, "version")
-        record.action_validate(scan_types)
-        return _json({"version_id": record.id, "state": record.state}, 202)
+        return _operate("versions.validate", _body(), id=version_id)
 
     # ------------------------------------------------------------------
     # Artifact download (local stores; S3 answers with a presigned URL)

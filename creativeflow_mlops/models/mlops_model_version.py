@@ -417,10 +417,24 @@ class MlopsModelVersion(models.Model):
         traffic, on the target named (a code), else where staging ran."""
         versions = self.with_context(mlops_reason=reason)
         target = target and deploy_service.resolve_target(self.env, target)
+        if canary_percent is not None and (
+            strategy != "canary"
+            or not isinstance(canary_percent, int)
+            or isinstance(canary_percent, bool)
+            or not 1 <= canary_percent <= 99
+        ):
+            raise InvalidInput(
+                self.env._(
+                    "canary_percent, the canary's first share, is an integer from 1 "
+                    "to 99, with the canary strategy."
+                )
+            )
         versions._check_can_promote()
         versions._check_can_deploy("production", strategy, target)
         versions._do_transition("production_pending")
-        versions._do_deploy("production", strategy, target)
+        versions._do_deploy(
+            "production", strategy, target, canary_percent=canary_percent
+        )
         return True
 
     def action_rollback(self, reason=None, target=None):
@@ -543,7 +557,9 @@ class MlopsModelVersion(models.Model):
                 target or deploy_service.target_for(version),
             )
 
-    def _do_deploy(self, environment, strategy, target=None, replicas=1):
+    def _do_deploy(
+        self, environment, strategy, target=None, replicas=1, canary_percent=None
+    ):
         """The deployments of the approved versions (one each), on
         ``target``, else where each deployed before (``target_for``)."""
         deployments = self.env["mlops.deployment"]
@@ -554,6 +570,7 @@ class MlopsModelVersion(models.Model):
                 strategy,
                 target or deploy_service.target_for(version),
                 replicas,
+                canary_percent,
             )
             version.approval_ids.sorted("id")[-1:].sudo().deployment_id = deployments[
                 -1

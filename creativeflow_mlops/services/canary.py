@@ -22,7 +22,11 @@ from . import deployment as deploy_service
 from . import errors, jobs, settings
 
 
-def steps(env):
+def steps(env, first=None):
+    """The canary's shares, ending at 100: the setting's, or ``first`` and
+    the setting's steps above it (a promotion's ``canary_percent``)."""
+    if first:
+        return [first] + [share for share in steps(env) if share > first]
     values = []
     for part in settings.get(env, "canary_steps").split(","):
         try:
@@ -43,7 +47,8 @@ def _previous(deployment):
 def start(deployment, url):
     """The switch_traffic stage of a canary: the first step."""
     client = deployment.target_id._get_client()
-    share = steps(deployment.env)[0]
+    first = deployment.canary_percent or None
+    share = steps(deployment.env, first)[0]
     deployment.write(
         {
             "state": "rolling_out_canary",
@@ -54,6 +59,7 @@ def start(deployment, url):
             "config": {
                 "step": 0,
                 "try": 0,
+                "first": first,
                 "baseline": client.metrics(deploy_service.plan(deployment)),
             },
         }
@@ -154,7 +160,7 @@ def analyze(deployment, step):
                 limit=int(limit_p95 * 1000),
             ),
         )
-    shares = steps(env)
+    shares = steps(env, config.get("first"))
     deployment.message_post(
         body=env._(
             "Canary step %(step)s passed: %(total)s requests, %(errors)s errors.",
@@ -164,14 +170,22 @@ def analyze(deployment, step):
         ),
         subtype_xmlid="mail.mt_note",
     )
-    if step + 1 >= len(shares) or shares[step + 1] >= 100:
+    # the next step above the share it has now (an Approver may have moved
+    # it by hand)
+    later = [s for s in shares[step + 1 :] if s > deployment.traffic_percent]
+    if not later or later[0] >= 100:
         return promote(deployment)
-    share = shares[step + 1]
+    share = later[0]
     deployment.write(
         {
             "traffic_percent": share,
             "canary_percent": share,
-            "config": {"step": step + 1, "try": 0, "baseline": now},
+            "config": {
+                "step": step + 1,
+                "try": 0,
+                "first": config.get("first"),
+                "baseline": now,
+            },
         }
     )
     _previous(deployment).write({"traffic_percent": 100 - share})

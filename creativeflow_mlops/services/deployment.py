@@ -136,9 +136,17 @@ def target_for(version, code=None):
     return earlier.target_id or resolve_target(version.env)
 
 
-def request(version, environment, strategy="rolling", target=None, replicas=1):
+def request(
+    version,
+    environment,
+    strategy="rolling",
+    target=None,
+    replicas=1,
+    canary_percent=None,
+):
     """Create the deployment of ``version`` to ``environment`` and queue its
-    pipeline run (already checked by ``check_request``)."""
+    pipeline run (already checked by ``check_request``); a canary starts at
+    ``canary_percent`` when given, else at the first configured step."""
     platform = jobs.as_platform(version)
     deployment = platform.env["mlops.deployment"].create(
         {
@@ -148,6 +156,7 @@ def request(version, environment, strategy="rolling", target=None, replicas=1):
             "replicas": replicas,
             "target_id": target.id,
             "traffic_percent": 0,
+            "canary_percent": canary_percent if strategy == "canary" else False,
             "deployed_by_id": version.env.user.id,
         }
     )

@@ -127,3 +127,18 @@ def deployment(record, full=False):
         )
         data["live"] = record._live_status()
     return data
+
+
+def feedback(record):
+    return {
+        "id": record.id,
+        "version_id": record.version_id.id,
+        "deployment_id": record.deployment_id.id or None,
+        "model_id": record.model_id.id,
+        "rating": record.rating or None,
+        "comment": record.comment or None,
+        "data": record.data,
+        "generation_request_id": record.generation_request_id or None,
+        "user": record.user_id.login,
+        "submitted_at": timestamp(record.submitted_at),
+    }

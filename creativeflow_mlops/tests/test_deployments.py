@@ -335,6 +335,22 @@ class TestDeployments(LocalTargetCleanup, MlopsCase):
             "creativeflow_mlops.canary_steps", "25, x, 5, 60"
         )
         self.assertEqual(canary.steps(self.env), [25, 60, 100])
+        # a promotion's canary_percent is the first share
+        self.assertEqual(canary.steps(self.env, 30), [30, 60, 100])
+        self.assertEqual(canary.steps(self.env, 70), [70, 100])
+        version = self._version_in("staging")
+        for strategy, percent in (
+            ("canary", 0),
+            ("canary", 100),
+            ("canary", "10"),
+            ("canary", True),
+            ("blue_green", 10),
+        ):
+            with self.assertRaisesRegex(InvalidInput, "canary_percent"):
+                version.with_user(self.approver).action_promote(
+                    reason="x", strategy=strategy, canary_percent=percent
+                )
+        self.assertEqual(version.state, "staging")
 
     def test_refusals_change_nothing(self):
         version = self._validated()

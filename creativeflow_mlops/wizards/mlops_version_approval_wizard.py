@@ -28,6 +28,11 @@ class MlopsVersionApprovalWizard(models.TransientModel):
         help="Canary: the steps, their hold time and the gates are in the "
         "settings (creativeflow_mlops.canary_*).",
     )
+    canary_percent = fields.Integer(
+        string="First Share (%)",
+        help="The canary's first share of production's traffic; empty: the first "
+        "configured step.",
+    )
     version_count = fields.Integer(compute="_compute_version_count")
 
     @api.depends("version_ids")
@@ -39,6 +44,8 @@ class MlopsVersionApprovalWizard(models.TransientModel):
         kwargs = {"reason": self.reason}
         if self.action == "promote":
             kwargs["strategy"] = self.strategy
+            if self.strategy == "canary" and self.canary_percent:
+                kwargs["canary_percent"] = self.canary_percent
         if len(versions) == 1:
             # one version: a refusal is an ordinary error dialog
             getattr(versions, method_name)(**kwargs)

@@ -214,7 +214,8 @@ def test_canaries_share_traffic_and_a_failing_gate_rolls_back(
 ):
     _settings(
         stack,
-        canary_steps="10,100",
+        # the promotion's canary_percent (10) comes before these steps
+        canary_steps="20,100",
         canary_step_seconds=25,
         canary_min_requests=20,
         canary_max_error_rate=0.05,
@@ -228,7 +229,8 @@ def test_canaries_share_traffic_and_a_failing_gate_rolls_back(
     # a good canary: 10 percent of the calls, then all of them
     second = _production(stack, approver, name, "2.0.0", 22)
     answer = approver.post(
-        f"/versions/{second}/promote", {"reason": "canary", "strategy": "canary"}
+        f"/versions/{second}/promote",
+        {"reason": "canary", "strategy": "canary", "canary_percent": 10},
     )
     assert answer.status_code == 202, answer.text
     canary_id = answer.json()["deployment_id"]

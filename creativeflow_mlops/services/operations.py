@@ -1,0 +1,437 @@
+"""The operations of the REST and JSON-RPC faces (shared/contract/api.md):
+one implementation each, registered under the contract's JSON-RPC name.
+An operation is given the caller's environment and the request's
+parameters in one dict (a REST route's path ids, query and body; a
+JSON-RPC call's ``params``) and returns ``(status, body)``, the REST
+answer; errors are the exceptions of ``..exceptions`` and Odoo's, which
+each face maps to the contract's shape. So a rule (a right, a record rule,
+a company, a state) holds the same on both faces: there is one place it is
+checked.
+
+The multipart upload (``POST /models/upload``) is the REST face's alone: it
+streams a body JSON-RPC does not carry.
+"""
+
+from datetime import UTC, datetime
+
+from ..exceptions import InvalidInput, MLOpsError, NotFound
+from ..lifecycle import DEPLOYMENT_STATES, ENVIRONMENTS, VERSION_STATES
+from . import registry, serializers
+
+MAX_LIMIT = 200
+# PostgreSQL takes a LIMIT or OFFSET up to int8; no page is that far
+MAX_OFFSET = 2**31 - 1
+MAX_REPLICAS = 16
+MAX_TEXT = 10_000
+
+OPERATIONS = {}
+
+
+class BadRequest(MLOpsError):
+    """A parameter of the wrong type or out of its range (400)."""
+
+
+def operation(name, status=200):
+    """Register ``func(env, params) -> body`` as the operation ``name``,
+    answering ``status`` when it succeeds."""
+
+    def decorator(func):
+        OPERATIONS[name] = (func, status)
+        return func
+
+    return decorator
+
+
+def run(env, name, params):
+    """``(status, body)`` of the operation ``name``; ``NotFound`` for a name
+    the contract does not have."""
+    if name not in OPERATIONS:
+        raise NotFound(f"No operation {name!r}; see the contract's table.")
+    if not isinstance(params, dict):
+        raise BadRequest("params is a JSON object.")
+    func, status = OPERATIONS[name]
+    return status, func(env, params)
+
+
+# ---------------------------------------------------------------------------
+# Parameters: a REST query gives strings, a body or JSON-RPC typed values
+# ---------------------------------------------------------------------------
+
+
+def integer(params, name, default=None, low=0, high=MAX_OFFSET):
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return default
+    if isinstance(raw, bool):
+        raise BadRequest(f"{name} must be an integer")
+    if isinstance(raw, str):
+        try:
+            raw = int(raw)
+        except ValueError:
+            raise BadRequest(f"{name} must be an integer") from None
+    if not isinstance(raw, int):
+        raise BadRequest(f"{name} must be an integer")
+    if raw < low or (high is not None and raw > high):
+        raise BadRequest(f"{name} must be between {low} and {high}")
+    return raw
+
+
+def text(params, name, limit=MAX_TEXT):
+    """A text, or None; NUL (which PostgreSQL refuses in text) is a 400."""
+    raw = params.get(name)
+    if raw is None:
+        return None
+    if not isinstance(raw, str):
+        raise InvalidInput(f"{name} must be a string")
+    if "\x00" in raw:
+        raise BadRequest(f"{name} must not contain NUL")
+    if len(raw) > limit:
+        raise InvalidInput(f"{name} is at most {limit} characters")
+    return raw
+
+
+def choice(params, name, choices, default=None):
+    value = params.get(name, default)
+    if value is not None and value not in choices:
+        raise InvalidInput(f"{name} must be one of {', '.join(choices)}")
+    return value
+
+
+def identifier(params, name="id"):
+    return integer(params, name, low=1) or _missing(name)
+
+
+def _missing(name):
+    raise InvalidInput(f"{name} is required")
+
+
+def contains(value):
+    """An ``=ilike`` pattern matching ``value`` anywhere, its own ``%``,
+    ``_`` and backslashes taken literally."""
+    escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def get(env, model, record_id, label):
+    """A record the caller may read. No rights on the model at all is a 403;
+    a record that does not exist or that a rule hides (another company's) is
+    the same 404, so ids do not tell what exists elsewhere."""
+    Model = env[model]
+    Model.check_access("read")
+    record = Model.browse(record_id).exists()
+    if not record or not record.has_access("read"):
+        raise NotFound(f"No {label} {record_id}.")
+    return record
+
+
+def page(env, params, model, domain, order, serialize):
+    """``{"items", "total"}`` for the ``limit`` and ``offset`` asked."""
+    limit = integer(params, "limit", 50, 1, MAX_LIMIT)
+    offset = integer(params, "offset", 0)
+    Model = env[model]
+    records = Model.search(domain, limit=limit, offset=offset, order=order)
+    return {
+        "items": [serialize(r) for r in records],
+        "total": Model.search_count(domain),
+    }
+
+
+def _reason(params):
+    return text(params, "reason")
+
+
+def accepted(version):
+    """The 202 of an upload: the version as registered."""
+    return {
+        "model_id": version.model_id.id,
+        "version_id": version.id,
+        "state": version.state,
+        "artifact": serializers.artifact(version),
+    }
+
+
+def _latest_deployment(version, environment):
+    return version.deployment_ids.filtered(
+        lambda d: d.environment == environment
+    ).sorted("id")[-1:]
+
+
+# ---------------------------------------------------------------------------
+# Models and versions
+# ---------------------------------------------------------------------------
+
+
+@operation("models.list")
+def models_list(env, params):
+    domain = []
+    query = text(params, "q")
+    if query:
+        pattern = contains(query)
+        domain = ["|", ("name", "=ilike", pattern), ("description", "=ilike", pattern)]
+    return page(env, params, "mlops.model", domain, "name, id", serializers.model)
+
+
+@operation("models.get")
+def models_get(env, params):
+    record = get(env, "mlops.model", identifier(params), "model")
+    return serializers.model(record, True)
+
+
+@operation("versions.list")
+def versions_list(env, params):
+    model_id = identifier(params, "model_id")
+    get(env, "mlops.model", model_id, "model")
+    domain = [("model_id", "=", model_id)]
+    state = choice(params, "state", dict(VERSION_STATES))
+    if state:
+        domain.append(("state", "=", state))
+    return page(
+        env, params, "mlops.model.version", domain, "id desc", serializers.version
+    )
+
+
+@operation("versions.get")
+def versions_get(env, params):
+    record = get(env, "mlops.model.version", identifier(params), "version")
+    return serializers.version(record, full=True)
+
+
+@operation("versions.validate", status=202)
+def versions_validate(env, params):
+    scan_types = params.get("scan_types")
+    if scan_types is not None and not (
+        isinstance(scan_types, list) and all(isinstance(s, str) for s in scan_types)
+    ):
+        raise InvalidInput("scan_types must be a list of names")
+    record = get(env, "mlops.model.version", identifier(params), "version")
+    record.action_validate(scan_types)
+    return {"version_id": record.id, "state": record.state}
+
+
+def _target_code(params):
+    target = params.get("target")
+    if target is not None and not isinstance(target, str):
+        raise InvalidInput("target is a target's code")
+    return target
+
+
+@operation("versions.deploy", status=202)
+def versions_deploy(env, params):
+    if params.get("environment", "staging") != "staging":
+        raise InvalidInput(
+            "deploy brings a version to staging; production is reached with "
+            "POST /versions/<id>/promote"
+        )
+    strategy = choice(params, "strategy", ["rolling"], "rolling")
+    replicas = params.get("replicas", 1)
+    if (
+        not isinstance(replicas, int)
+        or isinstance(replicas, bool)
+        or not (1 <= replicas <= MAX_REPLICAS)
+    ):
+        raise InvalidInput(f"replicas is an integer from 1 to {MAX_REPLICAS}")
+    target = _target_code(params)
+    if params.get("resources") is not None and not isinstance(
+        params["resources"], dict
+    ):
+        raise InvalidInput("resources is an object")
+    reason = _reason(params)
+    version = get(env, "mlops.model.version", identifier(params), "version")
+    version.action_approve_staging(
+        reason=reason, strategy=strategy, target=target, replicas=replicas
+    )
+    deployment = _latest_deployment(version, "staging")
+    return {"deployment_id": deployment.id, "state": deployment.state}
+
+
+@operation("versions.promote", status=202)
+def versions_promote(env, params):
+    strategy = choice(params, "strategy", ["blue_green", "canary"], "blue_green")
+    target = _target_code(params)
+    reason = _reason(params)
+    version = get(env, "mlops.model.version", identifier(params), "version")
+    version.action_promote(
+        reason=reason,
+        strategy=strategy,
+        target=target,
+        canary_percent=params.get("canary_percent"),
+    )
+    deployment = _latest_deployment(version, "production")
+    return {"deployment_id": deployment.id, "state": deployment.state}
+
+
+# ---------------------------------------------------------------------------
+# Direct uploads
+# ---------------------------------------------------------------------------
+
+
+@operation("uploads.create", status=201)
+def uploads_create(env, params):
+    return env["mlops.upload"]._start(params)
+
+
+@operation("uploads.complete", status=202)
+def uploads_complete(env, params):
+    upload = env["mlops.upload"]._find(params.get("id"))
+    version = upload._complete(params.get("parts"))
+    # the version stays draft until the queued verification registers it
+    # (its SHA-256 is unknown until then); uploads.get tells how that went
+    answer = accepted(version)
+    if version.state == "draft":
+        answer["artifact"].update(
+            uri=upload.storage_backend_id._get_store().uri(upload.object_key),
+            size=int(upload.size),
+            filename=upload.filename,
+        )
+    return {**answer, "upload_id": upload.token}
+
+
+@operation("uploads.get")
+def uploads_get(env, params):
+    """Where a direct upload stands: ``verifying`` after the completion,
+    ``completed`` once its version is registered, ``failed`` or ``aborted``
+    with the reason (not in the contract's table: added so a client can
+    tell why a draft went away)."""
+    upload = env["mlops.upload"]._find(params.get("id"))
+    return {
+        "upload_id": upload.token,
+        "state": upload.state,
+        "message": upload.message or None,
+        "version_id": upload.version_id.id or None,
+        "part_size": upload.part_size,
+        "parts": upload.part_count,
+        "expires_at": serializers.timestamp(upload.expires_at),
+    }
+
+
+# ---------------------------------------------------------------------------
+# Deployments and the endpoint registry
+# ---------------------------------------------------------------------------
+
+
+@operation("deployments.list")
+def deployments_list(env, params):
+    domain = []
+    version_id = integer(params, "version_id", None, 1)
+    if version_id:
+        domain.append(("version_id", "=", version_id))
+    environment = choice(params, "environment", [e for e, _l in ENVIRONMENTS])
+    if environment:
+        domain.append(("environment", "=", environment))
+    state = choice(params, "state", [s for s, _l in DEPLOYMENT_STATES])
+    if state:
+        domain.append(("state", "=", state))
+    return page(
+        env, params, "mlops.deployment", domain, "id desc", serializers.deployment
+    )
+
+
+@operation("deployments.get")
+def deployments_get(env, params):
+    record = get(env, "mlops.deployment", identifier(params), "deployment")
+    return serializers.deployment(record, full=True)
+
+
+@operation("deployments.update")
+def deployments_update(env, params):
+    changes = {k: v for k, v in params.items() if k != "id"}
+    if set(changes) - {"replicas", "canary_percent"} or not changes:
+        raise InvalidInput("Send replicas or canary_percent, nothing else.")
+    record = get(env, "mlops.deployment", identifier(params), "deployment")
+    if "replicas" in changes:
+        replicas = changes["replicas"]
+        if (
+            not isinstance(replicas, int)
+            or isinstance(replicas, bool)
+            or not (1 <= replicas <= MAX_REPLICAS)
+        ):
+            raise InvalidInput(f"replicas is an integer from 1 to {MAX_REPLICAS}")
+        record.action_set_replicas(replicas)
+    if "canary_percent" in changes:
+        record.action_set_canary_share(changes["canary_percent"])
+    return serializers.deployment(record)
+
+
+@operation("deployments.rollback", status=202)
+def deployments_rollback(env, params):
+    reason = _reason(params)
+    record = get(env, "mlops.deployment", identifier(params), "deployment")
+    serving = record.action_rollback(reason=reason)
+    return {"deployment_id": serving.id, "state": serving.state}
+
+
+@operation("deployments.delete", status=204)
+def deployments_delete(env, params):
+    record = get(env, "mlops.deployment", identifier(params), "deployment")
+    record.action_undeploy()
+    return None
+
+
+@operation("endpoints.list")
+def endpoints_list(env, params):
+    environment = choice(params, "environment", [e for e, _l in ENVIRONMENTS])
+    items = registry.entries(env, environment, text(params, "model"))
+    now = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+    return {"items": items, "generated_at": serializers.timestamp(now)}
+
+
+# ---------------------------------------------------------------------------
+# Feedback
+# ---------------------------------------------------------------------------
+
+
+@operation("feedback.create", status=201)
+def feedback_create(env, params):
+    allowed = {
+        "version_id",
+        "deployment_id",
+        "rating",
+        "comment",
+        "data",
+        "generation_request_id",
+    }
+    unknown = set(params) - allowed
+    if unknown:
+        raise InvalidInput(f"unknown fields: {', '.join(sorted(unknown))}")
+    version_id = integer(params, "version_id", None, 1)
+    deployment_id = integer(params, "deployment_id", None, 1)
+    if not version_id and not deployment_id:
+        raise InvalidInput("name the version_id or the deployment_id")
+    values = {}
+    if deployment_id:
+        deployment = get(env, "mlops.deployment", deployment_id, "deployment")
+        values["deployment_id"] = deployment.id
+        values["version_id"] = deployment.version_id.id
+    if version_id:
+        version = get(env, "mlops.model.version", version_id, "version")
+        if deployment_id and version.id != values["version_id"]:
+            raise InvalidInput("the deployment serves another version")
+        values["version_id"] = version.id
+    rating = params.get("rating")
+    if rating is not None and (
+        not isinstance(rating, int) or isinstance(rating, bool) or not 1 <= rating <= 5
+    ):
+        raise InvalidInput("rating is an integer from 1 to 5")
+    data = params.get("data")
+    if data is not None and not isinstance(data, dict | list):
+        raise InvalidInput("data is a JSON object or array")
+    values.update(
+        rating=rating or 0,
+        comment=text(params, "comment") or False,
+        data=data,
+        generation_request_id=text(params, "generation_request_id", 200) or False,
+    )
+    return serializers.feedback(env["mlops.feedback"].create(values))
+
+
+@operation("feedback.list")
+def feedback_list(env, params):
+    version = get(env, "mlops.model.version", identifier(params), "version")
+    return page(
+        env,
+        params,
+        "mlops.feedback",
+        [("version_id", "=", version.id)],
+        "id desc",
+        serializers.feedback,
+    )
