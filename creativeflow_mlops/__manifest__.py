@@ -31,6 +31,8 @@
         "views/mlops_upload_views.xml",
         "views/mlops_ci_provider_views.xml",
         "views/mlops_pipeline_run_views.xml",
+        "views/mlops_event_views.xml",
+        "views/mlops_webhook_views.xml",
         "views/mlops_deployment_views.xml",
         "views/mlops_feedback_views.xml",
         "views/res_config_settings_views.xml",

@@ -4,4 +4,5 @@ from . import registry_api
 from . import deployments_api
 from . import ci_api
 from . import rpc_api
+from . import openapi
 from . import fallback

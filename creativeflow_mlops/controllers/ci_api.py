@@ -9,10 +9,19 @@ from odoo.http import request
 
 from ..services import pipeline
 from .framework import _body, _json, _raw_body, api_route
+from .openapi_schemas import BODIES, ref
 
 
 class MlopsCiApi(http.Controller):
-    @api_route("/ci/callback", ["POST"], auth="signature")
+    @api_route(
+        "/ci/callback",
+        ["POST"],
+        auth="signature",
+        summary="An external pipeline reports a stage (signed)",
+        body=BODIES["callback"],
+        answer=(200, ref("CallbackAnswer")),
+        errors=(413,),
+    )
     def ci_callback(self, **_params):
         raw = _raw_body(pipeline.MAX_CALLBACK_BYTES)
         body = _body()

@@ -8,41 +8,111 @@ from odoo.http import request
 
 from ..services import operations, registry
 from .framework import _body, _json, _operate, _query, api_route
+from .openapi_schemas import BODIES, PAGE, STRING, page_of, ref
+
+ENVIRONMENT = ("environment", {"enum": ["staging", "production"]})
 
 
 class MlopsDeploymentsApi(http.Controller):
     """Each route maps its request to its operation (services.operations),
     which the JSON-RPC face runs too."""
 
-    @api_route("/versions/<int:version_id>/deploy", ["POST"])
+    @api_route(
+        "/versions/<int:version_id>/deploy",
+        ["POST"],
+        summary="Approve a validated version for staging",
+        body=BODIES["deploy"],
+        answer=(202, ref("DeploymentAccepted")),
+        errors=(409,),
+    )
     def deploy(self, version_id, **_params):
         return _operate("versions.deploy", _body(), id=version_id)
 
-    @api_route("/versions/<int:version_id>/promote", ["POST"])
+    @api_route(
+        "/versions/<int:version_id>/promote",
+        ["POST"],
+        summary="Promote a staging version to production",
+        body=BODIES["promote"],
+        answer=(202, ref("DeploymentAccepted")),
+        errors=(409,),
+    )
     def promote(self, version_id, **_params):
         return _operate("versions.promote", _body(), id=version_id)
 
-    @api_route("/deployments", ["GET"])
+    @api_route(
+        "/deployments",
+        ["GET"],
+        summary="Deployments",
+        query=(
+            ("version_id", {"type": "integer", "minimum": 1}),
+            ENVIRONMENT,
+            ("state", STRING),
+            *PAGE,
+        ),
+        answer=(200, page_of("Deployment")),
+    )
     def deployments(self, **_params):
         return _operate("deployments.list", _query())
 
-    @api_route("/deployments/<int:deployment_id>", ["GET"])
+    @api_route(
+        "/deployments/<int:deployment_id>",
+        ["GET"],
+        summary="A deployment, with its pipeline run and live status",
+        answer=(200, ref("Deployment")),
+    )
     def deployment(self, deployment_id, **_params):
         return _operate("deployments.get", id=deployment_id)
 
-    @api_route("/deployments/<int:deployment_id>", ["PATCH"])
+    @api_route(
+        "/deployments/<int:deployment_id>",
+        ["PATCH"],
+        summary="Replicas, or a canary's share by hand",
+        body=BODIES["update"],
+        answer=(200, ref("Deployment")),
+        errors=(409,),
+    )
     def update(self, deployment_id, **_params):
         return _operate("deployments.update", _body(), id=deployment_id)
 
-    @api_route("/deployments/<int:deployment_id>", ["DELETE"])
+    @api_route(
+        "/deployments/<int:deployment_id>",
+        ["DELETE"],
+        summary="Undeploy",
+        answer=(204, None),
+        errors=(409,),
+    )
     def undeploy(self, deployment_id, **_params):
         return _operate("deployments.delete", id=deployment_id)
 
-    @api_route("/deployments/<int:deployment_id>/rollback", ["POST"])
+    @api_route(
+        "/deployments/<int:deployment_id>/rollback",
+        ["POST"],
+        summary="Return production to the version before",
+        body=BODIES["rollback"],
+        answer=(202, ref("DeploymentAccepted")),
+        errors=(409,),
+    )
     def rollback(self, deployment_id, **_params):
         return _operate("deployments.rollback", _body(), id=deployment_id)
 
-    @api_route("/endpoints", ["GET"])
+    @api_route(
+        "/endpoints",
+        ["GET"],
+        summary="The endpoint registry n8n reads (ETag, 304)",
+        query=(ENVIRONMENT, ("model", STRING)),
+        answer=(
+            200,
+            {
+                "type": "object",
+                "required": ["items", "generated_at"],
+                "properties": {
+                    "items": {"type": "array", "items": ref("Endpoint")},
+                    "generated_at": {"type": "string", "format": "date-time"},
+                },
+            },
+        ),
+        errors=(304,),
+    )
     def endpoints(self, **_params):
         _status, body = operations.run(request.env, "endpoints.list", _query())
         tag = registry.etag(body["items"])
@@ -54,10 +124,45 @@ class MlopsDeploymentsApi(http.Controller):
         response.headers["Cache-Control"] = "no-cache"
         return response
 
-    @api_route("/feedback", ["POST"])
+    @api_route(
+        "/events",
+        ["GET"],
+        summary="State changes after a cursor",
+        query=(
+            ("since", {"type": "integer", "minimum": 0}),
+            ("limit", {"type": "integer", "minimum": 1, "maximum": 500}),
+        ),
+        answer=(
+            200,
+            {
+                "type": "object",
+                "required": ["items", "next"],
+                "properties": {
+                    "items": {"type": "array", "items": ref("Event")},
+                    "next": {"type": "integer"},
+                },
+            },
+        ),
+    )
+    def events(self, **_params):
+        return _operate("events.list", _query())
+
+    @api_route(
+        "/feedback",
+        ["POST"],
+        summary="Feedback on a version's answers",
+        body=BODIES["feedback"],
+        answer=(201, ref("Feedback")),
+    )
     def feedback(self, **_params):
         return _operate("feedback.create", _body())
 
-    @api_route("/versions/<int:version_id>/feedback", ["GET"])
+    @api_route(
+        "/versions/<int:version_id>/feedback",
+        ["GET"],
+        summary="A version's feedback",
+        query=PAGE,
+        answer=(200, page_of("Feedback")),
+    )
     def version_feedback(self, version_id, **_params):
         return _operate("feedback.list", _query(), id=version_id)

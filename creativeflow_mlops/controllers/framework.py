@@ -153,13 +153,47 @@ def _translate(error):
     return 500, "internal_error", "An unexpected error occurred; it was logged.", {}
 
 
-def api_route(path, methods, auth="bearer", **kwargs):
+# what each route declares of itself, for /openapi.json (controllers.openapi)
+ROUTES = []
+
+
+def api_route(
+    path,
+    methods,
+    auth="bearer",
+    summary=None,
+    query=(),
+    body=None,
+    answer=(200, None),
+    errors=(),
+    **kwargs,
+):
     """A REST route: JSON errors, nothing committed on error. ``auth``:
     ``bearer`` (an Odoo API key, the caller's rights) or ``signature``
-    (the route checks an HMAC signature itself, as the public user)."""
+    (the route checks an HMAC signature itself, as the public user).
+
+    The rest is what the OpenAPI document says of it: ``summary``,
+    ``query`` ((name, schema) pairs), ``body`` (a JSON Schema, or
+    ``"multipart"``), ``answer`` ((status, schema)) and the ``errors`` it
+    answers beyond those every route may (400, 401, 403, 404, 415, 422,
+    503)."""
     challenge = {"bearer": "Bearer", "signature": 'HMAC-SHA256 realm="mlops"'}[auth]
 
     def decorator(func):
+        ROUTES.append(
+            {
+                "path": path,
+                "methods": methods,
+                "auth": auth,
+                "summary": summary or (func.__doc__ or func.__name__).split("\n")[0],
+                "query": query,
+                "body": body,
+                "answer": answer,
+                "errors": errors,
+                "name": func.__name__,
+            }
+        )
+
         @http.route(
             f"{API}{path}",
             type="http",

@@ -27,6 +27,7 @@ from .framework import (
 from .multipart import (
     _max_upload,
 )
+from .openapi_schemas import BODIES, PAGE, STRING, page_of, ref
 
 _logger = logging.getLogger(__name__)
 
@@ -36,7 +37,15 @@ class MlopsApi(http.Controller):
     # Uploads
     # ------------------------------------------------------------------
 
-    @api_route("/models/upload", ["POST"], max_content_length=_max_upload)
+    @api_route(
+        "/models/upload",
+        ["POST"],
+        summary="Upload a version: the artifact streamed to the store",
+        body="multipart",
+        answer=(202, ref("Accepted")),
+        errors=(409, 413),
+        max_content_length=_max_upload,
+    )
     def upload(self, **_params):
         files = request.httprequest.files
         form = request.httprequest.form
@@ -65,15 +74,37 @@ class MlopsApi(http.Controller):
             )
         return _json(operations.accepted(version), 202)
 
-    @api_route("/uploads", ["POST"])
+    @api_route(
+        "/uploads",
+        ["POST"],
+        summary="Start a direct multipart upload to the object store",
+        body=BODIES["upload"],
+        answer=(
+            201,
+            {"type": "object", "required": ["upload_id", "part_size", "parts"]},
+        ),
+        errors=(409, 413),
+    )
     def start_upload(self, **_params):
         return _operate("uploads.create", _body())
 
-    @api_route("/uploads/<string:token>/complete", ["POST"])
+    @api_route(
+        "/uploads/<string:token>/complete",
+        ["POST"],
+        summary="Complete a direct upload",
+        body=BODIES["complete"],
+        answer=(202, ref("Accepted")),
+        errors=(409,),
+    )
     def complete_upload(self, token, **_params):
         return _operate("uploads.complete", _body(), id=token)
 
-    @api_route("/uploads/<string:token>", ["GET"])
+    @api_route(
+        "/uploads/<string:token>",
+        ["GET"],
+        summary="Where a direct upload stands",
+        answer=(200, ref("Upload")),
+    )
     def upload_status(self, token, **_params):
         return _operate("uploads.get", id=token)
 
@@ -81,23 +112,52 @@ class MlopsApi(http.Controller):
     # Reading
     # ------------------------------------------------------------------
 
-    @api_route("/models", ["GET"])
+    @api_route(
+        "/models",
+        ["GET"],
+        summary="Models",
+        query=(("q", STRING), *PAGE),
+        answer=(200, page_of("Model")),
+    )
     def models(self, **_params):
         return _operate("models.list", _query())
 
-    @api_route("/models/<int:model_id>", ["GET"])
+    @api_route(
+        "/models/<int:model_id>",
+        ["GET"],
+        summary="A model, with its versions",
+        answer=(200, ref("Model")),
+    )
     def model(self, model_id, **_params):
         return _operate("models.get", id=model_id)
 
-    @api_route("/models/<int:model_id>/versions", ["GET"])
+    @api_route(
+        "/models/<int:model_id>/versions",
+        ["GET"],
+        summary="A model's versions",
+        query=(("state", STRING), *PAGE),
+        answer=(200, page_of("Version")),
+    )
     def model_versions(self, model_id, **_params):
         return _operate("versions.list", _query(), model_id=model_id)
 
-    @api_route("/versions/<int:version_id>", ["GET"])
+    @api_route(
+        "/versions/<int:version_id>",
+        ["GET"],
+        summary="A version, with its validations and deployments",
+        answer=(200, ref("Version")),
+    )
     def version(self, version_id, **_params):
         return _operate("versions.get", id=version_id)
 
-    @api_route("/versions/<int:version_id>/validate", ["POST"])
+    @api_route(
+        "/versions/<int:version_id>/validate",
+        ["POST"],
+        summary="Validate a version again",
+        body=BODIES["validate"],
+        answer=(202, ref("VersionAccepted")),
+        errors=(409,),
+    )
     def validate(self, version_id, **_params):
         return _operate("versions.validate", _body(), id=version_id)
 

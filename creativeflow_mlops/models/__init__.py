@@ -21,3 +21,5 @@ from . import res_config_settings
 from . import mlops_upload
 from . import mlops_dashboard
 from . import ir_http
+from . import mlops_event
+from . import mlops_webhook

@@ -33,6 +33,7 @@ class MlopsDeployment(models.Model):
 
     _lifecycle_transitions = DEPLOYMENT_TRANSITIONS
     _lifecycle_create_states = DEPLOYMENT_CREATE_STATES
+    _event_resource = "deployment"
 
     version_id = fields.Many2one(
         "mlops.model.version",
@@ -233,6 +234,22 @@ class MlopsDeployment(models.Model):
     # ------------------------------------------------------------------
     # Business
     # ------------------------------------------------------------------
+
+    def _event_values(self):
+        return {
+            "model_id": self.model_id.id,
+            "version_id": self.version_id.id,
+            "company_id": self.version_id.company_id.id,
+            "data": {
+                "model": self.model_id.name,
+                "version": self.version_id.version,
+                "environment": self.environment,
+                "strategy": self.strategy,
+                "traffic_percent": self.traffic_percent,
+                "endpoint_url": self.endpoint_url or None,
+                "message": self.message or None,
+            },
+        }
 
     @api.model
     def _cron_supervise(self):

@@ -5,6 +5,7 @@ from odoo.exceptions import AccessError, UserError
 
 from ..exceptions import LifecycleAccessError, TransitionNotAllowed
 from ..lifecycle import SYSTEM, find_transition, targets_from
+from ..services import events
 
 
 class MlopsLifecycleMixin(models.AbstractModel):
@@ -30,6 +31,8 @@ class MlopsLifecycleMixin(models.AbstractModel):
     _lifecycle_transitions = ()
     _lifecycle_create_states = {}
     _lifecycle_state_field = "state"
+    # the event log's name for these records (services.events), or None
+    _event_resource = None
 
     @api.model_create_multi
     def create(self, vals_list):
@@ -37,7 +40,10 @@ class MlopsLifecycleMixin(models.AbstractModel):
         for vals in vals_list:
             if field_name in vals:
                 self._lifecycle_check_create_state(vals[field_name])
-        return super().create(vals_list)
+        records = super().create(vals_list)
+        if self._event_resource:
+            events.record([(record, None) for record in records])
+        return records
 
     def write(self, vals):
         field_name = self._lifecycle_state_field
@@ -53,6 +59,8 @@ class MlopsLifecycleMixin(models.AbstractModel):
         result = super().write(vals)
         for record, transition in moves:
             record._lifecycle_after_transition(transition)
+        if self._event_resource:
+            events.record([(record, transition.source) for record, transition in moves])
         return result
 
     # ------------------------------------------------------------------
@@ -136,6 +144,11 @@ class MlopsLifecycleMixin(models.AbstractModel):
     def _lifecycle_after_transition(self, transition):
         """Hook called once per record after its state changed."""
         return None
+
+    def _event_values(self):
+        """Hook: the event's ``model_id``, ``version_id``, ``company_id`` and
+        ``data`` for this record."""
+        return {}
 
     def _lifecycle_apply_each(self, method_name, *args, **kwargs):
         """Call ``method_name`` on each record in its own savepoint.

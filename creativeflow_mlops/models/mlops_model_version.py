@@ -84,6 +84,7 @@ class MlopsModelVersion(models.Model):
 
     _lifecycle_transitions = VERSION_TRANSITIONS
     _lifecycle_create_states = VERSION_CREATE_STATES
+    _event_resource = "version"
     _approval_pending_states = PENDING_APPROVAL_STATES
 
     model_id = fields.Many2one(
@@ -648,6 +649,14 @@ class MlopsModelVersion(models.Model):
     def _cron_validation_watchdog(self):
         """Cron: settle the rounds whose jobs ended without settling them."""
         return validation.watchdog(self.env)
+
+    def _event_values(self):
+        return {
+            "model_id": self.model_id.id,
+            "version_id": self.id,
+            "company_id": self.company_id.id,
+            "data": {"model": self.model_id.name, "version": self.version},
+        }
 
     def _lifecycle_after_transition(self, transition):
         result = super()._lifecycle_after_transition(transition)

@@ -34,6 +34,7 @@ class MlopsPipelineRun(models.Model):
 
     _lifecycle_transitions = PIPELINE_TRANSITIONS
     _lifecycle_create_states = PIPELINE_CREATE_STATES
+    _event_resource = "pipeline_run"
 
     deployment_id = fields.Many2one(
         "mlops.deployment", required=True, ondelete="cascade", index=True
@@ -107,6 +108,20 @@ class MlopsPipelineRun(models.Model):
     # ------------------------------------------------------------------
     # Jobs
     # ------------------------------------------------------------------
+
+    def _event_values(self):
+        deployment = self.deployment_id
+        return {
+            "model_id": deployment.model_id.id,
+            "version_id": deployment.version_id.id,
+            "company_id": deployment.version_id.company_id.id,
+            "data": {
+                "deployment_id": deployment.id,
+                "environment": deployment.environment,
+                "provider": self.provider,
+                "message": self.message or None,
+            },
+        }
 
     def _enqueue(self):
         """Queue the stages, each after the one before; an external run's

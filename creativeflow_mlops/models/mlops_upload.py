@@ -95,7 +95,10 @@ class MlopsUpload(models.Model):
             raise PayloadTooLarge(
                 env._("Direct uploads are limited to %s GiB.", limit_gb)
             )
-        metadata = dict(payload.get("metadata") or {})
+        metadata = payload.get("metadata") or {}
+        if not isinstance(metadata, dict):
+            raise InvalidInput(env._("metadata must be a JSON object"))
+        metadata = dict(metadata)
         metadata.setdefault("model", payload.get("model"))
         metadata.setdefault("version", payload.get("version"))
         sha256 = metadata.pop("sha256", None) or payload.get("sha256")

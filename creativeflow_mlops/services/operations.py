@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 from ..exceptions import InvalidInput, MLOpsError, NotFound
 from ..lifecycle import DEPLOYMENT_STATES, ENVIRONMENTS, VERSION_STATES
-from . import registry, serializers
+from . import events, registry, serializers
 
 MAX_LIMIT = 200
 # PostgreSQL takes a LIMIT or OFFSET up to int8; no page is that far
@@ -373,6 +373,13 @@ def endpoints_list(env, params):
     items = registry.entries(env, environment, text(params, "model"))
     now = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
     return {"items": items, "generated_at": serializers.timestamp(now)}
+
+
+@operation("events.list")
+def events_list(env, params):
+    since = integer(params, "since", 0)
+    limit = integer(params, "limit", 100, 1, events.MAX_LIMIT)
+    return events.page(env, since, limit)
 
 
 # ---------------------------------------------------------------------------

@@ -46,6 +46,12 @@ SETTINGS = {
         Setting("bluegreen_keep_minutes", int, 60),
         # an external pipeline that says nothing this long fails its run
         Setting("pipeline_timeout_minutes", int, 60),
+        # the event log (GET /events, the bus, webhooks) keeps this many days
+        Setting("event_retention_days", int, 30),
+        # outbound webhooks: private and loopback targets refused unless
+        # allowed (SSRF); a hook failing this many attempts in a row is disabled
+        Setting("webhook_allow_private", bool, False),
+        Setting("webhook_max_failures", int, 10),
     )
 }
 

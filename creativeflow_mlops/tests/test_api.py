@@ -1128,6 +1128,21 @@ class TestApi(HttpCase):
             },
         )
         self._assert_error(response, 409, "conflict")
+        # found by schemathesis: metadata that is not an object was a 500
+        for metadata in ([None, None], "onnx", 5):
+            response = self._call(
+                "POST",
+                "/uploads",
+                self.user,
+                json={
+                    "model": "m",
+                    "version": "1.0.0",
+                    "filename": "m.onnx",
+                    "size": 10,
+                    "metadata": metadata,
+                },
+            )
+            self._assert_error(response, 422, "invalid_input")
 
     def test_everything_under_the_prefix_answers_in_json(self):
         """Unknown routes, a wrong converter and a wrong method get the

@@ -1,0 +1,174 @@
+# Copyright 2026 CreativeFlow
+# License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
+"""``GET /mlops/api/v1/openapi.json``: an OpenAPI 3.1 document of the REST
+routes, built from their own declarations (``framework.api_route``): one
+source for paths, parameters, bodies, answers and errors."""
+
+import re
+
+from odoo import http
+from odoo.http import request
+
+from ..services import errors as service_errors
+from . import framework
+from .openapi_schemas import SCHEMAS, ref
+
+COMMON_ERRORS = (400, 401, 403, 404, 415, 422, 503)
+REASONS = {
+    400: "Malformed request or parameter",
+    401: "No valid credentials",
+    403: "Not allowed to the caller",
+    404: "No such resource (or not the caller's company's)",
+    409: "The state or a duplicate forbids it",
+    413: "Too large",
+    415: "Not application/json",
+    422: "Valid JSON, invalid values",
+    503: "A backend is unreachable, or a concurrent change: try again",
+}
+CONVERTER = re.compile(r"<(?:(int|string|path):)?(\w+)>")
+
+
+def _path(path):
+    params = []
+
+    def replace(match):
+        kind, name = match.group(1) or "string", match.group(2)
+        schema = (
+            {"type": "integer", "minimum": 1} if kind == "int" else {"type": "string"}
+        )
+        params.append({"name": name, "in": "path", "required": True, "schema": schema})
+        return "{" + name + "}"
+
+    return CONVERTER.sub(replace, path), params
+
+
+def _responses(route):
+    status, schema = route["answer"]
+    responses = {}
+    if status == 204:
+        responses["204"] = {"description": "Done, nothing to say"}
+    else:
+        content = {"application/json": {"schema": schema or {"type": "object"}}}
+        responses[str(status)] = {"description": "Success", "content": content}
+    for code in sorted(set(COMMON_ERRORS) | set(route["errors"])):
+        if code == 304:
+            responses["304"] = {"description": "Unchanged since the ETag given"}
+            continue
+        responses[str(code)] = {
+            "description": REASONS.get(code, "Error"),
+            "content": {"application/json": {"schema": ref("Error")}},
+        }
+    return responses
+
+
+def _operation(route, method, path_params):
+    operation = {
+        "operationId": f"{route['name']}_{method.lower()}",
+        "summary": route["summary"],
+        "parameters": path_params
+        + [
+            {"name": name, "in": "query", "required": False, "schema": schema}
+            for name, schema in route["query"]
+        ],
+        "responses": _responses(route),
+    }
+    if route["auth"] == "signature":
+        operation["security"] = [{"signature": []}]
+    body = route["body"]
+    if body == "multipart":
+        operation["requestBody"] = {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["metadata", "file"],
+                        "properties": {
+                            "metadata": {
+                                "type": "string",
+                                "description": "JSON: model, version, model_format...",
+                            },
+                            "file": {
+                                "type": "string",
+                                "contentMediaType": "application/octet-stream",
+                            },
+                        },
+                    },
+                    "encoding": {"metadata": {"contentType": "application/json"}},
+                }
+            },
+        }
+    elif body is not None:
+        operation["requestBody"] = {
+            "required": False,
+            "content": {"application/json": {"schema": body}},
+        }
+    return operation
+
+
+def document(base_url):
+    paths = {}
+    for route in framework.ROUTES:
+        path, path_params = _path(route["path"])
+        for method in route["methods"]:
+            paths.setdefault(path, {})[method.lower()] = _operation(
+                route, method, path_params
+            )
+    paths["/openapi.json"] = {
+        "get": {
+            "operationId": "openapi_get",
+            "summary": "This document",
+            "security": [],
+            "responses": {
+                "200": {
+                    "description": "OpenAPI 3.1",
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                }
+            },
+        }
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "CreativeFlow MLOps",
+            "version": "1",
+            "description": "The registry, validation and deployments of AI models "
+            "(shared/contract/api.md). Errors are always "
+            '{"error": {"code", "message", "details"}}.',
+        },
+        "servers": [{"url": base_url.rstrip("/") + service_errors.REST_PREFIX}],
+        "security": [{"bearer": []}],
+        "paths": paths,
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "An Odoo API key (Preferences, Account Security).",
+                },
+                "signature": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "X-MLOps-Signature",
+                    "description": "sha256=<hex HMAC-SHA256 of '<X-MLOps-Timestamp>."
+                    "<raw body>'> with the pipeline run's secret.",
+                },
+            },
+        },
+    }
+
+
+class MlopsOpenApi(http.Controller):
+    @http.route(
+        f"{service_errors.REST_PREFIX}/openapi.json",
+        type="http",
+        auth="none",
+        methods=["GET"],
+        save_session=False,
+    )
+    def openapi(self, **_params):
+        base = request.httprequest.host_url
+        return request.make_json_response(
+            document(base), headers={"Cache-Control": "public, max-age=60"}
+        )

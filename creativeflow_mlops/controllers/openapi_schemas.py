@@ -1,0 +1,362 @@
+# Copyright 2026 CreativeFlow
+# License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
+"""The JSON Schemas (2020-12, as OpenAPI 3.1 takes them) of what the REST
+routes take and answer: the contract's objects (shared/contract/api.md) as
+``services.serializers`` writes them. Routes name them in their
+declarations; ``openapi`` assembles the document."""
+
+
+def _nullable(kind):
+    return {"type": [kind, "null"]}
+
+
+STRING = {"type": "string"}
+INTEGER = {"type": "integer"}
+STAMP = {"type": ["string", "null"], "format": "date-time"}
+OBJECT = {"type": "object"}
+
+
+def ref(name):
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def page_of(name):
+    return {
+        "type": "object",
+        "required": ["items", "total"],
+        "properties": {
+            "items": {"type": "array", "items": ref(name)},
+            "total": INTEGER,
+        },
+    }
+
+
+def accepted(*required, **properties):
+    return {
+        "type": "object",
+        "required": list(required),
+        "properties": {name: INTEGER for name in required} | properties,
+    }
+
+
+SCHEMAS = {
+    "Error": {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "message"],
+                "properties": {
+                    "code": STRING,
+                    "message": STRING,
+                    "details": OBJECT,
+                },
+            }
+        },
+    },
+    "Artifact": {
+        "type": "object",
+        "required": ["uri", "sha256", "size"],
+        "properties": {
+            "uri": _nullable("string"),
+            "sha256": _nullable("string"),
+            "size": _nullable("integer"),
+            "filename": _nullable("string"),
+            "download_url": _nullable("string"),
+            "verified_at": STAMP,
+        },
+    },
+    "Model": {
+        "type": "object",
+        "required": ["id", "name", "task_type", "description", "owner", "created_at"],
+        "properties": {
+            "id": INTEGER,
+            "name": STRING,
+            "slug": STRING,
+            "task_type": _nullable("string"),
+            "description": _nullable("string"),
+            "owner": _nullable("string"),
+            "tags": {"type": "array", "items": STRING},
+            "production_version": _nullable("string"),
+            "created_at": STAMP,
+            "versions": {"type": "array", "items": OBJECT},
+        },
+    },
+    "Version": {
+        "type": "object",
+        "required": [
+            "id",
+            "model_id",
+            "version",
+            "state",
+            "model_format",
+            "interface_type",
+            "artifact",
+            "parameters",
+            "metrics",
+            "lineage",
+            "created_by",
+            "created_at",
+        ],
+        "properties": {
+            "id": INTEGER,
+            "model_id": INTEGER,
+            "model": STRING,
+            "version": STRING,
+            "state": STRING,
+            "model_format": _nullable("string"),
+            "interface_type": _nullable("string"),
+            "description": _nullable("string"),
+            "artifact": ref("Artifact"),
+            "parameters": {"type": ["object", "array"]},
+            "metrics": {"type": ["object", "array"]},
+            "signature": OBJECT,
+            "lineage": OBJECT,
+            "created_by": _nullable("string"),
+            "created_at": STAMP,
+            "validations": {"type": "array", "items": OBJECT},
+            "deployments": {"type": "array", "items": ref("Deployment")},
+        },
+    },
+    "Deployment": {
+        "type": "object",
+        "required": [
+            "id",
+            "version_id",
+            "environment",
+            "strategy",
+            "state",
+            "replicas",
+            "traffic_percent",
+            "endpoint_url",
+            "target",
+            "created_at",
+        ],
+        "properties": {
+            "id": INTEGER,
+            "version_id": INTEGER,
+            "version": STRING,
+            "environment": STRING,
+            "strategy": STRING,
+            "state": STRING,
+            "replicas": INTEGER,
+            "traffic_percent": INTEGER,
+            "endpoint_url": _nullable("string"),
+            "target": _nullable("string"),
+            "message": _nullable("string"),
+            "created_at": STAMP,
+            "pipeline_run": {"type": ["object", "null"]},
+            "live": {"type": ["object", "null"]},
+        },
+    },
+    "Endpoint": {
+        "type": "object",
+        "required": [
+            "slug",
+            "model",
+            "model_id",
+            "version",
+            "version_id",
+            "environment",
+            "state",
+            "protocol",
+            "invoke_url",
+            "auth",
+            "traffic",
+        ],
+        "properties": {
+            "slug": STRING,
+            "model": STRING,
+            "model_id": INTEGER,
+            "version": STRING,
+            "version_id": INTEGER,
+            "environment": STRING,
+            "state": STRING,
+            "protocol": STRING,
+            "invoke_url": STRING,
+            "health_url": STRING,
+            "metadata_url": STRING,
+            "auth": OBJECT,
+            "input_schema": {"type": ["object", "array"]},
+            "output_schema": {"type": ["object", "array"]},
+            "traffic": {"type": "array", "items": OBJECT},
+            "updated_at": STAMP,
+            "curl_example": STRING,
+        },
+    },
+    "Event": {
+        "type": "object",
+        "required": [
+            "id",
+            "type",
+            "resource",
+            "resource_id",
+            "model_id",
+            "version_id",
+            "state",
+            "previous_state",
+            "at",
+            "data",
+        ],
+        "properties": {
+            "id": INTEGER,
+            "type": STRING,
+            "resource": {"enum": ["version", "deployment", "pipeline_run"]},
+            "resource_id": INTEGER,
+            "model_id": _nullable("integer"),
+            "version_id": _nullable("integer"),
+            "state": STRING,
+            "previous_state": _nullable("string"),
+            "at": STAMP,
+            "data": OBJECT,
+        },
+    },
+    "Feedback": {
+        "type": "object",
+        "required": ["id", "version_id", "rating", "submitted_at"],
+        "properties": {
+            "id": INTEGER,
+            "version_id": INTEGER,
+            "deployment_id": _nullable("integer"),
+            "model_id": INTEGER,
+            "rating": _nullable("integer"),
+            "comment": _nullable("string"),
+            "data": {"type": ["object", "array", "null"]},
+            "generation_request_id": _nullable("string"),
+            "user": STRING,
+            "submitted_at": STAMP,
+        },
+    },
+    "Upload": {
+        "type": "object",
+        "required": ["upload_id", "state"],
+        "properties": {
+            "upload_id": STRING,
+            "state": STRING,
+            "message": _nullable("string"),
+            "version_id": _nullable("integer"),
+            "part_size": _nullable("integer"),
+            "parts": {"type": ["integer", "array", "null"]},
+            "expires_at": STAMP,
+        },
+    },
+    "Accepted": {
+        "type": "object",
+        "required": ["model_id", "version_id", "state", "artifact"],
+        "properties": {
+            "model_id": INTEGER,
+            "version_id": INTEGER,
+            "state": STRING,
+            "artifact": ref("Artifact"),
+            "upload_id": STRING,
+        },
+    },
+    "DeploymentAccepted": accepted("deployment_id", state=STRING),
+    "VersionAccepted": accepted("version_id", state=STRING),
+    "CallbackAnswer": {
+        "type": "object",
+        "required": ["run_id", "state", "stage", "changed", "message"],
+        "properties": {
+            "run_id": INTEGER,
+            "state": STRING,
+            "stage": OBJECT,
+            "changed": {"type": "boolean"},
+            "message": STRING,
+        },
+    },
+}
+
+# bodies
+REASON = {"reason": {"type": "string", "description": "Why: kept with your name."}}
+BODIES = {
+    "deploy": {
+        "type": "object",
+        "properties": {
+            "environment": {"enum": ["staging"]},
+            "strategy": {"enum": ["rolling"]},
+            "replicas": {"type": "integer", "minimum": 1, "maximum": 16},
+            "resources": OBJECT,
+            "target": STRING,
+            **REASON,
+        },
+    },
+    "promote": {
+        "type": "object",
+        "properties": {
+            "strategy": {"enum": ["blue_green", "canary"]},
+            "canary_percent": {"type": "integer", "minimum": 1, "maximum": 99},
+            "target": STRING,
+            **REASON,
+        },
+    },
+    "validate": {
+        "type": "object",
+        "properties": {"scan_types": {"type": "array", "items": STRING}},
+    },
+    "update": {
+        "type": "object",
+        "properties": {
+            "replicas": {"type": "integer", "minimum": 1, "maximum": 16},
+            "canary_percent": {"type": "integer", "minimum": 0, "maximum": 100},
+        },
+        "minProperties": 1,
+        "additionalProperties": False,
+    },
+    "rollback": {"type": "object", "properties": REASON},
+    "upload": {
+        "type": "object",
+        "required": ["model", "version", "filename", "size"],
+        "properties": {
+            "model": STRING,
+            "version": STRING,
+            "filename": STRING,
+            "size": {"type": "integer", "minimum": 1},
+            "sha256": STRING,
+            "metadata": OBJECT,
+        },
+    },
+    "complete": {
+        "type": "object",
+        "required": ["parts"],
+        "properties": {
+            "parts": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["part_number", "etag"],
+                    "properties": {"part_number": INTEGER, "etag": STRING},
+                },
+            }
+        },
+    },
+    "feedback": {
+        "type": "object",
+        "properties": {
+            "version_id": INTEGER,
+            "deployment_id": INTEGER,
+            "rating": {"type": "integer", "minimum": 1, "maximum": 5},
+            "comment": STRING,
+            "data": {"type": ["object", "array"]},
+            "generation_request_id": STRING,
+        },
+        "additionalProperties": False,
+    },
+    "callback": {
+        "type": "object",
+        "required": ["run_id", "stage", "status"],
+        "properties": {
+            "run_id": INTEGER,
+            "stage": STRING,
+            "status": {"enum": ["running", "succeeded", "failed", "skipped"]},
+            "endpoint_url": STRING,
+            "image": STRING,
+            "message": STRING,
+        },
+    },
+}
+
+PAGE = [
+    ("limit", {"type": "integer", "minimum": 1, "maximum": 200}),
+    ("offset", {"type": "integer", "minimum": 0}),
+]

@@ -1,0 +1,188 @@
+# Copyright 2026 CreativeFlow
+# License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
+"""The event log: one event per state change, in the change's transaction;
+bus notifications to the users who may read the record; GET /events by
+cursor, by company; the retention cron."""
+
+import contextlib
+import json
+from datetime import timedelta
+
+from odoo import fields
+from odoo.tests import HttpCase, new_test_user, tagged
+
+from ..lifecycle import USER
+
+API = "/mlops/api/v1"
+
+
+@tagged("post_install", "-at_install")
+class TestEvents(HttpCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.other_company = cls.env["res.company"].create({"name": "Other Co"})
+        cls.reader = new_test_user(cls.env, login="ev_reader", groups=USER)
+        cls.outsider = new_test_user(
+            cls.env,
+            login="ev_outsider",
+            groups=USER,
+            company_id=cls.other_company.id,
+            company_ids=[(6, 0, [cls.other_company.id])],
+        )
+        cls.key = (
+            cls.env["res.users.apikeys"]
+            .with_user(cls.reader)
+            ._generate(None, "tests", fields.Datetime.now() + timedelta(days=1))
+        )
+        cls.model = cls.env["mlops.model"].create({"name": "ev-model"})
+        cls.foreign_model = cls.env["mlops.model"].create(
+            {"name": "ev-foreign", "company_id": cls.other_company.id}
+        )
+
+    def _version(self, model=None, version="1.0.0"):
+        return (
+            self.env["mlops.model.version"]
+            .sudo()
+            .create(
+                {
+                    "model_id": (model or self.model).id,
+                    "version": version,
+                    "model_format": "onnx",
+                    "artifact_sha256": "ab" * 32,
+                }
+            )
+        )
+
+    def _events(self, **query):
+        answer = self.opener.get(
+            f"{self.base_url()}{API}/events",
+            params=query,
+            headers={"Authorization": f"Bearer {self.key}"},
+            timeout=30,
+        )
+        return answer
+
+    def _cursor(self):
+        return (
+            self.env["mlops.event"].sudo().search([], order="id desc", limit=1).id or 0
+        )
+
+    def test_each_change_is_one_event_in_its_transaction(self):
+        start = self._cursor()
+        version = self._version()
+        version.write({"state": "validating"})
+        version.write({"state": "validated"})
+        # a change rolled back leaves no event
+        with contextlib.suppress(RuntimeError), self.env.cr.savepoint():
+            version.write({"state": "archived"})
+            raise RuntimeError("rolled back")
+        logged = self.env["mlops.event"].sudo().search([("id", ">", start)])
+        self.assertEqual(
+            [(e.type, e.previous_state, e.state) for e in logged],
+            [
+                ("version.draft", False, "draft"),
+                ("version.validating", "draft", "validating"),
+                ("version.validated", "validating", "validated"),
+            ],
+        )
+        self.assertEqual(logged.mapped("version_id"), version)
+        self.assertEqual(logged[-1].data, {"model": "ev-model", "version": "1.0.0"})
+
+    def test_the_bus_tells_the_users_who_may_read(self):
+        self.env.cr.precommit.run()  # what earlier changes queued for the bus
+        self.env["bus.bus"].sudo().search([]).unlink()
+        version = self._version()
+        version.write({"state": "validating"})
+        self._version(self.foreign_model)
+        # the bus writes its rows when the transaction commits
+        self.env.cr.precommit.run()
+        told = {}
+        for message in self.env["bus.bus"].sudo().search([]):
+            body = json.loads(message.message)
+            if body["type"] == "mlops.event":
+                channel = json.loads(message.channel)
+                told.setdefault(tuple(channel[1:]), []).append(body["payload"])
+        reader = told[("res.partner", self.reader.partner_id.id)]
+        self.assertEqual(
+            [(e["type"], e["model_id"]) for e in reader],
+            [
+                ("version.draft", self.model.id),
+                ("version.validating", self.model.id),
+            ],
+        )
+        self.assertEqual(reader[1]["version_id"], version.id)
+        outsider = told[("res.partner", self.outsider.partner_id.id)]
+        self.assertEqual(
+            [(e["type"], e["model_id"]) for e in outsider],
+            [("version.draft", self.foreign_model.id)],
+        )
+
+    def test_get_events_pages_by_cursor_and_company(self):
+        start = self._cursor()
+        version = self._version()
+        version.write({"state": "validating"})
+        self._version(self.foreign_model).write({"state": "validating"})
+        version.write({"state": "validated"})
+        answer = self._events(since=start, limit=2)
+        self.assertEqual(answer.status_code, 200, answer.text)
+        first = answer.json()
+        self.assertEqual(
+            [e["type"] for e in first["items"]], ["version.draft", "version.validating"]
+        )
+        self.assertEqual(first["next"], first["items"][-1]["id"])
+        event = first["items"][1]
+        self.assertEqual(
+            set(event),
+            {
+                "id",
+                "type",
+                "resource",
+                "resource_id",
+                "model_id",
+                "version_id",
+                "state",
+                "previous_state",
+                "at",
+                "data",
+            },
+        )
+        self.assertEqual(event["resource"], "version")
+        self.assertEqual(event["resource_id"], version.id)
+        self.assertEqual(event["previous_state"], "draft")
+        self.assertTrue(event["at"].endswith("Z"))
+        # the other company's events are not there
+        rest = self._events(since=first["next"]).json()
+        self.assertEqual([e["type"] for e in rest["items"]], ["version.validated"])
+        self.assertEqual({e["model_id"] for e in rest["items"]}, {self.model.id})
+        # nothing new: the same cursor back
+        idle = self._events(since=rest["next"]).json()
+        self.assertEqual(idle, {"items": [], "next": rest["next"]})
+        # bad cursors and limits
+        for query, status in (
+            ({"since": rest["next"] + 1000}, 422),
+            ({"since": -1}, 400),
+            ({"since": "abc"}, 400),
+            ({"limit": 0}, 400),
+            ({"limit": 501}, 400),
+        ):
+            self.assertEqual(self._events(**query).status_code, status, query)
+        # the same through JSON-RPC
+        self.authenticate("ev_reader", "ev_reader")
+        rpc = self.url_open(
+            "/mlops/rpc/events.list",
+            data=json.dumps(
+                {"jsonrpc": "2.0", "params": {"since": start, "limit": 2}, "id": 1}
+            ),
+            headers={"Content-Type": "application/json"},
+        ).json()
+        self.assertEqual(rpc["result"], first)
+
+    def test_old_events_are_dropped(self):
+        version = self._version()
+        old = self.env["mlops.event"].sudo().search([("version_id", "=", version.id)])
+        old.write({"at": fields.Datetime.now() - timedelta(days=31)})
+        version.write({"state": "validating"})
+        self.env["mlops.event"]._cron_retention()
+        kept = self.env["mlops.event"].sudo().search([("version_id", "=", version.id)])
+        self.assertEqual(kept.mapped("type"), ["version.validating"])
