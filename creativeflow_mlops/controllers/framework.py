@@ -29,7 +29,7 @@ from odoo.service.model import PG_CONCURRENCY_ERRORS_TO_RETRY
 
 from ..adapters.storage import StorageError
 from ..exceptions import MLOpsError
-from ..services import errors, operations
+from ..services import apikeys, errors, operations
 from ..utils import parse_json
 
 _logger = logging.getLogger(__name__)
@@ -85,9 +85,7 @@ def _authenticate():
             "Send an Odoo API key as 'Authorization: Bearer <key>'.",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    uid = request.env["res.users.apikeys"]._check_credentials(
-        scope="rpc", key=token.strip()
-    )
+    uid = apikeys.check(request.env, token.strip())
     if not uid:
         raise JsonHTTPError(
             401,
