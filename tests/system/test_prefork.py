@@ -1,6 +1,9 @@
 """The same rounds on Odoo in prefork mode (``--workers 2``): HTTP workers
 in their own processes, queue_job's runner in another."""
 
+import time
+from pathlib import Path
+
 import pytest
 import samples
 from test_validation import _accepted, _assert_jobs_done, _upload_all
@@ -21,3 +24,32 @@ def test_concurrent_rounds_settle_in_prefork_mode(prefork_stack, name):
         "validation_failed"
     ] * 6, states
     _assert_jobs_done(prefork_stack, version_ids)
+
+
+def _children(pid):
+    """{child pid: its command line} of a process, from /proc."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                cmdline = (stat.parent / "cmdline").read_bytes()
+                found[int(stat.parent.name)] = cmdline.replace(b"\0", b" ").decode()
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def test_the_gevent_process_stays_up(prefork_stack):
+    """Started as bin/serve starts it, Odoo in prefork mode keeps one gevent
+    (websocket) process: it used to die at once and be started again about
+    16 times a second (it was run from odoo/__main__.py)."""
+    master = prefork_stack.server.process.pid
+
+    def gevent():
+        return {p for p, cmd in _children(master).items() if " gevent" in cmd}
+
+    first = gevent()
+    assert len(first) == 1, _children(master)
+    time.sleep(3)
+    assert gevent() == first, _children(master)
