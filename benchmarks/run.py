@@ -15,6 +15,9 @@
     benchmarks/run deploy     approval to the staging endpoint answering,
                               through a real Odoo, against the local target's
                               adapter alone (benchmarks/deploy.py)
+    benchmarks/run registry   registry reads with 1,000 models and 10,000
+                              versions, ours in prefork mode against MLflow 3
+                              (benchmarks/registry.py)
     benchmarks/run serve      one ONNX model through our invoke URL, our model
                               server alone, a bare stdlib server, a lean
                               uvicorn app, KServe and MLServer (wrk, 1 and 20
@@ -402,6 +405,10 @@ def main(argv):
         from validation import bench_validation
 
         bench_validation()
+    if what in ("registry", "all"):
+        from registry import bench_registry
+
+        bench_registry()
     if what in ("deploy", "all"):
         from deploy import bench_deploy
 

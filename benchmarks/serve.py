@@ -129,6 +129,12 @@ def _wrk(url, body, headers, connections):
     finally:
         os.unlink(script.name)
 
+    return wrk_figures(out)
+
+
+def wrk_figures(out):
+    """Requests per second, p50/p90/p99 (ms) and errors of wrk's output."""
+
     def ms(label):
         found = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)", out, re.M)
         if not found:
@@ -142,6 +148,7 @@ def _wrk(url, body, headers, connections):
     return {
         "rps": rps,
         "p50": ms("50"),
+        "p90": ms("90"),
         "p99": ms("99"),
         "errors": int(errors.group(1)) if errors else 0,
         "socket_errors": socket_errors.group(1) if socket_errors else "",

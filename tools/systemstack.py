@@ -250,6 +250,18 @@ class RestClient:
         return states
 
 
+def wait_for(what, timeout=180, every=0.3):
+    """``what()``'s first truthy value, or ``TimeoutError`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = what()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"nothing after {timeout} s")
+        time.sleep(every)
+
+
 def new_database(db_settings, template, data_dir, prefix="mlops_sys"):
     """A fresh copy of the template database (and its filestore)."""
     name = f"{prefix}_{uuid.uuid4().hex[:8]}"

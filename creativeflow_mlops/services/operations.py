@@ -208,6 +208,16 @@ def versions_validate(env, params):
     return {"version_id": record.id, "state": record.state}
 
 
+def _replicas(value):
+    if (
+        not isinstance(value, int)
+        or isinstance(value, bool)
+        or not (1 <= value <= MAX_REPLICAS)
+    ):
+        raise InvalidInput(f"replicas is an integer from 1 to {MAX_REPLICAS}")
+    return value
+
+
 def _target_code(params):
     target = params.get("target")
     if target is not None and not isinstance(target, str):
@@ -223,13 +233,7 @@ def versions_deploy(env, params):
             "POST /versions/<id>/promote"
         )
     strategy = choice(params, "strategy", ["rolling"], "rolling")
-    replicas = params.get("replicas", 1)
-    if (
-        not isinstance(replicas, int)
-        or isinstance(replicas, bool)
-        or not (1 <= replicas <= MAX_REPLICAS)
-    ):
-        raise InvalidInput(f"replicas is an integer from 1 to {MAX_REPLICAS}")
+    replicas = _replicas(params.get("replicas", 1))
     target = _target_code(params)
     if params.get("resources") is not None and not isinstance(
         params["resources"], dict
@@ -339,14 +343,7 @@ def deployments_update(env, params):
         raise InvalidInput("Send replicas or canary_percent, nothing else.")
     record = get(env, "mlops.deployment", identifier(params), "deployment")
     if "replicas" in changes:
-        replicas = changes["replicas"]
-        if (
-            not isinstance(replicas, int)
-            or isinstance(replicas, bool)
-            or not (1 <= replicas <= MAX_REPLICAS)
-        ):
-            raise InvalidInput(f"replicas is an integer from 1 to {MAX_REPLICAS}")
-        record.action_set_replicas(replicas)
+        record.action_set_replicas(_replicas(changes["replicas"]))
     if "canary_percent" in changes:
         record.action_set_canary_share(changes["canary_percent"])
     return serializers.deployment(record)

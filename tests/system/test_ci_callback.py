@@ -14,6 +14,7 @@ from urllib.parse import parse_qs
 import pytest
 import requests
 import samples
+import systemstack
 import testservers
 
 APPROVER = "creativeflow_mlops.group_mlops_approver"
@@ -65,17 +66,6 @@ def _validated(stack, name):
     version_id = answer.json()["version_id"]
     assert stack.rest.wait_settled([version_id])[version_id] == "validated"
     return version_id
-
-
-def _wait(what, timeout=120):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = what()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"after {timeout} s")
-        time.sleep(0.3)
 
 
 def _triggers(gitlab):
@@ -133,7 +123,7 @@ def test_reports_racing_and_a_provider_that_comes_back(
     assert answer.status_code == 202, answer.text
     deployment_id = answer.json()["deployment_id"]
     path = f"/deployments/{deployment_id}"
-    retried = _wait(
+    retried = systemstack.wait_for(
         lambda: [
             j
             for j in stack.jobs([("method_name", "=", "_trigger")])
@@ -151,7 +141,7 @@ def test_reports_racing_and_a_provider_that_comes_back(
     back = testservers.RecordingServer(port=port).start()
     try:
         back.answer(201, {"id": 777, "web_url": "https://gitlab.example/p/777"})
-        (trigger,) = _wait(lambda: _triggers(back), timeout=180)
+        (trigger,) = systemstack.wait_for(lambda: _triggers(back), timeout=180)
         form = {k: v for k, (v,) in parse_qs(trigger["body"].decode()).items()}
         assert form["token"] == ci_token
         secret = form["variables[MLOPS_CALLBACK_SECRET]"]
@@ -159,7 +149,7 @@ def test_reports_racing_and_a_provider_that_comes_back(
         assert form["variables[MLOPS_CALLBACK_URL]"].endswith(
             "/mlops/api/v1/ci/callback"
         )
-        detail = _wait(
+        detail = systemstack.wait_for(
             lambda: (
                 (d := stack.rest.get(path).json())["pipeline_run"]["state"] == "running"
                 and d

@@ -5,24 +5,13 @@ that records what arrives) exactly once, signed (verified with the
 ``standardwebhooks`` package); the receiver killed and restarted on its
 port: the delivery comes with the retry, same ``webhook-id``."""
 
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import samples
 import standardwebhooks
+import systemstack
 import testservers
-
-
-def _wait(what, timeout=180):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = what()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"after {timeout} s")
-        time.sleep(0.5)
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +92,7 @@ def test_concurrent_changes_reach_events_and_the_webhook_once(
         states = [e["state"] for e in logged if e["version_id"] == version_id]
         assert states[-2:] == ["validating", "validated"], states
     # every event once at the receiver, as logged
-    got = _wait(
+    got = systemstack.wait_for(
         lambda: (d := _deliveries(receiver, secret)) and set(ids) <= set(d) and d
     )
     for event in logged:
@@ -122,7 +111,7 @@ def test_concurrent_changes_reach_events_and_the_webhook_once(
         assert stack.rest.get(f"/versions/{version_ids[0]}").json()["state"] == (
             "archived"
         )
-        failed = _wait(
+        failed = systemstack.wait_for(
             lambda: stack.admin.call(
                 "mlops.webhook.attempt",
                 "search_read",
@@ -135,7 +124,7 @@ def test_concurrent_changes_reach_events_and_the_webhook_once(
     finally:
         back = testservers.RecordingServer(port=port).start()
     try:
-        arrived = _wait(lambda: back.requests, timeout=120)
+        arrived = systemstack.wait_for(lambda: back.requests, timeout=120)
         payload = standardwebhooks.Webhook(secret).verify(
             arrived[0]["body"], arrived[0]["headers"]
         )
