@@ -187,8 +187,12 @@ class RecordingServer:
             def log_message(self, *args):
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self.server.daemon_threads = True
+        class Server(http.server.ThreadingHTTPServer):
+            # a backlog for bursts of concurrent deliveries (the default is 5)
+            request_queue_size = 128
+            daemon_threads = True
+
+        self.server = Server(("127.0.0.1", port), Handler)
         self._thread = None
 
     @property
