@@ -114,7 +114,7 @@ def _mlflow(db_settings, work):
     dbname = f"mlflow_bench_{uuid.uuid4().hex[:6]}"
     _sql(db_settings, f'CREATE DATABASE "{dbname}"')
     uri = (
-        f"postgresql://{db_settings['db_user']}:{db_settings['db_password']}"
+        f"postgresql+psycopg2://{db_settings['db_user']}:{db_settings['db_password']}"
         f"@{db_settings['db_host']}:{db_settings['db_port']}/{dbname}"
     )
     port = devstack.free_port()
@@ -140,7 +140,7 @@ def _mlflow(db_settings, work):
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and server.poll() is None:
         try:
             if requests.get(f"{url}/health", timeout=2).ok:
                 break
@@ -178,7 +178,7 @@ def bench_registry():
     print(f"installing the addon, seeding {MODELS} models x {VERSIONS} versions")
     devstack.install_addon(config, dbname)
     seeded = subprocess.run(
-        devstack.odoo_command(config, "shell", "-d", dbname, "--no-http"),
+        devstack.odoo_command(config, "-d", dbname, "--no-http", subcommand="shell"),
         input=SEED % {"models": MODELS, "versions": VERSIONS, "last": VERSIONS - 1},
         capture_output=True,
         text=True,

@@ -263,20 +263,24 @@ def write_config(
     return path
 
 
-def odoo_command(config, *args):
+def odoo_command(config, *args, subcommand=None):
     """How to start Odoo. Not ``python -m odoo``: in prefork mode Odoo starts
     its gevent process again from ``sys.argv[0]``, which must then be a
     script (with ``-m`` it is odoo/__main__.py, which cannot run alone: the
     gevent process died at once and was started again about 16 times a
     second). The ``odoo`` launcher that installing Odoo put beside the
-    interpreter, else the source checkout's ``odoo-bin``."""
+    interpreter, else the source checkout's ``odoo-bin``. ``subcommand``:
+    ``shell``, say (it comes before the options)."""
     launcher = Path(sys.executable).with_name("odoo")
     if not launcher.is_file():
         odoo = find_odoo()
         launcher = Path(odoo.__path__[0]).parent / "odoo-bin"
+    command = [sys.executable, str(launcher)]
     if not launcher.is_file():
-        return [sys.executable, "-m", "odoo", "-c", str(config), *args]
-    return [sys.executable, str(launcher), "-c", str(config), *args]
+        command = [sys.executable, "-m", "odoo"]
+    if subcommand:
+        command.append(subcommand)
+    return [*command, "-c", str(config), *args]
 
 
 def install_addon(config, dbname):

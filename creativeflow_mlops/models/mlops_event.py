@@ -24,7 +24,7 @@ class MlopsEvent(models.Model):
 
     type = fields.Char(required=True, readonly=True, index=True)
     resource = fields.Selection(RESOURCES, required=True, readonly=True)
-    resource_id = fields.Integer(required=True, readonly=True)
+    resource_id = fields.Integer(string="Resource ID", required=True, readonly=True)
     model_id = fields.Many2one("mlops.model", readonly=True, ondelete="set null")
     version_id = fields.Many2one(
         "mlops.model.version", readonly=True, ondelete="set null"
