@@ -228,6 +228,8 @@ def bench_registry():
         if mlflow_db:
             _sql(db_settings, f'DROP DATABASE IF EXISTS "{mlflow_db}"')
         devstack.drop_database(db_settings, dbname)
+        # the supervisor starts the seeded deployments' router and servers
+        systemstack.stop_runtime(work / "state" / "data")
     print(f"\nregistry reads, {MODELS} models x {VERSIONS} versions, wrk {DURATION} s")
     print(f"  {'':8s} {'read':22s} {'conns':>5s} {'req/s':>8s} {'p50':>8s} {'p95':>8s}")
     for (who, label, connections), f in figures.items():
