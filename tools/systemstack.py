@@ -88,7 +88,9 @@ class OdooServer:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             devstack.odoo_command(
-                config, "-d", self.dbname, "--db-filter", f"^{self.dbname}$"
+                config,
+                "-d",
+                self.dbname,  # no --db-filter: see devstack.cmd_serve
             ),
             env=self.env,
             stdout=log,
