@@ -367,7 +367,7 @@ def deployments_delete(env, params):
 @operation("endpoints.list")
 def endpoints_list(env, params):
     environment = choice(params, "environment", [e for e, _l in ENVIRONMENTS])
-    items = registry.entries(env, environment, text(params, "model"))
+    items = registry.cached_entries(env, environment, text(params, "model"))
     now = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
     return {"items": items, "generated_at": serializers.timestamp(now)}
 

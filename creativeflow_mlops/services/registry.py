@@ -4,11 +4,46 @@ deployment, read with the caller's rights. Never a secret."""
 
 import hashlib
 import json
+import threading
 
 from . import deployment as deploy_service
 from .serializers import timestamp
 
 PROTOCOL = "kserve_v2"
+
+
+MAX_CACHED = 256
+_cache = {}
+_lock = threading.Lock()
+STAMP = """
+    SELECT count(d.id), max(d.write_date), max(v.write_date), max(m.write_date),
+           max(t.write_date)
+    FROM mlops_deployment d
+    JOIN mlops_model_version v ON v.id = d.version_id
+    JOIN mlops_model m ON m.id = v.model_id
+    JOIN mlops_deployment_target t ON t.id = d.target_id
+    WHERE d.state IN %s
+"""
+
+
+def cached_entries(env, environment=None, model=None):
+    """``entries()``, kept per user, companies and filters while what they
+    are made of stays the same: the serving deployments, their versions,
+    models and targets (one query tells: their count and latest changes).
+    A registry of 1,000 entries took 140 ms to build on every call."""
+    env.cr.execute(STAMP, [tuple(deploy_service.SERVING)])
+    stamp = env.cr.fetchone()
+    key = (env.cr.dbname, env.uid, tuple(env.companies.ids), environment, model)
+    with _lock:
+        cached = _cache.get(key)
+    if cached and cached[0] == stamp:
+        return cached[1]
+    items = entries(env, environment, model)
+    with _lock:
+        if len(_cache) >= MAX_CACHED:
+            _cache.clear()
+        _cache[key] = (stamp, items, _digest(items))
+    return items
 
 
 def entries(env, environment=None, model=None):
@@ -80,9 +115,18 @@ def _entry(deployments):
     }
 
 
-def etag(items):
-    """A strong validator of the entries (not of ``generated_at``)."""
+def _digest(items):
     digest = hashlib.sha256(
         json.dumps(items, sort_keys=True, default=str).encode()
     ).hexdigest()
     return f'"{digest[:32]}"'
+
+
+def etag(items):
+    """A strong validator of the entries (not of ``generated_at``); that of
+    cached entries is computed once."""
+    with _lock:
+        for _stamp, cached, tag in _cache.values():
+            if cached is items:
+                return tag
+    return _digest(items)

@@ -113,3 +113,82 @@ class TestApiKeys(HttpCase):
         self.assertLessEqual(many, few + 2, (few, many))
         registry_few = queries("/endpoints?environment=production")
         self.assertLess(registry_few, 40)
+
+
+@tagged("post_install", "-at_install")
+class TestRegistryCache(HttpCase):
+    """GET /endpoints is built once and kept while the serving deployments,
+    their versions, models and targets stay the same."""
+
+    def _get(self, key, path="/endpoints"):
+        return self.opener.get(
+            f"{self.base_url()}{API}{path}",
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=30,
+        )
+
+    def test_the_registry_follows_every_change(self):
+        user = new_test_user(self.env, login="reg_user", groups=USER)
+        key = (
+            self.env["res.users.apikeys"]
+            .with_user(user)
+            ._generate(None, "tests", fields.Datetime.now() + timedelta(days=1))
+        )
+        target = self.env.ref("creativeflow_mlops.deployment_target_local")
+        deployments = self.env["mlops.deployment"]
+        for index in range(3):
+            model = self.env["mlops.model"].create({"name": f"cached-{index}"})
+            version = (
+                self.env["mlops.model.version"]
+                .sudo()
+                .create(
+                    {"model_id": model.id, "version": "1.0.0", "model_format": "onnx"}
+                )
+            )
+            deployments |= deployments.sudo().create(
+                {
+                    "version_id": version.id,
+                    "environment": "production",
+                    "strategy": "rolling",
+                    "target_id": target.id,
+                    "traffic_percent": 100,
+                }
+            )
+        deployments.write({"state": "deploying"})
+        deployments.write({"state": "active"})
+        self.env.flush_all()
+
+        def read():
+            before = self.cr.sql_log_count
+            answer = self._get(key, "/endpoints?environment=production")
+            self.assertEqual(answer.status_code, 200, answer.text)
+            return answer, self.cr.sql_log_count - before
+
+        first, built = read()
+        again, kept = read()
+        self.assertEqual(first.json()["items"], again.json()["items"])
+        self.assertEqual(first.headers["ETag"], again.headers["ETag"])
+        self.assertLess(kept, built)
+        names = sorted(e["model"] for e in first.json()["items"])
+        self.assertEqual(names[-3:], ["cached-0", "cached-1", "cached-2"])
+
+        def later(table, record):
+            # another transaction's change: a later write date (this test runs
+            # in one transaction, whose now() never moves)
+            self.env.cr.execute(
+                f"UPDATE {table} SET write_date = now() + interval '1 minute'"  # noqa: S608
+                " WHERE id = %s",
+                [record.id],
+            )
+
+        # what an entry is made of changes: the next read says so
+        deployments[0].model_id.name = "renamed-0"
+        self.env.flush_all()
+        later("mlops_model", deployments[0].model_id)
+        moved, _queries = read()
+        self.assertIn("renamed-0", [e["model"] for e in moved.json()["items"]])
+        self.assertNotEqual(moved.headers["ETag"], first.headers["ETag"])
+        deployments[1].write({"state": "deleted"})
+        self.env.flush_all()
+        gone, _queries = read()  # one fewer serving: the count tells
+        self.assertNotIn("cached-1", [e["model"] for e in gone.json()["items"]])
