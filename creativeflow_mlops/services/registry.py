@@ -31,6 +31,8 @@ def cached_entries(env, environment=None, model=None):
     are made of stays the same: the serving deployments, their versions,
     models and targets (one query tells: their count and latest changes).
     A registry of 1,000 entries took 140 ms to build on every call."""
+    # the caller's rights, every time (a cached answer skips the search)
+    env["mlops.deployment"].check_access("read")
     env.cr.execute(STAMP, [tuple(deploy_service.SERVING)])
     stamp = env.cr.fetchone()
     key = (env.cr.dbname, env.uid, tuple(env.companies.ids), environment, model)

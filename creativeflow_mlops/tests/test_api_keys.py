@@ -192,3 +192,8 @@ class TestRegistryCache(HttpCase):
         self.env.flush_all()
         gone, _queries = read()  # one fewer serving: the count tells
         self.assertNotIn("cached-1", [e["model"] for e in gone.json()["items"]])
+        # a user who loses the right to read is refused, cached answer or not
+        user.groups_id = [(6, 0, [self.env.ref("base.group_user").id])]
+        self.env.flush_all()
+        refused = self._get(key, "/endpoints?environment=production")
+        self.assertEqual(refused.status_code, 403, refused.text)
