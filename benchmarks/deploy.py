@@ -16,16 +16,15 @@ production answering with the new version.
 """
 
 import hashlib
-import importlib.util
 import os
 import statistics
-import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
 import requests
+import serve
 import systemstack
 import testservers
 
@@ -34,13 +33,6 @@ ROUNDS = int(os.environ.get("MLOPS_BENCH_DEPLOYS", "5"))
 BODY = {
     "inputs": [{"name": "x", "shape": [1, 64], "datatype": "FP32", "data": [0.5] * 64}]
 }
-
-
-def _load(name, path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _answers(url, headers, version, deadline):
@@ -84,16 +76,7 @@ def _deploy(stack, version_id, route, version, headers, **body):
 def baseline(artifacts, work):
     """Seconds for the adapter alone to bring the model up behind the router
     and answer, N times."""
-    folder = REPO / "creativeflow_mlops" / "adapters"
-    spec = importlib.util.spec_from_file_location(
-        "mlops_adapters_deploy",
-        folder / "__init__.py",
-        submodule_search_locations=[str(folder)],
-    )
-    package = importlib.util.module_from_spec(spec)
-    sys.modules["mlops_adapters_deploy"] = package
-    spec.loader.exec_module(package)
-    targets = importlib.import_module("mlops_adapters_deploy.targets")
+    targets = serve._adapters().targets
     model = work / "baseline.onnx"
     model.write_bytes(artifacts.onnx_mlp(seed=5))
     target = targets.LocalTarget(work / "baseline-target", testservers.free_port())
@@ -126,10 +109,9 @@ def baseline(artifacts, work):
 
 
 def bench_deploy():
-    artifacts = _load(
-        "mlops_bench_artifacts", REPO / "creativeflow_mlops/tests/artifacts.py"
-    )
-    validation = _load("mlops_bench_validation", REPO / "benchmarks/validation.py")
+    artifacts = serve._artifacts()
+    import validation  # noqa: PLC0415 - the benchmarks folder is on the path
+
     work = Path(tempfile.mkdtemp(prefix="mlops-bench-deploy-"))
     print("baseline: the local target's adapter alone", flush=True)
     alone = baseline(artifacts, work)

@@ -18,7 +18,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -27,13 +26,12 @@ from pathlib import Path
 import devstack
 import requests
 import systemstack
-from serve import wrk_figures
+from serve import _venv, wrk_figures
 
 REPO = Path(__file__).resolve().parent.parent
 MODELS = int(os.environ.get("MLOPS_BENCH_MODELS", "1000"))
 VERSIONS = 10
 DURATION = int(os.environ.get("MLOPS_BENCH_SECONDS", "10"))
-MLFLOW = "mlflow>=3,<4"
 
 SEED = """
 env = env(context=dict(env.context, tracking_disable=True, mail_notrack=True))
@@ -75,23 +73,6 @@ def _wrk(url, headers, connections):
     return figures
 
 
-def _mlflow_python():
-    root = Path(
-        os.environ.get("MLOPS_BENCH_PEERS")
-        or Path.home() / ".cache" / "creativeflow-mlops" / "peers"
-    )
-    python = root / "mlflow" / "bin" / "python"
-    if not (root / "mlflow" / "bin" / "mlflow").exists():
-        print(f"  making the mlflow virtualenv (once) under {root}", flush=True)
-        subprocess.run([sys.executable, "-m", "venv", str(root / "mlflow")], check=True)
-        subprocess.run(
-            [python, "-m", "pip", "install", "-q", MLFLOW, "psycopg2-binary"]
-            + ["uvloop", "httptools"],
-            check=True,
-        )
-    return python
-
-
 MLFLOW_SEED = """
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -110,7 +91,7 @@ print("SEEDED")
 
 
 def _mlflow(db_settings, work):
-    python = _mlflow_python()
+    python = Path(_venv("mlflow"))
     dbname = f"mlflow_bench_{uuid.uuid4().hex[:6]}"
     _sql(db_settings, f'CREATE DATABASE "{dbname}"')
     uri = (

@@ -34,7 +34,12 @@ REPO = Path(__file__).resolve().parent.parent
 PEERS = Path(__file__).resolve().parent / "peers"
 DURATION = int(os.environ.get("MLOPS_BENCH_SECONDS", "10"))
 CONNECTIONS = (1, 20)
-VENVS = {"kserve": ["kserve", "onnxruntime"], "mlserver": ["mlserver", "onnxruntime"]}
+VENVS = {
+    "kserve": ["kserve", "onnxruntime"],
+    "mlserver": ["mlserver", "onnxruntime"],
+    # benchmarks/registry.py: as a tuned production install has it
+    "mlflow": ["mlflow>=3,<4", "psycopg2-binary", "uvloop", "httptools"],
+}
 
 
 def _artifacts():
