@@ -38,12 +38,26 @@
         "views/res_config_settings_views.xml",
         "views/mlops_invoke_key_views.xml",
         "views/mlops_dashboard_views.xml",
+        "views/mlops_pwa_templates.xml",
         "views/mlops_menus.xml",
         "data/mlops_model_version_actions.xml",
     ],
     "assets": {
         "web.assets_backend": [
             "creativeflow_mlops/static/src/dashboard/*",
+        ],
+        # the PWA at /mlops/app: Odoo's core (OWL, services, the module
+        # loader) and its bus, without the backend's styles
+        "creativeflow_mlops.assets_pwa": [
+            ("include", "web._assets_core"),
+            ("remove", "web/static/src/core/**/*.scss"),
+            "bus/static/src/*.js",
+            "bus/static/src/services/**/*.js",
+            ("remove", "bus/static/src/services/assets_watchdog_service.js"),
+            ("remove", "bus/static/src/simple_notification_service.js"),
+            "bus/static/src/workers/websocket_worker.js",
+            "bus/static/src/workers/websocket_worker_utils.js",
+            "creativeflow_mlops/static/src/pwa/**/*",
         ],
         "web.assets_tests": [
             "creativeflow_mlops/static/src/tours/*.js",

@@ -5,4 +5,5 @@ from . import deployments_api
 from . import ci_api
 from . import rpc_api
 from . import openapi
+from . import pwa
 from . import fallback

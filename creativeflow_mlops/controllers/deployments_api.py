@@ -131,6 +131,7 @@ class MlopsDeploymentsApi(http.Controller):
         query=(
             ("since", {"type": "integer", "minimum": 0}),
             ("limit", {"type": "integer", "minimum": 1, "maximum": 500}),
+            ("version_id", {"type": "integer", "minimum": 1}),
         ),
         answer=(
             200,

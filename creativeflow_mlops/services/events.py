@@ -96,10 +96,11 @@ def notify(logged):
             users._bus_send("mlops.event", serialize(event))
 
 
-def page(env, since=None, limit=100):
+def page(env, since=None, limit=100, version_id=None):
     """``{"items", "next"}``: the caller's events after the cursor
-    ``since`` (0: from the oldest kept). A cursor never given out (past the
-    newest event) is refused."""
+    ``since`` (0: from the oldest kept), those of one version when
+    ``version_id`` is given (its state timeline). A cursor never given out
+    (past the newest event) is refused."""
     Event = env["mlops.event"]
     since = since or 0
     newest = Event.sudo().search([], order="id desc", limit=1).id or 0
@@ -113,7 +114,10 @@ def page(env, since=None, limit=100):
             )
         )
     Event.check_access("read")
-    found = Event.search([("id", ">", since)], order="id", limit=limit)
+    domain = [("id", ">", since)]
+    if version_id:
+        domain.append(("version_id", "=", version_id))
+    found = Event.search(domain, order="id", limit=limit)
     return {
         "items": [serialize(e) for e in found],
         # the newest seen: where the next call starts, or where it stands

@@ -376,7 +376,8 @@ def endpoints_list(env, params):
 def events_list(env, params):
     since = integer(params, "since", 0)
     limit = integer(params, "limit", 100, 1, events.MAX_LIMIT)
-    return events.page(env, since, limit)
+    version_id = integer(params, "version_id", None, 1)
+    return events.page(env, since, limit, version_id)
 
 
 # ---------------------------------------------------------------------------
