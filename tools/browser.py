@@ -69,6 +69,8 @@ class Chromium:
         )
         self._ids = itertools.count(1)
         self.events = []
+        # console errors and uncaught exceptions of the pages, in order
+        self.problems = []
         self.socket = websocket.create_connection(
             self._page_socket(), timeout=60, suppress_origin=True
         )
@@ -105,6 +107,7 @@ class Chromium:
                 if "error" in message:
                     raise BrowserError(f"{method}: {message['error']}")
                 return message.get("result", {})
+            self._note(message)
             self.events.append(message)
 
     def _next_event(self, timeout):
@@ -112,7 +115,7 @@ class Chromium:
             return self.events.pop(0)
         self.socket.settimeout(timeout)
         try:
-            return json.loads(self.socket.recv())
+            return self._note(json.loads(self.socket.recv()))
         except websocket.WebSocketTimeoutException:
             return None
         finally:
@@ -200,6 +203,101 @@ class Chromium:
             )
         except BrowserError as error:
             raise BrowserError(f"{error}\n" + "\n".join(said[-20:])) from None
+
+    # ------------------------------------------------------------------
+    # Driving a page as a user does: keyboard, files, and what it said
+    # ------------------------------------------------------------------
+
+    def _note(self, event):
+        """Keep what the page said went wrong: console errors and uncaught
+        exceptions, whichever call happened to read them."""
+        method = event.get("method")
+        if method == "Runtime.exceptionThrown":
+            details = event["params"]["exceptionDetails"]
+            self.problems.append(
+                details.get("exception", {}).get("description") or str(details)
+            )
+        elif (
+            method == "Runtime.consoleAPICalled" and event["params"]["type"] == "error"
+        ):
+            self.problems.append(self._console_text(event))
+        return event
+
+    def pump(self, seconds, on_event=None):
+        """Handle the events of ``seconds``, each given to ``on_event``."""
+        deadline = time.monotonic() + seconds
+        while True:
+            left = deadline - time.monotonic()
+            event = self._next_event(max(0.01, left)) if left > 0 else None
+            if event is None:
+                if time.monotonic() >= deadline:
+                    return
+                continue
+            if on_event:
+                on_event(event)
+
+    def until(self, expression, timeout=60, on_event=None):
+        """Wait until the JavaScript ``expression`` is truthy; its value."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = self.evaluate(expression)
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise BrowserError(f"{expression} still false after {timeout} s")
+            self.pump(0.25, on_event)
+
+    def press(self, key, times=1):
+        """Press a key (``Tab``, ``Enter``, ``ArrowRight``, ...) as a keyboard does."""
+        codes = {"Tab": 9, "Enter": 13, "ArrowRight": 39, "ArrowLeft": 37, " ": 32}
+        for _ in range(times):
+            for kind in ("rawKeyDown", "keyUp"):
+                self.send(
+                    "Input.dispatchKeyEvent",
+                    type=kind,
+                    key=key,
+                    code="Space" if key == " " else key,
+                    windowsVirtualKeyCode=codes.get(key, 0),
+                )
+            if key == "Enter":
+                self.send("Input.dispatchKeyEvent", type="char", text="\r")
+
+    def type(self, text):
+        """Type ``text`` into the focused control."""
+        self.send("Input.insertText", text=text)
+
+    def tab_to(self, selector, limit=80):
+        """Press Tab until ``selector`` has the focus: the control is reachable
+        from the keyboard, in the page's own order."""
+        for _ in range(limit):
+            if self.evaluate(
+                f"document.activeElement === document.querySelector({selector!r})"
+            ):
+                return
+            self.press("Tab")
+        raise BrowserError(f"{selector} never got the focus after {limit} Tabs")
+
+    def set_files(self, selector, paths):
+        """Choose ``paths`` in the file input ``selector``, as the file
+        picker does (its ``change`` event included)."""
+        root = self.send("DOM.getDocument", depth=0)["root"]["nodeId"]
+        node = self.send("DOM.querySelector", nodeId=root, selector=selector)["nodeId"]
+        if not node:
+            raise BrowserError(f"no {selector}")
+        self.send("DOM.setFileInputFiles", nodeId=node, files=list(paths))
+
+    def unlabelled_controls(self):
+        """The visible form controls a screen reader could not name."""
+        return self.evaluate(
+            """[...document.querySelectorAll('input, select, textarea, button')]
+            .filter((el) => el.type !== 'hidden' && el.getClientRects().length)
+            .filter((el) => !(
+                (el.labels && el.labels.length)
+                || el.getAttribute('aria-label')
+                || el.getAttribute('aria-labelledby')
+                || (el.tagName === 'BUTTON' && el.textContent.trim())))
+            .map((el) => el.outerHTML.slice(0, 120))"""
+        )
 
     def wait_for_selector(self, selector, timeout=30):
         deadline = time.monotonic() + timeout

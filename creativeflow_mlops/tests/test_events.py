@@ -178,6 +178,32 @@ class TestEvents(HttpCase):
         ).json()
         self.assertEqual(rpc["result"], first)
 
+    def test_one_versions_timeline(self):
+        start = self._cursor()
+        version = self._version()
+        other = self._version(version="2.0.0")
+        version.write({"state": "validating"})
+        other.write({"state": "validating"})
+        version.write({"state": "validated"})
+        answer = self._events(since=start, version_id=version.id)
+        self.assertEqual(answer.status_code, 200, answer.text)
+        items = answer.json()["items"]
+        self.assertEqual(
+            [(e["type"], e["version_id"]) for e in items],
+            [
+                ("version.draft", version.id),
+                ("version.validating", version.id),
+                ("version.validated", version.id),
+            ],
+        )
+        # another company's version: no events, no error that tells it exists
+        foreign = self._version(self.foreign_model)
+        foreign.write({"state": "validating"})
+        answer = self._events(since=start, version_id=foreign.id)
+        self.assertEqual(answer.json()["items"], [])
+        for bad in ("abc", 0, -3):
+            self.assertEqual(self._events(version_id=bad).status_code, 400, bad)
+
     def test_old_events_are_dropped(self):
         version = self._version()
         old = self.env["mlops.event"].sudo().search([("version_id", "=", version.id)])
