@@ -17,7 +17,6 @@ import testservers
 
 from odoo.addons.creativeflow_mlops.adapters.storage import (
     IntegrityMismatch,
-    LocalStore,
     S3Store,
     StorageRefused,
     StorageUnavailable,
@@ -25,6 +24,7 @@ from odoo.addons.creativeflow_mlops.adapters.storage import (
     object_key,
     sanitize_filename,
 )
+from odoo.addons.creativeflow_mlops.adapters.storage_local import LocalStore
 
 MiB = 1024 * 1024
 
@@ -529,3 +529,78 @@ def test_s3_killed_mid_upload_leaves_nothing_and_retry_succeeds(tmp_path):
         data = os.urandom(7 * MiB)
         stored = store.put_stream(key, io.BytesIO(data))
         assert store.hash_object(key) == (len(data), stored.sha256)
+
+
+# ---------------------------------------------------------------------------
+# Direct multipart uploads to a local store
+# ---------------------------------------------------------------------------
+
+
+def _local_parts_store(tmp_path):
+    return LocalStore(
+        tmp_path / "store",
+        part_url=lambda upload_id, number, expires: f"http://odoo/{upload_id}/{number}",
+    )
+
+
+def test_local_multipart_parts_in_any_order_make_the_object(tmp_path):
+    store = _local_parts_store(tmp_path)
+    key = "models/c1/m/1.0.0/model.bin"
+    upload_id = store.create_multipart(key)
+    assert store.presigned_part_url(key, upload_id, 2) == f"http://odoo/{upload_id}/2"
+    second = store.put_part(upload_id, 2, io.BytesIO(b"world"), 5, 10)
+    store.put_part(upload_id, 1, io.BytesIO(b"HELLO "), 6, 10)
+    first = store.put_part(upload_id, 1, io.BytesIO(b"hello "), 6, 10)  # sent again
+    assert first == hashlib.md5(b"hello ").hexdigest()
+    assert store.list_parts(key, upload_id) == [
+        {"part_number": 1, "etag": first, "size": 6},
+        {"part_number": 2, "etag": second, "size": 5},
+    ]
+    assert [u["upload_id"] for u in store.list_multipart_uploads("models/")] == [
+        upload_id
+    ]
+    assert store.list_multipart_uploads("other/") == []
+    stored = store.complete_multipart(
+        key,
+        upload_id,
+        [{"part_number": 2, "etag": second}, {"part_number": 1, "etag": first}],
+    )
+    assert stored.sha256 == hashlib.sha256(b"hello world").hexdigest()
+    assert store.hash_object(key) == (11, stored.sha256)
+    assert store.list_multipart_uploads("") == []
+    with pytest.raises(StorageRefused) as refused:
+        store.list_parts(key, upload_id)
+    assert refused.value.code == "NoSuchUpload"
+
+
+def test_local_multipart_refusals_keep_nothing(tmp_path):
+    store = _local_parts_store(tmp_path)
+    key = "models/c1/m/1.0.0/model.bin"
+    upload_id = store.create_multipart(key)
+    # a body that ends early: no part
+    with pytest.raises(StorageRefused) as short:
+        store.put_part(upload_id, 1, io.BytesIO(b"abc"), 10, 10)
+    assert short.value.code == "IncompleteBody"
+    with pytest.raises(IntegrityMismatch):
+        store.put_part(upload_id, 1, io.BytesIO(b"x" * 11), 11, 10)
+    assert store.list_parts(key, upload_id) == []
+    assert [
+        p.name for p in (tmp_path / "store" / ".multipart" / upload_id).iterdir()
+    ] == ["key"]
+    etag = store.put_part(upload_id, 1, io.BytesIO(b"abc"), 3, 10)
+    # an ETag that is not the part's refuses the completion, nothing written
+    with pytest.raises(StorageRefused):
+        store.complete_multipart(key, upload_id, [{"part_number": 1, "etag": "0" * 32}])
+    assert store.stat(key) is None
+    for bad in ("../../etc", "F" * 32, "0" * 31, None):
+        with pytest.raises(StorageRefused) as unknown:
+            store.put_part(bad, 1, io.BytesIO(b"abc"), 3, 10)
+        assert unknown.value.code == "NoSuchUpload"
+    with pytest.raises(StorageRefused):
+        store.create_multipart("../outside")
+    store.abort_multipart(key, upload_id)
+    with pytest.raises(StorageRefused):
+        store.complete_multipart(key, upload_id, [{"part_number": 1, "etag": etag}])
+    # a store with no part route cannot hand out part URLs
+    with pytest.raises(StorageRefused):
+        LocalStore(tmp_path / "plain").presigned_part_url(key, upload_id, 1)

@@ -1,4 +1,4 @@
-"""Artifact stores: a local folder and S3 (MinIO or any S3, through the
+"""Artifact stores: S3 (MinIO or any S3, through the
 ``minio`` SDK).
 
 Both stream: an artifact goes through in parts, its size and SHA-256 computed
@@ -15,18 +15,14 @@ object behind. Errors are sorted for the caller:
 # pylint: disable=method-required-super
 
 import collections
-import contextlib
 import hashlib
 import io
 import itertools
-import os
 import re
-import tempfile
 import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path, PurePosixPath
 
 from urllib3.exceptions import HTTPError as TransportError  # minio's transport
 
@@ -149,71 +145,6 @@ class _Store:
                 size += len(chunk)
                 sha.update(chunk)
         return size, sha.hexdigest()
-
-
-class LocalStore(_Store):
-    """A folder on the Odoo server: the embedded default."""
-
-    kind = "local"
-
-    def __init__(self, root):
-        self.root = Path(root).resolve()
-
-    def _path(self, key):
-        path = (self.root / PurePosixPath(key)).resolve()
-        if self.root not in path.parents:
-            raise StorageRefused(f"the key {key!r} leaves the store")
-        return path
-
-    def uri(self, key):
-        return f"local://{key}"
-
-    def check(self):
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=self.root):
-                pass
-        except OSError as error:
-            raise StorageRefused(f"cannot write in {self.root}: {error}") from error
-        return {"kind": self.kind, "root": str(self.root)}
-
-    def open_writer(self, key, content_type=None, max_size=None):
-        path = self._path(key)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = tempfile.NamedTemporaryFile(
-                dir=path.parent, prefix=".upload-", delete=False
-            )
-        except OSError as error:
-            raise StorageUnavailable(f"writing {key}: {error}") from error
-        return _LocalWriter(self, key, path, tmp, max_size)
-
-    def open(self, key):
-        try:
-            return self._path(key).open("rb")
-        except FileNotFoundError as error:
-            raise StorageRefused(f"no object {key}") from error
-        except OSError as error:
-            raise StorageUnavailable(f"reading {key}: {error}") from error
-
-    def stat(self, key):
-        try:
-            return self._path(key).stat().st_size
-        except FileNotFoundError:
-            return None
-
-    def delete(self, key):
-        try:
-            self._path(key).unlink(missing_ok=True)
-        except OSError as error:
-            raise StorageUnavailable(f"deleting {key}: {error}") from error
-
-    def local_path(self, key):
-        """The file itself: scanners read it in place."""
-        return self._path(key)
-
-    def presigned_get(self, key, expires=timedelta(minutes=10), filename=None):
-        return None
 
 
 # ---------------------------------------------------------------------------
@@ -598,58 +529,6 @@ class _Writer:
 
     def flush(self):
         return None
-
-
-class _LocalWriter(_Writer):
-    def __init__(self, store, key, path, tmp, max_size):
-        super().__init__(store, key, max_size)
-        self._path = path
-        self._tmp = tmp
-
-    def write(self, data):
-        try:
-            self._account(data)
-            self._tmp.write(data)
-        except OSError as error:
-            self.abort()
-            raise StorageUnavailable(f"writing {self.key}: {error}") from error
-        except BaseException:
-            self.abort()
-            raise
-        return len(data)
-
-    def close(self):
-        if self.closed:
-            return self._stored()
-        try:
-            self._tmp.flush()
-            os.fsync(self._tmp.fileno())
-            self._tmp.close()
-            os.replace(self._tmp.name, self._path)
-        except OSError as error:
-            self.abort()
-            raise StorageUnavailable(f"writing {self.key}: {error}") from error
-        return self._stored()
-
-    def abort(self):
-        """Remove what this writer wrote, even after ``close``; never a file
-        it did not write."""
-        completed = self.closed
-        self.closed = True
-        self._tmp.close()
-        with contextlib.suppress(OSError):
-            os.unlink(self._tmp.name)
-        if completed:
-            with contextlib.suppress(OSError):
-                os.unlink(self._path)
-        # and the folders made for it, when nothing else is in them
-        folder = self._path.parent
-        while folder != self.store.root and self.store.root in folder.parents:
-            try:
-                folder.rmdir()
-            except OSError:
-                break
-            folder = folder.parent
 
 
 class _S3Writer(_Writer):

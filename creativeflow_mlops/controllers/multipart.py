@@ -89,6 +89,12 @@ class _GuardedWriter:
         return None
 
 
+def body_stream():
+    """The request's body as werkzeug reads it (bounded by its
+    Content-Length), for a route that stores a raw body as it arrives."""
+    return request.httprequest._HTTPRequest__wrapped.stream
+
+
 def _stream_into_store():
     """When the ``metadata`` part comes first, send the ``file`` part to the
     store while it arrives instead of spooling it to disk first."""

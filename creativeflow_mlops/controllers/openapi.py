@@ -98,6 +98,18 @@ def _operation(route, method, path_params):
                 }
             },
         }
+    elif body == "binary":
+        operation["requestBody"] = {
+            "required": True,
+            "content": {
+                "application/octet-stream": {
+                    "schema": {
+                        "type": "string",
+                        "contentMediaType": "application/octet-stream",
+                    }
+                }
+            },
+        }
     elif body is not None:
         operation["requestBody"] = {
             "required": False,

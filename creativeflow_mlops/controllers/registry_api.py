@@ -11,7 +11,7 @@ from odoo import http
 from odoo.http import request
 
 from ..exceptions import NotFound
-from ..services import artifacts, errors, operations
+from ..services import artifacts, errors, operations, upload_parts
 from .framework import (
     JsonHTTPError,
     _authenticate,
@@ -26,6 +26,7 @@ from .framework import (
 )
 from .multipart import (
     _max_upload,
+    body_stream,
 )
 from .openapi_schemas import BODIES, PAGE, STRING, page_of, ref
 
@@ -98,6 +99,54 @@ class MlopsApi(http.Controller):
     )
     def complete_upload(self, token, **_params):
         return _operate("uploads.complete", _body(), id=token)
+
+    @api_route(
+        "/uploads/parts/<string:upload_id>/<int:part_number>",
+        ["PUT"],
+        auth="signature",
+        summary="Receive a part of a direct upload to a local store (presigned)",
+        query=(
+            ("expires", {"type": "integer"}),
+            ("signature", {"type": "string"}),
+        ),
+        body="binary",
+        answer=(
+            200,
+            {
+                "type": "object",
+                "required": ["part_number", "etag"],
+                "properties": {"part_number": {"type": "integer"}, "etag": STRING},
+            },
+        ),
+        errors=(409, 411, 413),
+    )
+    def upload_part(self, upload_id, part_number, **_params):
+        """What S3 does with a presigned part URL, for a local store: the
+        URL's signature is the credential."""
+        args = request.httprequest.args
+        secret = request.env["ir.config_parameter"].sudo().get_param("database.secret")
+        if not upload_parts.check(
+            secret, upload_id, part_number, args.get("expires"), args.get("signature")
+        ):
+            raise JsonHTTPError(
+                401,
+                "unauthorized",
+                "The part URL is not signed for this part or has expired; ask "
+                "GET /uploads/<id> and start again if the upload expired.",
+            )
+        length = request.httprequest.content_length
+        if length is None:
+            raise JsonHTTPError(
+                411, "length_required", "Send the part with a Content-Length."
+            )
+        etag = (
+            request.env["mlops.upload"]
+            .sudo()
+            ._receive_part(upload_id, part_number, body_stream(), length)
+        )
+        response = _json({"part_number": part_number, "etag": etag})
+        response.headers["ETag"] = f'"{etag}"'
+        return response
 
     @api_route(
         "/uploads/<string:token>",

@@ -1,5 +1,6 @@
 # Copyright 2026 CreativeFlow
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
+import functools
 import logging
 import os
 import re
@@ -9,11 +10,12 @@ from odoo import api, fields, models, tools
 from odoo.exceptions import ValidationError
 
 from ..adapters.storage import (
-    LocalStore,
     S3Store,
     StorageRefused,
     models_root,
 )
+from ..adapters.storage_local import LocalStore
+from ..services import upload_parts
 
 _logger = logging.getLogger(__name__)
 
@@ -115,7 +117,13 @@ class MlopsStorageBackend(models.Model):
 
     def _build_client(self):
         if self.kind == "local":
-            return LocalStore(self._local_root())
+            parameters = self.env["ir.config_parameter"].sudo()
+            signer = functools.partial(
+                upload_parts.part_url,
+                parameters.get_param("database.secret"),
+                parameters.get_param("web.base.url", "http://localhost:8069"),
+            )
+            return LocalStore(self._local_root(), part_url=signer)
         secrets = self._require_secrets()
         return S3Store(
             self.endpoint,
@@ -136,8 +144,6 @@ class MlopsStorageBackend(models.Model):
         ``older_than``; uploads still tracked as open are the cron's other
         half. Returns how many were aborted."""
         self.ensure_one()
-        if self.kind != "s3":
-            return 0
         store = self._get_store()
         tracked = set(
             self.env["mlops.upload"]

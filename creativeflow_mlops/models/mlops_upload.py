@@ -33,13 +33,14 @@ MAX_TRIES = 8
 
 
 class MlopsUpload(models.Model):
-    """A direct multipart upload: the client sends the parts straight to S3
-    with presigned URLs. Completing it checks the parts the store holds and
-    the size, then a queued job reads the object back, hashes it and only
-    then registers the version (draft -> validating); S3 keeps no
-    whole-object SHA-256 of a multipart upload, and reading the object back
-    inside the request would cost the client most of what the direct path
-    saves. A cron aborts the uploads left unfinished."""
+    """A direct multipart upload: the client sends the parts straight to the
+    store with presigned URLs (S3's own; for a local store, the addon's
+    signed part route, ``services.upload_parts``). Completing it checks the
+    parts the store holds and the size, then a queued job reads the object
+    back, hashes it and only then registers the version (draft ->
+    validating); S3 keeps no whole-object SHA-256 of a multipart upload, and
+    reading the object back inside the request would cost the client most of
+    what the direct path saves. A cron aborts the uploads left unfinished."""
 
     _name = "mlops.upload"
     _description = "MLOps Direct Upload"
@@ -116,13 +117,6 @@ class MlopsUpload(models.Model):
                 env._("The filename is not usable: %s", error)
             ) from error
         backend = env["mlops.storage.backend"].sudo()._get_default()
-        if backend.kind != "s3":
-            raise Conflict(
-                env._(
-                    "Direct uploads need an S3 backend; the default store is a local "
-                    "folder: use POST /models/upload."
-                )
-            )
         part_size = max(MIN_PART, math.ceil(size / MAX_PARTS))
         part_count = math.ceil(size / part_size)
         self._replace_own_open_upload(metadata)
@@ -385,6 +379,40 @@ class MlopsUpload(models.Model):
         )
         upload.write({"state": "completed"})
         return f"{upload.version_id.display_name}: {report.state}: {report.summary}"
+
+    @api.model
+    def _receive_part(self, store_upload_id, part_number, stream, length):
+        """A part PUT to a local store's signed URL: stored when its upload is
+        open, the part one of its parts and its size at most the part size;
+        its ETag."""
+        env = self.env
+        upload = self.sudo().search([("s3_upload_id", "=", store_upload_id)], limit=1)
+        if not upload:
+            raise NotFound(env._("No upload %s.", store_upload_id))
+        if upload.state != "open" or upload.expires_at < fields.Datetime.now():
+            raise Conflict(
+                env._(
+                    "This upload is %s.",
+                    "expired" if upload.state == "open" else upload.state,
+                )
+            )
+        if not 1 <= part_number <= upload.part_count:
+            raise NotFound(
+                env._(
+                    "This upload has parts 1 to %(count)s, not %(number)s.",
+                    count=upload.part_count,
+                    number=part_number,
+                )
+            )
+        if length > upload.part_size:
+            raise PayloadTooLarge(
+                env._("A part is at most %s bytes.", upload.part_size)
+            )
+        store = upload.storage_backend_id._get_store()
+        with errors.backend_call(refused=InvalidInput):
+            return store.put_part(
+                store_upload_id, part_number, stream, length, upload.part_size
+            )
 
     def _check_parts(self, parts):
         """The request's ``parts``: {part_number: etag}, or InvalidInput."""
