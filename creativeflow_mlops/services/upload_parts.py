@@ -47,4 +47,5 @@ def check(secret, upload_id, part_number, expires, given):
     if until < time.time() or not isinstance(given, str):
         return False
     expected = signature(secret, upload_id, part_number, until)
-    return hmac.compare_digest(expected, given)
+    # bytes: compare_digest refuses a str that is not ASCII
+    return hmac.compare_digest(expected.encode(), given.encode())
