@@ -124,12 +124,33 @@ def get(env, model, record_id, label):
     return record
 
 
-def page(env, params, model, domain, order, serialize):
-    """``{"items", "total"}`` for the ``limit`` and ``offset`` asked."""
+# what the answers on models and versions read besides their own records:
+# models, versions, their validations and deployments all carry the same
+# company rule, on a company stored from the model, and users' logins
+MODEL_TREE = ("mlops.model", "mlops.model.version", "mlops.model.tag", "res.users")
+VERSION_TREE = (*MODEL_TREE, "mlops.validation.result", "mlops.deployment")
+
+
+def readable_tree(records, models):
+    """``records``, found through the caller's rules, read without them once
+    the caller's rights on every model the answer reads are checked. The
+    records related to a version are of its company (stored related
+    fields), so their company rules let the same rows through; applying them
+    again on each related read was half of a ``GET /versions/<id>``."""
+    for model in models:
+        records.env[model].check_access("read")
+    return records.sudo()
+
+
+def page(env, params, model, domain, order, serialize, tree=()):
+    """``{"items", "total"}`` for the ``limit`` and ``offset`` asked; read
+    through ``readable_tree`` when ``tree`` names the models read."""
     limit = integer(params, "limit", 50, 1, MAX_LIMIT)
     offset = integer(params, "offset", 0)
     Model = env[model]
     records = Model.search(domain, limit=limit, offset=offset, order=order)
+    if tree:
+        records = readable_tree(records, tree)
     return {
         "items": [serialize(r) for r in records],
         "total": Model.search_count(domain),
@@ -168,13 +189,15 @@ def models_list(env, params):
     if query:
         pattern = contains(query)
         domain = ["|", ("name", "=ilike", pattern), ("description", "=ilike", pattern)]
-    return page(env, params, "mlops.model", domain, "name, id", serializers.model)
+    return page(
+        env, params, "mlops.model", domain, "name, id", serializers.model, MODEL_TREE
+    )
 
 
 @operation("models.get")
 def models_get(env, params):
     record = get(env, "mlops.model", identifier(params), "model")
-    return serializers.model(record, True)
+    return serializers.model(readable_tree(record, MODEL_TREE), True)
 
 
 @operation("versions.list")
@@ -186,14 +209,20 @@ def versions_list(env, params):
     if state:
         domain.append(("state", "=", state))
     return page(
-        env, params, "mlops.model.version", domain, "id desc", serializers.version
+        env,
+        params,
+        "mlops.model.version",
+        domain,
+        "id desc",
+        serializers.version,
+        MODEL_TREE,
     )
 
 
 @operation("versions.get")
 def versions_get(env, params):
     record = get(env, "mlops.model.version", identifier(params), "version")
-    return serializers.version(record, full=True)
+    return serializers.version(readable_tree(record, VERSION_TREE), full=True)
 
 
 @operation("versions.validate", status=202)
