@@ -209,6 +209,20 @@ def prefork_stack(request, tmp_path_factory):
     return _stack(request, tmp_path_factory, workers=2)
 
 
+@pytest.fixture(scope="module")
+def invoke(stack):
+    """Headers with an invoke key, made as a Manager makes one: the wizard
+    shows it once."""
+    wizard = stack.admin.call(
+        "mlops.invoke.key.wizard",
+        "create",
+        {"name": "system tests", "environment": "all"},
+    )
+    stack.admin.call("mlops.invoke.key.wizard", "action_generate", [wizard])
+    (shown,) = stack.admin.call("mlops.invoke.key.wizard", "read", [wizard], ["key"])
+    return {"Authorization": f"Bearer {shown['key']}"}
+
+
 @pytest.fixture
 def ci_token():
     """The token the stack's Odoo has for the CI provider of code syslab."""

@@ -32,16 +32,6 @@ def approver(stack):
     return rest, session.http.cookies["session_id"]
 
 
-@pytest.fixture(scope="module")
-def invoke(stack):
-    wizard = stack.admin.call(
-        "mlops.invoke.key.wizard", "create", {"name": "buttons", "environment": "all"}
-    )
-    stack.admin.call("mlops.invoke.key.wizard", "action_generate", [wizard])
-    (shown,) = stack.admin.call("mlops.invoke.key.wizard", "read", [wizard], ["key"])
-    return {"Authorization": f"Bearer {shown['key']}"}
-
-
 def _state(rest, version_id, state, timeout=120):
     return _wait(
         rest, f"/versions/{version_id}", lambda v: v["state"] == state, timeout

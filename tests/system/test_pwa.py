@@ -45,16 +45,6 @@ def people(stack):
     }
 
 
-@pytest.fixture(scope="module")
-def invoke(stack):
-    wizard = stack.admin.call(
-        "mlops.invoke.key.wizard", "create", {"name": "pwa", "environment": "all"}
-    )
-    stack.admin.call("mlops.invoke.key.wizard", "action_generate", [wizard])
-    (shown,) = stack.admin.call("mlops.invoke.key.wizard", "read", [wizard], ["key"])
-    return {"Authorization": f"Bearer {shown['key']}"}
-
-
 def _shoot(browser, name):
     folder = os.environ.get("MLOPS_SCREENSHOTS")
     if folder:
