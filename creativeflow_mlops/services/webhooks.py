@@ -79,7 +79,15 @@ def _keep(hook, event, message_id, number, attempt):
             }
         )
         if attempt.ok:
-            own.failure_count = 0
+            # only when there is something to reset: two deliveries of one
+            # hook at once would otherwise both update its row, and the one
+            # that lost (a serialization failure) would fail its job, which
+            # would send the event again
+            cr.execute(
+                "UPDATE mlops_webhook SET failure_count = 0 "
+                "WHERE id = %s AND failure_count <> 0",
+                [own.id],
+            )
             return 0
         cr.execute(
             "UPDATE mlops_webhook SET failure_count = COALESCE(failure_count, 0) + 1 "
