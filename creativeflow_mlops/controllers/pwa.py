@@ -7,6 +7,7 @@ the app) and the offline page the worker keeps for when the network is
 gone. Everything the app shows comes from ``/mlops/rpc/<operation>`` and
 the Odoo bus."""
 
+import functools
 import hashlib
 import json
 from pathlib import Path
@@ -75,9 +76,11 @@ def manifest():
     }
 
 
+@functools.cache
 def worker_source():
     """The service worker, its cache named after its own content: a new
-    release of it replaces the old caches."""
+    release of it replaces the old caches. Read once per process: browsers
+    ask for it on every navigation."""
     source = WORKER.read_text(encoding="utf-8")
     version = hashlib.sha256(source.encode()).hexdigest()[:12]
     return source.replace("__MLOPS_SW_VERSION__", version)
