@@ -128,6 +128,55 @@ def test_switches_under_load_lose_no_request(servers, router):
     assert done["1.0.0"] > 50 and done["2.0.0"] > 50, done
 
 
+def test_a_colour_stopped_right_after_its_switch_loses_no_request(tmp_path, router):
+    """What a rollback and a rolling update do: the traffic leaves a colour
+    and its model server stops at once (uvicorn closes its idle keep-alive
+    connections and refuses new ones). When ``apply`` returns, no nginx
+    worker routes by the previous configuration any more, so no request is
+    sent to the colour that stops."""
+    runtime = LocalRuntime(tmp_path / "runtime")
+    model = tmp_path / "m.onnx"
+    model.write_bytes(artifacts.onnx_mlp())
+    url = f"{router.route_url('c1-mlp-production')}/v2/models/mlp/infer"
+    failures, done, stop = [], Counter(), threading.Event()
+
+    def start(key):
+        spec = ProcessSpec(key, str(model), "mlp", key, free_port(), drain_seconds=2)
+        return Route("c1-mlp-production", [Backend(runtime.start(spec).port, 100)])
+
+    def client():
+        with requests.Session() as session:
+            while not stop.is_set():
+                try:
+                    answer = session.post(url, json=BODY, timeout=5)
+                except requests.RequestException as error:
+                    failures.append(repr(error))
+                    continue
+                if answer.status_code != 200:
+                    failures.append((answer.status_code, answer.text))
+                done[answer.headers.get("X-MLOps-Version")] += 1
+
+    router.apply([start("c0")])
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        for turn in range(1, 11):
+            route = start(f"c{turn}")
+            time.sleep(0.2)
+            router.apply([route])
+            runtime.stop(f"c{turn - 1}", timeout=5)
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(10)
+        for key in list(runtime.running()):
+            runtime.stop(key, timeout=5)
+    assert not failures, failures[:5]
+    assert done["c10"] > 0 and len(done) == 11, done
+
+
 def test_a_refused_configuration_keeps_the_last_good_one(servers, router, tmp_path):
     _runtime, handles = servers
     router.apply([_route(handles)])

@@ -42,6 +42,8 @@ from .runtime import free_port, process_alive
 SAFE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,100}$")
 NGINX_PATHS = ("/usr/sbin/nginx", "/usr/local/sbin/nginx")
 TIMEOUT = 10
+# how long a reload waits for the old workers' requests in flight
+DRAIN_TIMEOUT = 30
 
 
 class RouterError(Exception):
@@ -204,14 +206,19 @@ class NginxRouter:
 
     def apply(self, routes):
         """Serve ``routes``: test the new configuration, put it in place,
-        reload the switch (or start it, and the front) and wait until every
-        new connection gets it. ``RouterFailed`` leaves the previous
+        reload the switch (or start it, and the front), wait until every
+        new connection gets it, then until the workers of the previous
+        configuration have finished their requests and exited. When it
+        returns, nothing routes by the previous configuration: a server it
+        no longer names can stop. ``RouterFailed`` leaves the previous
         configuration serving."""
         generation = self._generation() + 1
+        previous = self._workers(self.root)
         self._load(self.root, self.render(routes, generation))
         if not self._master_pid(self.front):
             self._load(self.front, self.render_front())
         self._wait_for(generation)
+        self._wait_gone(previous)
         return generation
 
     def _load(self, root, text):
@@ -291,6 +298,28 @@ class NginxRouter:
             return None
         return pid if process_alive(pid) else None
 
+    def _workers(self, root):
+        """The worker processes of the instance at ``root`` now."""
+        master = self._master_pid(root)
+        return {pid: master for pid in _children(master)} if master else {}
+
+    def _wait_gone(self, workers):
+        """Until ``workers`` (retired by a reload) have exited. A worker
+        ends when its last request has been answered, so this lasts as long
+        as the slowest request in flight, bounded by ``DRAIN_TIMEOUT``:
+        past it, the caller goes on (a server it stops then drains what is
+        left)."""
+        deadline = time.monotonic() + DRAIN_TIMEOUT
+        while workers and time.monotonic() < deadline:
+            workers = {
+                pid: master
+                for pid, master in workers.items()
+                if _parent(pid) == master  # alive, and not a reused pid
+            }
+            if workers:
+                time.sleep(0.01)
+        return not workers
+
     def _wait_for(self, generation):
         """Until a new connection is served by the new workers."""
         deadline = time.monotonic() + TIMEOUT
@@ -312,6 +341,26 @@ class NginxRouter:
         raise RouterFailed(
             f"the router did not take configuration {generation} (last answer: {last})"
         )
+
+
+def _parent(pid):
+    """The parent of ``pid``, or None when it is gone (or a zombie)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # "pid (comm) state ppid ...": comm may hold spaces and parentheses
+    fields = stat.rsplit(")", 1)[1].split()
+    return None if fields[0] == "Z" else int(fields[1])
+
+
+def _children(master):
+    found = []
+    with os.scandir("/proc") as entries:
+        for entry in entries:
+            if entry.name.isdigit() and _parent(int(entry.name)) == master:
+                found.append(int(entry.name))
+    return found
 
 
 def _last_line(text):
