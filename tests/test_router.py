@@ -4,6 +4,7 @@ backs under constant load with no failed request, a configuration nginx
 refuses leaving the last good one serving, a colour stopping while it has
 traffic."""
 
+import contextlib
 import threading
 import time
 from collections import Counter
@@ -94,10 +95,10 @@ def test_routes_split_and_switch(servers, router):
     assert missing.status_code == 404 and missing.json()["error"]
 
 
-def test_switches_under_load_lose_no_request(servers, router):
-    _runtime, handles = servers
-    router.apply([_route(handles)])
-    url = f"{router.route_url('c1-mlp-production')}/v2/models/mlp/infer"
+@contextlib.contextmanager
+def _constant_load(url, clients=4):
+    """``clients`` threads posting to ``url`` until the block ends; yields
+    (failures, answers per version)."""
     failures, done, stop = [], Counter(), threading.Event()
 
     def client():
@@ -109,21 +110,29 @@ def test_switches_under_load_lose_no_request(servers, router):
                     failures.append(repr(error))
                     continue
                 if answer.status_code != 200:
-                    failures.append(answer.status_code)
+                    failures.append((answer.status_code, answer.text))
                 done[answer.headers.get("X-MLOps-Version")] += 1
 
-    threads = [threading.Thread(target=client) for _ in range(4)]
+    threads = [threading.Thread(target=client) for _ in range(clients)]
     for thread in threads:
         thread.start()
     try:
-        for blue, green in ((0, 100), (100, 0)) * 5:
-            time.sleep(0.3)
-            router.apply([_route(handles, blue, green)])
-        time.sleep(0.3)
+        yield failures, done
     finally:
         stop.set()
         for thread in threads:
             thread.join(10)
+
+
+def test_switches_under_load_lose_no_request(servers, router):
+    _runtime, handles = servers
+    router.apply([_route(handles)])
+    url = f"{router.route_url('c1-mlp-production')}/v2/models/mlp/infer"
+    with _constant_load(url) as (failures, done):
+        for blue, green in ((0, 100), (100, 0)) * 5:
+            time.sleep(0.3)
+            router.apply([_route(handles, blue, green)])
+        time.sleep(0.3)
     assert not failures, failures[:5]
     assert done["1.0.0"] > 50 and done["2.0.0"] > 50, done
 
@@ -138,39 +147,21 @@ def test_a_colour_stopped_right_after_its_switch_loses_no_request(tmp_path, rout
     model = tmp_path / "m.onnx"
     model.write_bytes(artifacts.onnx_mlp())
     url = f"{router.route_url('c1-mlp-production')}/v2/models/mlp/infer"
-    failures, done, stop = [], Counter(), threading.Event()
 
     def start(key):
         spec = ProcessSpec(key, str(model), "mlp", key, free_port(), drain_seconds=2)
         return Route("c1-mlp-production", [Backend(runtime.start(spec).port, 100)])
 
-    def client():
-        with requests.Session() as session:
-            while not stop.is_set():
-                try:
-                    answer = session.post(url, json=BODY, timeout=5)
-                except requests.RequestException as error:
-                    failures.append(repr(error))
-                    continue
-                if answer.status_code != 200:
-                    failures.append((answer.status_code, answer.text))
-                done[answer.headers.get("X-MLOps-Version")] += 1
-
     router.apply([start("c0")])
-    threads = [threading.Thread(target=client) for _ in range(4)]
-    for thread in threads:
-        thread.start()
     try:
-        for turn in range(1, 11):
-            route = start(f"c{turn}")
-            time.sleep(0.2)
-            router.apply([route])
-            runtime.stop(f"c{turn - 1}", timeout=5)
-        time.sleep(0.3)
+        with _constant_load(url) as (failures, done):
+            for turn in range(1, 11):
+                route = start(f"c{turn}")
+                time.sleep(0.2)
+                router.apply([route])
+                runtime.stop(f"c{turn - 1}", timeout=5)
+            time.sleep(0.3)
     finally:
-        stop.set()
-        for thread in threads:
-            thread.join(10)
         for key in list(runtime.running()):
             runtime.stop(key, timeout=5)
     assert not failures, failures[:5]
