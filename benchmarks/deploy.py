@@ -2,7 +2,7 @@
 answering, through the product.
 
 A real Odoo server (queue_job runner at two channels, as ``bin/serve``
-runs it), a real S3 server, the local target (model servers and the nginx
+runs it), a real S3 server, the local target (model servers and the HAProxy
 router). For each of N validated ONNX models (the MLP of the serve
 benchmark): the time from sending ``POST /versions/<id>/deploy`` to the
 first 200 from its invoke URL, with an invoke key, and to the deployment

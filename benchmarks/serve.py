@@ -2,8 +2,11 @@
 batch 1, onnxruntime on one intra-op thread) served by
 
 - ours, through the invoke URL: the local target's model server behind its
-  nginx router (front and switch), with an invoke key, as deployments run;
+  HAProxy router, with an invoke key, as deployments run;
 - ours, the model server alone (what the router adds is the difference);
+- the same model server behind one nginx hop with upstream keep-alive, a
+  static configuration (the router's alternative: nginx can change its
+  weights only by reloading, which resets idle client connections);
 - a bare stdlib server with TCP_NODELAY (the baseline);
 - a lean uvicorn (uvloop, httptools) app without metrics or keys;
 - KServe's Python ``ModelServer`` and Seldon's ``MLServer`` with a custom
@@ -87,6 +90,41 @@ def _venv(name):
             [str(python), "-m", "pip", "install", "-q", *VENVS[name]], check=True
         )
     return str(python)
+
+
+def _nginx_hop(root, port, upstream):
+    """The command of an nginx with one keep-alive upstream, tuned as the
+    router's former front was."""
+    nginx = shutil.which("nginx", path=f"{os.environ.get('PATH', '')}:/usr/sbin")
+    if not nginx:
+        raise RuntimeError(
+            "nginx is not installed (Debian: apt-get install nginx-light)"
+        )
+    root.mkdir(parents=True)
+    (root / "nginx.conf").write_text(
+        f"""worker_processes 1;
+daemon off;
+pid {root}/nginx.pid;
+error_log {root}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {root};
+    proxy_temp_path {root};
+    keepalive_requests 1000000;
+    tcp_nodelay on;
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+    proxy_buffering off;
+    upstream model {{ server 127.0.0.1:{upstream}; keepalive 64; }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{ proxy_pass http://model; }}
+    }}
+}}
+"""
+    )
+    return [nginx, "-p", str(root), "-c", str(root / "nginx.conf")]
 
 
 def _wait_ready(url, process, timeout=120, status=200):
@@ -222,6 +260,17 @@ def bench_serve():
             f"http://127.0.0.1:{handle.port}/v2/models/mlp/infer",
             auth,
         )
+        try:
+            port = _free_port()
+            spawn(
+                "nginx hop",
+                _nginx_hop(work / "nginx", port, handle.port),
+                f"http://127.0.0.1:{port}/v2/models/mlp/infer",
+                f"http://127.0.0.1:{port}/v2/health/ready",
+            )
+            servers["ours behind one nginx hop"] = servers.pop("nginx hop")[0], auth
+        except (RuntimeError, OSError) as error:
+            print(f"  the nginx hop not measured: {error}")
         port = _free_port()
         spawn(
             "bare stdlib",
@@ -335,6 +384,10 @@ def bench_serve():
         if alone and routed:
             added = routed["p50"] - alone["p50"]
             print(f"  the router adds {added:.3f} ms to p50 at 1 connection")
+        hop = results.get(("ours behind one nginx hop", 1))
+        if alone and hop:
+            added = hop["p50"] - alone["p50"]
+            print(f"  one nginx hop adds {added:.3f} ms to p50 at 1 connection")
         # a blue-green switch: a second colour up, the traffic moved
         green = ServePlan("d2", plan.route, "mlp", "2.0.0", str(model))
         started = time.perf_counter()
@@ -344,7 +397,7 @@ def bench_serve():
         switched = time.perf_counter()
         print(
             f"  blue-green: the new colour up in {up - started:.2f} s, the switch "
-            f"(tested configuration, graceful reload, first new connection served) "
+            f"(configuration written and tested, runtime API, read back) "
             f"in {1000 * (switched - up):.0f} ms"
         )
     finally:

@@ -1,10 +1,12 @@
-"""The router (adapters/router.py) as it runs: Debian's nginx in front of
+"""The router (adapters/router.py) as it runs: Debian's HAProxy in front of
 real model servers. Weighted canary shares, blue-green switches and switch
-backs under constant load with no failed request, a configuration nginx
+backs under constant load with no failed request, a configuration HAProxy
 refuses leaving the last good one serving, a colour stopping while it has
-traffic."""
+traffic, a router restarted from its files."""
 
 import contextlib
+import os
+import signal
 import threading
 import time
 from collections import Counter
@@ -15,8 +17,9 @@ import testservers
 from addon_artifacts import artifacts
 
 from odoo.addons.creativeflow_mlops.adapters.router import (
+    SLOTS,
     Backend,
-    NginxRouter,
+    HAProxyRouter,
     Route,
     RouterFailed,
 )
@@ -50,7 +53,7 @@ def servers(tmp_path_factory):
 
 @pytest.fixture
 def router(tmp_path):
-    router = NginxRouter(tmp_path / "router", free_port())
+    router = HAProxyRouter(tmp_path / "router", free_port())
     yield router
     router.stop()
 
@@ -140,7 +143,7 @@ def test_switches_under_load_lose_no_request(servers, router):
 def test_a_colour_stopped_right_after_its_switch_loses_no_request(tmp_path, router):
     """What a rollback and a rolling update do: the traffic leaves a colour
     and its model server stops at once (uvicorn closes its idle keep-alive
-    connections and refuses new ones). When ``apply`` returns, no nginx
+    connections and refuses new ones). When ``apply`` returns, no HAProxy
     worker routes by the previous configuration any more, so no request is
     sent to the colour that stops."""
     runtime = LocalRuntime(tmp_path / "runtime")
@@ -172,8 +175,8 @@ def test_a_refused_configuration_keeps_the_last_good_one(servers, router, tmp_pa
     _runtime, handles = servers
     router.apply([_route(handles)])
     url = router.route_url("c1-mlp-production")
-    broken = NginxRouter(router.root, router.port, nginx=router.nginx)
-    broken.render = lambda routes, generation: "this is not nginx;\n"
+    broken = HAProxyRouter(router.base, router.port)
+    broken.render = lambda state, map_path=None: "this is not haproxy\n"
     with pytest.raises(RouterFailed, match="refused its new configuration"):
         broken.apply([_route(handles, 0, 100)])
     answer = requests.post(f"{url}/v2/models/mlp/infer", json=BODY, timeout=5)
@@ -221,7 +224,7 @@ def test_a_full_disk_keeps_the_last_good_configuration(servers, tmp_path):
     change is refused with the kernel's reason, and what served goes on."""
     _runtime, handles = servers
     with testservers.SmallDisk(tmp_path / "disk", size="1m") as disk:
-        router = NginxRouter(disk.path / "router", free_port())
+        router = HAProxyRouter(disk.path / "router", free_port())
         try:
             router.apply([_route(handles, blue=100)])
             url = router.route_url("c1-mlp-production") + "/v2/models/mlp/infer"
@@ -231,7 +234,7 @@ def test_a_full_disk_keeps_the_last_good_configuration(servers, tmp_path):
             disk.fill()
             with pytest.raises(RouterFailed, match="No space left on device"):
                 router.apply([_route(handles, blue=0, green=100)])
-            assert not (disk.path / "router" / "switch" / "nginx.conf.new").exists()
+            assert not list((disk.path / "router" / "haproxy").glob("*.new"))
             for _ in range(20):
                 answer = requests.post(url, json=BODY, timeout=10)
                 assert answer.status_code == 200
@@ -243,3 +246,46 @@ def test_a_full_disk_keeps_the_last_good_configuration(servers, tmp_path):
             ] == ("2.0.0")
         finally:
             router.stop()
+
+
+def test_a_router_killed_comes_back_from_its_files(servers, router):
+    """HAProxy killed outright (no soft stop): the next change starts it
+    again from the files, and a router object made anew (Odoo restarted)
+    carries on from them through the runtime API."""
+    _runtime, handles = servers
+    router.apply([_route(handles, 90, 10)])
+    for pid in router.pids():
+        os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while router.running() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not router.running()
+    router.apply([_route(handles, 90, 10)])
+    url = router.route_url("c1-mlp-production")
+    with requests.Session() as session:
+        seen = _versions(session, url, 200)
+    assert abs(seen["2.0.0"] - 20) <= 2, seen
+    again = HAProxyRouter(router.base, router.port)
+    pid = router.pids()[0]
+    again.apply([_route(handles, 0, 100)])
+    assert router.pids()[0] == pid  # no restart, no reload
+    with requests.Session() as session:
+        assert _versions(session, url, 20) == {"2.0.0": 20}
+
+
+def test_more_routes_than_slots(servers, router):
+    """Past the slots the configuration was made with, one reload makes
+    twice as many, and every route serves."""
+    _runtime, handles = servers
+    names = [f"c1-m{number}-production" for number in range(SLOTS + 3)]
+    router.apply([Route(name, [Backend(handles["blue"].port, 100)]) for name in names])
+    assert router._state()["capacity"] == 2 * SLOTS
+    with requests.Session() as session:
+        for name in (names[0], names[SLOTS - 1], names[-1]):
+            answer = session.get(f"{router.route_url(name)}/v2/health/ready", timeout=5)
+            assert answer.status_code == 200, (name, answer.text)
+    router.apply([Route(names[-1], [Backend(handles["green"].port, 100)])])
+    with requests.Session() as session:
+        assert _versions(session, router.route_url(names[-1]), 5) == {"2.0.0": 5}
+        gone = session.get(f"{router.route_url(names[0])}/v2/health/ready", timeout=5)
+        assert gone.status_code == 404

@@ -371,7 +371,7 @@ def ensure_test_tools(odoo):
             ("chromium", "chromium"),
             ("docker-compose", "docker-compose"),
             # the inference router
-            ("nginx-light", "nginx"),
+            ("haproxy", "haproxy"),
         )
         if not shutil.which(binary, path=f"{os.environ.get('PATH', '')}:/usr/sbin")
     ]
@@ -380,9 +380,9 @@ def ensure_test_tools(odoo):
 
 
 def ensure_router():
-    """nginx, the local deployment target's router (Debian: nginx-light)."""
-    if not shutil.which("nginx", path=f"{os.environ.get('PATH', '')}:/usr/sbin"):
-        apt_install("nginx-light")
+    """HAProxy, the local deployment target's router (Debian: haproxy)."""
+    if not shutil.which("haproxy", path=f"{os.environ.get('PATH', '')}:/usr/sbin"):
+        apt_install("haproxy")
 
 
 def cmd_serve(argv):

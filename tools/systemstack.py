@@ -283,7 +283,7 @@ def stop_runtime(data_dir):
             pids.append(json.loads(state.read_text())["pid"])
         except (OSError, ValueError, KeyError):
             continue
-    for pid_file in root.rglob("nginx.pid"):
+    for pid_file in root.rglob("haproxy.pid"):
         try:
             pids.append(int(pid_file.read_text().strip()))
         except (OSError, ValueError):

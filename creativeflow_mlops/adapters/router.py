@@ -1,35 +1,37 @@
-"""The inference router: Debian's nginx in front of the model servers.
+"""The inference router: one HAProxy hop in front of the model servers.
 
-Each route is a stable path prefix (``/m/<route>/``) that proxies to an
-upstream of model server ports with weights: one server for a rolling
-deployment, two during a blue-green switch (the idle colour at weight 0 is
-not listed) or a canary (weights = traffic shares). Changing the weights is
-a new configuration, tested with ``nginx -t`` before it replaces the one
-that serves, then a graceful reload: running requests finish on the old
-workers, new ones go to the new. A configuration that fails its test is
-never loaded: the last good one keeps serving.
+Each route is a stable path prefix (``/m/<route>/``) that HAProxy maps (a
+runtime map, ``routes.map``) to a backend *slot*: one server for a rolling
+deployment, two during a blue-green switch (the idle colour is not listed)
+or a canary (weights = traffic shares, smooth weighted round robin).
 
-Two nginx instances, because a reload closes the idle keep-alive
-connections of the old workers, and a client that sends its next request on
-one at that moment gets a reset: the *front* instance holds the clients'
-connections and never reloads (its configuration names nothing but the
-switch); the *switch* instance holds the routes and reloads. The front
-reaches the switch over keep-alive connections, and nginx sends a request
-whose cached upstream connection was closed again on a new one (without
-counting it as a try), so a switch loses no request. The hop costs some tens
-of microseconds.
+Traffic moves without a reload: a change is written as a whole
+configuration first (tested with ``haproxy -c``: a refused one, or one that
+cannot be written, changes nothing), then made live through HAProxy's
+runtime API (server address, weight and state, map entries), then checked
+there, then the files replace the previous ones. A reload closes the idle
+keep-alive connections of the clients of every route, and one that sends
+its next request at that moment gets a reset; the runtime API touches no
+connection. Only growing the number of slots reloads (64, then doubling),
+and a process that is not running is started from the files, so the state
+survives Odoo, and a router restart, as it is.
 
-A POST that cannot reach a server (a colour stopping) is passed to the next
-one (``proxy_next_upstream ... non_idempotent``): inference is a pure
-function of its input, so running it again is safe.
+A request that reaches a server that stopped, or that closed its keep-alive
+connection as the request arrived, is sent again, to another server when
+there is one (``retry-on conn-failure empty-response``, ``redispatch``):
+inference is a pure function of its input, so running it again is safe.
 
 Plain Python: no Odoo.
 """
 
+import contextlib
+import fcntl
+import json
 import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -37,13 +39,24 @@ from pathlib import Path
 
 import requests
 
-from .runtime import free_port, process_alive
+from .runtime import process_alive
 
 SAFE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,100}$")
-NGINX_PATHS = ("/usr/sbin/nginx", "/usr/local/sbin/nginx")
+HAPROXY_PATHS = ("/usr/sbin/haproxy", "/usr/local/sbin/haproxy")
 TIMEOUT = 10
-# how long a reload waits for the old workers' requests in flight
+# how long a reload waits for the old worker's requests in flight
 DRAIN_TIMEOUT = 30
+SLOTS = 64  # backends made at start; doubled when more routes serve
+SERVERS = 4  # servers per route: a canary has two
+MAX_BODY = 64 * 1024 * 1024
+UNAVAILABLE = '{"error": "no model server is ready; try again"}'
+UNKNOWN = '{"error": "no model is served at this path"}'
+# what the runtime API answers when a command did nothing
+CLI_ERROR = re.compile(
+    r"^(No such|Unknown|Require|Invalid|Can't|Cannot|Permission|Unexpected"
+    r"|Missing|'.*' expects)",
+    re.MULTILINE,
+)
 
 
 class RouterError(Exception):
@@ -70,24 +83,23 @@ class Route:
         return [b for b in self.backends if b.weight > 0]
 
 
-def find_nginx():
-    found = shutil.which("nginx")
+def find_haproxy():
+    found = shutil.which("haproxy")
     if found:
         return found
-    for path in NGINX_PATHS:
+    for path in HAPROXY_PATHS:
         if os.access(path, os.X_OK):
             return path
-    raise RouterError("nginx is not installed (Debian: apt-get install nginx-light)")
+    raise RouterError("HAProxy is not installed (Debian: apt-get install haproxy)")
 
 
-class NginxRouter:
-    def __init__(self, root, port, host="127.0.0.1", nginx=None, workers=1):
+class HAProxyRouter:
+    def __init__(self, root, port, host="127.0.0.1", haproxy=None, workers=1):
         self.base = Path(root)
-        self.root = self.base / "switch"
-        self.front = self.base / "front"
+        self.root = self.base / "haproxy"
         self.port = int(port)
         self.host = host
-        self.nginx = nginx
+        self.haproxy = haproxy
         self.workers = workers
 
     @property
@@ -98,162 +110,247 @@ class NginxRouter:
     def route_url(self, name):
         return f"{self.base_url}/m/{name}"
 
-    # configuration
+    @property
+    def map_path(self):
+        return self.root / "routes.map"
 
     @property
-    def switch_port(self):
-        """The switch's own port, chosen once and kept."""
-        path = self.base / "switch.port"
-        try:
-            return int(path.read_text())
-        except (OSError, ValueError):
-            self.base.mkdir(parents=True, exist_ok=True)
-            port = free_port()
-            path.write_text(str(port))
-            return port
+    def socket_path(self):
+        return self.root / "admin.sock"
 
-    def _head(self, root):
-        return [
-            f"worker_processes {int(self.workers)};",
-            f"pid {root / 'nginx.pid'};",
-            f"error_log {root / 'error.log'} warn;",
-            "events { worker_connections 4096; }",
-            "http {",
-            "    access_log off;",
-            f"    client_body_temp_path {root / 'tmp' / 'body'};",
-            f"    proxy_temp_path {root / 'tmp' / 'proxy'};",
-            f"    fastcgi_temp_path {root / 'tmp' / 'fastcgi'};",
-            f"    uwsgi_temp_path {root / 'tmp' / 'uwsgi'};",
-            f"    scgi_temp_path {root / 'tmp' / 'scgi'};",
-            "    client_max_body_size 64m;",
-            "    client_body_buffer_size 1m;",
-            "    keepalive_requests 1000000;",
-            "    keepalive_timeout 60s;",
-            "    tcp_nodelay on;",
-            "    proxy_http_version 1.1;",
-            '    proxy_set_header Connection "";',
-            "    proxy_buffering off;",
-            # a request is kept until answered, so it can be sent again
-            # (nginx will not resend a body it streamed)
-            "    proxy_connect_timeout 2s;",
-            "    proxy_read_timeout 60s;",
-            "    proxy_next_upstream error timeout non_idempotent;",
-            "    proxy_next_upstream_tries 3;",
+    # configuration
+
+    def render(self, state, map_path=None):
+        """The whole configuration of ``state``: what a process started
+        from it serves, and what the runtime API brings a running one to."""
+        lines = [
+            "global",
+            "    master-worker",
+            f"    pidfile {self.root / 'haproxy.pid'}",
+            f"    stats socket {self.socket_path} mode 600 level admin"
+            " expose-fd listeners",
+            f"    nbthread {int(self.workers)}",
+            "    maxconn 4096",
+            # a request up to this size is kept until answered, so it can
+            # be sent again (a larger one streams and cannot)
+            "    tune.bufsize 65536",
+            f"    hard-stop-after {DRAIN_TIMEOUT}s",
+            "defaults",
+            "    mode http",
+            "    timeout connect 2s",
+            "    timeout client 60s",
+            "    timeout http-request 30s",
+            "    timeout http-keep-alive 60s",
+            "    timeout server 60s",
+            "    http-reuse always",
+            "    retries 3",
+            "    option redispatch 1",
+            "    retry-on conn-failure empty-response",
         ]
-
-    def render_front(self):
-        lines = self._head(self.front)
+        for status in (502, 503, 504):
+            lines.append(
+                f"    http-error status {status} content-type application/json"
+                f" string '{UNAVAILABLE}'"
+            )
         lines += [
-            "    upstream mlops_switch {",
-            f"        server 127.0.0.1:{self.switch_port} max_fails=0;",
-            "        keepalive 256;",
-            "    }",
-            "    server {",
-            f"        listen {self.host}:{self.port} reuseport;",
-            "        location / {",
-            "            proxy_pass http://mlops_switch;",
-            "        }",
-            "    }",
-            "}",
+            "frontend mlops_invoke",
+            f"    bind {self.host or '0.0.0.0'}:{self.port}",
+            "    http-request deny deny_status 413"
+            f" if {{ req.hdr_val(content-length) gt {MAX_BODY} }}",
+            "    http-request return status 200 content-type text/plain"
+            f' string "{int(state["generation"])}" if {{ path /__mlops/generation }}',
+            "    http-request set-var(txn.route) path,field(3,/) if { path_beg /m/ }",
+            "    http-request replace-path ^/m/[^/]+/?(.*)$ /\\1"
+            " if { var(txn.route) -m found }",
+            "    use_backend %[var(txn.route),"
+            f"map({map_path or self.map_path},mlops_unknown)]"
+            " if { var(txn.route) -m found }",
+            "    default_backend mlops_unknown",
+            "backend mlops_unknown",
+            "    http-request return status 404 content-type application/json"
+            f" string '{UNKNOWN}'",
         ]
+        slots = {route["slot"]: route for route in state["routes"].values()}
+        for slot in range(int(state["capacity"])):
+            servers = slots.get(slot, {}).get("servers", {})
+            lines.append(f"backend {_backend(slot)}")
+            for number in range(1, SERVERS + 1):
+                port, weight = servers.get(f"c{number}", (1, 0))
+                if weight:
+                    address = f"127.0.0.1:{int(port)}"
+                    lines.append(f"    server c{number} {address} weight {int(weight)}")
+                else:
+                    lines.append(f"    server c{number} 127.0.0.1:1 disabled")
         return "\n".join(lines) + "\n"
 
-    def render(self, routes, generation):
-        lines = self._head(self.root)
+    def render_map(self, state):
+        return "".join(
+            f"{name} {_backend(route['slot'])}\n"
+            for name, route in sorted(state["routes"].items())
+        )
+
+    def plan(self, routes, previous):
+        """The state serving ``routes``, moving as little as it can from
+        ``previous``: a route keeps its slot, a server its place, so a
+        switch never changes the address of a server that serves."""
+        wanted = {}
         for route in routes:
             if not SAFE_NAME.match(route.name):
                 raise RouterError(f"unsafe route name {route.name!r}")
             serving = route.serving()
-            if not serving:
-                continue
-            lines.append(f"    upstream mlops_{route.name.replace('-', '_')} {{")
-            for backend in serving:
-                lines.append(
-                    f"        server 127.0.0.1:{int(backend.port)} "
-                    f"weight={int(backend.weight)} max_fails=1 fail_timeout=2s;"
+            if len(serving) > SERVERS:
+                raise RouterError(
+                    f"route {route.name}: {len(serving)} servers, at most {SERVERS}"
                 )
-            lines += ["        keepalive 64;", "    }"]
-        lines += [
-            "    server {",
-            f"        listen 127.0.0.1:{self.switch_port};",
-            "        default_type application/json;",
-            "        location = /__mlops/generation {",
-            f'            return 200 "{int(generation)}";',
-            "        }",
-        ]
-        for route in routes:
-            if not route.serving():
-                continue
-            upstream = f"mlops_{route.name.replace('-', '_')}"
-            lines += [
-                f"        location /m/{route.name}/ {{",
-                f"            proxy_pass http://{upstream}/;",
-                "        }",
-            ]
-        lines += [
-            "        location / {",
-            '            return 404 \'{"error": "no model is served at this path"}\';',
-            "        }",
-            "        error_page 502 503 504 = @unavailable;",
-            "        location @unavailable {",
-            "            return 503",
-            '                \'{"error": "no model server is ready; try again"}\';',
-            "        }",
-            "    }",
-            "}",
-        ]
-        return "\n".join(lines) + "\n"
+            if serving:
+                wanted[route.name] = serving
+        # a slot freed now is taken again only by a later change: its
+        # servers go down in this one
+        taken = {route["slot"] for route in previous["routes"].values()}
+        free = (slot for slot in range(1 << 20) if slot not in taken)
+        names = [f"c{number}" for number in range(1, SERVERS + 1)]
+        state = {"generation": previous["generation"] + 1, "routes": {}}
+        for name, serving in sorted(wanted.items()):
+            before = previous["routes"].get(name)
+            slot = before["slot"] if before else next(free)
+            had = {
+                port: server
+                for server, (port, _weight) in (before or {}).get("servers", {}).items()
+            }
+            servers = {
+                had[b.port]: (int(b.port), int(b.weight))
+                for b in serving
+                if b.port in had
+            }
+            # idle servers first: one that serves now keeps its address
+            # until it is set down
+            spare = [n for n in names if n not in servers and n not in had.values()]
+            spare += [n for n in names if n not in servers and n not in spare]
+            for backend in serving:
+                if backend.port not in had:
+                    servers[spare.pop(0)] = (int(backend.port), int(backend.weight))
+            state["routes"][name] = {"slot": slot, "servers": servers}
+        used = max((r["slot"] for r in state["routes"].values()), default=-1) + 1
+        capacity = max(int(previous.get("capacity") or SLOTS), SLOTS)
+        while capacity < used:
+            capacity *= 2
+        state["capacity"] = capacity
+        return state
 
     def apply(self, routes):
-        """Serve ``routes``: test the new configuration, put it in place,
-        reload the switch (or start it, and the front), wait until every
-        new connection gets it, then until the workers of the previous
-        configuration have finished their requests and exited. When it
-        returns, nothing routes by the previous configuration: a server it
-        no longer names can stop. ``RouterFailed`` leaves the previous
-        configuration serving."""
-        generation = self._generation() + 1
-        previous = self._workers(self.root)
-        self._load(self.root, self.render(routes, generation))
-        if not self._master_pid(self.front):
-            self._load(self.front, self.render_front())
-        self._wait_for(generation)
-        self._wait_gone(previous)
-        return generation
+        """Serve ``routes``. When it returns, every new request is routed by
+        them, and a server they no longer name receives none: it can stop
+        (its requests in flight finish). ``RouterFailed`` leaves the
+        previous configuration serving."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with self._lock():
+            previous = self._state()
+            state = self.plan(routes, previous)
+            self._write_candidate(state)
+            master = self._master_pid()
+            if not master:
+                self._commit()
+                self._start()
+                self._wait_for(state["generation"])
+            elif state["capacity"] != previous["capacity"]:
+                self._commit()
+                self._reload(master, state["generation"])
+            else:
+                try:
+                    self._switch(previous, state)
+                except RouterError:
+                    # the live state is between the two: the files are
+                    # the new one whole, and a reload makes it so
+                    self._commit()
+                    self._reload(master, state["generation"])
+                else:
+                    self._commit()
+            return state["generation"]
 
-    def _load(self, root, text):
-        nginx = self.nginx or find_nginx()
-        for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
-            (root / "tmp" / sub).mkdir(parents=True, exist_ok=True)
-        candidate = root / "nginx.conf.new"
+    def stop(self):
+        pid = self._master_pid()
+        stopped = False
+        if pid:
+            os.kill(pid, signal.SIGUSR1)  # soft stop: requests in flight finish
+            deadline = time.monotonic() + TIMEOUT
+            while time.monotonic() < deadline and process_alive(pid):
+                time.sleep(0.05)
+            stopped = True
+        return self._stop_legacy() or stopped
+
+    def running(self):
+        return bool(self._master_pid())
+
+    def pids(self):
+        """The master process, then its workers."""
+        master = self._master_pid()
+        return [master, *_children(master)] if master else []
+
+    # the files
+
+    def _state(self):
         try:
-            candidate.write_text(text)
+            state = json.loads((self.root / "state.json").read_text())
+        except (OSError, ValueError):
+            return {"generation": 0, "capacity": 0, "routes": {}}
+        for route in state["routes"].values():
+            route["servers"] = {k: tuple(v) for k, v in route["servers"].items()}
+        return state
+
+    def _write_candidate(self, state):
+        files = {
+            "haproxy.cfg.test": self.render(state, self.root / "routes.map.new"),
+            "haproxy.cfg.new": self.render(state),
+            "routes.map.new": self.render_map(state),
+            "state.json.new": json.dumps(state, sort_keys=True),
+        }
+        try:
+            for name, text in files.items():
+                (self.root / name).write_text(text)
         except OSError as error:
             # a full disk, say: the configuration in place keeps serving
-            candidate.unlink(missing_ok=True)
+            for name in files:
+                (self.root / name).unlink(missing_ok=True)
             raise RouterFailed(
                 f"the router's new configuration cannot be written: {error.strerror}"
             ) from None
-        test = subprocess.run(  # noqa: S603 - nginx with our own file
-            [nginx, "-t", "-q", "-p", str(root), "-c", str(candidate)],
+        test = subprocess.run(  # noqa: S603 - haproxy with our own file
+            [self._binary(), "-c", "-q", "-f", str(self.root / "haproxy.cfg.test")],
             capture_output=True,
             text=True,
             timeout=TIMEOUT,
             check=False,
         )
+        (self.root / "haproxy.cfg.test").unlink(missing_ok=True)
         if test.returncode:
             raise RouterFailed(
                 "the router refused its new configuration: "
-                + _last_line(test.stderr or test.stdout).replace(str(root), "")
+                + _last_line(test.stderr or test.stdout).replace(str(self.root), "")
             )
-        current = root / "nginx.conf"
-        os.replace(candidate, current)
-        pid = self._master_pid(root)
-        if pid:
-            os.kill(pid, signal.SIGHUP)
-            return
+
+    def _commit(self):
+        for name in ("routes.map", "haproxy.cfg", "state.json"):
+            os.replace(self.root / f"{name}.new", self.root / name)
+
+    @contextlib.contextmanager
+    def _lock(self):
+        """One change at a time, whichever process makes it."""
+        with open(self.root / "lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    # the process
+
+    def _binary(self):
+        return self.haproxy or find_haproxy()
+
+    def _start(self):
+        self._stop_legacy()
         started = subprocess.run(  # noqa: S603
-            [nginx, "-p", str(root), "-c", str(current)],
+            [self._binary(), "-W", "-D", "-q", "-f", str(self.root / "haproxy.cfg")],
             capture_output=True,
             text=True,
             timeout=TIMEOUT,
@@ -262,54 +359,118 @@ class NginxRouter:
         if started.returncode:
             raise RouterFailed(
                 "the router did not start: "
-                + _last_line(started.stderr).replace(str(root), "")
+                + _last_line(started.stderr).replace(str(self.root), "")
             )
 
-    def stop(self):
+    def _reload(self, master, generation):
+        previous = {pid: master for pid in _children(master)}
+        os.kill(master, signal.SIGUSR2)
+        self._wait_for(generation)
+        self._wait_gone(previous)
+
+    def _stop_legacy(self):
+        """The two nginx instances that routed before HAProxy did."""
         stopped = False
-        for root in (self.front, self.root):
-            pid = self._master_pid(root)
-            if not pid:
-                continue
-            os.kill(pid, signal.SIGQUIT)  # graceful
-            deadline = time.monotonic() + TIMEOUT
-            while time.monotonic() < deadline and process_alive(pid):
-                time.sleep(0.05)
-            stopped = True
+        for sub in ("front", "switch"):
+            pid = _read_pid(self.base / sub / "nginx.pid")
+            if pid:
+                os.kill(pid, signal.SIGQUIT)
+                deadline = time.monotonic() + TIMEOUT
+                while time.monotonic() < deadline and process_alive(pid):
+                    time.sleep(0.05)
+                stopped = True
         return stopped
 
-    def running(self):
-        return bool(self._master_pid(self.front) and self._master_pid(self.root))
-
-    # inside
-
-    def _generation(self):
-        try:
-            text = (self.root / "nginx.conf").read_text()
+    def _master_pid(self):
+        pid = _read_pid(self.root / "haproxy.pid")
+        try:  # and not another process that took its number since
+            name = Path(f"/proc/{pid}/comm").read_text().strip() if pid else ""
         except OSError:
-            return 0
-        found = re.search(r'/__mlops/generation \{\s*return 200 "(\d+)"', text)
-        return int(found.group(1)) if found else 0
-
-    def _master_pid(self, root):
-        try:
-            pid = int((root / "nginx.pid").read_text().strip())
-        except (OSError, ValueError):
             return None
-        return pid if process_alive(pid) else None
+        return pid if name.startswith("haproxy") else None
 
-    def _workers(self, root):
-        """The worker processes of the instance at ``root`` now."""
-        master = self._master_pid(root)
-        return {pid: master for pid in _children(master)} if master else {}
+    # the runtime API
+
+    def command(self, line):
+        """One runtime API command; its answer."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(TIMEOUT)
+            try:
+                sock.connect(str(self.socket_path))
+                sock.sendall(line.encode() + b"\n")
+                chunks = []
+                while chunk := sock.recv(65536):
+                    chunks.append(chunk)
+            except OSError as error:
+                raise RouterError(f"the router's runtime API: {error}") from None
+        answer = b"".join(chunks).decode(errors="replace")
+        if CLI_ERROR.search(answer):
+            raise RouterError(
+                f"the router refused {line.split()[0:3]}: {answer.strip()}"
+            )
+        return answer
+
+    def _switch(self, previous, state):
+        """Bring the running process from ``previous`` to ``state``: the
+        servers that come first, then the weights, then those that go; a
+        new route is mapped once its servers are up, an old one unmapped
+        before they go down. Then read back."""
+        before, after = previous["routes"], state["routes"]
+        for name in set(before) - set(after):
+            self.command(f"del map {self.map_path} {name}")
+            backend = _backend(before[name]["slot"])
+            for server in before[name]["servers"]:
+                self.command(f"set server {backend}/{server} state maint")
+        for name, route in sorted(after.items()):
+            backend = _backend(route["slot"])
+            had = before.get(name, {}).get("servers", {})
+            for server, (port, weight) in sorted(route["servers"].items()):
+                if had.get(server, (None,))[0] != port:
+                    self.command(
+                        f"set server {backend}/{server} addr 127.0.0.1 port {port}"
+                    )
+                self.command(f"set server {backend}/{server} weight {weight}")
+                self.command(f"set server {backend}/{server} state ready")
+            for server in sorted(set(had) - set(route["servers"])):
+                self.command(f"set server {backend}/{server} state maint")
+            if name not in before:
+                self.command(f"add map {self.map_path} {name} {backend}")
+        self._check_live(state)
+
+    def _check_live(self, state):
+        mapped = dict(
+            line.split()[1:3]
+            for line in self.command(f"show map {self.map_path}").splitlines()
+            if len(line.split()) >= 3
+        )
+        expected = {name: _backend(r["slot"]) for name, r in state["routes"].items()}
+        if mapped != expected:
+            raise RouterError(f"the router maps {mapped}, not {expected}")
+        live = {}
+        header = []
+        for line in self.command("show servers state").splitlines():
+            if line.startswith("# "):
+                header = line[2:].split()
+            elif header and len(line.split()) == len(header):
+                row = dict(zip(header, line.split(), strict=True))
+                if row["srv_op_state"] == "2":  # running: takes requests
+                    live.setdefault(row["be_name"], {})[row["srv_name"]] = (
+                        int(row["srv_port"]),
+                        int(row["srv_uweight"]),
+                    )
+        for route in state["routes"].values():
+            backend = _backend(route["slot"])
+            if live.get(backend, {}) != dict(route["servers"]):
+                raise RouterError(
+                    f"the router's {backend} serves {live.get(backend)}, "
+                    f"not {route['servers']}"
+                )
 
     def _wait_gone(self, workers):
         """Until ``workers`` (retired by a reload) have exited. A worker
-        ends when its last request has been answered, so this lasts as long
-        as the slowest request in flight, bounded by ``DRAIN_TIMEOUT``:
-        past it, the caller goes on (a server it stops then drains what is
-        left)."""
-        deadline = time.monotonic() + DRAIN_TIMEOUT
+        ends when its last request has been answered, bounded by
+        ``DRAIN_TIMEOUT`` (``hard-stop-after``)."""
+        deadline = time.monotonic() + DRAIN_TIMEOUT + 1
         while workers and time.monotonic() < deadline:
             workers = {
                 pid: master
@@ -321,7 +482,7 @@ class NginxRouter:
         return not workers
 
     def _wait_for(self, generation):
-        """Until a new connection is served by the new workers."""
+        """Until a new connection is served by the process of ``generation``."""
         deadline = time.monotonic() + TIMEOUT
         last = None
         while time.monotonic() < deadline:
@@ -341,6 +502,18 @@ class NginxRouter:
         raise RouterFailed(
             f"the router did not take configuration {generation} (last answer: {last})"
         )
+
+
+def _backend(slot):
+    return f"mlops_r{int(slot)}"
+
+
+def _read_pid(path):
+    try:
+        pid = int(Path(path).read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if process_alive(pid) else None
 
 
 def _parent(pid):

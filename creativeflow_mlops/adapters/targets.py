@@ -32,7 +32,7 @@ from pathlib import Path
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from .router import Backend, NginxRouter, Route, RouterError
+from .router import Backend, HAProxyRouter, Route, RouterError
 from .runtime import LocalRuntime, ProcessSpec, RuntimeError_, free_port
 
 # the formats a kind can serve, to refuse the others at approval
@@ -106,7 +106,7 @@ class Target(abc.ABC):
 
 
 class LocalTarget(Target):
-    """Model servers on this machine (adapters.runtime), behind the nginx
+    """Model servers on this machine (adapters.runtime), behind the HAProxy
     router (adapters.router)."""
 
     kind = "local"
@@ -118,7 +118,7 @@ class LocalTarget(Target):
         # model servers listen on the loopback only; the router where
         # clients reach it (0.0.0.0 in a container)
         self.runtime = LocalRuntime(self.root / "runtime", host=host)
-        self.router = NginxRouter(
+        self.router = HAProxyRouter(
             self.root / "router", router_port, host=router_host or host
         )
         self.public_url = (public_url or self.router.base_url).rstrip("/")

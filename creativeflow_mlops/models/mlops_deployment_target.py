@@ -10,7 +10,7 @@ from ..adapters.targets import SERVABLE, TARGET_KINDS
 
 class MlopsDeploymentTarget(models.Model):
     """Where deployments run: the embedded ``local`` runtime (model servers
-    on this machine behind an nginx router), created on install so that a
+    on this machine behind an HAProxy router), created on install so that a
     fresh ``bin/serve`` deploys with nothing else configured. Other kinds
     (Kubernetes, GitOps) are adapters of the same interface
     (``adapters.targets.Target``), registered in ``TARGET_KINDS``."""
