@@ -289,3 +289,25 @@ def test_more_routes_than_slots(servers, router):
         assert _versions(session, router.route_url(names[-1]), 5) == {"2.0.0": 5}
         gone = session.get(f"{router.route_url(names[0])}/v2/health/ready", timeout=5)
         assert gone.status_code == 404
+
+
+def test_a_deep_folder_keeps_its_runtime_api(servers, tmp_path):
+    """A data directory too deep for a Unix socket's path: the runtime
+    API's socket goes to a private temporary folder, and switches still
+    move without a reload."""
+    _runtime, handles = servers
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    router = HAProxyRouter(deep, free_port())
+    try:
+        router.apply([_route(handles)])
+        assert not str(router.socket_path).startswith(str(deep))
+        assert oct(router.socket_path.parent.stat().st_mode)[-3:] == "700"
+        master = router.pids()
+        router.apply([_route(handles, 0, 100)])
+        assert router.pids() == master  # the same worker: no reload
+        with requests.Session() as session:
+            assert _versions(session, router.route_url("c1-mlp-production"), 5) == {
+                "2.0.0": 5
+            }
+    finally:
+        router.stop()

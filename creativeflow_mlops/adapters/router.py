@@ -26,6 +26,7 @@ Plain Python: no Odoo.
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -33,6 +34,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +51,7 @@ DRAIN_TIMEOUT = 30
 SLOTS = 64  # backends made at start; doubled when more routes serve
 SERVERS = 4  # servers per route: a canary has two
 MAX_BODY = 64 * 1024 * 1024
+SOCKET_PATH_MAX = 97  # HAProxy's limit for a Unix socket's path
 UNAVAILABLE = '{"error": "no model server is ready; try again"}'
 UNKNOWN = '{"error": "no model is served at this path"}'
 # what the runtime API answers when a command did nothing
@@ -116,7 +119,19 @@ class HAProxyRouter:
 
     @property
     def socket_path(self):
-        return self.root / "admin.sock"
+        """The runtime API's socket: beside the files, or when that path is
+        past what a Unix socket takes, in a private folder of the system's
+        temporary one, named after the files' folder."""
+        path = self.root / "admin.sock"
+        if len(str(path)) <= SOCKET_PATH_MAX:
+            return path
+        digest = hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:16]
+        folder = Path(tempfile.gettempdir()) / f"mlops-router-{digest}"
+        folder.mkdir(mode=0o700, exist_ok=True)
+        mode = folder.lstat()
+        if mode.st_uid != os.getuid() or mode.st_mode & 0o077:
+            raise RouterError(f"{folder} is not this user's alone")
+        return folder / "admin.sock"
 
     # configuration
 
@@ -315,7 +330,7 @@ class HAProxyRouter:
                 f"the router's new configuration cannot be written: {error.strerror}"
             ) from None
         test = subprocess.run(  # noqa: S603 - haproxy with our own file
-            [self._binary(), "-c", "-q", "-f", str(self.root / "haproxy.cfg.test")],
+            [self._binary(), "-c", "-f", str(self.root / "haproxy.cfg.test")],
             capture_output=True,
             text=True,
             timeout=TIMEOUT,
@@ -325,7 +340,7 @@ class HAProxyRouter:
         if test.returncode:
             raise RouterFailed(
                 "the router refused its new configuration: "
-                + _last_line(test.stderr or test.stdout).replace(str(self.root), "")
+                + _alert(test.stderr or test.stdout).replace(str(self.root), "")
             )
 
     def _commit(self):
@@ -350,7 +365,7 @@ class HAProxyRouter:
     def _start(self):
         self._stop_legacy()
         started = subprocess.run(  # noqa: S603
-            [self._binary(), "-W", "-D", "-q", "-f", str(self.root / "haproxy.cfg")],
+            [self._binary(), "-W", "-D", "-f", str(self.root / "haproxy.cfg")],
             capture_output=True,
             text=True,
             timeout=TIMEOUT,
@@ -359,7 +374,7 @@ class HAProxyRouter:
         if started.returncode:
             raise RouterFailed(
                 "the router did not start: "
-                + _last_line(started.stderr).replace(str(self.root), "")
+                + _alert(started.stderr).replace(str(self.root), "")
             )
 
     def _reload(self, master, generation):
@@ -536,6 +551,11 @@ def _children(master):
     return found
 
 
-def _last_line(text):
+def _alert(text):
+    """HAProxy's first alert, without its prefix (the cause; the lines
+    after it summarise)."""
     lines = [line for line in (text or "").splitlines() if line.strip()]
+    for line in lines:
+        if "[ALERT]" in line:
+            return re.sub(r"^.*\[ALERT\]\s*\(\d+\)\s*:\s*", "", line)
     return lines[-1] if lines else "no output"
