@@ -189,8 +189,11 @@ def run_stage(run, stage_name):
     stage._start()
 
     def work():
+        # a stage that fails leaves nothing of what it wrote: take_traffic
+        # marks the deployment active before the router is told
         try:
-            return "succeeded", STAGES[stage_name](deployment)
+            with run.env.cr.savepoint():
+                return "succeeded", STAGES[stage_name](deployment)
         except StageSkipped as skipped:
             return "skipped", str(skipped)
         except (StageFailed, TargetFailed) as failure:

@@ -8,6 +8,7 @@ import io
 import os
 import signal
 import time
+from unittest.mock import patch
 
 import requests
 
@@ -15,6 +16,7 @@ from odoo.exceptions import AccessError
 
 from odoo.addons.queue_job.tests.common import trap_jobs
 
+from ..adapters.router import HAProxyRouter, RouterFailed
 from ..adapters.runtime import ProcessSpec, free_port
 from ..exceptions import Conflict, InvalidInput, TransitionNotAllowed
 from ..services import artifacts as artifact_service
@@ -401,6 +403,28 @@ class TestDeployments(LocalTargetCleanup, MlopsCase):
             trap.perform_enqueued_jobs()
         self.assertEqual(version.deployment_ids.sorted("id")[-1].state, "active")
         self.assertEqual(version.state, "staging")
+
+    def test_a_router_that_refuses_the_switch_leaves_nothing_serving(self):
+        """The stage that moves the traffic fails: what it wrote before
+        telling the router (the deployment active, the version moved) is
+        undone with it, so nothing claims to serve what the router never
+        took."""
+        version = self._validated()
+        refused = RouterFailed("the router refused its new configuration: a test")
+        with patch.object(HAProxyRouter, "_write_candidate", side_effect=refused):
+            deployment = self._approve(version)
+        self.assertEqual(deployment.state, "failed")
+        self.assertEqual(version.state, "validated")
+        switch = deployment.run_ids.stage_ids.filtered(
+            lambda s: s.name == "switch_traffic"
+        )
+        self.assertEqual(switch.state, "failed")
+        self.assertIn("refused its new configuration", switch.log)
+        self.assertFalse(deployment.endpoint_url)
+        self.assertFalse(service.routes(self.target))
+        self.assertFalse(
+            self.env["mlops.promotion"].search([("deployment_id", "=", deployment.id)])
+        )
 
     def test_a_model_that_fails_to_load_returns_the_version(self):
         version = self._validated()
