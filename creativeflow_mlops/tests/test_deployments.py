@@ -388,12 +388,7 @@ class TestDeployments(LocalTargetCleanup, MlopsCase):
         folder = os.path.join(self.target._root(), "artifacts")
         with testservers.SmallDisk(folder, size="64k"):
             deployment = self._approve(version)
-            self.assertEqual(deployment.state, "failed")
-            self.assertEqual(version.state, "validated")
-            fetch = deployment.run_ids.stage_ids.filtered(
-                lambda s: s.name == "fetch_artifact"
-            )
-            self.assertEqual(fetch.state, "failed")
+            fetch = self._failed_at(deployment, "fetch_artifact")
             self.assertIn("disk is full", fetch.log)
             self.assertIn(str(version.artifact_size), fetch.log)
             self.assertEqual(os.listdir(os.path.join(folder, f"d{deployment.id}")), [])
@@ -404,6 +399,15 @@ class TestDeployments(LocalTargetCleanup, MlopsCase):
         self.assertEqual(version.deployment_ids.sorted("id")[-1].state, "active")
         self.assertEqual(version.state, "staging")
 
+    def _failed_at(self, deployment, stage_name):
+        """The deployment failed at ``stage_name`` and its version went
+        back; that stage."""
+        self.assertEqual(deployment.state, "failed")
+        self.assertEqual(deployment.version_id.state, "validated")
+        stage = deployment.run_ids.stage_ids.filtered(lambda s: s.name == stage_name)
+        self.assertEqual(stage.state, "failed")
+        return stage
+
     def test_a_router_that_refuses_the_switch_leaves_nothing_serving(self):
         """The stage that moves the traffic fails: what it wrote before
         telling the router (the deployment active, the version moved) is
@@ -413,12 +417,7 @@ class TestDeployments(LocalTargetCleanup, MlopsCase):
         refused = RouterFailed("the router refused its new configuration: a test")
         with patch.object(HAProxyRouter, "_write_candidate", side_effect=refused):
             deployment = self._approve(version)
-        self.assertEqual(deployment.state, "failed")
-        self.assertEqual(version.state, "validated")
-        switch = deployment.run_ids.stage_ids.filtered(
-            lambda s: s.name == "switch_traffic"
-        )
-        self.assertEqual(switch.state, "failed")
+        switch = self._failed_at(deployment, "switch_traffic")
         self.assertIn("refused its new configuration", switch.log)
         self.assertFalse(deployment.endpoint_url)
         self.assertFalse(service.routes(self.target))
