@@ -29,6 +29,7 @@ import argparse
 import hashlib
 import json
 import logging
+import math
 import os
 import sys
 import time
@@ -253,7 +254,7 @@ def _to_array(tensor):
         array = np.asarray(tensor.get("data"), dtype=dtype)
     except (TypeError, ValueError) as error:
         raise RequestError(400, f"input {name!r}: {error}") from None
-    if array.size != int(np.prod(shape)):
+    if array.size != math.prod(shape):
         raise RequestError(
             400, f"input {name!r}: {array.size} values do not fill the shape {shape}"
         )
