@@ -26,6 +26,7 @@ Plain Python: no Odoo.
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -117,11 +118,12 @@ class HAProxyRouter:
     def map_path(self):
         return self.root / "routes.map"
 
-    @property
+    @functools.cached_property
     def socket_path(self):
-        """The runtime API's socket: beside the files, or when that path is
-        past what a Unix socket takes, in a private folder of the system's
-        temporary one, named after the files' folder."""
+        """The runtime API's socket (found once: every command uses it):
+        beside the files, or when that path is past what a Unix socket
+        takes, in a private folder of the system's temporary one, named
+        after the files' folder."""
         path = self.root / "admin.sock"
         if len(str(path)) <= SOCKET_PATH_MAX:
             return path
