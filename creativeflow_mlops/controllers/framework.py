@@ -164,6 +164,7 @@ def api_route(
     body=None,
     answer=(200, None),
     errors=(),
+    readonly=False,
     **kwargs,
 ):
     """A REST route: JSON errors, nothing committed on error. ``auth``:
@@ -195,7 +196,11 @@ def api_route(
         @http.route(
             f"{API}{path}",
             type="http",
-            auth="public",
+            # a bearer route runs as no one until its key is checked (Odoo's
+            # public user would cost a lookup and a read on every request)
+            auth="none" if auth == "bearer" else "public",
+            # Odoo makes an auth="none" route's transaction read-only
+            readonly=readonly,
             methods=methods,
             csrf=False,
             save_session=False,

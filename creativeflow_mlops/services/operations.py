@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 from ..exceptions import InvalidInput, MLOpsError, NotFound
 from ..lifecycle import DEPLOYMENT_STATES, ENVIRONMENTS, VERSION_STATES
-from . import events, registry, serializers
+from . import events, reads, registry, serializers
 
 MAX_LIMIT = 200
 # PostgreSQL takes a LIMIT or OFFSET up to int8; no page is that far
@@ -118,8 +118,11 @@ def get(env, model, record_id, label):
     the same 404, so ids do not tell what exists elsewhere."""
     Model = env[model]
     Model.check_access("read")
-    record = Model.browse(record_id).exists()
-    if not record or not record.has_access("read"):
+    # one query: the id through the caller's rules, archived records too
+    # (as ``has_access``)
+    found = Model.with_context(active_test=False)._search([("id", "=", record_id)])
+    record = Model.browse(found)
+    if not record:
         raise NotFound(f"No {label} {record_id}.")
     return record
 
@@ -208,21 +211,23 @@ def versions_list(env, params):
     state = choice(params, "state", dict(VERSION_STATES))
     if state:
         domain.append(("state", "=", state))
-    return page(
-        env,
-        params,
-        "mlops.model.version",
-        domain,
-        "id desc",
-        serializers.version,
-        MODEL_TREE,
-    )
+    limit = integer(params, "limit", 50, 1, MAX_LIMIT)
+    offset = integer(params, "offset", 0)
+    for model in MODEL_TREE:
+        env[model].check_access("read")
+    return reads.versions_page(env, domain, limit, offset)
 
 
 @operation("versions.get")
 def versions_get(env, params):
-    record = get(env, "mlops.model.version", identifier(params), "version")
-    return serializers.version(readable_tree(record, VERSION_TREE), full=True)
+    version_id = identifier(params)
+    env["mlops.model.version"].check_access("read")
+    answer = reads.version(env, version_id)
+    if answer is None:
+        raise NotFound(f"No version {version_id}.")
+    for model in VERSION_TREE:
+        env[model].check_access("read")
+    return answer
 
 
 @operation("versions.validate", status=202)
