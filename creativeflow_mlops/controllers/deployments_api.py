@@ -7,7 +7,7 @@ from odoo import http
 from odoo.http import request
 
 from ..services import operations, registry
-from .framework import _body, _json, _operate, _query, api_route
+from .framework import _body, _operate, _query, api_route
 from .openapi_schemas import BODIES, PAGE, STRING, page_of, ref
 
 ENVIRONMENT = ("environment", {"enum": ["staging", "production"]})
@@ -119,7 +119,10 @@ class MlopsDeploymentsApi(http.Controller):
         if request.httprequest.if_none_match.contains(tag.strip('"')):
             response = request.make_response("", status=304)
         else:
-            response = _json(body)
+            response = request.make_response(
+                registry.encoded(body),
+                headers=[("Content-Type", "application/json; charset=utf-8")],
+            )
         response.headers["ETag"] = tag
         response.headers["Cache-Control"] = "no-cache"
         return response

@@ -14,7 +14,7 @@ from odoo.tests import HttpCase, new_test_user, tagged
 from odoo.addons.base.models.res_users import KEY_CRYPT_CONTEXT
 
 from ..lifecycle import USER
-from ..services import apikeys
+from ..services import apikeys, registry
 
 API = "/mlops/api/v1"
 
@@ -169,6 +169,14 @@ class TestRegistryCache(HttpCase):
         self.assertEqual(first.json()["items"], again.json()["items"])
         self.assertEqual(first.headers["ETag"], again.headers["ETag"])
         self.assertLess(kept, built)
+        # the kept JSON (encoded once) says what the entries say
+        self.assertEqual(
+            again.headers["Content-Type"], "application/json; charset=utf-8"
+        )
+        self.assertEqual(
+            again.json()["items"],
+            registry.entries(self.env(user=user), "production"),
+        )
         names = sorted(e["model"] for e in first.json()["items"])
         self.assertEqual(names[-3:], ["cached-0", "cached-1", "cached-2"])
 
@@ -182,11 +190,11 @@ class TestRegistryCache(HttpCase):
             )
 
         # what an entry is made of changes: the next read says so
-        deployments[0].model_id.name = "renamed-0"
+        deployments[0].model_id.name = "renamed-0 é"
         self.env.flush_all()
         later("mlops_model", deployments[0].model_id)
         moved, _queries = read()
-        self.assertIn("renamed-0", [e["model"] for e in moved.json()["items"]])
+        self.assertIn("renamed-0 é", [e["model"] for e in moved.json()["items"]])
         self.assertNotEqual(moved.headers["ETag"], first.headers["ETag"])
         deployments[1].write({"state": "deleted"})
         self.env.flush_all()
