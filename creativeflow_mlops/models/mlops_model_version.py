@@ -21,7 +21,7 @@ from ..lifecycle import (
     VERSION_TRANSITIONS,
 )
 from ..scanners import registry
-from ..services import artifacts, errors, reads, validation
+from ..services import artifacts, errors, validation
 from ..services import deployment as deploy_service
 
 FORM_UPLOAD_LIMIT = 64 * 1024**2
@@ -206,10 +206,6 @@ class MlopsModelVersion(models.Model):
             "An artifact size cannot be negative.",
         ),
     ]
-
-    def init(self):
-        # the function the registry's hot reads answer with (services.reads)
-        reads.create_function(self.env.cr)
 
     # ------------------------------------------------------------------
     # Computes
