@@ -340,6 +340,7 @@ def ensure_test_tools(odoo):
         "tritonclient.http",
         "uvicorn",
         "prometheus_client",
+        "orjson",
     )
     for module in modules:
         try:

@@ -36,6 +36,7 @@ import time
 
 import numpy as np
 import onnxruntime
+import orjson
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -180,8 +181,8 @@ class Model:
 
     def infer(self, body):
         try:
-            request = json.loads(body)
-        except ValueError as error:
+            request = orjson.loads(body)
+        except orjson.JSONDecodeError as error:
             raise RequestError(400, f"the body is not JSON: {error}") from None
         if not isinstance(request, dict) or not isinstance(request.get("inputs"), list):
             raise RequestError(400, "the body needs an 'inputs' list")
@@ -224,7 +225,7 @@ class Model:
         }
         if "id" in request:
             answer["id"] = request["id"]
-        return json.dumps(answer).encode()
+        return orjson.dumps(answer)
 
 
 def _tensor_meta(arg):
@@ -375,7 +376,7 @@ class App:
 
 
 def _error(error):
-    return json.dumps({"error": str(error)}).encode()
+    return orjson.dumps({"error": str(error)})
 
 
 async def _read_body(receive, headers):
