@@ -164,7 +164,6 @@ def api_route(
     body=None,
     answer=(200, None),
     errors=(),
-    readonly=False,
     **kwargs,
 ):
     """A REST route: JSON errors, nothing committed on error. ``auth``:
@@ -200,7 +199,7 @@ def api_route(
             # public user would cost a lookup and a read on every request)
             auth="none" if auth == "bearer" else "public",
             # Odoo makes an auth="none" route's transaction read-only
-            readonly=readonly,
+            readonly=False,
             methods=methods,
             csrf=False,
             save_session=False,

@@ -140,16 +140,25 @@ def readable_tree(records, models):
     records related to a version are of its company (stored related
     fields), so their company rules let the same rows through; applying them
     again on each related read was half of a ``GET /versions/<id>``."""
-    for model in models:
-        records.env[model].check_access("read")
+    check_tree(records.env, models)
     return records.sudo()
+
+
+def check_tree(env, models):
+    """The caller may read every model of an answer (403 otherwise)."""
+    for model in models:
+        env[model].check_access("read")
+
+
+def bounds(params):
+    """``(limit, offset)`` of a page."""
+    return integer(params, "limit", 50, 1, MAX_LIMIT), integer(params, "offset", 0)
 
 
 def page(env, params, model, domain, order, serialize, tree=()):
     """``{"items", "total"}`` for the ``limit`` and ``offset`` asked; read
     through ``readable_tree`` when ``tree`` names the models read."""
-    limit = integer(params, "limit", 50, 1, MAX_LIMIT)
-    offset = integer(params, "offset", 0)
+    limit, offset = bounds(params)
     Model = env[model]
     records = Model.search(domain, limit=limit, offset=offset, order=order)
     if tree:
@@ -211,11 +220,8 @@ def versions_list(env, params):
     state = choice(params, "state", dict(VERSION_STATES))
     if state:
         domain.append(("state", "=", state))
-    limit = integer(params, "limit", 50, 1, MAX_LIMIT)
-    offset = integer(params, "offset", 0)
-    for model in MODEL_TREE:
-        env[model].check_access("read")
-    return reads.versions_page(env, domain, limit, offset)
+    check_tree(env, MODEL_TREE)
+    return reads.versions_page(env, domain, *bounds(params))
 
 
 @operation("versions.get")
@@ -225,8 +231,7 @@ def versions_get(env, params):
     answer = reads.version(env, version_id)
     if answer is None:
         raise NotFound(f"No version {version_id}.")
-    for model in VERSION_TREE:
-        env[model].check_access("read")
+    check_tree(env, VERSION_TREE)
     return answer
 
 

@@ -5,6 +5,7 @@ deployment, read with the caller's rights. Never a secret."""
 import hashlib
 import json
 import threading
+from collections import namedtuple
 
 from . import deployment as deploy_service
 from .serializers import timestamp
@@ -13,6 +14,9 @@ PROTOCOL = "kserve_v2"
 
 
 MAX_CACHED = 256
+# what is kept of a build: the stamp it was made at, the entries, their ETag
+# and their JSON
+Kept = namedtuple("Kept", "stamp items etag json")
 _cache = {}
 _lock = threading.Lock()
 STAMP = """
@@ -38,13 +42,13 @@ def cached_entries(env, environment=None, model=None):
     key = (env.cr.dbname, env.uid, tuple(env.companies.ids), environment, model)
     with _lock:
         cached = _cache.get(key)
-    if cached and cached[0] == stamp:
-        return cached[1]
+    if cached and cached.stamp == stamp:
+        return cached.items
     items = entries(env, environment, model)
     with _lock:
         if len(_cache) >= MAX_CACHED:
             _cache.clear()
-        _cache[key] = (stamp, items, _digest(items), _encode(items))
+        _cache[key] = Kept(stamp, items, _digest(items), _encode(items))
     return items
 
 
@@ -122,11 +126,11 @@ def _encode(items):
 
 
 def _cached(items):
-    """The ``(stamp, items, etag, JSON)`` kept for ``items``, or None."""
+    """The ``Kept`` of ``items``, or None."""
     with _lock:
-        for cached in _cache.values():
-            if cached[1] is items:
-                return cached
+        for kept in _cache.values():
+            if kept.items is items:
+                return kept
     return None
 
 
@@ -140,17 +144,17 @@ def _digest(items):
 def etag(items):
     """A strong validator of the entries (not of ``generated_at``); that of
     cached entries is computed once."""
-    cached = _cached(items)
-    return cached[2] if cached else _digest(items)
+    kept = _cached(items)
+    return kept.etag if kept else _digest(items)
 
 
 def encoded(answer):
     """The JSON bytes of ``answer`` (``{"items", "generated_at"}``), those of
     cached entries encoded once: 1,000 entries are about 1 MB of JSON, which
     took longer to encode than the rest of the request."""
-    cached = _cached(answer["items"])
-    if not cached:
+    kept = _cached(answer["items"])
+    if not kept:
         return json.dumps(answer, ensure_ascii=False).encode()
     rest = {k: v for k, v in answer.items() if k != "items"}
     tail = b", " + json.dumps(rest)[1:].encode() if rest else b"}"
-    return b'{"items": ' + cached[3] + tail
+    return b'{"items": ' + kept.json + tail
