@@ -10,6 +10,7 @@
     "author": "CreativeFlow",
     "license": "LGPL-3",
     "application": True,
+    "uninstall_hook": "uninstall_hook",
     "depends": ["base", "mail", "web", "queue_job"],
     "external_dependencies": {"python": ["minio", "onnx", "onnxruntime", "numpy"]},
     "data": [

@@ -12,7 +12,7 @@ from ..lifecycle import (
     ENVIRONMENTS,
     STRATEGIES,
 )
-from ..services import canary, jobs
+from ..services import canary, jobs, registry_changes
 from ..services import deployment as deploy_service
 
 # a deployment in one of these states serves or may serve traffic
@@ -108,6 +108,10 @@ class MlopsDeployment(models.Model):
             "The canary share must be between 0 and 100 percent.",
         ),
     ]
+
+    def init(self):
+        # the endpoint registry's change log (services.registry_changes))
+        registry_changes.install(self.env.cr, self._table, deploy_service.SERVING)
 
     def _compute_stage_ids(self):
         for deployment in self:
@@ -255,6 +259,12 @@ class MlopsDeployment(models.Model):
     def _cron_supervise(self):
         """Cron: keep the local runtime as the deployments say it should be."""
         return deploy_service.supervise(self.env)
+
+    @api.model
+    def _cron_prune_registry_changes(self):
+        """Cron: drop the endpoint registry's change rows every transaction
+        already sees."""
+        registry_changes.prune(self.env.cr)
 
     def _live_status(self):
         """What the target says of it now (serving deployments only)."""

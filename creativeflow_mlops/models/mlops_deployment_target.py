@@ -6,6 +6,8 @@ from odoo import api, fields, models, tools
 from odoo.exceptions import ValidationError
 
 from ..adapters.targets import SERVABLE, TARGET_KINDS
+from ..services import deployment as deploy_service
+from ..services import registry_changes
 
 
 class MlopsDeploymentTarget(models.Model):
@@ -47,6 +49,10 @@ class MlopsDeploymentTarget(models.Model):
         help="Base of the invoke URLs as clients reach the router, e.g. "
         "https://models.example.com; empty: http://127.0.0.1:<router port>.",
     )
+
+    def init(self):
+        # the endpoint registry's change log (services.registry_changes))
+        registry_changes.install(self.env.cr, self._table, deploy_service.SERVING)
 
     @api.constrains("router_port")
     def _check_router_port(self):

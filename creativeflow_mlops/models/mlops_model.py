@@ -5,6 +5,8 @@ from odoo.exceptions import UserError
 
 from ..adapters.storage import object_key
 from ..lifecycle import TASK_TYPES
+from ..services import deployment as deploy_service
+from ..services import registry_changes
 from ..utils import slugify
 
 # versions that carry no live or approved artifact; a model made only of
@@ -121,6 +123,10 @@ class MlopsModel(models.Model):
             model.version_count = versions.get(model, 0)
             model.deployment_count = deployments.get(model, 0)
             model.feedback_count = feedback.get(model, 0)
+
+    def init(self):
+        # the endpoint registry's change log (services.registry_changes))
+        registry_changes.install(self.env.cr, self._table, deploy_service.SERVING)
 
     @api.model_create_multi
     def create(self, vals_list):

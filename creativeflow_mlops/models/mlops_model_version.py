@@ -21,7 +21,7 @@ from ..lifecycle import (
     VERSION_TRANSITIONS,
 )
 from ..scanners import registry
-from ..services import artifacts, errors, validation
+from ..services import artifacts, errors, registry_changes, validation
 from ..services import deployment as deploy_service
 
 FORM_UPLOAD_LIMIT = 64 * 1024**2
@@ -335,6 +335,10 @@ class MlopsModelVersion(models.Model):
     # ------------------------------------------------------------------
     # CRUD
     # ------------------------------------------------------------------
+
+    def init(self):
+        # the endpoint registry's change log (services.registry_changes))
+        registry_changes.install(self.env.cr, self._table, deploy_service.SERVING)
 
     @api.model_create_multi
     def create(self, vals_list):

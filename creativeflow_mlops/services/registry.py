@@ -8,47 +8,50 @@ import threading
 from collections import namedtuple
 
 from . import deployment as deploy_service
+from . import registry_changes as changes
 from .serializers import timestamp
 
 PROTOCOL = "kserve_v2"
 
 
 MAX_CACHED = 256
-# what is kept of a build: the stamp it was made at, the entries, their ETag
-# and their JSON
-Kept = namedtuple("Kept", "stamp items etag json")
+# what is kept of a build: what it was read at (registry_changes.Built), the
+# entries, their ETag and their JSON
+Kept = namedtuple("Kept", "built items etag json")
 _cache = {}
 _lock = threading.Lock()
-STAMP = """
-    SELECT count(d.id), max(d.write_date), max(v.write_date), max(m.write_date),
-           max(t.write_date)
-    FROM mlops_deployment d
-    JOIN mlops_model_version v ON v.id = d.version_id
-    JOIN mlops_model m ON m.id = v.model_id
-    JOIN mlops_deployment_target t ON t.id = d.target_id
-    WHERE d.state IN %s
-"""
 
 
 def cached_entries(env, environment=None, model=None):
     """``entries()``, kept per user, companies and filters while what they
     are made of stays the same: the serving deployments, their versions,
-    models and targets (one query tells: their count and latest changes).
-    A registry of 1,000 entries took 140 ms to build on every call."""
-    # the caller's rights, every time (a cached answer skips the search)
+    models and targets (``registry_changes`` tells, in one statement). A
+    registry of 1,000 entries took 140 ms to build on every call."""
+    # the caller's rights, every time (a kept answer skips the search)
     env["mlops.deployment"].check_access("read")
-    env.cr.execute(STAMP, [tuple(deploy_service.SERVING)])
-    stamp = env.cr.fetchone()
-    key = (env.cr.dbname, env.uid, tuple(env.companies.ids), environment, model)
+    cr = env.cr
+    key = (cr.dbname, env.uid, tuple(env.companies.ids), environment, model)
     with _lock:
-        cached = _cache.get(key)
-    if cached and cached.stamp == stamp:
-        return cached.items
+        kept = _cache.get((*key, None))
+    if kept:
+        is_stale, own = changes.stale(cr, kept.built)
+        if not is_stale and not own:
+            return kept.items
+    built = changes.now(cr)
+    if built.own:
+        # what this transaction built, seeing its own uncommitted changes
+        key = (*key, built.own)
+        with _lock:
+            kept = _cache.get(key)
+        if kept and not changes.stale(cr, kept.built)[0]:
+            return kept.items
+    else:
+        key = (*key, None)
     items = entries(env, environment, model)
     with _lock:
         if len(_cache) >= MAX_CACHED:
             _cache.clear()
-        _cache[key] = Kept(stamp, items, _digest(items), _encode(items))
+        _cache[key] = Kept(built, items, _digest(items), _encode(items))
     return items
 
 

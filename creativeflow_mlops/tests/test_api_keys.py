@@ -180,25 +180,17 @@ class TestRegistryCache(HttpCase):
         names = sorted(e["model"] for e in first.json()["items"])
         self.assertEqual(names[-3:], ["cached-0", "cached-1", "cached-2"])
 
-        def later(table, record):
-            # another transaction's change: a later write date (this test runs
-            # in one transaction, whose now() never moves)
-            self.env.cr.execute(
-                f"UPDATE {table} SET write_date = now() + interval '1 minute'"  # noqa: S608
-                " WHERE id = %s",
-                [record.id],
-            )
-
-        # what an entry is made of changes: the next read says so
+        # what an entry is made of changes, in this very transaction (its
+        # own change log row tells, services.registry_changes): the next
+        # read says so
         deployments[0].model_id.name = "renamed-0 é"
         self.env.flush_all()
-        later("mlops_model", deployments[0].model_id)
         moved, _queries = read()
         self.assertIn("renamed-0 é", [e["model"] for e in moved.json()["items"]])
         self.assertNotEqual(moved.headers["ETag"], first.headers["ETag"])
         deployments[1].write({"state": "deleted"})
         self.env.flush_all()
-        gone, _queries = read()  # one fewer serving: the count tells
+        gone, _queries = read()
         self.assertNotIn("cached-1", [e["model"] for e in gone.json()["items"]])
         # a user who loses the right to read is refused, cached answer or not
         user.groups_id = [(6, 0, [self.env.ref("base.group_user").id])]
