@@ -27,6 +27,7 @@ from odoo.tools import SQL
 # transaction had written changes itself, its id and sequence number then
 Built = namedtuple("Built", "snapshot own seq")
 
+MIN_SERVER_VERSION = 130000  # xid8, pg_current_snapshot()
 SETUP = """
 CREATE TABLE IF NOT EXISTS mlops_registry_change (
     xid xid8 PRIMARY KEY,
@@ -127,6 +128,11 @@ def install(cr, table, serving):
     """The change log and ``table``'s trigger (an addon's ``init()``: on
     install and on every update, so a change of ``serving`` is applied by
     updating the addon)."""
+    if cr.connection.server_version < MIN_SERVER_VERSION:
+        raise RuntimeError(
+            "creativeflow_mlops needs PostgreSQL 13 or later (xid8 snapshots),"
+            f" this server is {cr.connection.server_version}"
+        )
     cr.execute(SETUP)
     cr.execute(
         SQL(
