@@ -110,7 +110,7 @@ class MlopsDeployment(models.Model):
     ]
 
     def init(self):
-        # the endpoint registry's change log (services.registry_changes))
+        # the endpoint registry's change log (services.registry_changes)
         registry_changes.install(self.env.cr, self._table, deploy_service.SERVING)
 
     def _compute_stage_ids(self):

@@ -51,7 +51,7 @@ class MlopsDeploymentTarget(models.Model):
     )
 
     def init(self):
-        # the endpoint registry's change log (services.registry_changes))
+        # the endpoint registry's change log (services.registry_changes)
         registry_changes.install(self.env.cr, self._table, deploy_service.SERVING)
 
     @api.constrains("router_port")

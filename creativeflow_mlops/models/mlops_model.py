@@ -125,7 +125,7 @@ class MlopsModel(models.Model):
             model.feedback_count = feedback.get(model, 0)
 
     def init(self):
-        # the endpoint registry's change log (services.registry_changes))
+        # the endpoint registry's change log (services.registry_changes)
         registry_changes.install(self.env.cr, self._table, deploy_service.SERVING)
 
     @api.model_create_multi

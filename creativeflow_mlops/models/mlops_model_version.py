@@ -337,7 +337,7 @@ class MlopsModelVersion(models.Model):
     # ------------------------------------------------------------------
 
     def init(self):
-        # the endpoint registry's change log (services.registry_changes))
+        # the endpoint registry's change log (services.registry_changes)
         registry_changes.install(self.env.cr, self._table, deploy_service.SERVING)
 
     @api.model_create_multi
