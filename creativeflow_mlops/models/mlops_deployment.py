@@ -111,7 +111,7 @@ class MlopsDeployment(models.Model):
 
     def init(self):
         # the endpoint registry's change log (services.registry_changes)
-        registry_changes.install(self.env.cr, self._table, deploy_service.SERVING)
+        registry_changes.install(self.env.cr, self._table)
 
     def _compute_stage_ids(self):
         for deployment in self:

@@ -6,7 +6,6 @@ from odoo import api, fields, models, tools
 from odoo.exceptions import ValidationError
 
 from ..adapters.targets import SERVABLE, TARGET_KINDS
-from ..services import deployment as deploy_service
 from ..services import registry_changes
 
 
@@ -52,7 +51,7 @@ class MlopsDeploymentTarget(models.Model):
 
     def init(self):
         # the endpoint registry's change log (services.registry_changes)
-        registry_changes.install(self.env.cr, self._table, deploy_service.SERVING)
+        registry_changes.install(self.env.cr, self._table)
 
     @api.constrains("router_port")
     def _check_router_port(self):

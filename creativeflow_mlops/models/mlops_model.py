@@ -5,7 +5,6 @@ from odoo.exceptions import UserError
 
 from ..adapters.storage import object_key
 from ..lifecycle import TASK_TYPES
-from ..services import deployment as deploy_service
 from ..services import registry_changes
 from ..utils import slugify
 
@@ -126,7 +125,7 @@ class MlopsModel(models.Model):
 
     def init(self):
         # the endpoint registry's change log (services.registry_changes)
-        registry_changes.install(self.env.cr, self._table, deploy_service.SERVING)
+        registry_changes.install(self.env.cr, self._table)
 
     @api.model_create_multi
     def create(self, vals_list):

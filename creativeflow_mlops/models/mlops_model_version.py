@@ -338,7 +338,7 @@ class MlopsModelVersion(models.Model):
 
     def init(self):
         # the endpoint registry's change log (services.registry_changes)
-        registry_changes.install(self.env.cr, self._table, deploy_service.SERVING)
+        registry_changes.install(self.env.cr, self._table)
 
     @api.model_create_multi
     def create(self, vals_list):
