@@ -19,6 +19,9 @@ MAX_CACHED = 256
 # entries, their ETag and their JSON
 Kept = namedtuple("Kept", "built items etag json")
 _cache = {}
+# the same builds by the identity of their entries, for etag() and encoded()
+# (an entry list stays alive, so its id() unique, while it is kept)
+_by_items = {}
 _lock = threading.Lock()
 
 
@@ -48,10 +51,16 @@ def cached_entries(env, environment=None, model=None):
     else:
         key = (*key, None)
     items = entries(env, environment, model)
+    kept = Kept(built, items, _digest(items), _encode(items))
     with _lock:
         if len(_cache) >= MAX_CACHED:
             _cache.clear()
-        _cache[key] = Kept(built, items, _digest(items), _encode(items))
+            _by_items.clear()
+        replaced = _cache.get(key)
+        if replaced:
+            del _by_items[id(replaced.items)]
+        _cache[key] = kept
+        _by_items[id(items)] = kept
     return items
 
 
@@ -131,10 +140,8 @@ def _encode(items):
 def _cached(items):
     """The ``Kept`` of ``items``, or None."""
     with _lock:
-        for kept in _cache.values():
-            if kept.items is items:
-                return kept
-    return None
+        kept = _by_items.get(id(items))
+    return kept if kept and kept.items is items else None
 
 
 def _digest(items):
