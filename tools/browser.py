@@ -11,7 +11,6 @@ import base64
 import itertools
 import json
 import os
-import resource
 import shutil
 import subprocess
 import tempfile
@@ -19,7 +18,7 @@ import time
 import urllib.request
 
 import websocket
-from testservers import free_port
+from testservers import free_port, unlimited_address_space
 
 FLAGS = (
     "--headless=new",
@@ -40,13 +39,6 @@ class BrowserError(AssertionError):
     pass
 
 
-def _unlimited_address_space():
-    # Odoo caps the test process's address space (limit_memory_hard);
-    # Chromium reserves far more than it uses and dies under that cap
-    _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-    resource.setrlimit(resource.RLIMIT_AS, (hard, hard))
-
-
 class Chromium:
     def __init__(self):
         binary = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -65,7 +57,7 @@ class Chromium:
             ],
             stdout=self.log,
             stderr=subprocess.STDOUT,
-            preexec_fn=_unlimited_address_space,
+            preexec_fn=unlimited_address_space,
         )
         self._ids = itertools.count(1)
         self.events = []

@@ -7,6 +7,7 @@ Every port it opens is chosen free, so several can run at once.
 
 import json
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -19,6 +20,14 @@ from pathlib import Path
 
 ACCESS_KEY = "mlops-test"
 SECRET_KEY = "mlops-test-secret-key"
+
+
+def unlimited_address_space():
+    """``preexec_fn`` of a child that reserves far more address space than
+    it uses (Chromium, Node.js): Odoo caps the test process's
+    (limit_memory_hard), and such a child dies under that cap."""
+    _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    resource.setrlimit(resource.RLIMIT_AS, (hard, hard))
 
 
 def free_port():
