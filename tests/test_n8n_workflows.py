@@ -3,8 +3,8 @@ node, the Code nodes carry the .js files beside them, no secret inside),
 and their Code nodes run under Node.js as n8n runs them: the signature
 check accepts what the addon's webhook adapter sends and refuses a
 tampered, stale or foreign delivery; the endpoint picker finds the
-production entry in a registry answer. (n8n itself is too heavy to install
-for every run: see shared notes; its nodes' JavaScript is what matters.)"""
+production entry in a registry answer. (tests/system/test_n8n.py runs them
+in a real n8n.)"""
 
 import base64
 import json
@@ -22,17 +22,19 @@ from odoo.addons.creativeflow_mlops.adapters import webhooks
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "n8n"
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # noqa: S105 (a test's secret)
 NODE = shutil.which("node")
-# the harness gives a Code node what n8n gives it: $input, $env, $vars, require
+# the harness gives a Code node what n8n gives it: $input, $env, $ (another
+# node's items), require
 HARNESS = """
 const fs = require('fs');
 const given = JSON.parse(fs.readFileSync(0, 'utf8'));
-const $input = { all: () => given.items, first: () => given.items[0] };
+const items = (list) => ({ all: () => list, first: () => list[0] });
+const $input = items(given.items);
 const $env = given.env;
-const $vars = given.vars;
+const $ = (name) => items(given.nodes[name]);
 const code = given.code;
-const run = new Function('$input', '$env', '$vars', 'require', code);
+const run = new Function('$input', '$env', '$', 'require', code);
 try {
-  process.stdout.write(JSON.stringify({ out: run($input, $env, $vars, require) }));
+  process.stdout.write(JSON.stringify({ out: run($input, $env, $, require) }));
 } catch (error) {
   process.stdout.write(JSON.stringify({ error: error.message }));
 }
@@ -43,11 +45,11 @@ def _flows():
     return {path.name: json.loads(path.read_text()) for path in DOCS.glob("*.json")}
 
 
-def _run(code, items, env=None, vars_=None):
+def _run(code, items, env=None, nodes=None):
     answer = subprocess.run(
         [NODE, "-e", HARNESS],
         input=json.dumps(
-            {"code": code, "items": items, "env": env or {}, "vars": vars_ or {}}
+            {"code": code, "items": items, "env": env or {}, "nodes": nodes or {}}
         ),
         capture_output=True,
         text=True,
@@ -73,6 +75,8 @@ def test_workflows_are_well_formed():
         # no secret, no key: they live in n8n's credentials and variables
         assert not re.search(r"whsec_[A-Za-z0-9+/=]{16,}", text), name
         assert not re.search(r"mik_[A-Za-z0-9_-]{8,}", text), name
+        # n8n's Variables ($vars) need a paid licence: a Settings node instead
+        assert "$vars" not in text, name
     scripts = {
         node["name"]: node["parameters"]["jsCode"]
         for flow in flows.values()
@@ -83,6 +87,7 @@ def test_workflows_are_well_formed():
     assert scripts["Pick the model's production entry"] == (
         (DOCS / "pick-endpoint.js").read_text()
     )
+    assert scripts["Build the request"] == (DOCS / "build-request.js").read_text()
 
 
 @pytest.mark.skipif(not NODE, reason="no node")
@@ -125,38 +130,72 @@ def test_the_signature_check_accepts_ours_and_refuses_the_rest():
     assert foreign["out"][0]["json"]["valid"] is False
 
 
+def _settings(model):
+    return {"Settings": [{"json": {"odoo_url": "http://odoo:8069", "model": model}}]}
+
+
 @pytest.mark.skipif(not NODE, reason="no node")
 def test_the_endpoint_picker_finds_production():
     code = (DOCS / "pick-endpoint.js").read_text()
+    base = "http://r/m/c1-sentiment"
     registry = {
         "items": [
             {
                 "model": "sentiment",
                 "environment": "staging",
                 "state": "active",
-                "invoke_url": "http://r/m/c1-sentiment-staging/v2/models/sentiment/infer",
+                "invoke_url": f"{base}-staging/v2/models/sentiment/infer",
+                "metadata_url": f"{base}-staging/v2/models/sentiment",
                 "version": "1.5.0",
-                "input_schema": [],
             },
             {
                 "model": "sentiment",
                 "environment": "production",
                 "state": "active",
-                "invoke_url": "http://r/m/c1-sentiment-production/v2/models/sentiment/infer",
+                "invoke_url": f"{base}-production/v2/models/sentiment/infer",
+                "metadata_url": f"{base}-production/v2/models/sentiment",
                 "version": "1.4.0",
-                "input_schema": [
-                    {"name": "x", "shape": [-1, 4], "datatype": "FP32"},
-                ],
             },
         ]
     }
-    result = _run(code, [{"json": registry}], vars_={"MLOPS_MODEL": "sentiment"})
+    result = _run(code, [{"json": registry}], nodes=_settings("sentiment"))
     (picked,) = result["out"]
-    assert picked["json"]["invoke_url"].endswith(
-        "/m/c1-sentiment-production/v2/models/sentiment/infer"
-    )
-    assert picked["json"]["request"] == {
-        "inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [0] * 4}]
+    assert picked["json"] == {
+        "invoke_url": f"{base}-production/v2/models/sentiment/infer",
+        "metadata_url": f"{base}-production/v2/models/sentiment",
+        "version": "1.4.0",
     }
-    missing = _run(code, [{"json": registry}], vars_={"MLOPS_MODEL": "nope"})
+    missing = _run(code, [{"json": registry}], nodes=_settings("nope"))
     assert "no live production endpoint for nope" in missing["error"]
+
+
+@pytest.mark.skipif(not NODE, reason="no node")
+def test_the_request_is_shaped_by_the_model_servers_metadata():
+    code = (DOCS / "build-request.js").read_text()
+    picked = {
+        "invoke_url": "http://r/m/c1-s-production/v2/models/s/infer",
+        "version": "2",
+    }
+    metadata = {
+        "name": "s",
+        "inputs": [
+            {"name": "x", "shape": [-1, 4], "datatype": "FP32"},
+            {"name": "mask", "shape": [2], "datatype": "BOOL"},
+        ],
+    }
+    result = _run(
+        code,
+        [{"json": metadata}],
+        nodes={"Pick the model's production entry": [{"json": picked}]},
+    )
+    (built,) = result["out"]
+    assert built["json"] == {
+        "invoke_url": picked["invoke_url"],
+        "version": "2",
+        "request": {
+            "inputs": [
+                {"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [0] * 4},
+                {"name": "mask", "shape": [2], "datatype": "BOOL", "data": [0, 0]},
+            ]
+        },
+    }
