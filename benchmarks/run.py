@@ -327,14 +327,22 @@ def bench_upload(size_mib):
 
 
 def load_storage_adapter():
-    """The addon's storage adapter alone: plain Python, no Odoo."""
+    """The addon's S3 store alone: the adapters package is plain Python,
+    loaded without Odoo."""
+    import importlib
     import importlib.util
 
-    path = REPO / "creativeflow_mlops" / "adapters" / "storage.py"
-    spec = importlib.util.spec_from_file_location("mlops_storage", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    folder = REPO / "creativeflow_mlops" / "adapters"
+    if "mlops_adapters" not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            "mlops_adapters",
+            folder / "__init__.py",
+            submodule_search_locations=[str(folder)],
+        )
+        package = importlib.util.module_from_spec(spec)
+        sys.modules["mlops_adapters"] = package
+        spec.loader.exec_module(package)
+    return importlib.import_module("mlops_adapters.storage_s3")
 
 
 # ---------------------------------------------------------------------------

@@ -17,7 +17,6 @@ import testservers
 
 from odoo.addons.creativeflow_mlops.adapters.storage import (
     IntegrityMismatch,
-    S3Store,
     StorageRefused,
     StorageUnavailable,
     models_root,
@@ -25,6 +24,7 @@ from odoo.addons.creativeflow_mlops.adapters.storage import (
     sanitize_filename,
 )
 from odoo.addons.creativeflow_mlops.adapters.storage_local import LocalStore
+from odoo.addons.creativeflow_mlops.adapters.storage_s3 import S3Store
 
 MiB = 1024 * 1024
 
@@ -269,7 +269,7 @@ def test_s3_store_short_ranges_are_unavailable():
 def test_short_reads_are_caught_whatever_urllib3_does():
     """The reader's own count, not urllib3's: 1.26 (Odoo's pin) ends a cut
     body quietly, 2.x raises; both reach the caller as StorageUnavailable."""
-    from odoo.addons.creativeflow_mlops.adapters.storage import _ResponseReader
+    from odoo.addons.creativeflow_mlops.adapters.storage_s3 import _ResponseReader
 
     class Quiet:
         headers = {"Content-Length": "10"}

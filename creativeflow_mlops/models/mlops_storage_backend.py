@@ -9,12 +9,9 @@ from datetime import datetime, timezone
 from odoo import api, fields, models, tools
 from odoo.exceptions import ValidationError
 
-from ..adapters.storage import (
-    S3Store,
-    StorageRefused,
-    models_root,
-)
+from ..adapters.storage import StorageRefused, models_root
 from ..adapters.storage_local import LocalStore
+from ..adapters.storage_s3 import S3Store
 from ..services import upload_parts
 
 _logger = logging.getLogger(__name__)
