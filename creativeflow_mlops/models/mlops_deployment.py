@@ -12,7 +12,7 @@ from ..lifecycle import (
     ENVIRONMENTS,
     STRATEGIES,
 )
-from ..services import canary, jobs, registry_changes
+from ..services import canary, jobs, registry_changes, serving
 from ..services import deployment as deploy_service
 
 # a deployment in one of these states serves or may serve traffic
@@ -143,7 +143,7 @@ class MlopsDeployment(models.Model):
         """Take deployments down (Approver): out of the router, then their
         model servers stop after the requests in flight."""
         self._check_can_transition("deleted")
-        deploy_service.undeploy(self)
+        serving.undeploy(self)
         return True
 
     def action_rollback(self, reason=None):
@@ -258,7 +258,7 @@ class MlopsDeployment(models.Model):
     @api.model
     def _cron_supervise(self):
         """Cron: keep the local runtime as the deployments say it should be."""
-        return deploy_service.supervise(self.env)
+        return serving.supervise(self.env)
 
     @api.model
     def _cron_prune_registry_changes(self):
@@ -277,7 +277,7 @@ class MlopsDeployment(models.Model):
         ):
             return None
         client = self.target_id.sudo()._get_client()
-        status = client.status(deploy_service.plan(self))
+        status = client.status(serving.plan(self))
         return {"ready": status.ready, "message": status.message}
 
     @api.ondelete(at_uninstall=False)

@@ -7,7 +7,7 @@ from odoo import api, fields, models
 from odoo.exceptions import AccessError
 
 from ..lifecycle import ENVIRONMENTS, MANAGER
-from ..services import deployment as deploy_service
+from ..services import serving
 
 PREFIX = "mik_"
 
@@ -57,17 +57,17 @@ class MlopsInvokeKey(models.Model):
     @api.model_create_multi
     def create(self, vals_list):
         keys = super().create(vals_list)
-        deploy_service.publish_keys(self.env)
+        serving.publish_keys(self.env)
         return keys
 
     def write(self, vals):
         result = super().write(vals)
-        deploy_service.publish_keys(self.env)
+        serving.publish_keys(self.env)
         return result
 
     def unlink(self):
         result = super().unlink()
-        deploy_service.publish_keys(self.env)
+        serving.publish_keys(self.env)
         return result
 
     def _allows(self, model, environment):

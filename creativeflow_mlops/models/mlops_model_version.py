@@ -21,7 +21,7 @@ from ..lifecycle import (
     VERSION_TRANSITIONS,
 )
 from ..scanners import registry
-from ..services import artifacts, errors, registry_changes, validation
+from ..services import artifacts, errors, registry_changes, serving, validation
 from ..services import deployment as deploy_service
 
 FORM_UPLOAD_LIMIT = 64 * 1024**2
@@ -623,7 +623,7 @@ class MlopsModelVersion(models.Model):
         """Take down every deployment of the versions that is not already
         finished with."""
         live = self.deployment_ids.filtered(lambda d: d.state != "deleted")
-        deploy_service.undeploy(live)
+        serving.undeploy(live)
 
     def _enqueue_validation(self, scan_types=None, integrity_report=None):
         """Start a validation round on each version (services.validation)."""

@@ -19,7 +19,7 @@ from odoo import fields
 
 from ..adapters.targets import TargetFailed
 from . import deployment as deploy_service
-from . import errors, jobs, settings
+from . import errors, jobs, serving, settings
 
 
 def steps(env, first=None):
@@ -60,12 +60,12 @@ def start(deployment, url):
                 "step": 0,
                 "try": 0,
                 "first": first,
-                "baseline": client.metrics(deploy_service.plan(deployment)),
+                "baseline": client.metrics(serving.plan(deployment)),
             },
         }
     )
     _previous(deployment).write({"traffic_percent": 100 - share})
-    client.switch_traffic(deploy_service.routes(deployment.target_id))
+    client.switch_traffic(serving.routes(deployment.target_id))
     _schedule(deployment)
     return f"canary at {share} percent of {url}"
 
@@ -115,7 +115,7 @@ def analyze(deployment, step):
         return "no longer the step in progress"
     client = deployment.target_id._get_client()
     try:
-        now = client.metrics(deploy_service.plan(deployment))
+        now = client.metrics(serving.plan(deployment))
     except TargetFailed as error:
         return abort(deployment, errors.describe(error))
     total, server_errors, p95 = window(config["baseline"], now)
@@ -189,7 +189,7 @@ def analyze(deployment, step):
         }
     )
     _previous(deployment).write({"traffic_percent": 100 - share})
-    client.switch_traffic(deploy_service.routes(deployment.target_id))
+    client.switch_traffic(serving.routes(deployment.target_id))
     _schedule(deployment)
     return f"step {step + 1} passed: {share} percent"
 
@@ -200,7 +200,7 @@ def set_share(deployment, percent):
     client = deployment.target_id._get_client()
     deployment.write({"traffic_percent": percent, "canary_percent": percent})
     _previous(deployment).write({"traffic_percent": 100 - percent})
-    client.switch_traffic(deploy_service.routes(deployment.target_id))
+    client.switch_traffic(serving.routes(deployment.target_id))
     deployment.message_post(
         body=deployment.env._("Canary share set to %s percent by hand.", percent),
         subtype_xmlid="mail.mt_note",
@@ -213,7 +213,7 @@ def promote(deployment, reason=None):
     previous = _previous(deployment)
     deployment.write({"state": "active", "traffic_percent": 100, "canary_percent": 100})
     previous.write({"state": "inactive_bluegreen", "traffic_percent": 0})
-    client.switch_traffic(deploy_service.routes(deployment.target_id))
+    client.switch_traffic(serving.routes(deployment.target_id))
     deploy_service.record_serving(deployment)
     deploy_service._move_version(deployment)
     deployment.message_post(
@@ -230,8 +230,8 @@ def abort(deployment, reason):
     client = deployment.target_id._get_client()
     deployment.write({"state": "rolled_back", "traffic_percent": 0, "message": reason})
     _previous(deployment).write({"traffic_percent": 100})
-    client.switch_traffic(deploy_service.routes(deployment.target_id))
-    client.delete(deploy_service.plan(deployment))
+    client.switch_traffic(serving.routes(deployment.target_id))
+    client.delete(serving.plan(deployment))
     version = deployment.version_id
     if version.state == "production_pending":
         version.write({"state": "staging"})

@@ -7,9 +7,9 @@ import json
 import threading
 from collections import namedtuple
 
-from . import deployment as deploy_service
 from . import registry_changes as changes
 from .serializers import timestamp
+from .serving import SERVING, plan
 
 PROTOCOL = "kserve_v2"
 
@@ -65,7 +65,7 @@ def cached_entries(env, environment=None, model=None):
 
 
 def entries(env, environment=None, model=None):
-    domain = [("state", "in", deploy_service.SERVING)]
+    domain = [("state", "in", SERVING)]
     if environment:
         domain.append(("environment", "=", environment))
     if model:
@@ -87,9 +87,9 @@ def _entry(deployments):
     client = main.target_id.sudo()._get_client()
     infer = f"/v2/models/{model.slug}/infer"
     # the target's stable route, or where its pipeline said it serves
-    base = client.route_url(deploy_service.plan(main).route) or (
-        main.endpoint_url or ""
-    ).removesuffix(infer)
+    base = client.route_url(plan(main).route) or (main.endpoint_url or "").removesuffix(
+        infer
+    )
     invoke_url = f"{base}{infer}"
     example_input = {
         "inputs": [

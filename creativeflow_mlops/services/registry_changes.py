@@ -23,7 +23,7 @@ from collections import namedtuple
 
 from odoo.tools import SQL
 
-from . import deployment as deploy_service
+from .serving import SERVING
 
 # what a build is kept with: the snapshot it read, and when the building
 # transaction had written changes itself, its id and sequence number then
@@ -126,7 +126,7 @@ UPDATE mlops_registry_horizon SET horizon = pg_snapshot_xmin(pg_current_snapshot
 """
 
 
-def install(cr, table, serving=deploy_service.SERVING):
+def install(cr, table, serving=SERVING):
     """The change log and ``table``'s trigger (an addon's ``init()``: on
     install and on every update, so a change of ``serving`` is applied by
     updating the addon)."""

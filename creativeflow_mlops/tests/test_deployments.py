@@ -20,7 +20,7 @@ from ..adapters.router import HAProxyRouter, RouterFailed
 from ..adapters.runtime import ProcessSpec, free_port
 from ..exceptions import Conflict, InvalidInput, TransitionNotAllowed
 from ..services import artifacts as artifact_service
-from ..services import deployment as service
+from ..services import serving
 from . import artifacts
 from .common import LocalTargetCleanup, MlopsCase
 
@@ -200,7 +200,7 @@ class TestDeployments(LocalTargetCleanup, MlopsCase):
         # a model server nobody wants any more (its deployment is gone)
         orphan = client.runtime.start(
             ProcessSpec(
-                "d999999", service.plan(deployment).artifact_path, "x", "0", free_port()
+                "d999999", serving.plan(deployment).artifact_path, "x", "0", free_port()
             )
         )
         # one coming up: its server is not an orphan
@@ -209,7 +209,7 @@ class TestDeployments(LocalTargetCleanup, MlopsCase):
         client.runtime.start(
             ProcessSpec(
                 f"d{coming.id}",
-                service.plan(deployment).artifact_path,
+                serving.plan(deployment).artifact_path,
                 "x",
                 "0",
                 free_port(),
@@ -420,7 +420,7 @@ class TestDeployments(LocalTargetCleanup, MlopsCase):
         switch = self._failed_at(deployment, "switch_traffic")
         self.assertIn("refused its new configuration", switch.log)
         self.assertFalse(deployment.endpoint_url)
-        self.assertFalse(service.routes(self.target))
+        self.assertFalse(serving.routes(self.target))
         self.assertFalse(
             self.env["mlops.promotion"].search([("deployment_id", "=", deployment.id)])
         )
@@ -450,4 +450,4 @@ class TestDeployments(LocalTargetCleanup, MlopsCase):
             "skipped",
         )
         self.assertIn("staging deployment failed", version.message_ids[0].body)
-        self.assertFalse(service.routes(self.target))
+        self.assertFalse(serving.routes(self.target))
