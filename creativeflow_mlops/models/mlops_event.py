@@ -14,14 +14,16 @@ RESOURCES = [
 class MlopsEvent(models.Model):
     """The event log: one line per state change of a version, a deployment
     or a pipeline run, written in the transaction of the change (so a change
-    rolled back leaves no event), its id the cursor of ``GET /events``. The
-    bus and the webhooks carry the same events (services.events)."""
+    rolled back leaves no event); ``seq``, drawn as the transaction commits,
+    is the cursor of ``GET /events`` and the ``id`` the faces show. The bus
+    and the webhooks carry the same events (services.events)."""
 
     _name = "mlops.event"
     _description = "MLOps Event"
     _order = "id"
     _log_access = False
 
+    seq = fields.Integer(string="Cursor", readonly=True, index=True, copy=False)
     type = fields.Char(required=True, readonly=True, index=True)
     resource = fields.Selection(RESOURCES, required=True, readonly=True)
     resource_id = fields.Integer(string="Resource ID", required=True, readonly=True)
@@ -35,11 +37,24 @@ class MlopsEvent(models.Model):
     at = fields.Datetime(required=True, readonly=True, default=fields.Datetime.now)
     data = fields.Json(readonly=True)
 
-    @api.model_create_multi
-    def create(self, vals_list):
-        logged = super().create(vals_list)
-        webhooks.enqueue(logged)
-        return logged
+    _sql_constraints = [
+        ("seq_unique", "UNIQUE (seq)", "Two events cannot share a cursor."),
+    ]
+
+    def init(self):
+        events.install(self.env.cr)
+
+    @api.model
+    def _settle(self):
+        """The events without a cursor get theirs, reach the bus and queue
+        their webhooks (services.events.settle)."""
+        settled = events.settle(self.env)
+        webhooks.enqueue(settled)
+        return settled
+
+    @api.model
+    def _cron_settle(self):
+        events.settle_apart(self.env.registry)
 
     @api.model
     def _cron_retention(self):

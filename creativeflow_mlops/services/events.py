@@ -5,23 +5,37 @@ record (``mlops.event`` notifications, sent on commit); ``GET /events`` pages
 through them by cursor; a cron drops those older than
 ``event_retention_days``.
 
-Types are ``<resource>.<state>`` (``version.validated``,
-``deployment.active``...), a record's creation included (``version.draft``,
-``deployment.requested``, ``pipeline_run.queued``), but a pipeline run's
-later ones: ``pipeline_run.started`` and ``pipeline_run.finished`` (its
-``state`` says how).
+The cursor is not the row's id. Ids are drawn when rows are inserted and
+transactions commit in another order: a reader paging on ids would step over
+an event whose transaction committed after a later one's. An event is
+written without a cursor; once its transaction has committed, a short
+transaction of its own (a post-commit hook, and a cron for any a crash left
+behind) gives every event without one its ``seq`` under a transaction-level
+advisory lock, tells the bus and queues the webhooks. Those settling
+transactions hold the lock to their COMMIT, so cursors are handed out in
+commit order: a reader that sees cursor n sees every cursor below n that
+will ever exist. The lock never covers a writer's work: a validation job
+scanning for minutes never holds it.
 """
 
+import logging
 from datetime import timedelta
 
-from odoo import fields
+from odoo import SUPERUSER_ID, api, fields
+from odoo.tools import SQL
 
 from ..exceptions import InvalidInput
 from . import serializers, settings
 
+_logger = logging.getLogger(__name__)
+
 MAX_LIMIT = 500
 FINISHED = ("succeeded", "failed", "cancelled")
 READER_GROUP = "creativeflow_mlops.group_mlops_user"
+PENDING = "creativeflow_mlops.events"  # postcommit data: a settle is due
+SEQUENCE = "mlops_event_cursor_seq"
+# pg_advisory_xact_lock key of the cursor: "mlopsevt" read as an int8
+CURSOR_LOCK = int.from_bytes(b"mlopsevt", "big")
 
 
 def event_type(resource, state):
@@ -32,7 +46,8 @@ def event_type(resource, state):
 
 def record(changes):
     """Log ``changes``, ``[(record, previous_state)]`` of records that
-    carry ``_event_resource`` and ``_event_values()``, and tell the bus."""
+    carry ``_event_resource`` and ``_event_values()``; once the transaction
+    has committed they get their cursors and reach the bus and the hooks."""
     if not changes:
         return None
     env = changes[0][0].env
@@ -50,13 +65,77 @@ def record(changes):
             }
         )
     logged = env["mlops.event"].sudo().create(values)
-    notify(logged)
+    postcommit = env.cr.postcommit
+    if PENDING not in postcommit.data:
+        postcommit.data[PENDING] = True
+        postcommit.add(lambda: settle_apart(env.registry))
     return logged
+
+
+def settle_apart(registry):
+    """Settle in a transaction of its own (after a commit, from the cron):
+    read committed, so what it sees is what committed before it took the
+    lock."""
+    try:
+        with registry.cursor() as cr:
+            if not registry.in_test_mode():  # a test's cursor is mid-transaction
+                cr.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+            api.Environment(cr, SUPERUSER_ID, {})["mlops.event"]._settle()
+    except Exception:  # noqa: BLE001 - the change committed; the cron settles
+        _logger.exception("giving events their cursors")
+
+
+def settle(env):
+    """Give the events ``env`` sees without a cursor their cursors, in the
+    order they were written, and tell the bus; returns them. Holds the
+    cursor lock to COMMIT: run it in a short transaction."""
+    Event = env["mlops.event"].sudo()
+    ids = draw(env.cr)
+    Event.invalidate_model(["seq"])
+    settled = Event.browse(ids).sorted("seq")
+    notify(settled)
+    return settled
+
+
+def draw(cr):
+    """The cursors themselves: the ids of the events given one."""
+    cr.execute("SELECT 1 FROM mlops_event WHERE seq IS NULL LIMIT 1")
+    if not cr.fetchone():
+        return []
+    cr.execute("SELECT pg_advisory_xact_lock(%s)", [CURSOR_LOCK])
+    cr.execute(
+        """
+        WITH pending AS (
+            SELECT id, nextval(%s) AS seq
+              FROM (SELECT id FROM mlops_event WHERE seq IS NULL ORDER BY id) AS p
+        )
+        UPDATE mlops_event e SET seq = pending.seq FROM pending WHERE e.id = pending.id
+        RETURNING e.id
+        """,
+        [SEQUENCE],
+    )
+    return [row[0] for row in cr.fetchall()]
+
+
+def install(cr):
+    """The cursor's sequence; events from before cursors existed get theirs
+    (at install, nothing else runs: no lock needed)."""
+    cr.execute(SQL("CREATE SEQUENCE IF NOT EXISTS %s", SQL.identifier(SEQUENCE)))
+    cr.execute(
+        """
+        UPDATE mlops_event e SET seq = p.seq
+          FROM (SELECT id, nextval(%s) AS seq
+                  FROM (SELECT id FROM mlops_event WHERE seq IS NULL ORDER BY id) o
+               ) AS p
+         WHERE e.id = p.id
+        """,
+        [SEQUENCE],
+    )
 
 
 def serialize(event):
     return {
-        "id": event.id,
+        "id": event.seq,
         "type": event.type,
         "resource": event.resource,
         "resource_id": event.resource_id,
@@ -103,25 +182,24 @@ def page(env, since=None, limit=100, version_id=None):
     (past the newest event) is refused."""
     Event = env["mlops.event"]
     since = since or 0
-    newest = Event.sudo().search([], order="id desc", limit=1).id or 0
+    newest = Event.sudo().search([], order="seq desc", limit=1).seq or 0
     if since > newest:
         raise InvalidInput(
             env._(
-                "The cursor %(since)s is past the newest event (%(newest)s): use a "
-                "cursor from an earlier answer's next.",
+                "The cursor %(since)s was never given out: use a cursor from an "
+                "earlier answer's next.",
                 since=since,
-                newest=newest,
             )
         )
     Event.check_access("read")
-    domain = [("id", ">", since)]
+    domain = [("seq", ">", since)]
     if version_id:
         domain.append(("version_id", "=", version_id))
-    found = Event.search(domain, order="id", limit=limit)
+    found = Event.search(domain, order="seq", limit=limit)
     return {
         "items": [serialize(e) for e in found],
         # the newest seen: where the next call starts, or where it stands
-        "next": found[-1:].id or max(since, 0),
+        "next": found[-1:].seq or max(since, 0),
     }
 
 

@@ -127,7 +127,7 @@ def deliver(hook, event_id):
     if not hook.active:
         return "the hook is disabled"
     message_id = adapter.message_id(
-        hook.env["ir.config_parameter"].sudo().get_param("database.uuid"), event.id
+        hook.env["ir.config_parameter"].sudo().get_param("database.uuid"), event.seq
     )
     number = (
         hook.env["mlops.webhook.attempt"].search_count(

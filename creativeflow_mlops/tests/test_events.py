@@ -8,10 +8,11 @@ import contextlib
 import json
 from datetime import timedelta
 
-from odoo import fields
-from odoo.tests import HttpCase, new_test_user, tagged
+from odoo import fields, sql_db
+from odoo.tests import HttpCase, TransactionCase, new_test_user, tagged
 
 from ..lifecycle import USER
+from ..services import events
 
 API = "/mlops/api/v1"
 
@@ -63,13 +64,19 @@ class TestEvents(HttpCase):
         )
         return answer
 
+    def _settle(self):
+        """What the commit's hook does (a test never commits)."""
+        return self.env["mlops.event"]._settle()
+
     def _cursor(self):
-        return (
-            self.env["mlops.event"].sudo().search([], order="id desc", limit=1).id or 0
-        )
+        self._settle()
+        Event = self.env["mlops.event"].sudo()
+        return Event.search([], order="seq desc", limit=1).seq or 0
 
     def test_each_change_is_one_event_in_its_transaction(self):
-        start = self._cursor()
+        start = (
+            self.env["mlops.event"].sudo().search([], order="id desc", limit=1).id or 0
+        )
         version = self._version()
         version.write({"state": "validating"})
         version.write({"state": "validated"})
@@ -88,14 +95,23 @@ class TestEvents(HttpCase):
         )
         self.assertEqual(logged.mapped("version_id"), version)
         self.assertEqual(logged[-1].data, {"model": "ev-model", "version": "1.0.0"})
+        # the cursors come as the transaction commits, in the order written
+        self.assertEqual(logged.mapped("seq"), [0, 0, 0])
+        self.assertEqual(self._settle(), logged)
+        cursors = logged.mapped("seq")
+        self.assertTrue(all(cursors), cursors)
+        self.assertEqual(cursors, sorted(cursors))
+        self.assertEqual(events.serialize(logged[0])["id"], cursors[0])
 
     def test_the_bus_tells_the_users_who_may_read(self):
+        self._settle()
         self.env.cr.precommit.run()  # what earlier changes queued for the bus
         self.env["bus.bus"].sudo().search([]).unlink()
         version = self._version()
         version.write({"state": "validating"})
         self._version(self.foreign_model)
-        # the bus writes its rows when the transaction commits
+        # told once the events have their cursors, written as that commits
+        self._settle()
         self.env.cr.precommit.run()
         told = {}
         for message in self.env["bus.bus"].sudo().search([]):
@@ -124,6 +140,7 @@ class TestEvents(HttpCase):
         version.write({"state": "validating"})
         self._version(self.foreign_model).write({"state": "validating"})
         version.write({"state": "validated"})
+        self._settle()
         answer = self._events(since=start, limit=2)
         self.assertEqual(answer.status_code, 200, answer.text)
         first = answer.json()
@@ -185,6 +202,7 @@ class TestEvents(HttpCase):
         version.write({"state": "validating"})
         other.write({"state": "validating"})
         version.write({"state": "validated"})
+        self._settle()
         answer = self._events(since=start, version_id=version.id)
         self.assertEqual(answer.status_code, 200, answer.text)
         items = answer.json()["items"]
@@ -199,6 +217,7 @@ class TestEvents(HttpCase):
         # another company's version: no events, no error that tells it exists
         foreign = self._version(self.foreign_model)
         foreign.write({"state": "validating"})
+        self._settle()
         answer = self._events(since=start, version_id=foreign.id)
         self.assertEqual(answer.json()["items"], [])
         for bad in ("abc", 0, -3):
@@ -212,3 +231,55 @@ class TestEvents(HttpCase):
         self.env["mlops.event"]._cron_retention()
         kept = self.env["mlops.event"].sudo().search([("version_id", "=", version.id)])
         self.assertEqual(kept.mapped("type"), ["version.validating"])
+
+
+@tagged("post_install", "-at_install")
+class TestEventCursors(TransactionCase):
+    """The cursor against transactions committing out of order, on real
+    connections of their own (the test's transaction sees none of this)."""
+
+    INSERT = """
+        INSERT INTO mlops_event (type, resource, resource_id, at)
+        VALUES ('version.cursor-test', 'version', 0, now() AT TIME ZONE 'UTC')
+        RETURNING id
+    """
+
+    def _committed(self, cr, query, params=()):
+        cr.execute(query, params)
+        rows = cr.fetchall()
+        cr.commit()  # pylint: disable=invalid-commit
+        return [row[0] for row in rows]
+
+    def test_a_reader_misses_no_event_committed_late(self):
+        db = sql_db.db_connect(self.env.cr.dbname)
+        with db.cursor() as early, db.cursor() as late, db.cursor() as reader:
+            try:
+                for cr in (early, late):
+                    cr.execute("SET lock_timeout = '10s'")
+                # the early transaction writes first and commits last
+                early.execute(self.INSERT)
+                early_id = early.fetchone()[0]
+                late.execute(self.INSERT)
+                late_id = late.fetchone()[0]
+                self.assertLess(early_id, late_id)
+                events.draw(late)
+                late.commit()
+                # a reader polls between the two commits
+                (seen,) = self._committed(
+                    reader, "SELECT seq FROM mlops_event WHERE id = %s", [late_id]
+                )
+                self.assertTrue(seen)
+                events.draw(early)
+                early.commit()
+                # its next poll, from the cursor it was given, has the early one
+                after = self._committed(
+                    reader, "SELECT id FROM mlops_event WHERE seq > %s", [seen]
+                )
+                # which paging on ids (since=late_id) would have stepped over
+                self.assertEqual(after, [early_id])
+            finally:
+                reader.rollback()
+                reader.execute(
+                    "DELETE FROM mlops_event WHERE type = 'version.cursor-test'"
+                )
+                reader.commit()
