@@ -280,6 +280,7 @@ BODIES = {
             "target": STRING,
             **REASON,
         },
+        "additionalProperties": False,
     },
     "promote": {
         "type": "object",
@@ -289,21 +290,23 @@ BODIES = {
             "target": STRING,
             **REASON,
         },
+        "additionalProperties": False,
     },
     "validate": {
         "type": "object",
         "properties": {"scan_types": {"type": "array", "items": STRING}},
+        "additionalProperties": False,
     },
     "update": {
         "type": "object",
         "properties": {
             "replicas": {"type": "integer", "minimum": 1, "maximum": 16},
-            "canary_percent": {"type": "integer", "minimum": 0, "maximum": 100},
+            "canary_percent": {"type": "integer", "minimum": 1, "maximum": 99},
         },
         "minProperties": 1,
         "additionalProperties": False,
     },
-    "rollback": {"type": "object", "properties": REASON},
+    "rollback": {"type": "object", "properties": REASON, "additionalProperties": False},
     "upload": {
         "type": "object",
         "required": ["model", "version", "filename", "size"],
@@ -312,9 +315,11 @@ BODIES = {
             "version": STRING,
             "filename": STRING,
             "size": {"type": "integer", "minimum": 1},
+            "content_type": STRING,
             "sha256": STRING,
             "metadata": OBJECT,
         },
+        "additionalProperties": False,
     },
     "complete": {
         "type": "object",
@@ -329,6 +334,7 @@ BODIES = {
                 },
             }
         },
+        "additionalProperties": False,
     },
     "feedback": {
         "type": "object",

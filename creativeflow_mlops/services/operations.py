@@ -31,12 +31,15 @@ class BadRequest(MLOpsError):
     """A parameter of the wrong type or out of its range (400)."""
 
 
-def operation(name, status=200):
+def operation(name, status=200, takes=None):
     """Register ``func(env, params) -> body`` as the operation ``name``,
-    answering ``status`` when it succeeds."""
+    answering ``status`` when it succeeds. ``takes``, for an operation that
+    changes something, names what it takes besides ``id``: any other is
+    refused before anything runs (a typo never passes for a default)."""
 
     def decorator(func):
-        OPERATIONS[name] = (func, status)
+        accepted = None if takes is None else frozenset(takes) | {"id"}
+        OPERATIONS[name] = (func, status, accepted)
         return func
 
     return decorator
@@ -49,7 +52,15 @@ def run(env, name, params):
         raise NotFound(f"No operation {name!r}; see the contract's table.")
     if not isinstance(params, dict):
         raise BadRequest("params is a JSON object.")
-    func, status = OPERATIONS[name]
+    func, status, accepted = OPERATIONS[name]
+    unknown = accepted is not None and set(params) - accepted
+    if unknown:
+        error = InvalidInput(
+            f"unknown fields: {', '.join(sorted(unknown))}; {name} takes "
+            f"{', '.join(sorted(accepted - {'id'})) or 'nothing more'}"
+        )
+        error.details = {field: "unknown field" for field in sorted(unknown)}
+        raise error
     return status, func(env, params)
 
 
@@ -235,7 +246,7 @@ def versions_get(env, params):
     return answer
 
 
-@operation("versions.validate", status=202)
+@operation("versions.validate", status=202, takes=["scan_types"])
 def versions_validate(env, params):
     scan_types = params.get("scan_types")
     if scan_types is not None and not (
@@ -264,7 +275,11 @@ def _target_code(params):
     return target
 
 
-@operation("versions.deploy", status=202)
+@operation(
+    "versions.deploy",
+    status=202,
+    takes=["environment", "strategy", "replicas", "resources", "target", "reason"],
+)
 def versions_deploy(env, params):
     if params.get("environment", "staging") != "staging":
         raise InvalidInput(
@@ -287,7 +302,11 @@ def versions_deploy(env, params):
     return {"deployment_id": deployment.id, "state": deployment.state}
 
 
-@operation("versions.promote", status=202)
+@operation(
+    "versions.promote",
+    status=202,
+    takes=["strategy", "canary_percent", "target", "reason"],
+)
 def versions_promote(env, params):
     strategy = choice(params, "strategy", ["blue_green", "canary"], "blue_green")
     target = _target_code(params)
@@ -308,12 +327,24 @@ def versions_promote(env, params):
 # ---------------------------------------------------------------------------
 
 
-@operation("uploads.create", status=201)
+@operation(
+    "uploads.create",
+    status=201,
+    takes=[
+        "model",
+        "version",
+        "filename",
+        "size",
+        "content_type",
+        "metadata",
+        "sha256",
+    ],
+)
 def uploads_create(env, params):
     return env["mlops.upload"]._start(params)
 
 
-@operation("uploads.complete", status=202)
+@operation("uploads.complete", status=202, takes=["parts"])
 def uploads_complete(env, params):
     upload = env["mlops.upload"]._find(params.get("id"))
     version = upload._complete(params.get("parts"))
@@ -375,11 +406,11 @@ def deployments_get(env, params):
     return serializers.deployment(record, full=True)
 
 
-@operation("deployments.update")
+@operation("deployments.update", takes=["replicas", "canary_percent"])
 def deployments_update(env, params):
     changes = {k: v for k, v in params.items() if k != "id"}
-    if set(changes) - {"replicas", "canary_percent"} or not changes:
-        raise InvalidInput("Send replicas or canary_percent, nothing else.")
+    if not changes:
+        raise InvalidInput("Send replicas or canary_percent.")
     record = get(env, "mlops.deployment", identifier(params), "deployment")
     if "replicas" in changes:
         record.action_set_replicas(_replicas(changes["replicas"]))
@@ -388,7 +419,7 @@ def deployments_update(env, params):
     return serializers.deployment(record)
 
 
-@operation("deployments.rollback", status=202)
+@operation("deployments.rollback", status=202, takes=["reason"])
 def deployments_rollback(env, params):
     reason = _reason(params)
     record = get(env, "mlops.deployment", identifier(params), "deployment")
@@ -396,7 +427,7 @@ def deployments_rollback(env, params):
     return {"deployment_id": serving.id, "state": serving.state}
 
 
-@operation("deployments.delete", status=204)
+@operation("deployments.delete", status=204, takes=[])
 def deployments_delete(env, params):
     record = get(env, "mlops.deployment", identifier(params), "deployment")
     record.action_undeploy()

@@ -13,7 +13,9 @@ from odoo.tests import HttpCase, new_test_user, tagged
 
 from ..controllers import framework
 from ..controllers.openapi import _path
+from ..controllers.openapi_schemas import BODIES
 from ..lifecycle import USER
+from ..services.operations import OPERATIONS
 
 API = "/mlops/api/v1"
 
@@ -64,6 +66,22 @@ class TestOpenApi(HttpCase):
         )
         callback = document["paths"]["/ci/callback"]["post"]
         self.assertEqual(callback["security"], [{"signature": []}])
+
+    def test_the_bodies_declared_are_the_fields_taken(self):
+        """What the document says a body may carry is what the operation
+        accepts, and nothing else passes either."""
+        for body, operation in (
+            ("deploy", "versions.deploy"),
+            ("promote", "versions.promote"),
+            ("validate", "versions.validate"),
+            ("update", "deployments.update"),
+            ("rollback", "deployments.rollback"),
+            ("upload", "uploads.create"),
+            ("complete", "uploads.complete"),
+        ):
+            _func, _status, accepted = OPERATIONS[operation]
+            self.assertEqual(set(BODIES[body]["properties"]), accepted - {"id"}, body)
+            self.assertIs(BODIES[body]["additionalProperties"], False, body)
 
     def _conforms(self, document, path, status, answer):
         template = next(

@@ -126,6 +126,11 @@ class TestRpc(HttpCase):
             ("models.list", {"limit": 0}, "GET", "/models?limit=0", 400),
             ("versions.deploy", {"id": self.version.id, "reason": "mine"},
              "POST", f"/versions/{self.version.id}/deploy", 403),
+            # a typo never passes for the default: refused before anything runs
+            ("versions.deploy", {"id": self.version.id, "replicaz": 3},
+             "POST", f"/versions/{self.version.id}/deploy", 422),
+            ("deployments.rollback", {"id": 999999, "force": True},
+             "POST", "/deployments/999999/rollback", 422),
         )  # fmt: skip
         for operation, params, method, path, status in cases:
             data = self._rpc_error(
