@@ -278,6 +278,10 @@ def _retrying(call, auth="bearer"):
     raise RuntimeError("unreachable")
 
 
+# a JSON body's cap: 10,000 upload parts come to about 600 KB
+MAX_JSON_BYTES = 1024 * 1024
+
+
 def _raw_body(max_bytes=None):
     """The request's bytes (kept: a request that lost a race is run again
     with the same body); a 413 past ``max_bytes``, before reading them when
@@ -302,7 +306,9 @@ def _raw_body(max_bytes=None):
 
 
 def _body(max_bytes=None):
-    _raw_body(max_bytes)
+    """The JSON object sent, ``MAX_JSON_BYTES`` at most unless the route
+    read the raw bytes first under a cap of its own."""
+    _raw_body(max_bytes or MAX_JSON_BYTES)
     mimetype = request.httprequest.mimetype
     if request.mlops_body and mimetype != "application/json":
         raise JsonHTTPError(

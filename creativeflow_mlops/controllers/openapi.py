@@ -50,7 +50,10 @@ def _responses(route):
     else:
         content = {"application/json": {"schema": schema or {"type": "object"}}}
         responses[str(status)] = {"description": "Success", "content": content}
-    for code in sorted(set(COMMON_ERRORS) | set(route["errors"])):
+    codes = set(COMMON_ERRORS) | set(route["errors"])
+    if isinstance(route["body"], dict):  # JSON: MAX_JSON_BYTES at most
+        codes.add(413)
+    for code in sorted(codes):
         if code == 304:
             responses["304"] = {"description": "Unchanged since the ETag given"}
             continue

@@ -168,6 +168,14 @@ class TestRpc(HttpCase):
         )
         huge = json.dumps({"jsonrpc": "2.0", "params": {"q": "x" * 2_000_000}})
         self._rpc_error(self._rpc("models.list", raw=huge), 413, "payload_too_large")
+        # and a REST body as big: refused, nothing kept
+        big = {"version_id": self.version.id, "data": {"blob": "x" * 2_000_000}}
+        answer = self._rest("POST", "/feedback", self.uploader, json=big)
+        self.assertEqual(answer.status_code, 413, answer.text)
+        self.assertEqual(answer.json()["error"]["code"], "payload_too_large")
+        self.assertFalse(
+            self.env["mlops.feedback"].search([("version_id", "=", self.version.id)])
+        )
 
     def test_without_a_session(self):
         answer = self._rpc("models.list", {})
