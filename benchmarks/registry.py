@@ -81,18 +81,58 @@ def _median_wrk(url, headers, connections):
     return figures
 
 
+# wrk prints 50/75/90/99 only: the targets are p95, read off its histogram
+PERCENTILES = """
+done = function(summary, latency, requests)
+  for _, p in ipairs({50, 95, 99}) do
+    io.write(string.format("PCT %d %.3f\\n", p, latency:percentile(p) / 1000))
+  end
+end
+"""
+
+
+def _percentiles_script():
+    script = Path(tempfile.gettempdir()) / "mlops-bench-percentiles.lua"
+    script.write_text(PERCENTILES)
+    return script
+
+
 def _wrk(url, headers, connections):
     command = ["wrk", "-t", str(min(connections, 2)), "-c", str(connections)]
     command += ["-d", f"{DURATION}s", "--latency", "--timeout", "10s"]
+    command += ["-s", str(_percentiles_script())]
     for name, value in headers.items():
         command += ["-H", f"{name}: {value}"]
     out = subprocess.run(
         [*command, url], capture_output=True, text=True, check=True
     ).stdout
     figures = wrk_figures(out)
-    # wrk prints 50/75/90/99: p95 between 90 and 99, linearly
-    figures["p95"] = figures["p90"] + (figures["p99"] - figures["p90"]) * 5 / 9
+    for percentile, ms in re.findall(r"^PCT (\d+) ([\d.]+)$", out, re.M):
+        figures[f"p{percentile}"] = float(ms)
     return figures
+
+
+# the issue's targets, at 20 connections, against MLflow in the same run
+TARGET_RPS_RATIO = 3.0
+TARGET_P95_RATIO = 1 / 3
+TARGET_P95_MS = 50.0
+
+
+def verdict(figures):
+    """The targets missed (empty: all met)."""
+    missed = []
+    for label in ("versions of a model", "one version", "endpoints"):
+        mine = figures[("ours", label, 20)]
+        if not mine["p95"] < TARGET_P95_MS:
+            missed.append(f"{label}: p95 {mine['p95']:.1f} ms, not < {TARGET_P95_MS}")
+        peer = figures.get(("mlflow", label, 20))
+        if peer is None:
+            continue
+        if mine["rps"] < TARGET_RPS_RATIO * peer["rps"]:
+            missed.append(f"{label}: {mine['rps'] / peer['rps']:.1f}x MLflow's req/s")
+        if mine["p95"] > TARGET_P95_RATIO * peer["p95"]:
+            missed.append(f"{label}: p95 {mine['p95'] / peer['p95']:.2f}x MLflow's")
+    return missed
 
 
 MLFLOW_SEED = """
@@ -267,4 +307,9 @@ def bench_registry():
                 f"  {label}, {connections} conns: {mine['rps'] / peer['rps']:.1f}x "
                 f"MLflow's req/s, p95 {mine['p95'] / peer['p95']:.2f}x its p95"
             )
+    missed = verdict(figures)
+    print(
+        "  targets (20 conns: >= 3x MLflow's req/s, p95 <= 1/3 of its, < 50 ms): "
+        + ("all met" if not missed else "MISSED: " + "; ".join(missed))
+    )
     print(json.dumps({" ".join(map(str, k)): v for k, v in figures.items()}))
