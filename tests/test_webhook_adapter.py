@@ -4,6 +4,8 @@ package, redirects not followed, slow and absent receivers, and the
 addresses a webhook may not be sent to."""
 
 import socket
+import ssl
+import subprocess
 
 import pytest
 import standardwebhooks
@@ -112,6 +114,114 @@ def test_a_name_is_checked_by_what_it_resolves_to(monkeypatch):
     assert webhooks.check_url("https://hooks.example.com/x")
     with pytest.raises(webhooks.UnsafeUrl):
         webhooks.deliver("http://10.0.0.1/", SECRET, "m", "t", EVENT)
+
+
+def _resolving(answers, asked):
+    """A stand-in for DNS: ``hooks.example.com`` resolves to the next of
+    ``answers`` (the last one sticks), counted in ``asked``; an address
+    resolves to itself."""
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host, port, *args, **kwargs):
+        if host != "hooks.example.com":
+            return real(host, port, *args, **kwargs)
+        asked.append(host)
+        address = answers[min(len(asked), len(answers)) - 1]
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+
+    return getaddrinfo
+
+
+def test_a_delivery_connects_to_the_address_it_checked(receiver, monkeypatch):
+    """The name is resolved once per delivery and the connection goes to
+    that address, naming the host: a second answer from DNS is never
+    asked for."""
+    asked = []
+    monkeypatch.setattr(socket, "getaddrinfo", _resolving(["127.0.0.1"], asked))
+    port = receiver.server.server_address[1]
+    url = f"http://hooks.example.com:{port}/hook?x=1"
+    attempt = webhooks.deliver(url, SECRET, "m", "t", EVENT, allow_private=True)
+    assert attempt.ok, attempt
+    assert asked == ["hooks.example.com"]
+    (sent,) = receiver.requests
+    assert (
+        sent["headers"]["host"]
+        == f"hooks.example.com:{receiver.server.server_address[1]}"
+    )
+    assert sent["path"] == "/hook?x=1"
+    assert standardwebhooks.Webhook(SECRET).verify(sent["body"], sent["headers"])
+
+
+def test_dns_rebinding_gains_nothing(receiver, monkeypatch):
+    """DNS answers a public address to the check and this machine's to
+    whatever asks next: the delivery goes to the public address (which
+    this machine cannot reach), never to the local receiver."""
+    asked = []
+    monkeypatch.setattr(
+        socket, "getaddrinfo", _resolving(["93.184.215.14", "127.0.0.1"], asked)
+    )
+    monkeypatch.setattr(webhooks, "TIMEOUT", (0.5, 0.5))
+    url = f"http://hooks.example.com:{receiver.server.server_address[1]}/hook"
+    attempt = webhooks.deliver(url, SECRET, "m", "t", EVENT)
+    assert (attempt.ok, attempt.status) == (False, 0)
+    assert attempt.error.startswith("no answer")
+    assert receiver.requests == []
+    # the next delivery checks again, and refuses what DNS says now
+    with pytest.raises(webhooks.UnsafeUrl, match="127.0.0.1"):
+        webhooks.deliver(url, SECRET, "m", "t", EVENT)
+
+
+def _certificates(folder):
+    """A CA, and a certificate it signed for hooks.example.com."""
+
+    def openssl(*args):
+        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+
+    ca, ca_key = folder / "ca.pem", folder / "ca.key"
+    cert, key, request = folder / "cert.pem", folder / "cert.key", folder / "cert.csr"
+    names = folder / "names.ext"
+    names.write_text("subjectAltName=DNS:hooks.example.com\n")
+    openssl(
+        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        "-subj", "/CN=creativeflow test CA", "-keyout", ca_key, "-out", ca,
+    )  # fmt: skip
+    openssl(
+        "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=hooks.example.com",
+        "-keyout", key, "-out", request,
+    )  # fmt: skip
+    openssl(
+        "x509", "-req", "-in", request, "-CA", ca, "-CAkey", ca_key,
+        "-CAcreateserial", "-days", "2", "-out", cert, "-extfile", names,
+    )  # fmt: skip
+    return ca, cert, key
+
+
+def test_tls_still_checks_the_name(tmp_path, monkeypatch):
+    """Connecting to an address does not loosen TLS: the name of the URL
+    goes in SNI and is what the certificate must carry."""
+    ca, cert, key = _certificates(tmp_path)
+    server = testservers.RecordingServer()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.server.socket = context.wrap_socket(server.server.socket, server_side=True)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(ca))
+    monkeypatch.setattr(socket, "getaddrinfo", _resolving(["127.0.0.1"], []))
+    with server:
+        port = server.server.server_address[1]
+        signed = webhooks.deliver(
+            f"https://hooks.example.com:{port}/hook", SECRET, "m", "t", EVENT,
+            allow_private=True,
+        )  # fmt: skip
+        assert signed.ok, signed
+        # the same server by its address: not the name on its certificate
+        unnamed = webhooks.deliver(
+            f"https://127.0.0.1:{port}/hook", SECRET, "m", "t", EVENT,
+            allow_private=True,
+        )  # fmt: skip
+        assert (unnamed.ok, unnamed.error) == (False, "no answer (SSLError)")
+        assert [r["headers"]["host"] for r in server.requests] == [
+            f"hooks.example.com:{port}"
+        ]
 
 
 def test_message_ids_are_stable_per_event():

@@ -5,9 +5,12 @@ HMAC-SHA256 of "<id>.<timestamp>.<body>">`` with a ``whsec_`` secret).
 Where they may go: ``check_url`` refuses what is not http(s), and a host
 that is or resolves to a loopback, link-local, private, shared, multicast or
 unspecified address (server-side request forgery), unless ``allow_private``.
-``deliver`` checks again at each delivery (DNS may have changed), never
-follows a redirect (a 3xx is a failed attempt: it could point anywhere), and
-always has a timeout. An attempt's outcome is an ``Attempt``; it raises
+``deliver`` checks again at each delivery (DNS may have changed) and
+connects to the very address it checked: the name is resolved once, so a
+resolver answering a public address to the check and a private one to the
+connection (DNS rebinding) gains nothing; TLS still verifies the name. It
+never follows a redirect (a 3xx is a failed attempt: it could point
+anywhere) and always has a timeout. An attempt's outcome is an ``Attempt``; it raises
 nothing for an answer, only ``UnsafeUrl`` for an address refused.
 
 Plain Python: no Odoo.
@@ -15,13 +18,15 @@ Plain Python: no Odoo.
 
 import ipaddress
 import json
+import os
 import socket
 import time
 import uuid
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-import requests
+import urllib3
+from requests.utils import DEFAULT_CA_BUNDLE_PATH
 
 from .ci import sign_webhook
 
@@ -61,35 +66,44 @@ def _refused(address):
 
 def check_url(url, allow_private=False, resolve=True):
     """``url`` if a webhook may go there, else ``UnsafeUrl`` saying why."""
+    _addresses(url, allow_private, resolve)
+    return url
+
+
+def _addresses(url, allow_private=False, resolve=True):
+    """The addresses ``url`` may be reached at, checked: a list (empty
+    when ``resolve`` is false and the host is a name)."""
     parts = urlsplit(url or "")
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise UnsafeUrl("a webhook URL is http:// or https:// with a host")
     if parts.username or parts.password:
         raise UnsafeUrl("a webhook URL carries no credentials: sign, do not log in")
-    if allow_private:
-        return url
     host = parts.hostname
     try:
         addresses = [ipaddress.ip_address(host)]
     except ValueError:
-        if host == "localhost" or host.endswith((".localhost", ".local")):
+        local = host == "localhost" or host.endswith((".localhost", ".local"))
+        if local and not allow_private:
             raise UnsafeUrl(f"{host} is this machine or its network") from None
         if not resolve:
-            return url
+            return []
         try:
-            infos = socket.getaddrinfo(
-                host, parts.port or 443, proto=socket.IPPROTO_TCP
-            )
+            infos = socket.getaddrinfo(host, _port(parts), proto=socket.IPPROTO_TCP)
         except OSError as error:
             raise UnsafeUrl(f"{host} does not resolve ({error.strerror})") from None
         addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
-    for address in addresses:
-        if _refused(address):
-            raise UnsafeUrl(
-                f"{host} is {address}, a loopback, link-local or private address: "
-                "allow private targets in the settings to send there"
-            )
-    return url
+    if not allow_private:
+        for address in addresses:
+            if _refused(address):
+                raise UnsafeUrl(
+                    f"{host} is {address}, a loopback, link-local or private "
+                    "address: allow private targets in the settings to send there"
+                )
+    return addresses
+
+
+def _port(parts):
+    return parts.port or (443 if parts.scheme == "https" else 80)
 
 
 def new_secret():
@@ -102,7 +116,7 @@ def new_secret():
 def deliver(url, secret, message_id, event_type, data, allow_private=False):
     """POST ``{"type", "timestamp", "data"}`` to ``url``, signed; the
     ``Attempt``. ``message_id`` is the same on every retry of one event."""
-    check_url(url, allow_private)
+    addresses = _addresses(url, allow_private)
     body = json.dumps(
         {
             "type": event_type,
@@ -122,18 +136,8 @@ def deliver(url, secret, message_id, event_type, data, allow_private=False):
     }
     started = time.perf_counter()
     try:
-        with requests.post(
-            url,
-            data=body,
-            headers=headers,
-            timeout=TIMEOUT,
-            allow_redirects=False,
-            stream=True,
-        ) as answer:
-            # read a little of the answer, never the whole of a huge one
-            excerpt = answer.raw.read(EXCERPT, decode_content=True) or b""
-            status = answer.status_code
-    except requests.RequestException as error:
+        status, excerpt = _post_any(url, addresses, body, headers)
+    except (urllib3.exceptions.HTTPError, OSError) as error:
         return Attempt(
             0,
             False,
@@ -146,6 +150,60 @@ def deliver(url, secret, message_id, event_type, data, allow_private=False):
     if 300 <= status < 400:
         return Attempt(status, False, text, duration, "redirects are not followed")
     return Attempt(status, 200 <= status < 300, text, duration)
+
+
+def _post_any(url, addresses, body, headers):
+    """``_post`` to the first of ``addresses`` that takes the connection,
+    as a resolving client would: every one of them was checked."""
+    for address in addresses[:-1]:
+        try:
+            return _post(url, address, body, headers)
+        except (
+            urllib3.exceptions.NewConnectionError,
+            urllib3.exceptions.ConnectTimeoutError,
+        ):
+            continue
+    return _post(url, addresses[-1], body, headers)
+
+
+def _post(url, address, body, headers):
+    """POST to ``url`` over a connection to ``address`` (what the check
+    resolved), naming the host in ``Host`` and, over TLS, in SNI and the
+    certificate check; ``(status, the answer's first EXCERPT bytes)``."""
+    parts = urlsplit(url)
+    timeout = urllib3.Timeout(connect=TIMEOUT[0], read=TIMEOUT[1])
+    if parts.scheme == "https":
+        pool = urllib3.HTTPSConnectionPool(
+            str(address),
+            _port(parts),
+            timeout=timeout,
+            retries=False,
+            cert_reqs="CERT_REQUIRED",
+            ca_certs=os.environ.get("REQUESTS_CA_BUNDLE") or DEFAULT_CA_BUNDLE_PATH,
+            server_hostname=parts.hostname,
+            assert_hostname=parts.hostname,
+        )
+    else:
+        pool = urllib3.HTTPConnectionPool(
+            str(address), _port(parts), timeout=timeout, retries=False
+        )
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    with pool:
+        answer = pool.urlopen(
+            "POST",
+            path,
+            body=body,
+            headers={**headers, "Host": parts.netloc},
+            redirect=False,
+            retries=False,
+            assert_same_host=False,
+            preload_content=False,
+        )
+        try:
+            # read a little of the answer, never the whole of a huge one
+            return answer.status, answer.read(EXCERPT, decode_content=True) or b""
+        finally:
+            answer.release_conn()
 
 
 def message_id(database_uuid, event_id):
