@@ -65,6 +65,14 @@ class NotFound(MLOpsError):
     http_status = 404
 
 
+class CursorExpired(MLOpsError):
+    """A cursor from before events that retention has dropped: following
+    on from it would skip them."""
+
+    code = "cursor_expired"
+    http_status = 410
+
+
 class PayloadTooLarge(MLOpsError):
     code = "payload_too_large"
     http_status = 413

@@ -136,6 +136,7 @@ class MlopsDeploymentsApi(http.Controller):
             ("limit", {"type": "integer", "minimum": 1, "maximum": 500}),
             ("version_id", {"type": "integer", "minimum": 1}),
         ),
+        errors=(410,),
         answer=(
             200,
             {

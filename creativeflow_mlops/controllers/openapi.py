@@ -20,6 +20,7 @@ REASONS = {
     403: "Not allowed to the caller",
     404: "No such resource (or not the caller's company's)",
     409: "The state or a duplicate forbids it",
+    410: "The cursor is from before events retention dropped",
     413: "Too large",
     415: "Not application/json",
     422: "Valid JSON, invalid values",

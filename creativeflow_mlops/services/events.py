@@ -3,7 +3,9 @@ deployment or a pipeline run is one ``mlops.event``, written in the same
 transaction as the change; the Odoo bus tells the users allowed to read the
 record (``mlops.event`` notifications, sent on commit); ``GET /events`` pages
 through them by cursor; a cron drops those older than
-``event_retention_days``.
+``event_retention_days``, and a cursor from before what it dropped is
+refused (410, as Kubernetes answers a watch too old): following on from it
+would skip events without a word.
 
 The cursor is not the row's id. Ids are drawn when rows are inserted and
 transactions commit in another order: a reader paging on ids would step over
@@ -24,7 +26,7 @@ from datetime import timedelta
 from odoo import SUPERUSER_ID, api, fields
 from odoo.tools import SQL
 
-from ..exceptions import InvalidInput
+from ..exceptions import CursorExpired, InvalidInput
 from . import serializers, settings
 
 _logger = logging.getLogger(__name__)
@@ -36,6 +38,8 @@ PENDING = "creativeflow_mlops.events"  # postcommit data: a settle is due
 SEQUENCE = "mlops_event_cursor_seq"
 # pg_advisory_xact_lock key of the cursor: "mlopsevt" read as an int8
 CURSOR_LOCK = int.from_bytes(b"mlopsevt", "big")
+# the newest cursor retention has dropped (ir.config_parameter)
+DROPPED = "creativeflow_mlops.event_dropped_through"
 
 
 def event_type(resource, state):
@@ -191,6 +195,19 @@ def page(env, since=None, limit=100, version_id=None):
                 since=since,
             )
         )
+    dropped = int(env["ir.config_parameter"].sudo().get_param(DROPPED) or 0)
+    if 0 < since < dropped:
+        error = CursorExpired(
+            env._(
+                "The events after the cursor %(since)s up to %(dropped)s are past "
+                "their retention and were dropped: read the current state again, "
+                "then follow on from since=%(dropped)s.",
+                since=since,
+                dropped=dropped,
+            )
+        )
+        error.details = {"since": since, "dropped_through": dropped}
+        raise error
     Event.check_access("read")
     domain = [("seq", ">", since)]
     if version_id:
@@ -204,11 +221,21 @@ def page(env, since=None, limit=100, version_id=None):
 
 
 def purge(env):
-    """Cron: drop the events older than the retention; returns how many."""
+    """Cron: drop the events older than the retention, and the webhook
+    attempts as old; returns how many events. The newest cursor dropped is
+    kept: a reader still before it is told (``page``)."""
     before = fields.Datetime.now() - timedelta(
         days=settings.get(env, "event_retention_days")
     )
-    old = env["mlops.event"].sudo().search([("at", "<", before)])
+    env["mlops.webhook.attempt"].sudo().search([("at", "<", before)]).unlink()
+    # an event without its cursor yet is left for the settling to come
+    old = env["mlops.event"].sudo().search([("at", "<", before), ("seq", "!=", False)])
+    if not old:
+        return 0
+    params = env["ir.config_parameter"].sudo()
+    newest = max(old.mapped("seq"))
+    if newest > int(params.get_param(DROPPED) or 0):
+        params.set_param(DROPPED, str(newest))
     count = len(old)
     old.unlink()
     return count

@@ -224,13 +224,43 @@ class TestEvents(HttpCase):
             self.assertEqual(self._events(version_id=bad).status_code, 400, bad)
 
     def test_old_events_are_dropped(self):
+        self._version(version="0.9.0")  # something read before
+        before = self._cursor()
         version = self._version()
+        self._settle()
         old = self.env["mlops.event"].sudo().search([("version_id", "=", version.id)])
-        old.write({"at": fields.Datetime.now() - timedelta(days=31)})
+        month_ago = fields.Datetime.now() - timedelta(days=31)
+        old.write({"at": month_ago})
+        hook = (
+            self.env["mlops.webhook"]
+            .sudo()
+            .create({"name": "ev-hook", "url": "https://hooks.example.com/x"})
+        )
+        Attempt = self.env["mlops.webhook.attempt"].sudo()
+        attempts = Attempt.create(
+            [
+                {"webhook_id": hook.id, "event_type": "t", "message_id": f"m{n}"}
+                for n in range(2)
+            ]
+        )
+        attempts[0].at = month_ago
         version.write({"state": "validating"})
+        self._settle()
+        dropped = old.seq
         self.env["mlops.event"]._cron_retention()
         kept = self.env["mlops.event"].sudo().search([("version_id", "=", version.id)])
         self.assertEqual(kept.mapped("type"), ["version.validating"])
+        self.assertEqual(Attempt.search([("webhook_id", "=", hook.id)]), attempts[1])
+        # a reader still before what was dropped is told, not skipped past
+        stale = self._events(since=before)
+        self.assertEqual(stale.status_code, 410, stale.text)
+        error = stale.json()["error"]
+        self.assertEqual(error["code"], "cursor_expired")
+        self.assertEqual(error["details"]["dropped_through"], dropped)
+        # from where the drop ends, or from the start, reading goes on
+        resumed = self._events(since=dropped).json()
+        self.assertEqual([e["id"] for e in resumed["items"]], [kept.seq])
+        self.assertEqual(self._events().status_code, 200)
 
 
 @tagged("post_install", "-at_install")
