@@ -61,7 +61,9 @@ def test_gitlab_trigger_is_the_documented_request(server):
     pipeline = ci.GitLabPipeline(
         server.url, token=TOKEN, project="creative/models", ref="release"
     )
-    triggered = pipeline.trigger(_request())
+    triggered = pipeline.trigger(
+        _request(resources={"gpu": 1, "gpu_type": "NVIDIA-A10G", "memory": "8Gi"})
+    )
 
     (sent,) = server.requests
     assert sent["method"] == "POST"
@@ -85,6 +87,10 @@ def test_gitlab_trigger_is_the_documented_request(server):
             "https://odoo.example/mlops/api/v1/ci/callback"
         ),
         "variables[MLOPS_CALLBACK_SECRET]": "c0ffee" * 8,
+        # one variable, compact JSON with sorted keys, for the job to parse
+        "variables[MLOPS_RESOURCES]": (
+            '{"gpu":1,"gpu_type":"NVIDIA-A10G","memory":"8Gi"}'
+        ),
     }
     # the token travels in the form, never in a header
     assert TOKEN not in json.dumps(sent["headers"])
@@ -130,8 +136,23 @@ def test_github_dispatch_is_the_documented_request(server):
     assert inputs["run_id"] == "41"
     assert inputs["callback_url"] == "https://odoo.example/mlops/api/v1/ci/callback"
     assert "deployment_id" not in inputs
+    # no input is left for resources: none asked, none sent
+    assert "resources" not in inputs
     assert triggered.external_id == ""
     assert triggered.url.endswith("/repos/creative/models/actions")
+
+
+def test_github_cannot_be_asked_for_resources(server):
+    pipeline = ci.GitHubPipeline(
+        server.url,
+        token="ghp_secret",  # noqa: S106
+        project="creative/models",
+        workflow="deploy.yml",
+    )
+    with pytest.raises(ci.CIRefused, match="10 inputs, all in use"):
+        pipeline.trigger(_request(resources={"gpu": 1}))
+    # refused before anything is sent
+    assert server.requests == []
 
 
 def test_webhook_is_verified_by_standard_webhooks(server):
@@ -144,6 +165,7 @@ def test_webhook_is_verified_by_standard_webhooks(server):
     assert payload["type"] == "mlops.pipeline.requested"
     assert payload["data"]["run_id"] == 41
     assert payload["data"]["callback_secret"] == "c0ffee" * 8
+    assert payload["data"]["resources"] == {}
     assert sent["headers"]["webhook-id"] == triggered.external_id
     assert abs(int(sent["headers"]["webhook-timestamp"]) - time.time()) < 60
     # a body changed on the way no longer verifies

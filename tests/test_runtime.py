@@ -26,6 +26,7 @@ from odoo.addons.creativeflow_mlops.adapters.runtime import (
     RuntimeFailed,
     free_port,
 )
+from odoo.addons.creativeflow_mlops.adapters.targets import LocalTarget, ServePlan
 
 
 @pytest.fixture(scope="module")
@@ -257,3 +258,17 @@ def test_a_new_supervisor_adopts_running_servers_and_sees_crashes(runtime, model
         time.sleep(0.05)
     assert again.find("mlp-blue") is None
     assert not again.stop("mlp-blue")
+
+
+def test_the_local_target_runs_as_many_threads_as_cpus_asked():
+    def threads(**resources):
+        plan = ServePlan("d1", "r", "m", "1", "/x.onnx", resources=resources)
+        return LocalTarget.threads(plan)
+
+    cores = os.cpu_count()
+    assert threads() == 1
+    assert threads(cpu="500m") == 1
+    assert threads(cpu="1500m") == min(2, cores)
+    assert threads(cpu="0.25") == 1
+    # never more than this machine has
+    assert threads(cpu="64") == cores

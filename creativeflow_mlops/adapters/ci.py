@@ -30,7 +30,7 @@ import hmac
 import json
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from urllib.parse import quote
 
 import requests
@@ -69,10 +69,20 @@ class TriggerRequest:
     artifact_sha256: str
     callback_url: str
     callback_secret: str
+    # what each model server asks for: gpu, gpu_type, cpu, memory
+    resources: dict = field(default_factory=dict)
 
     def variables(self):
-        """As CI variables: ``MLOPS_RUN_ID=...``, every value a string."""
-        return {f"MLOPS_{k.upper()}": str(v) for k, v in asdict(self).items()}
+        """As CI variables: ``MLOPS_RUN_ID=...``, every value a string
+        (``MLOPS_RESOURCES`` compact JSON, ``{}`` when none)."""
+        return {
+            f"MLOPS_{k.upper()}": (
+                json.dumps(v, sort_keys=True, separators=(",", ":"))
+                if isinstance(v, dict)
+                else str(v)
+            )
+            for k, v in asdict(self).items()
+        }
 
 
 @dataclass
@@ -177,9 +187,15 @@ class GitHubPipeline(Pipeline):
     @staticmethod
     def inputs(request):
         """The workflow's inputs: the request's fields but the deployment id
-        (10 at most; the run id finds the deployment)."""
+        (10 at most; the run id finds the deployment) and the resources,
+        which no input is left for: asking for some is refused."""
         values = {k: str(v) for k, v in asdict(request).items()}
         values.pop("deployment_id")
+        if values.pop("resources") != "{}":
+            raise CIRefused(
+                "a GitHub workflow takes 10 inputs, all in use: it cannot be "
+                f"asked for resources ({json.dumps(request.resources)})"
+            )
         return values
 
     def trigger(self, request):

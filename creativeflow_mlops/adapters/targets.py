@@ -25,6 +25,7 @@ Plain Python: no Odoo.
 
 import abc
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -123,6 +124,17 @@ class LocalTarget(Target):
         )
         self.public_url = (public_url or self.router.base_url).rstrip("/")
 
+    @staticmethod
+    def threads(plan):
+        """The model server's threads: the CPUs its plan asks for, rounded
+        up ("500m" is one, "2.5" three), one when none, at most this
+        machine's."""
+        cpu = plan.resources.get("cpu")
+        if not cpu:
+            return 1
+        amount = float(cpu[:-1]) / 1000 if cpu.endswith("m") else float(cpu)
+        return max(1, min(math.ceil(amount), os.cpu_count() or 1))
+
     def _spec(self, plan, port):
         return ProcessSpec(
             key=plan.key,
@@ -132,6 +144,7 @@ class LocalTarget(Target):
             port=port,
             # invoke keys are always needed: no file, nobody gets in
             keys_file=self.keys_file(plan.route),
+            threads=self.threads(plan),
         )
 
     def render(self, plan):

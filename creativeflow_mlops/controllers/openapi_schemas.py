@@ -128,6 +128,7 @@ SCHEMAS = {
             "strategy",
             "state",
             "replicas",
+            "resources",
             "traffic_percent",
             "endpoint_url",
             "target",
@@ -141,6 +142,7 @@ SCHEMAS = {
             "strategy": STRING,
             "state": STRING,
             "replicas": INTEGER,
+            "resources": ref("Resources"),
             "traffic_percent": INTEGER,
             "endpoint_url": _nullable("string"),
             "target": _nullable("string"),
@@ -149,6 +151,25 @@ SCHEMAS = {
             "pipeline_run": {"type": ["object", "null"]},
             "live": {"type": ["object", "null"]},
         },
+    },
+    "Resources": {
+        "type": "object",
+        "description": "What each model server asks for; the keys not set are "
+        "not asked. The local target runs on the CPU (cpu sets its threads) "
+        "and caps no memory; a GitHub workflow takes none.",
+        "properties": {
+            "gpu": {"type": "integer", "minimum": 0, "maximum": 16},
+            "gpu_type": {"type": "string", "maxLength": 63},
+            "cpu": {
+                "type": ["string", "number"],
+                "description": "cores or millicores: 2, 0.5, 500m",
+            },
+            "memory": {
+                "type": ["string", "integer"],
+                "description": "a Kubernetes quantity: 512Mi, 8Gi (or bytes)",
+            },
+        },
+        "additionalProperties": False,
     },
     "Endpoint": {
         "type": "object",
@@ -276,7 +297,7 @@ BODIES = {
             "environment": {"enum": ["staging"]},
             "strategy": {"enum": ["rolling"]},
             "replicas": {"type": "integer", "minimum": 1, "maximum": 16},
-            "resources": OBJECT,
+            "resources": ref("Resources"),
             "target": STRING,
             **REASON,
         },

@@ -23,6 +23,7 @@ from ..lifecycle import (
 from ..scanners import registry
 from ..services import artifacts, errors, registry_changes, serving, validation
 from ..services import deployment as deploy_service
+from ..services import resources as resource_service
 
 FORM_UPLOAD_LIMIT = 64 * 1024**2
 # tries of the settle job, paced by its job function's retry pattern (XML)
@@ -401,17 +402,20 @@ class MlopsModelVersion(models.Model):
         return True
 
     def action_approve_staging(
-        self, reason=None, strategy="rolling", target=None, replicas=1
+        self, reason=None, strategy="rolling", target=None, replicas=1, resources=None
     ):
         """Approve the deployment of validated versions to staging: each
         gets its staging deployment and pipeline run. ``target`` is a
-        deployment target's code (the default target when empty)."""
+        deployment target's code (the default target when empty);
+        ``resources`` what each model server asks for (GPUs, CPU, memory:
+        ``services.resources``)."""
         versions = self.with_context(mlops_reason=reason)
         target = deploy_service.resolve_target(self.env, target)
+        resources = resource_service.parse(resources)
         versions._check_can_approve_staging()
-        versions._check_can_deploy("staging", strategy, target)
+        versions._check_can_deploy("staging", strategy, target, resources)
         versions._do_transition("staging_pending")
-        versions._do_deploy("staging", strategy, target, replicas)
+        versions._do_deploy("staging", strategy, target, replicas, resources=resources)
         return True
 
     def action_promote(
@@ -553,17 +557,26 @@ class MlopsModelVersion(models.Model):
     def _check_can_approve_staging(self):
         self._check_can_transition("staging_pending")
 
-    def _check_can_deploy(self, environment, strategy, target=None):
+    def _check_can_deploy(self, environment, strategy, target=None, resources=None):
         for version in self:
             deploy_service.check_request(
                 version,
                 environment,
                 strategy,
                 target or deploy_service.target_for(version),
+                resources
+                if resources is not None
+                else deploy_service.staged_resources(version, environment),
             )
 
     def _do_deploy(
-        self, environment, strategy, target=None, replicas=1, canary_percent=None
+        self,
+        environment,
+        strategy,
+        target=None,
+        replicas=1,
+        canary_percent=None,
+        resources=None,
     ):
         """The deployments of the approved versions (one each), on
         ``target``, else where each deployed before (``target_for``)."""
@@ -576,6 +589,7 @@ class MlopsModelVersion(models.Model):
                 target or deploy_service.target_for(version),
                 replicas,
                 canary_percent,
+                resources,
             )
             version.approval_ids.sorted("id")[-1:].sudo().deployment_id = deployments[
                 -1

@@ -30,6 +30,7 @@ from odoo import fields
 from ..adapters.targets import TargetFailed
 from ..exceptions import Conflict, InvalidInput
 from . import artifacts, errors, jobs
+from . import resources as resource_service
 from .serving import SERVING, plan, publish_keys, routes
 
 _logger = logging.getLogger(__name__)
@@ -50,9 +51,10 @@ class StageFailed(Exception):
 # ---------------------------------------------------------------------------
 
 
-def check_request(version, environment, strategy, target):
+def check_request(version, environment, strategy, target, resources=None):
     """Refuse what cannot be deployed before anything is approved."""
     env = version.env
+    _check_resources(env, target, resources or {})
     if strategy not in STRATEGIES_NOW:
         raise InvalidInput(
             env._(
@@ -109,6 +111,51 @@ def check_request(version, environment, strategy, target):
         )
 
 
+def _check_resources(env, target, resources):
+    """What ``target`` cannot give is refused rather than dropped: the local
+    runtime has no GPU and does not cap memory (its ``cpu`` is the model
+    server's threads); a GitHub workflow takes no more inputs."""
+    if not target or not resources:
+        return
+    problems = {}
+    if target.kind == "local":
+        if resources.get("gpu"):
+            problems["resources.gpu"] = "the local runtime runs models on the CPU"
+        if "memory" in resources:
+            problems["resources.memory"] = "the local runtime does not cap memory"
+    elif target.ci_provider_id.kind == "github":
+        problems = {
+            f"resources.{key}": "a GitHub workflow takes 10 inputs, all in use"
+            for key in resources
+        }
+    if problems:
+        error = InvalidInput(
+            env._(
+                "%(target)s cannot give these resources: %(problems)s",
+                target=target.name,
+                problems="; ".join(f"{k}: {v}" for k, v in problems.items()),
+            )
+        )
+        error.details = problems
+        raise error
+
+
+def staged_resources(version, environment):
+    """The resources ``version`` deploys to ``environment`` with when none
+    are asked: production (a promotion, a rollback) runs with what its
+    latest staging deployment that did not fail asked for."""
+    if environment != "production":
+        return {}
+    staged = (
+        version.sudo()
+        .deployment_ids.filtered(
+            lambda d: d.environment == "staging" and d.state != "failed"
+        )
+        .sorted("id")[-1:]
+    )
+    return resource_service.of(staged) if staged else {}
+
+
 def resolve_target(env, code=None):
     Target = env["mlops.deployment.target"].sudo()
     if code:
@@ -141,13 +188,18 @@ def request(
     target=None,
     replicas=1,
     canary_percent=None,
+    resources=None,
 ):
     """Create the deployment of ``version`` to ``environment`` and queue its
     pipeline run (already checked by ``check_request``); a canary starts at
-    ``canary_percent`` when given, else at the first configured step."""
+    ``canary_percent`` when given, else at the first configured step;
+    ``resources`` default to what staging ran with (``staged_resources``)."""
+    if resources is None:
+        resources = staged_resources(version, environment)
     platform = jobs.as_platform(version)
     deployment = platform.env["mlops.deployment"].create(
         {
+            **resource_service.values(resources),
             "version_id": version.id,
             "environment": environment,
             "strategy": strategy,

@@ -28,6 +28,7 @@ from ..exceptions import InvalidInput, Unauthorized
 from ..lifecycle import PIPELINE_STAGES
 from . import deployment as deployments
 from . import errors, jobs, settings
+from . import resources as resource_service
 
 CALLBACK_PATH = f"{errors.REST_PREFIX}/ci/callback"
 WINDOW_SECONDS = 300
@@ -83,6 +84,7 @@ def trigger(run):
         artifact_sha256=version.artifact_sha256 or "",
         callback_url=callback_url(run.env),
         callback_secret=callback_secret(run),
+        resources=resource_service.of(deployment),
     )
     provider = run.ci_provider_id
 

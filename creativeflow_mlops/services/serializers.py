@@ -1,5 +1,7 @@
 """The JSON objects of the contract (shared/contract/api.md)."""
 
+from . import resources
+
 
 def timestamp(value):
     return value.isoformat().replace("+00:00", "") + "Z" if value else None
@@ -95,6 +97,7 @@ def deployment(record, full=False):
         "strategy": record.strategy,
         "state": record.state,
         "replicas": record.replicas,
+        "resources": resources.of(record),
         "traffic_percent": record.traffic_percent,
         "endpoint_url": record.endpoint_url or None,
         "target": record.target or None,

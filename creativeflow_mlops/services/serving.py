@@ -15,6 +15,7 @@ from odoo import fields
 
 from ..adapters.targets import ServePlan, TargetFailed
 from . import errors, jobs, settings
+from . import resources as resource_service
 
 # the deployments that take an environment's traffic
 SERVING = ("active", "rolling_out_canary")
@@ -37,6 +38,7 @@ def plan(deployment):
             version.artifact_filename or "model.onnx",
         ),
         replicas=deployment.replicas,
+        resources=resource_service.of(deployment),
     )
 
 

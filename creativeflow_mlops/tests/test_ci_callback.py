@@ -136,12 +136,12 @@ class TestCiCallback(HttpCase):
             method, f"{self.base_url()}{API}{path}", timeout=60, **kwargs
         )
 
-    def _deploy(self, version):
+    def _deploy(self, version, **body):
         answer = self._call(
             "POST",
             f"/versions/{version.id}/deploy",
             headers={"Authorization": f"Bearer {self.key}"},
-            json={"target": "ext", "reason": "through GitLab"},
+            json={"target": "ext", "reason": "through GitLab", **body},
         )
         self.assertEqual(answer.status_code, 202, answer.text)
         deployment = self.env["mlops.deployment"].browse(answer.json()["deployment_id"])
@@ -164,13 +164,13 @@ class TestCiCallback(HttpCase):
         job.set_done()
         job.store()
 
-    def _triggered(self, version):
+    def _triggered(self, version, **body):
         """Deploy, run the trigger job; returns (deployment, run, secret)
         with the secret as GitLab received it."""
         self.server.answer(
             201, {"id": 9001, "web_url": "https://gitlab.example/p/-/pipelines/9001"}
         )
-        deployment, run = self._deploy(version)
+        deployment, run = self._deploy(version, **body)
         self._perform(self._trigger_job(run))
         sent = self.server.requests[-1]
         form = {k: v for k, (v,) in parse_qs(sent["body"].decode()).items()}
@@ -469,6 +469,50 @@ class TestCiCallback(HttpCase):
                 {"name": "GH", "code": "gh", "kind": "github", "url": "https://x"}
             )
 
+    def test_a_github_target_is_asked_no_resources(self):
+        github = self.env["mlops.ci.provider"].create(
+            {
+                "name": "GitHub",
+                "code": "hub",
+                "kind": "github",
+                "url": self.server.url,
+                "project": "creative/models",
+                "workflow": "deploy.yml",
+            }
+        )
+        self.env["mlops.deployment.target"].create(
+            {
+                "name": "Cluster via GitHub",
+                "code": "gh",
+                "kind": "external",
+                "ci_provider_id": github.id,
+            }
+        )
+        version = self._validated()
+        answer = self._call(
+            "POST",
+            f"/versions/{version.id}/deploy",
+            headers={"Authorization": f"Bearer {self.key}"},
+            json={"target": "gh", "reason": "gpu", "resources": {"gpu": 2}},
+        )
+        error = self._error(answer, 422, "invalid_input")
+        self.assertEqual(
+            error["details"],
+            {"resources.gpu": "a GitHub workflow takes 10 inputs, all in use"},
+        )
+        # refused before anything was approved, queued or sent
+        self.assertEqual(version.state, "validated")
+        self.assertFalse(version.deployment_ids)
+        self.assertFalse(self.server.requests)
+        # without resources, the same target deploys
+        answer = self._call(
+            "POST",
+            f"/versions/{version.id}/deploy",
+            headers={"Authorization": f"Bearer {self.key}"},
+            json={"target": "gh", "reason": "cpu only"},
+        )
+        self.assertEqual(answer.status_code, 202, answer.text)
+
     def test_rights_on_providers_and_run_secrets(self):
         version = self._validated()
         _deployment, run, _secret = self._triggered(version)
@@ -517,7 +561,11 @@ class TestCiCallback(HttpCase):
 
     def test_production_and_rollback_follow_the_pipeline_target(self):
         first = self._validated()
-        _staging, run, secret = self._triggered(first)
+        gpus = {"gpu": 1, "gpu_type": "NVIDIA-A10G", "cpu": "4", "memory": "16Gi"}
+        _staging, run, secret = self._triggered(first, resources=gpus)
+        asked = '{"cpu":"4","gpu":1,"gpu_type":"NVIDIA-A10G","memory":"16Gi"}'
+        form = parse_qs(self.server.requests[-1]["body"].decode())
+        self.assertEqual(form["variables[MLOPS_RESOURCES]"], [asked])
         self._live(run, secret)
         # production goes where staging ran, through the same pipeline; a
         # canary there has no gates to read
@@ -528,6 +576,9 @@ class TestCiCallback(HttpCase):
         form = parse_qs(self.server.requests[-1]["body"].decode())
         self.assertEqual(form["variables[MLOPS_ENVIRONMENT]"], ["production"])
         self.assertEqual(form["variables[MLOPS_STRATEGY]"], ["blue_green"])
+        # production asks for what staging ran with
+        self.assertEqual(form["variables[MLOPS_RESOURCES]"], [asked])
+        self.assertEqual((blue.gpu, blue.gpu_type), (1, "NVIDIA-A10G"))
         self._live(run, secret)
         self.assertEqual(first.state, "production")
 
@@ -557,6 +608,8 @@ class TestCiCallback(HttpCase):
         self._perform(self._trigger_job(again.run_ids))
         form = parse_qs(self.server.requests[-1]["body"].decode())
         self.assertEqual(form["variables[MLOPS_VERSION]"], [first.version])
+        # the version rolled back to gets its own resources again
+        self.assertEqual(form["variables[MLOPS_RESOURCES]"], [asked])
         self._live(again.run_ids, form["variables[MLOPS_CALLBACK_SECRET]"][0])
         self.assertEqual(first.state, "production")
         self.assertEqual(second.state, "deprecated")

@@ -5,6 +5,7 @@ real local target (its jobs run in the test by trap_jobs)."""
 
 import io
 import json
+import os
 from datetime import timedelta
 
 import requests
@@ -17,6 +18,7 @@ from odoo.addons.queue_job.tests.common import trap_jobs
 
 from ..lifecycle import APPROVER, MANAGER, USER
 from ..services import artifacts as artifact_service
+from ..services import serving
 from . import artifacts
 from .common import LocalTargetCleanup
 
@@ -113,10 +115,50 @@ class TestDeploymentsApi(LocalTargetCleanup, HttpCase):
             ({"replicas": "2"}, 422, "invalid_input"),
             ({"target": "nope", "reason": "x"}, 422, "invalid_input"),
             ({"reason": 5}, 422, "invalid_input"),
+            ({"resources": "gpu=1"}, 422, "invalid_input"),
         ):
             self._error(
                 self._call("POST", path, self.approver, json=body), status, code
             )
+        # every wrong resource is named; what the local target cannot give
+        # is refused, not dropped
+        for resources, details in (
+            (
+                {"gpu": -1, "cpu": "2k", "memory": "512m", "disk": "1Gi"},
+                {
+                    "resources.gpu": "an integer from 0 to 16",
+                    "resources.cpu": "a positive number of CPUs, e.g. 2, 0.5 or 500m",
+                    "resources.memory": "a positive Kubernetes quantity, "
+                    "e.g. 512Mi or 8Gi",
+                    "resources.disk": "unknown field",
+                },
+            ),
+            (
+                {"gpu": 1, "gpu_type": "NVIDIA-A10G"},
+                {"resources.gpu": "the local runtime runs models on the CPU"},
+            ),
+            (
+                {"memory": "8Gi"},
+                {"resources.memory": "the local runtime does not cap memory"},
+            ),
+            (
+                {"cpu": 0},
+                {
+                    "resources.cpu": "a positive number of CPUs, e.g. 2, 0.5 or 500m",
+                },
+            ),
+        ):
+            error = self._error(
+                self._call(
+                    "POST",
+                    path,
+                    self.approver,
+                    json={"reason": "gpu", "resources": resources},
+                ),
+                422,
+                "invalid_input",
+            )
+            self.assertEqual(error["details"], details, error)
         # a plain user may not approve
         self._error(
             self._call("POST", path, self.uploader, json={"reason": "mine"}),
@@ -135,7 +177,12 @@ class TestDeploymentsApi(LocalTargetCleanup, HttpCase):
         )
         self.assertIn("Validated", error["message"])
 
-        answer = self._call("POST", path, self.approver, json={"reason": "ok"})
+        answer = self._call(
+            "POST",
+            path,
+            self.approver,
+            json={"reason": "ok", "resources": {"cpu": "1500m"}},
+        )
         self.assertEqual(answer.status_code, 202, answer.text)
         self.assertEqual(answer.json()["state"], "requested")
         # a second deploy meanwhile: the state says no
@@ -150,6 +197,12 @@ class TestDeploymentsApi(LocalTargetCleanup, HttpCase):
             "GET", f"/deployments/{deployment_id}", self.uploader
         ).json()
         self.assertEqual(detail["state"], "active", detail)
+        # one and a half CPUs: the model server runs two threads
+        self.assertEqual(detail["resources"], {"cpu": "1500m"})
+        rendered = self.target._get_client().render(
+            serving.plan(self.env["mlops.deployment"].browse(deployment_id))
+        )
+        self.assertEqual(rendered["process"]["threads"], min(2, os.cpu_count()))
         self.assertEqual(
             detail["live"], {"ready": True, "message": detail["live"]["message"]}
         )
