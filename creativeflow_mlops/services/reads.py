@@ -153,6 +153,12 @@ CHILDREN = SQL(
                 'strategy', %(strategy)s,
                 'state', %(deployment_state)s,
                 'replicas', COALESCE(d.replicas, 0),
+                'resources', json_strip_nulls(json_build_object(
+                    'gpu', NULLIF(d.gpu, 0),
+                    'gpu_type', NULLIF(d.gpu_type, ''),
+                    'cpu', NULLIF(d.cpu, ''),
+                    'memory', NULLIF(d.memory, '')
+                )),
                 'traffic_percent', COALESCE(d.traffic_percent, 0),
                 'endpoint_url', %(endpoint_url)s,
                 'target', %(target)s,

@@ -49,6 +49,9 @@ class TestReads(MlopsCase):
                     "message": "up",
                     "replicas": 2,
                     "traffic_percent": 100,
+                    "gpu": 1,
+                    "gpu_type": "NVIDIA-A10G",
+                    "memory": "8Gi",
                 },
                 {"version_id": cls.full.id, "environment": "production"},
             ]
@@ -96,6 +99,11 @@ class TestReads(MlopsCase):
         )
         self.assertEqual([r["round"] for r in answer["validations"]], [2, 1])
         self.assertEqual(answer["deployments"][1]["target"], "local")
+        self.assertEqual(
+            answer["deployments"][1]["resources"],
+            {"gpu": 1, "gpu_type": "NVIDIA-A10G", "memory": "8Gi"},
+        )
+        self.assertEqual(answer["deployments"][0]["resources"], {})
         self.assertEqual(answer["lineage"]["parent_version"], self.bare.version)
         self.assertEqual(reads.version(env, self.falsy.id)["parameters"], {})
 
