@@ -76,7 +76,7 @@ def _deploy(stack, version_id, route, version, headers, **body):
 def baseline(artifacts, work):
     """Seconds for the adapter alone to bring the model up behind the router
     and answer, N times."""
-    targets = serve._adapters().targets
+    targets = serve.adapter("targets")
     model = work / "baseline.onnx"
     model.write_bytes(artifacts.onnx_mlp(seed=5))
     target = targets.LocalTarget(work / "baseline-target", testservers.free_port())

@@ -329,20 +329,9 @@ def bench_upload(size_mib):
 def load_storage_adapter():
     """The addon's S3 store alone: the adapters package is plain Python,
     loaded without Odoo."""
-    import importlib
-    import importlib.util
+    from serve import adapter  # noqa: PLC0415 - numpy only when needed
 
-    folder = REPO / "creativeflow_mlops" / "adapters"
-    if "mlops_adapters" not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            "mlops_adapters",
-            folder / "__init__.py",
-            submodule_search_locations=[str(folder)],
-        )
-        package = importlib.util.module_from_spec(spec)
-        sys.modules["mlops_adapters"] = package
-        spec.loader.exec_module(package)
-    return importlib.import_module("mlops_adapters.storage_s3")
+    return adapter("storage_s3")
 
 
 # ---------------------------------------------------------------------------

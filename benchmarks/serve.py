@@ -60,20 +60,21 @@ def _artifacts():
     return module
 
 
-def _adapters():
-    """The addon's adapters as a package of their own: they import nothing
-    of Odoo (the addon's package would)."""
-    folder = REPO / "creativeflow_mlops" / "adapters"
-    spec = importlib.util.spec_from_file_location(
-        "mlops_adapters",
-        folder / "__init__.py",
-        submodule_search_locations=[str(folder)],
-    )
-    package = importlib.util.module_from_spec(spec)
-    sys.modules["mlops_adapters"] = package
-    spec.loader.exec_module(package)
-    importlib.import_module("mlops_adapters.targets")
-    return package
+def adapter(name):
+    """The addon's adapter module ``name`` (``targets``, ``storage_s3``),
+    its package loaded once as a package of its own: the adapters import
+    nothing of Odoo (the addon's package would)."""
+    if "mlops_adapters" not in sys.modules:
+        folder = REPO / "creativeflow_mlops" / "adapters"
+        spec = importlib.util.spec_from_file_location(
+            "mlops_adapters",
+            folder / "__init__.py",
+            submodule_search_locations=[str(folder)],
+        )
+        package = importlib.util.module_from_spec(spec)
+        sys.modules["mlops_adapters"] = package
+        spec.loader.exec_module(package)
+    return importlib.import_module(f"mlops_adapters.{name}")
 
 
 def _free_port():
@@ -267,7 +268,7 @@ def bench_serve():
         _wait_ready(ready, process, status=status)
         servers[name] = (url, {})
 
-    targets = _adapters().targets
+    targets = adapter("targets")
     LocalTarget, ServePlan = targets.LocalTarget, targets.ServePlan  # noqa: N806
 
     target = LocalTarget(work / "target", _free_port())
