@@ -191,7 +191,8 @@ class GitHubPipeline(Pipeline):
         which no input is left for: asking for some is refused."""
         values = {k: str(v) for k, v in asdict(request).items()}
         values.pop("deployment_id")
-        if values.pop("resources") != "{}":
+        values.pop("resources")
+        if request.resources:
             raise CIRefused(
                 "a GitHub workflow takes 10 inputs, all in use: it cannot be "
                 f"asked for resources ({json.dumps(request.resources)})"

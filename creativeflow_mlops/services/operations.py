@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 from ..exceptions import InvalidInput, MLOpsError, NotFound
 from ..lifecycle import DEPLOYMENT_STATES, ENVIRONMENTS, VERSION_STATES
-from . import events, reads, registry, resources, serializers
+from . import events, reads, registry, serializers
 
 MAX_LIMIT = 200
 # PostgreSQL takes a LIMIT or OFFSET up to int8; no page is that far
@@ -289,7 +289,6 @@ def versions_deploy(env, params):
     strategy = choice(params, "strategy", ["rolling"], "rolling")
     replicas = _replicas(params.get("replicas", 1))
     target = _target_code(params)
-    asked = resources.parse(params.get("resources"))
     reason = _reason(params)
     version = get(env, "mlops.model.version", identifier(params), "version")
     version.action_approve_staging(
@@ -297,7 +296,8 @@ def versions_deploy(env, params):
         strategy=strategy,
         target=target,
         replicas=replicas,
-        resources=asked,
+        # checked by the action, which every path goes through
+        resources=params.get("resources"),
     )
     deployment = _latest_deployment(version, "staging")
     return {"deployment_id": deployment.id, "state": deployment.state}
