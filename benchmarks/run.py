@@ -392,29 +392,56 @@ def bench_pickle():
         )
 
 
+def _bench_validation():
+    from validation import bench_validation
+
+    bench_validation()
+
+
+def _bench_registry():
+    from registry import bench_registry
+
+    bench_registry()
+
+
+def _bench_deploy():
+    from deploy import bench_deploy
+
+    bench_deploy()
+
+
+def _bench_serve():
+    from serve import bench_serve
+
+    bench_serve()
+
+
+BENCHMARKS = {
+    "pickle": bench_pickle,
+    "upload": lambda: bench_upload(int(os.environ.get("MLOPS_BENCH_MIB", "1024"))),
+    "validation": _bench_validation,
+    "registry": _bench_registry,
+    "deploy": _bench_deploy,
+    "serve": _bench_serve,
+}
+
+
 def main(argv):
+    """Run the benchmark ``argv[0]`` names, or every one (``all``, the
+    default); a name it does not know is an error that lists the choices."""
     what = argv[0] if argv else "all"
-    if what in ("pickle", "all"):
-        bench_pickle()
-    if what in ("upload", "all"):
-        bench_upload(int(os.environ.get("MLOPS_BENCH_MIB", "1024")))
-    if what in ("validation", "all"):
-        from validation import bench_validation
-
-        bench_validation()
-    if what in ("registry", "all"):
-        from registry import bench_registry
-
-        bench_registry()
-    if what in ("deploy", "all"):
-        from deploy import bench_deploy
-
-        bench_deploy()
-    if what in ("serve", "all"):
-        from serve import bench_serve
-
-        bench_serve()
+    if what != "all" and what not in BENCHMARKS:
+        print(
+            f"benchmarks/run: no benchmark {what!r}; choose one of: "
+            f"{', '.join(BENCHMARKS)}, or all",
+            file=sys.stderr,
+        )
+        return 2
+    for name, bench in BENCHMARKS.items():
+        if what in (name, "all"):
+            bench()
+    return 0
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(main(sys.argv[1:]))
