@@ -1,3 +1,4 @@
+from . import mlops_guarded_mixin
 from . import mlops_lifecycle_mixin
 from . import mlops_approval_mixin
 from . import mlops_backend_mixin

@@ -19,6 +19,7 @@ class MlopsEvent(models.Model):
     and the webhooks carry the same events (services.events)."""
 
     _name = "mlops.event"
+    _inherit = ["mlops.guarded.mixin"]
     _description = "MLOps Event"
     _order = "id"
     _log_access = False

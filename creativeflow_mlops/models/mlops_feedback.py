@@ -8,7 +8,19 @@ class MlopsFeedback(models.Model):
     _name = "mlops.feedback"
     _description = "AI Model Feedback"
     _order = "id desc"
+    _inherit = ["mlops.guarded.mixin"]
     _rec_name = "version_id"
+    # who gave it and when are the platform's
+    _guarded_user_fields = frozenset(
+        {
+            "version_id",
+            "deployment_id",
+            "generation_request_id",
+            "rating",
+            "comment",
+            "data",
+        }
+    )
 
     version_id = fields.Many2one(
         "mlops.model.version",

@@ -22,7 +22,12 @@ class MlopsInvokeKey(models.Model):
 
     _name = "mlops.invoke.key"
     _description = "MLOps Invoke Key"
+    _inherit = ["mlops.guarded.mixin"]
     _order = "create_date desc, id desc"
+    # the key's hash and prefix are made once, by _generate
+    _guarded_user_fields = frozenset(
+        {"name", "model_ids", "environment", "expires_at", "active", "company_id"}
+    )
 
     name = fields.Char(required=True, help="Who or what uses it, e.g. n8n.")
     key_prefix = fields.Char(readonly=True, help="The key's first characters.")
@@ -45,14 +50,14 @@ class MlopsInvokeKey(models.Model):
         if not self.env.user.has_group(MANAGER):
             raise AccessError(self.env._("Only MLOps managers make invoke keys."))
         token = PREFIX + secrets.token_urlsafe(32)
-        key = self.create(
+        key = self.sudo().create(
             {
                 **values,
                 "key_prefix": token[:10],
                 "key_hash": hashlib.sha256(token.encode()).hexdigest(),
             }
         )
-        return key, token
+        return key.sudo(False), token
 
     @api.model_create_multi
     def create(self, vals_list):

@@ -9,7 +9,8 @@ from ..services import events
 
 
 class MlopsLifecycleMixin(models.AbstractModel):
-    """A state machine enforced in ``create()`` and ``write()``.
+    """A state machine enforced in ``create()`` and ``write()``, on fields
+    only the platform writes (``mlops.guarded.mixin``).
 
     Inheriting models declare their table of transitions with class
     attributes, in the manner of ``tier.validation``:
@@ -19,13 +20,17 @@ class MlopsLifecycleMixin(models.AbstractModel):
       created in;
     - ``_lifecycle_state_field``: the Selection holding the state.
 
-    Every path that changes the state (buttons, RPC ``write``, imports,
-    server actions, jobs) goes through ``write()``, so none can bypass the
-    table. ``SYSTEM`` transitions need the superuser environment, which no
-    RPC call can obtain; the others need the actor's group.
+    Every path that changes the state (buttons, jobs, server actions) goes
+    through ``write()``, so none can bypass the table; the state itself is a
+    guarded field: a caller's ``write`` (RPC, XML-RPC, an import) is
+    refused, and an action moves it with ``_lifecycle_move`` once it checked
+    the caller, so the work a transition needs (a deployment, a validation
+    round) is never skipped. ``SYSTEM`` transitions need the platform; the
+    others need the actor's group, checked as the caller.
     """
 
     _name = "mlops.lifecycle.mixin"
+    _inherit = "mlops.guarded.mixin"
     _description = "MLOps Lifecycle (state machine)"
 
     _lifecycle_transitions = ()
@@ -46,6 +51,9 @@ class MlopsLifecycleMixin(models.AbstractModel):
         return records
 
     def write(self, vals):
+        if not self.env.su:
+            # the guard before the table: a caller never moves a state
+            self._guard_check(vals)
         field_name = self._lifecycle_state_field
         if field_name not in vals:
             return super().write(vals)
@@ -66,6 +74,18 @@ class MlopsLifecycleMixin(models.AbstractModel):
     # ------------------------------------------------------------------
     # Business
     # ------------------------------------------------------------------
+
+    def _guard_exempt_on_create(self):
+        # the states a record may be created in, and by whom, are the table's
+        return super()._guard_exempt_on_create() | {self._lifecycle_state_field}
+
+    def _lifecycle_move(self, target):
+        """Move ``self`` to ``target`` for the caller: the table, the role,
+        the reason and separation of duties checked as the caller, then the
+        guarded state written by the platform on the caller's behalf (the
+        approvals and the chatter still name the caller)."""
+        self._check_can_transition(target)
+        return self.sudo().write({self._lifecycle_state_field: target})
 
     def _check_can_transition(self, target):
         """Refuse, for each record, a move to ``target`` the table or the

@@ -16,8 +16,12 @@ DISPOSABLE_VERSION_STATES = ("draft", "validation_failed", "archived")
 class MlopsModel(models.Model):
     _name = "mlops.model"
     _description = "AI Model"
-    _inherit = ["mail.thread", "mail.activity.mixin"]
+    _inherit = ["mail.thread", "mail.activity.mixin", "mlops.guarded.mixin"]
     _order = "name"
+    _guarded_user_fields = frozenset(
+        {"name", "description", "task_type", "owner_id", "company_id", "tag_ids"}
+        | {"active"}
+    )
 
     name = fields.Char(required=True, tracking=True)
     slug = fields.Char(
@@ -127,13 +131,13 @@ class MlopsModel(models.Model):
         # the endpoint registry's change log (services.registry_changes)
         registry_changes.install(self.env.cr, self._table)
 
-    @api.model_create_multi
-    def create(self, vals_list):
+    @api.model
+    def _guarded_create_values(self, vals_list):
         for vals in vals_list:
             if not vals.get("slug"):
                 company = vals.get("company_id") or self.env.company.id
                 vals["slug"] = self._unique_slug(vals.get("name"), company)
-        return super().create(vals_list)
+        return super()._guarded_create_values(vals_list)
 
     @api.ondelete(at_uninstall=False)
     def _unlink_except_live_versions(self):

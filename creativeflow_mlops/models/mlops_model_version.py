@@ -47,14 +47,30 @@ IMMUTABLE_FIELDS = frozenset(
     }
 )
 
-# Where the artifact lives: only the platform (superuser) sets these, in any
-# state, or a draft could point at another model's object and download it.
-LOCATION_FIELDS = frozenset(
+# What a user may write: what the version is and describes. The state, the
+# artifact, who uploaded it and its validation rounds are the platform's
+# (mlops.guarded.mixin); the frozen ones above only while in draft.
+USER_FIELDS = frozenset(
     {
-        "storage_backend_id",
-        "artifact_uri",
-        "artifact_object_key",
-        "artifact_verified_at",
+        "model_id",
+        "version",
+        "description",
+        "model_format",
+        "interface_type",
+        "parameters",
+        "metrics",
+        "input_schema",
+        "output_schema",
+        "parameters_text",
+        "metrics_text",
+        "input_schema_text",
+        "output_schema_text",
+        "source_run",
+        "dataset",
+        "git_commit",
+        "parent_version_id",
+        "artifact_upload",
+        "artifact_filename",
     }
 )
 
@@ -87,6 +103,7 @@ class MlopsModelVersion(models.Model):
     _lifecycle_create_states = VERSION_CREATE_STATES
     _event_resource = "version"
     _approval_pending_states = PENDING_APPROVAL_STATES
+    _guarded_user_fields = USER_FIELDS
 
     model_id = fields.Many2one(
         "mlops.model",
@@ -341,16 +358,14 @@ class MlopsModelVersion(models.Model):
         # the endpoint registry's change log (services.registry_changes)
         registry_changes.install(self.env.cr, self._table)
 
-    @api.model_create_multi
-    def create(self, vals_list):
-        for vals in vals_list:
-            self._check_location_fields(vals)
-        return super().create(vals_list)
-
     def write(self, vals):
-        self._check_location_fields(vals)
+        if self.env.su:
+            return super().write(vals)
+        # what the platform owns first (mlops.guarded.mixin), then what a
+        # user wrote in draft and may no longer change
+        self._guard_check(vals)
         frozen = IMMUTABLE_FIELDS.intersection(vals)
-        if frozen and not self.env.su:
+        if frozen:
             sealed = self.filtered(lambda v: v.state != "draft")
             if sealed:
                 raise UserError(
@@ -364,17 +379,6 @@ class MlopsModelVersion(models.Model):
                     )
                 )
         return super().write(vals)
-
-    def _check_location_fields(self, vals):
-        located = LOCATION_FIELDS.intersection(k for k, v in vals.items() if v)
-        if located and not self.env.su:
-            raise UserError(
-                self.env._(
-                    "%s is set by the platform when an artifact is stored; upload "
-                    "the artifact instead.",
-                    ", ".join(sorted(self._fields[name].string for name in located)),
-                )
-            )
 
     @api.ondelete(at_uninstall=False)
     def _unlink_except_in_use(self):
@@ -623,15 +627,15 @@ class MlopsModelVersion(models.Model):
         self._check_can_transition("archived")
 
     def _do_validate(self, scan_types=None):
-        self.write({"state": "validating"})
+        self._lifecycle_move("validating")
         self._enqueue_validation(scan_types)
 
     def _do_transition(self, target):
-        self.write({"state": target})
+        self._lifecycle_move(target)
 
     def _do_archive(self):
         self._undeploy()
-        self.write({"state": "archived"})
+        self._lifecycle_move("archived")
 
     def _undeploy(self):
         """Take down every deployment of the versions that is not already

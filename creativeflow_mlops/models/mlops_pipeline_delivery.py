@@ -12,6 +12,7 @@ class MlopsPipelineDelivery(models.Model):
     refused (unique)."""
 
     _name = "mlops.pipeline.delivery"
+    _inherit = ["mlops.guarded.mixin"]
     _description = "MLOps Pipeline Report"
     _order = "id desc"
 

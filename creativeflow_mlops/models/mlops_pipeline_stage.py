@@ -11,6 +11,7 @@ class MlopsPipelineStage(models.Model):
     """One stage of a pipeline run, with its own state, times and log."""
 
     _name = "mlops.pipeline.stage"
+    _inherit = ["mlops.guarded.mixin"]
     _description = "MLOps Pipeline Stage"
     _order = "run_id, sequence, id"
 

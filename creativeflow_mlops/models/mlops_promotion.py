@@ -12,6 +12,7 @@ class MlopsPromotion(models.Model):
     hand; a rollback reads it to know what served before."""
 
     _name = "mlops.promotion"
+    _inherit = ["mlops.guarded.mixin"]
     _description = "MLOps Promotion Ledger"
     _order = "live_from desc, id desc"
 

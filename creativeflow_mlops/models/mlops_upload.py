@@ -43,6 +43,7 @@ class MlopsUpload(models.Model):
     what the direct path saves. A cron aborts the uploads left unfinished."""
 
     _name = "mlops.upload"
+    _inherit = ["mlops.guarded.mixin"]
     _description = "MLOps Direct Upload"
     _order = "id desc"
 

@@ -20,6 +20,7 @@ MAX_TRIES = 8
 
 class MlopsValidationResult(models.Model):
     _name = "mlops.validation.result"
+    _inherit = ["mlops.guarded.mixin"]
     _description = "AI Model Validation Result"
     _order = "version_id, round desc, id"
 

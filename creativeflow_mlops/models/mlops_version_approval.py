@@ -8,6 +8,7 @@ class MlopsVersionApproval(models.Model):
     trail written by the lifecycle, never by hand."""
 
     _name = "mlops.version.approval"
+    _inherit = ["mlops.guarded.mixin"]
     _description = "AI Model Version Approval"
     _order = "create_date desc, id desc"
 

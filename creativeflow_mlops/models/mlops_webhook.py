@@ -18,7 +18,11 @@ class MlopsWebhook(models.Model):
     Secret*), and *Rotate Secret* makes a new one."""
 
     _name = "mlops.webhook"
-    _inherit = ["mail.thread", "mail.activity.mixin"]
+    _inherit = ["mail.thread", "mail.activity.mixin", "mlops.guarded.mixin"]
+    # its secret and its failure count are the platform's
+    _guarded_user_fields = frozenset(
+        {"name", "url", "event_types", "active", "company_id"}
+    )
     _description = "MLOps Webhook"
     _order = "name"
 
@@ -127,6 +131,7 @@ class MlopsWebhook(models.Model):
 
 class MlopsWebhookAttempt(models.Model):
     _name = "mlops.webhook.attempt"
+    _inherit = ["mlops.guarded.mixin"]
     _description = "MLOps Webhook Attempt"
     _order = "id desc"
 

@@ -446,9 +446,7 @@ def switch_back(current, reason):
     if idle and client.status(plan(idle)).ready:
         # the previous version first asks for production (the approval,
         # with its reason), then takes it: the current one is deprecated
-        previous.with_context(mlops_reason=reason).write(
-            {"state": "production_pending"}
-        )
+        previous.with_context(mlops_reason=reason)._lifecycle_move("production_pending")
         approval = previous.approval_ids.sorted("id")[-1:]
         approval.sudo().deployment_id = idle
         idle.write({"state": "active", "traffic_percent": 100})

@@ -2,7 +2,7 @@
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
 from odoo.exceptions import AccessError, UserError
 
-from ..exceptions import SeparationOfDutiesError
+from ..exceptions import LifecycleAccessError, SeparationOfDutiesError
 from .common import MlopsCase
 
 
@@ -74,11 +74,17 @@ class TestApprovals(MlopsCase):
             version.with_user(self.approver).action_approve_staging(reason="mine")
         self.assertEqual(version.state, "validated")
         self.assertFalse(version.approval_ids)
-        # the same rule holds for a raw write from RPC
-        with self.assertRaises(SeparationOfDutiesError):
-            version.with_user(self.approver).with_context(mlops_reason="x").write(
+        # a raw write from RPC is refused whoever writes (the state is the
+        # platform's), and the platform moving it for the uploader still
+        # checks the rule
+        with self.assertRaisesRegex(LifecycleAccessError, "set by the platform"):
+            version.with_user(self.approver2).with_context(mlops_reason="x").write(
                 {"state": "staging_pending"}
             )
+        with self.assertRaises(SeparationOfDutiesError):
+            version.with_user(self.approver).with_context(
+                mlops_reason="x"
+            ).sudo().write({"state": "staging_pending"})
         version.with_user(self.approver2).action_approve_staging(reason="reviewed")
         self._move(version, "staging", "system")
         with self.assertRaises(SeparationOfDutiesError):

@@ -115,6 +115,7 @@ class TestCiCallback(HttpCase):
         version = (
             self.env["mlops.model.version"]
             .with_user(self.uploader)
+            .sudo()
             .create(
                 {
                     "model_id": self.model.id,
@@ -447,9 +448,9 @@ class TestCiCallback(HttpCase):
 
     def test_an_external_target_refuses_a_canary_and_needs_a_provider(self):
         version = self._validated()
-        version.with_user(self.approver).with_context(mlops_reason="tested").write(
-            {"state": "staging_pending"}
-        )
+        version.with_user(self.approver).with_context(
+            mlops_reason="tested"
+        )._lifecycle_move("staging_pending")
         version.sudo().write({"state": "staging"})
         answer = self._call(
             "POST",

@@ -204,7 +204,7 @@ class TestDeployments(LocalTargetCleanup, MlopsCase):
             )
         )
         # one coming up: its server is not an orphan
-        coming = deployment.copy({"state": "requested"})
+        coming = deployment.sudo().copy({"state": "requested"})
         coming.sudo().state = "deploying"
         client.runtime.start(
             ProcessSpec(

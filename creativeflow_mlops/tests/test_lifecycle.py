@@ -5,7 +5,7 @@ from unittest.mock import patch
 
 from psycopg2 import IntegrityError
 
-from odoo.exceptions import UserError, ValidationError
+from odoo.exceptions import AccessError, UserError, ValidationError
 from odoo.tools import mute_logger
 
 from ..exceptions import LifecycleAccessError, TransitionNotAllowed
@@ -64,6 +64,9 @@ class TestLifecycle(MlopsCase):
     def test_system_transitions_need_the_platform(self):
         version = self._new_version()
         with self.assertRaisesRegex(LifecycleAccessError, "done by the platform"):
+            version.with_user(self.manager)._lifecycle_move("validating")
+        # and no caller writes a state by hand, whatever the table allows
+        with self.assertRaisesRegex(LifecycleAccessError, "set by the platform"):
             version.with_user(self.manager).write({"state": "validating"})
         self.assertEqual(version.state, "draft")
 
@@ -148,10 +151,8 @@ class TestLifecycle(MlopsCase):
 
     def test_archive_undeploys_and_keeps_artifact(self):
         version = self._version_in("staging")
-        deployment = (
-            self.env["mlops.deployment"]
-            .with_user(self.approver)
-            .create({"version_id": version.id, "environment": "staging"})
+        deployment = self.env["mlops.deployment"].create(
+            {"version_id": version.id, "environment": "staging"}
         )
         deployment.sudo().write({"state": "deploying"})
         deployment.sudo().write({"state": "active"})
@@ -171,10 +172,12 @@ class TestLifecycle(MlopsCase):
                 ).id
             },
         ):
-            with self.assertRaisesRegex(UserError, "set by the platform"):
+            with self.assertRaisesRegex(AccessError, "set by the platform"):
                 version.with_user(self.uploader).write(values)
-            with self.assertRaisesRegex(UserError, "set by the platform"):
-                self._new_version(**values)
+            with self.assertRaisesRegex(AccessError, "set by the platform"):
+                self.env["mlops.model.version"].with_user(self.uploader).create(
+                    {"model_id": self.model.id, "version": "8.0.0", **values}
+                )
 
     def test_form_upload_is_limited(self):
         version = self._new_version(artifact_sha256=False, artifact_size=False)
@@ -189,12 +192,16 @@ class TestLifecycle(MlopsCase):
 
     def test_artifact_is_immutable_after_draft(self):
         version = self._new_version()
-        version.with_user(self.uploader).write({"artifact_sha256": "cd" * 32})
+        version.with_user(self.uploader).write({"model_format": "safetensors"})
         self._bring_to(version, "validated")
         with self.assertRaisesRegex(UserError, "can no longer change"):
+            version.with_user(self.manager).write({"model_format": "onnx"})
+        # what the artifact is, the platform says in every state
+        with self.assertRaisesRegex(AccessError, "set by the platform"):
             version.with_user(self.manager).write({"artifact_sha256": "ef" * 32})
         version.with_user(self.manager).write({"description": "still editable"})
-        self.assertEqual(version.artifact_sha256, "cd" * 32)
+        self.assertEqual(version.model_format, "safetensors")
+        self.assertEqual(version.artifact_sha256, "ab" * 32)
 
     def test_version_values_are_checked(self):
         with self.assertRaisesRegex(ValidationError, "is not valid"):
@@ -249,15 +256,18 @@ class TestLifecycle(MlopsCase):
 
     def test_deployment_table(self):
         version = self._version_in("staging")
+        Deployment = self.env["mlops.deployment"]
+        with self.assertRaises(AccessError):
+            Deployment.with_user(self.approver).create({"version_id": version.id})
         deployment = (
-            self.env["mlops.deployment"]
-            .with_user(self.approver)
+            Deployment.with_user(self.approver)
+            .sudo()
             .create({"version_id": version.id})
         )
         with self.assertRaises(TransitionNotAllowed):
             deployment.sudo().write({"state": "active"})
         with self.assertRaisesRegex(LifecycleAccessError, "done by the platform"):
-            deployment.with_user(self.manager).write({"state": "deploying"})
+            deployment.with_user(self.manager)._lifecycle_move("deploying")
         for target in (
             "deploying",
             "rolling_out_canary",
@@ -266,7 +276,10 @@ class TestLifecycle(MlopsCase):
         ):
             deployment.sudo().write({"state": target})
         with self.assertRaisesRegex(UserError, "Undeploy"):
-            deployment.with_user(self.manager).unlink()
-        deployment.with_user(self.approver).write({"state": "deleted"})
+            deployment.unlink()
+        deployment.with_user(self.approver)._lifecycle_move("deleted")
         self.assertTrue(find_transition(DEPLOYMENT_TRANSITIONS, "active", "deleted"))
-        deployment.with_user(self.manager).unlink()
+        # the history of what served is kept: nobody deletes it by hand
+        with self.assertRaises(AccessError):
+            deployment.with_user(self.manager).unlink()
+        deployment.unlink()

@@ -38,6 +38,7 @@ class TestRpc(HttpCase):
         cls.version = (
             cls.env["mlops.model.version"]
             .with_user(cls.uploader)
+            .sudo()
             .create(
                 {
                     "model_id": cls.model.id,
