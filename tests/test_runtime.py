@@ -272,3 +272,31 @@ def test_the_local_target_runs_as_many_threads_as_cpus_asked():
     assert threads(cpu="0.25") == 1
     # never more than this machine has
     assert threads(cpu="64") == cores
+
+
+def test_keys_published_by_concurrent_writers_stay_whole(tmp_path):
+    """Two deploy pipelines publish a route's keys at once: each writes its
+    own temporary file, so neither finds the other's renamed away."""
+    target = LocalTarget(tmp_path, router_port=free_port())
+    failures = []
+    start = threading.Barrier(8)
+
+    def publish(writer):
+        start.wait()
+        for round_ in range(50):
+            try:
+                target.publish_keys(
+                    "m-production", {f"{writer:02d}{round_:02d}" * 16: None}, []
+                )
+            except OSError as error:  # the shared .tmp name lost a race here
+                failures.append(error)
+
+    threads = [threading.Thread(target=publish, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    published = json.loads((tmp_path / "keys" / "m-production.json").read_text())
+    assert len(published["keys"]) == 1
+    assert not list((tmp_path / "keys").glob("*.tmp"))

@@ -24,9 +24,11 @@ Plain Python: no Odoo.
 """
 
 import abc
+import contextlib
 import json
 import math
 import os
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -208,7 +210,9 @@ class LocalTarget(Target):
         return str(self.root / "keys" / f"{route}.json")
 
     def publish_keys(self, route, allowed, elsewhere):
-        """Written whole then renamed: a server never reads half a file."""
+        """Written whole then renamed: a server never reads half a file. The
+        temporary file is the writer's own, so two pipelines publishing at
+        once each rename a whole file (the last one wins)."""
         path = Path(self.keys_file(route))
         text = json.dumps(
             {"keys": allowed, "elsewhere": sorted(elsewhere)}, sort_keys=True
@@ -216,9 +220,16 @@ class LocalTarget(Target):
         if path.exists() and path.read_text() == text:
             return  # unchanged: the servers need not read it again
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(".tmp")
-        partial.write_text(text)
-        os.replace(partial, path)
+        with tempfile.NamedTemporaryFile(
+            "w", dir=path.parent, prefix=f".{route}.", suffix=".tmp", delete=False
+        ) as partial:
+            partial.write(text)
+        try:
+            os.replace(partial.name, path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(partial.name)
+            raise
 
     def running(self):
         return self.runtime.running()
