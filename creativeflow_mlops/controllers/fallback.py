@@ -1,7 +1,7 @@
 # Copyright 2026 CreativeFlow
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
-"""Everything under the REST prefix that no route takes: the contract's
-JSON 404 or 405, never an HTML page."""
+"""Everything under the REST and JSON-RPC prefixes that no route takes: the
+contract's JSON 404 or 405, never an HTML page."""
 
 import werkzeug.exceptions
 
@@ -14,13 +14,18 @@ from .framework import (
 )
 
 
+RPC = "/mlops/rpc"
+# this controller's own rules: what no other route takes under the prefixes
+FALLBACK_RULES = (API, f"{API}/<path:_rest>", RPC, f"{RPC}/<path:_rest>")
+
+
 class MlopsApiFallback(http.Controller):
     # ------------------------------------------------------------------
     # Everything else under the prefix: the contract's JSON, never HTML
     # ------------------------------------------------------------------
 
     @http.route(
-        [API, f"{API}/<path:_rest>"],
+        list(FALLBACK_RULES),
         type="http",
         auth="none",
         csrf=False,
@@ -46,9 +51,6 @@ class MlopsApiFallback(http.Controller):
         return error.get_response()
 
 
-CATCH_ALL = f"{API}/<path:_rest>"
-
-
 def _methods_for(httprequest):
     """The methods some other API route takes at this path."""
     adapter = request.env["ir.http"].routing_map().bind_to_environ(httprequest.environ)
@@ -58,6 +60,6 @@ def _methods_for(httprequest):
             rule, _args = adapter.match(method=method, return_rule=True)
         except werkzeug.exceptions.HTTPException:
             continue
-        if rule.rule not in (API, CATCH_ALL):
+        if rule.rule not in FALLBACK_RULES:
             allowed.append(method)
     return allowed

@@ -185,6 +185,23 @@ class TestRpc(HttpCase):
         self._rpc_error(answer, 401, "unauthorized")
         self.assertEqual(self.version.state, "validated")
 
+    def test_what_no_operation_takes_is_json_too(self):
+        for method, path, status in (
+            ("GET", "/mlops/rpc/models.list", 405),
+            ("POST", "/mlops/rpc/..%2F..", 404),
+            ("POST", "/mlops/rpc/a/b", 404),
+            ("GET", "/mlops/rpc", 404),
+        ):
+            with self.subTest(method=method, path=path):
+                answer = self.opener.request(
+                    method, self.base_url() + path, json={}, timeout=10
+                )
+                self.assertEqual(answer.status_code, status, answer.text[:200])
+                self.assertEqual(answer.headers["Content-Type"], "application/json")
+                self.assertIn("error", answer.json())
+        answer = self.opener.get(self.base_url() + "/mlops/rpc/models.list")
+        self.assertEqual(answer.headers["Allow"], "POST")
+
     def test_actions_and_feedback_as_the_session_user(self):
         self.authenticate("rpc_approver", "rpc_approver")
         deployed = self._rpc(
