@@ -3,6 +3,7 @@ records what arrives: signatures verified by the ``standardwebhooks``
 package, redirects not followed, slow and absent receivers, and the
 addresses a webhook may not be sent to."""
 
+import ipaddress
 import socket
 import ssl
 import subprocess
@@ -92,6 +93,34 @@ def test_answers_redirects_and_absent_receivers(receiver, free_port, monkeypatch
 def test_unsafe_targets_are_refused(url):
     with pytest.raises(webhooks.UnsafeUrl):
         webhooks.check_url(url)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://2130706433/",
+        "http://0x7f000001/",
+        "http://127.1/",
+        "http://0177.0.0.1/",
+        "http://0x7f.1/",
+        "http://localhost./",
+        "http://a.localhost./",
+        "http://167772161/",  # 10.0.0.1
+    ],
+)
+def test_every_spelling_of_a_private_address_is_refused_on_save(url):
+    """What a resolver reads as a loopback or private address is refused
+    on save, without resolving, as the dotted form is."""
+    with pytest.raises(webhooks.UnsafeUrl):
+        webhooks.check_url(url, resolve=False)
+
+
+def test_names_that_only_look_numeric_stay_names():
+    assert webhooks._literal_address("1e100.net") is None
+    assert webhooks._literal_address("0x7g.example") is None
+    assert webhooks._literal_address("93.184.215.14") == ipaddress.ip_address(
+        "93.184.215.14"
+    )
 
 
 def test_a_name_is_checked_by_what_it_resolves_to(monkeypatch):

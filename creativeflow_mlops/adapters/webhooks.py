@@ -19,6 +19,7 @@ Plain Python: no Odoo.
 import ipaddress
 import json
 import os
+import re
 import socket
 import time
 import uuid
@@ -78,10 +79,12 @@ def _addresses(url, allow_private=False, resolve=True):
         raise UnsafeUrl("a webhook URL is http:// or https:// with a host")
     if parts.username or parts.password:
         raise UnsafeUrl("a webhook URL carries no credentials: sign, do not log in")
-    host = parts.hostname
-    try:
-        addresses = [ipaddress.ip_address(host)]
-    except ValueError:
+    # a name's root dot changes nothing it reaches ("localhost.")
+    host = parts.hostname.rstrip(".")
+    literal = _literal_address(host)
+    if literal is not None:
+        addresses = [literal]
+    else:
         local = host == "localhost" or host.endswith((".localhost", ".local"))
         if local and not allow_private:
             raise UnsafeUrl(f"{host} is this machine or its network") from None
@@ -100,6 +103,26 @@ def _addresses(url, allow_private=False, resolve=True):
                     "address: allow private targets in the settings to send there"
                 )
     return addresses
+
+
+def _literal_address(host):
+    """The address ``host`` spells, in any form a resolver takes for one:
+    IPv6, dotted IPv4, and the forms ``inet_aton`` reads (one number
+    ``2130706433``, hexadecimal ``0x7f000001``, short ``127.1``, octal
+    ``0177.0.0.1``); None for a name."""
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    if not _IPV4_LEGACY.fullmatch(host):
+        return None
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(host))
+    except OSError:
+        return None
+
+
+_IPV4_LEGACY = re.compile(r"(0x[0-9a-f]+|[0-9]+)(\.(0x[0-9a-f]+|[0-9]+)){0,3}", re.I)
 
 
 def _port(parts):

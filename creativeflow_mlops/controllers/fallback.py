@@ -13,7 +13,6 @@ from .framework import (
     JsonHTTPError,
 )
 
-
 RPC = "/mlops/rpc"
 # this controller's own rules: what no other route takes under the prefixes
 FALLBACK_RULES = (API, f"{API}/<path:_rest>", RPC, f"{RPC}/<path:_rest>")
