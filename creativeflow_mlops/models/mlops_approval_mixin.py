@@ -51,7 +51,9 @@ class MlopsApprovalMixin(models.AbstractModel):
             stage = self._approval_pending_states[record.state]
             record._record_approval(stage, "rejected", reason)
             record._close_approval_activities(self.env._("Rejected: %s", reason))
-            record.message_post(
+            # posted by the platform for the caller: the note is theirs, and a
+            # user made with a login only needs no sender's address
+            record.sudo().message_post(
                 body=self.env._(
                     "%(stage)s approval rejected: %(reason)s",
                     stage=stage,

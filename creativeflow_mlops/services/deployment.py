@@ -455,7 +455,7 @@ def switch_back(current, reason):
         client.delete(plan(platform))
         jobs.as_platform(previous).write({"state": "production"})
         record_serving(jobs.as_platform(idle), "rollback", reason, approver)
-        current.version_id.message_post(
+        current.version_id.sudo().message_post(
             body=env._(
                 "Rolled back to %(previous)s by %(user)s: %(reason)s",
                 previous=previous.display_name,

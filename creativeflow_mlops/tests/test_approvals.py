@@ -1,8 +1,10 @@
 # Copyright 2026 CreativeFlow
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
 from odoo.exceptions import AccessError, UserError
+from odoo.tests.common import new_test_user
 
 from ..exceptions import LifecycleAccessError, SeparationOfDutiesError
+from ..lifecycle import APPROVER
 from .common import MlopsCase
 
 
@@ -127,6 +129,23 @@ class TestApprovals(MlopsCase):
         )
         other = self._version_in("validated", uploader=self.approver)
         self.assertEqual(self._activities(other).user_id, self.manager)
+
+    def test_an_approver_without_an_email_address_approves_and_rejects(self):
+        """An approver made with a login only: the chatter notes still name
+        them, and nothing asks for a sender's address."""
+        nameless = new_test_user(
+            self.env, login="mlops_no_mail", groups=APPROVER, email=False
+        )
+        self.assertFalse(nameless.email)
+        version = self._version_in("validated")
+        version.with_user(nameless).action_approve_staging(reason="looks right")
+        self.assertEqual(version.state, "staging_pending")
+        self.assertEqual(version.approval_ids.user_id, nameless)
+        note = version.message_ids.filtered(lambda m: "looks right" in (m.body or ""))
+        self.assertEqual(note.author_id, nameless.partner_id)
+        other = self._version_in("validated")
+        other.with_user(nameless).action_reject("not this one")
+        self.assertEqual(other.approval_ids.decision, "rejected")
 
     def test_reject_records_and_keeps_state(self):
         version = self._version_in("validated")
