@@ -26,7 +26,11 @@ from odoo.addons.creativeflow_mlops.adapters.runtime import (
     RuntimeFailed,
     free_port,
 )
-from odoo.addons.creativeflow_mlops.adapters.targets import LocalTarget, ServePlan
+from odoo.addons.creativeflow_mlops.adapters.targets import (
+    LocalTarget,
+    ServePlan,
+    parse_metrics,
+)
 
 
 @pytest.fixture(scope="module")
@@ -133,6 +137,14 @@ def _inputs(name="x", shape=(1, 64), datatype="FP32", data=None):
         (_inputs(shape=[-1], data=[]), "shape"),
         (_inputs(data=[["a"]]), "x"),
         (b'{"inputs": []}', "missing inputs"),
+        # what the model does not take: a 400 before onnxruntime's 500
+        (_inputs(datatype="INT64", data=[0] * 64), "takes FP32, not INT64"),
+        (_inputs(datatype="FP16", data=[0.0] * 64), "takes FP32, not FP16"),
+        (_inputs(shape=[1, 5], data=[0.0] * 5), "takes shape [-1, 64]"),
+        (_inputs(shape=[64], data=[0.0] * 64), "takes shape [-1, 64]"),
+        (_inputs(datatype="INT8", shape=[1], data=[1000]), "x"),
+        (_inputs(datatype="UINT64", shape=[1], data=[-1]), "x"),
+        (_inputs(datatype="INT64", shape=[1], data=[2**63]), "x"),
     ],
 )
 def test_malformed_requests_get_oip_errors(runtime, model_file, body, message):
@@ -140,7 +152,8 @@ def test_malformed_requests_get_oip_errors(runtime, model_file, body, message):
     answer = requests.post(
         f"http://127.0.0.1:{handle.port}/v2/models/mlp/infer", data=body, timeout=5
     )
-    assert answer.status_code == 400
+    assert answer.status_code == 400, answer.text
+    assert answer.headers["Content-Type"] == "application/json"
     assert message in answer.json()["error"]
     assert (
         requests.get(
@@ -168,6 +181,14 @@ def test_invoke_keys_and_their_revocation(runtime, model_file, tmp_path):
     refused = _infer(handle.port, data, {"Authorization": f"Bearer {expired}"})
     assert refused.status_code == 401 and "expired" in refused.json()["error"]
     assert _infer(handle.port, data, {"Authorization": f"Bearer {good}"}).ok
+    # the refusals name no version and are no request the model served:
+    # only the one it answered is in the figures the gates read
+    assert "X-MLOps-Version" not in _infer(handle.port, data).headers
+    counted = parse_metrics(
+        requests.get(f"http://127.0.0.1:{handle.port}/metrics", timeout=5).text
+    )
+    assert counted["requests"] == {"200": 1.0}
+    assert counted["count"] == 1
     # health needs no key
     assert requests.get(f"http://127.0.0.1:{handle.port}/v2/health/ready", timeout=5).ok
     # revoked: refused within seconds
@@ -300,3 +321,18 @@ def test_keys_published_by_concurrent_writers_stay_whole(tmp_path):
     published = json.loads((tmp_path / "keys" / "m-production.json").read_text())
     assert len(published["keys"]) == 1
     assert not list((tmp_path / "keys").glob("*.tmp"))
+
+
+def test_a_gate_counts_only_what_the_model_answered():
+    """300 malformed calls (400) fill no canary gate's minimum and are no
+    error of the model; its own 5xx are."""
+    from odoo.addons.creativeflow_mlops.services import canary  # noqa: PLC0415
+
+    before = {"requests": {"200": 5.0}, "buckets": [[0.1, 5.0]], "count": 5.0}
+    after = {
+        "requests": {"200": 15.0, "400": 300.0, "500": 2.0},
+        "buckets": [[0.1, 317.0]],
+        "count": 317.0,
+    }
+    total, server_errors, _p95 = canary.window(before, after)
+    assert (total, server_errors) == (12.0, 2.0)

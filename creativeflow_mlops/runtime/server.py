@@ -191,6 +191,7 @@ class Model:
             name, array = _to_array(tensor)
             if name not in self.inputs:
                 raise RequestError(400, f"the model has no input {name!r}")
+            self._check_input(name, tensor["datatype"], array.shape)
             feed[name] = array
         missing = set(self.inputs) - set(feed)
         if missing:
@@ -207,6 +208,8 @@ class Model:
                     400, f"the model has no output {sorted(unknown)[0]!r}"
                 )
         try:
+            # checked against the declared inputs above: what fails here is
+            # the model's own failure, a 5xx the gates count
             results = self.session.run(wanted, feed)
         except Exception as error:  # noqa: BLE001 - onnxruntime's own errors
             raise RequestError(500, f"inference failed: {error}") from None
@@ -226,6 +229,24 @@ class Model:
         if "id" in request:
             answer["id"] = request["id"]
         return orjson.dumps(answer)
+
+    def _check_input(self, name, datatype, shape):
+        """A 400 for what the model does not take (its datatype, its rank,
+        its fixed dimensions), before onnxruntime would fail on it."""
+        declared = _tensor_meta(self.inputs[name])
+        if datatype != declared["datatype"]:
+            raise RequestError(
+                400,
+                f"input {name!r}: the model takes {declared['datatype']}, "
+                f"not {datatype}",
+            )
+        dims = declared["shape"]
+        if len(shape) != len(dims) or any(
+            want != -1 and got != want for got, want in zip(shape, dims, strict=True)
+        ):
+            raise RequestError(
+                400, f"input {name!r}: the model takes shape {dims}, not {list(shape)}"
+            )
 
 
 def _tensor_meta(arg):
@@ -253,8 +274,9 @@ def _to_array(tensor):
         raise RequestError(400, f"input {name!r}: 'shape' is a list of sizes")
     try:
         array = np.asarray(tensor.get("data"), dtype=dtype)
-    except (TypeError, ValueError) as error:
-        raise RequestError(400, f"input {name!r}: {error}") from None
+    except (TypeError, ValueError, OverflowError) as error:
+        # OverflowError: a value out of the datatype's range (INT8 1000)
+        raise RequestError(400, f"input {name!r}: {str(error)[:200]}") from None
     if array.size != math.prod(shape):
         raise RequestError(
             400, f"input {name!r}: {array.size} values do not fill the shape {shape}"
@@ -355,10 +377,16 @@ class App:
             await _answer(send, error.status, _error(error), self.version_header)
 
     async def _infer(self, headers, receive, send):
+        if self.keys:
+            try:
+                self.keys.check(headers.get(b"authorization", b"").decode("latin-1"))
+            except RequestError as error:
+                # refused before the model: no request it served, in no
+                # figure a gate reads, and no version named to a stranger
+                await _answer(send, error.status, _error(error))
+                return
         started = time.perf_counter()
         try:
-            if self.keys:
-                self.keys.check(headers.get(b"authorization", b"").decode("latin-1"))
             body = await _read_body(receive, headers)
             answer = self.model.infer(body)
         except RequestError as error:

@@ -88,12 +88,15 @@ def _schedule(deployment):
 
 
 def window(before, after):
-    """(requests, 5xx, p95 seconds or None) between two metric readings."""
+    """(requests, 5xx, p95 seconds or None) between two metric readings.
+    Requests are the answers the model produced (2xx and 5xx): a call the
+    server refused as malformed (4xx) says nothing of the model, so it
+    neither fills a gate's minimum nor counts as an error."""
     codes = set(before["requests"]) | set(after["requests"])
     delta = {
         c: after["requests"].get(c, 0) - before["requests"].get(c, 0) for c in codes
     }
-    total = sum(delta.values())
+    total = sum(n for c, n in delta.items() if not c.startswith("4"))
     server_errors = sum(n for c, n in delta.items() if c.startswith("5"))
     old = {bound: n for bound, n in before["buckets"]}
     buckets = [(bound, n - old.get(bound, 0)) for bound, n in after["buckets"]]
