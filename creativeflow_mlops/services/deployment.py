@@ -390,9 +390,11 @@ STAGES = {
 }
 
 
-def record_serving(deployment, kind="promotion", reason=None, approver=None):
+def record_serving(deployment, kind=None, reason=None, approver=None):
     """A line of the promotion ledger: ``deployment`` serves its model's
-    environment from now; the line before ends now."""
+    environment from now; the line before ends now. Its ``kind`` is the
+    approval's: a rollback that deployed the previous version again (its
+    idle colour gone) is a rollback in the ledger too."""
     Ledger = deployment.env["mlops.promotion"]
     now = fields.Datetime.now()
     previous = Ledger._current(deployment.model_id, deployment.environment)
@@ -400,6 +402,8 @@ def record_serving(deployment, kind="promotion", reason=None, approver=None):
     approval = deployment.env["mlops.version.approval"].search(
         [("deployment_id", "=", deployment.id)], order="id desc", limit=1
     )
+    if kind is None:
+        kind = "rollback" if approval.stage == "rollback" else "promotion"
     return Ledger.create(
         {
             "model_id": deployment.model_id.id,

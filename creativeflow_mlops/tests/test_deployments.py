@@ -314,6 +314,20 @@ class TestDeployments(LocalTargetCleanup, MlopsCase):
         self.assertIn(f"d{blue.id}", Deployment._cron_supervise()["stopped"])
         self.assertEqual(blue.state, "deleted")
         self.assertFalse(client.runtime.find(f"d{blue.id}"))
+        # a rollback now deploys the previous version again: still a
+        # rollback in the ledger, not a promotion
+        green = second.deployment_ids.filtered(
+            lambda d: d.environment == "production" and d.state == "active"
+        )
+        with trap_jobs() as trap:
+            green.action_rollback(reason="p99 regressed")
+            trap.perform_enqueued_jobs()
+        self.assertEqual((first.state, second.state), ("production", "deprecated"))
+        line = self.env["mlops.promotion"]._current(first.model_id, "production")
+        self.assertEqual(
+            (line.kind, line.version_before_id, line.version_after_id, line.reason),
+            ("rollback", second, first, "p99 regressed"),
+        )
 
     def test_canary_windows_and_steps(self):
         from ..services import canary
