@@ -120,7 +120,7 @@ def test_serve_runs_odoo_with_the_addon(tmp_path, free_port):
             "create",
             [{"model_id": model_id, "version": "0.1.0"}],
         )
-        # the state machine holds over RPC too
+        # the state is the platform's: RPC cannot write it
         body, _ = _post_json(
             f"{base}/web/dataset/call_kw",
             {
@@ -131,7 +131,7 @@ def test_serve_runs_odoo_with_the_addon(tmp_path, free_port):
             },
             cookie=session,
         )
-        assert "cannot go from Draft to Production" in body["error"]["data"]["message"]
+        assert "set by the platform" in body["error"]["data"]["message"]
     finally:
         server.terminate()
         server.wait(timeout=60)

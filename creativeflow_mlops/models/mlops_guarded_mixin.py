@@ -74,8 +74,8 @@ class MlopsGuardedMixin(models.AbstractModel):
         if owned:
             raise LifecycleAccessError(
                 self.env._(
-                    "%(fields)s of %(model)s are set by the platform through its "
-                    "actions, never written by hand.",
+                    "%(model)s: %(fields)s can only be set by the platform, "
+                    "through its actions, never written by hand.",
                     fields=", ".join(sorted(self._fields[n].string for n in owned)),
                     model=self._description,
                 )
