@@ -16,6 +16,7 @@ nothing for an answer, only ``UnsafeUrl`` for an address refused.
 Plain Python: no Odoo.
 """
 
+import contextlib
 import ipaddress
 import json
 import os
@@ -110,10 +111,8 @@ def _literal_address(host):
     IPv6, dotted IPv4, and the forms ``inet_aton`` reads (one number
     ``2130706433``, hexadecimal ``0x7f000001``, short ``127.1``, octal
     ``0177.0.0.1``); None for a name."""
-    try:
+    with contextlib.suppress(ValueError):
         return ipaddress.ip_address(host)
-    except ValueError:
-        pass
     if not _IPV4_LEGACY.fullmatch(host):
         return None
     try:
