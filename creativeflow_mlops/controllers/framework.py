@@ -267,7 +267,13 @@ def _retrying(call, auth="bearer"):
         try:
             if auth == "bearer":
                 _authenticate()
-            return call()
+            result = call()
+            # the writes reach the database here, not after the answer is
+            # made: a constraint (say, one open pipeline run per model and
+            # environment) that a concurrent request beat is a race retried
+            # here, and its next try answers as the contract says
+            request.env.flush_all()
+            return result
         except Exception as error:
             if attempt == MAX_TRIES or not _is_race(error) or not _rewind_body():
                 raise

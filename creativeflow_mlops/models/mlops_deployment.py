@@ -140,10 +140,15 @@ class MlopsDeployment(models.Model):
     # ------------------------------------------------------------------
 
     def action_undeploy(self):
-        """Take deployments down (Approver): out of the router, then their
-        model servers stop after the requests in flight."""
-        self._check_can_transition("deleted")
-        serving.undeploy(self)
+        """Take deployments down (Approver): a pipeline run still open is
+        cancelled, then they leave the router and their model servers stop
+        after the requests in flight. What serves production is not
+        undeployed: it is rolled back, replaced, or archived with its
+        version."""
+        self._check_can_undeploy()
+        deploy_service.undeploy(
+            self, self.env._("undeployed by %s", self.env.user.name)
+        )
         return True
 
     def action_rollback(self, reason=None):
@@ -202,6 +207,26 @@ class MlopsDeployment(models.Model):
                 )
         self.sudo().write({"replicas": replicas})
         return True
+
+    def _check_can_undeploy(self):
+        self._check_can_transition("deleted")
+        for deployment in self.filtered(lambda d: d.environment == "production"):
+            if deployment.state == "rolling_out_canary":
+                raise TransitionNotAllowed(
+                    self.env._(
+                        "%s is a canary rolling out: abort it (or promote it) instead.",
+                        deployment.display_name,
+                    )
+                )
+            if deployment.state == "active":
+                raise TransitionNotAllowed(
+                    self.env._(
+                        "%s serves production: roll it back to the version "
+                        "before, promote another version, or archive its version "
+                        "to take production down for good.",
+                        deployment.display_name,
+                    )
+                )
 
     def _check_canary(self):
         for deployment in self:

@@ -625,6 +625,14 @@ class MlopsModelVersion(models.Model):
 
     def _check_can_archive(self):
         self._check_can_transition("archived")
+        for version in self:
+            for deployment in version.sudo().deployment_ids.filtered(
+                lambda d: d.state in serving.SERVING
+            ):
+                # a canary's pair shares a route: neither half goes alone
+                deploy_service.check_no_canary(
+                    deployment.model_id, deployment.environment
+                )
 
     def _do_validate(self, scan_types=None):
         self._lifecycle_move("validating")
@@ -639,9 +647,9 @@ class MlopsModelVersion(models.Model):
 
     def _undeploy(self):
         """Take down every deployment of the versions that is not already
-        finished with."""
-        live = self.deployment_ids.filtered(lambda d: d.state != "deleted")
-        serving.undeploy(live)
+        finished with (their open runs cancelled)."""
+        live = self.sudo().deployment_ids.filtered(lambda d: d.state != "deleted")
+        deploy_service.undeploy(live, self.env._("archived by %s", self.env.user.name))
 
     def _enqueue_validation(self, scan_types=None, integrity_report=None):
         """Start a validation round on each version (services.validation)."""

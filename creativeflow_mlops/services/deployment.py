@@ -25,17 +25,23 @@ import logging
 import os
 import shutil
 
+import psycopg2
+
 from odoo import fields
 
 from ..adapters.targets import TargetFailed
 from ..exceptions import Conflict, InvalidInput
-from . import artifacts, errors, jobs
+from . import artifacts, errors, jobs, serving
 from . import resources as resource_service
 from .serving import SERVING, plan, publish_keys, routes
 
 _logger = logging.getLogger(__name__)
 
 STRATEGIES_NOW = ("rolling", "blue_green", "canary")
+# the unique index of the open pipeline runs (mlops.pipeline.run)
+ONE_OPEN_RUN = "mlops_pipeline_run_one_open"
+# where a version returns when the deployment approving it does not finish
+BEFORE_APPROVAL = {"staging_pending": "validated", "production_pending": "staging"}
 
 
 class StageSkipped(Exception):
@@ -101,12 +107,46 @@ def check_request(version, environment, strategy, target, resources=None):
         )
     )
     if open_runs:
+        raise Conflict(_under_way(version.model_id, environment))
+    check_no_canary(version.model_id, environment)
+
+
+def _under_way(model, environment):
+    return model.env._(
+        "A deployment of %(model)s to %(environment)s is already under way; "
+        "wait until it finishes.",
+        model=model.name,
+        environment=environment,
+    )
+
+
+def check_no_canary(model, environment):
+    """Refuse a change of what serves ``model`` in ``environment`` while a
+    canary shares its traffic: the canary's gates own the route until it is
+    promoted or aborted."""
+    canary = (
+        model.env["mlops.deployment"]
+        .sudo()
+        .search(
+            [
+                ("model_id", "=", model.id),
+                ("environment", "=", environment),
+                ("state", "=", "rolling_out_canary"),
+            ],
+            limit=1,
+        )
+    )
+    if canary:
         raise Conflict(
-            env._(
-                "A deployment of %(model)s to %(environment)s is already under way; "
-                "wait until it finishes.",
-                model=version.model_id.name,
+            model.env._(
+                "A canary of %(version)s takes %(percent)s %% of %(model)s in "
+                "%(environment)s: promote or abort it first (its deployment "
+                "%(id)s).",
+                version=canary.version_id.display_name,
+                percent=canary.traffic_percent,
+                model=model.name,
                 environment=environment,
+                id=canary.id,
             )
         )
 
@@ -210,13 +250,23 @@ def request(
             "deployed_by_id": version.env.user.id,
         }
     )
-    run = platform.env["mlops.pipeline.run"].create(
-        {
-            "deployment_id": deployment.id,
-            "provider": target._pipeline_provider(),
-            "ci_provider_id": target.ci_provider_id.id,
-        }
-    )
+    try:
+        # a concurrent request for the same model and environment that
+        # committed first (check_request could not see it) is a 409 now,
+        # not an error at the transaction's end
+        with platform.env.cr.savepoint():
+            run = platform.env["mlops.pipeline.run"].create(
+                {
+                    "deployment_id": deployment.id,
+                    "provider": target._pipeline_provider(),
+                    "ci_provider_id": target.ci_provider_id.id,
+                }
+            )
+            run.flush_recordset()
+    except psycopg2.errors.UniqueViolation as error:
+        if error.diag.constraint_name != ONE_OPEN_RUN:
+            raise
+        raise Conflict(_under_way(version.model_id, environment)) from None
     run._enqueue()
     return deployment
 
@@ -429,6 +479,7 @@ def switch_back(current, reason):
     deployment that serves, or will."""
     env = current.env
     approver = env.user
+    check_no_canary(current.model_id, current.environment)
     ledger = env["mlops.promotion"]._current(current.model_id, current.environment)
     previous = ledger.version_before_id
     if ledger.deployment_id != current or not previous:
@@ -500,11 +551,7 @@ def fail(run, reason):
     version returns to where it was before its approval, and the approver
     is told."""
     env = run.env
-    run.write(
-        {"state": "failed", "finished_at": fields.Datetime.now(), "message": reason}
-    )
-    for stage in run.stage_ids.filtered(lambda s: s.state == "pending"):
-        stage._finish("skipped", env._("an earlier stage failed"))
+    _close(run, "failed", reason)
     deployment = run.deployment_id
     if deployment.state in ("requested", "deploying", "rolling_out_canary"):
         deployment.write({"state": "failed", "message": reason})
@@ -512,13 +559,47 @@ def fail(run, reason):
         deployment.target_id._get_client().delete(plan(deployment))
     except Exception:  # noqa: BLE001 - the failure is recorded either way
         _logger.exception("removing the failed colour of %s", deployment.display_name)
-    version = deployment.version_id
-    back = {"staging_pending": "validated", "production_pending": "staging"}
-    if version.state in back:
-        version.write({"state": back[version.state]})
+    _return_version(deployment)
     message = env._(
         "The %(environment)s deployment failed: %(reason)s",
         environment=deployment.environment,
         reason=reason,
     )
     tell_approver(deployment, message)
+
+
+def _close(run, state, reason):
+    run.write({"state": state, "finished_at": fields.Datetime.now(), "message": reason})
+    why = {
+        "failed": run.env._("an earlier stage failed"),
+        "cancelled": run.env._("the run was cancelled"),
+    }[state]
+    for stage in run.stage_ids.filtered(lambda s: s.state == "pending"):
+        stage._finish("skipped", why)
+
+
+def _return_version(deployment):
+    version = deployment.version_id
+    if version.state in BEFORE_APPROVAL:
+        version.write({"state": BEFORE_APPROVAL[version.state]})
+
+
+def undeploy(deployments, reason):
+    """Take ``deployments`` down, whatever they are doing. A pipeline run
+    still open is cancelled first: the stage at work (it holds the run's
+    lock) finishes, the others never start, and the version it was
+    approving returns where it was; then what they run leaves the router
+    and their ledger lines end (``serving.undeploy``)."""
+    deployments = jobs.as_platform(deployments)
+    runs = deployments.run_ids.filtered(lambda r: r.state in ("queued", "running"))
+    if runs:
+        jobs.lock(runs)
+        jobs.lock(deployments)
+        for run in runs.filtered(lambda r: r.state in ("queued", "running")):
+            _close(run, "cancelled", reason)
+            _return_version(run.deployment_id)
+            run.deployment_id.message_post(
+                body=run.env._("Its pipeline run was cancelled: %s", reason),
+                subtype_xmlid="mail.mt_note",
+            )
+    serving.undeploy(deployments)

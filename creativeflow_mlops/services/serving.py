@@ -11,6 +11,8 @@ every route its invoke keys; ``undeploy`` takes deployments down.
 import os
 from datetime import timedelta
 
+import psycopg2
+
 from odoo import fields
 
 from ..adapters.targets import ServePlan, TargetFailed
@@ -65,12 +67,20 @@ KEEP_RUNNING = ("active", "inactive_bluegreen", "rolling_out_canary")
 
 def supervise(env):
     """Cron: retire the idle blue-green colours kept long enough; on each
-    local target, start again the model servers of the
-    deployments that should run and do not (a crash, a machine or Odoo
-    restart), with backoff; stop the ones no deployment wants (orphans);
-    give the router the ports as they are now. Returns what it did."""
-    done = {"restarted": [], "stopped": [], "waiting": []}
+    local target, start again the model servers of the deployments that
+    should run and do not (a crash, a machine or Odoo restart), with
+    backoff; stop the ones no deployment wants (orphans); give the router
+    the ports as they are now. Returns what it did.
+
+    It acts on current rows only: each deployment is locked (``NOWAIT``)
+    before anything is started or stopped for it, and one that another
+    transaction holds or changed since this pass began is left to the next
+    pass; a process is an orphan only if it started before this pass's
+    snapshot, so a deployment created meanwhile keeps its server."""
+    done = {"restarted": [], "stopped": [], "waiting": [], "busy": []}
     Deployment = env["mlops.deployment"].sudo()
+    env.cr.execute("SELECT extract(epoch FROM now())")
+    (snapshot_epoch,) = env.cr.fetchone()
     now = fields.Datetime.now()
     # an idle blue-green colour is kept this long for an instant switch
     # back, then removed
@@ -86,71 +96,38 @@ def supervise(env):
             ]
         )
     ):
-        idle.write({"state": "deleted"})
-        done["stopped"].append(f"d{idle.id}")
+        if _locked(idle, ("inactive_bluegreen",)):
+            idle.write({"state": "deleted"})
+            done["stopped"].append(f"d{idle.id}")
     for target in (
         env["mlops.deployment.target"].sudo().search([("kind", "=", "local")])
     ):
         client = target._get_client()
+        running = client.running()
+        changed = False
         wanted = jobs.as_platform(
             Deployment.search(
                 [("target_id", "=", target.id), ("state", "in", KEEP_RUNNING)]
             )
         )
-        running = client.running()
-        changed = False
-        retired = wanted.filtered(
-            lambda d, before=retire_before: (
-                d.state == "inactive_bluegreen" and d.write_date < before
-            )
-        )
-        for idle in retired:
-            idle.write({"state": "deleted"})
-            client.delete(plan(idle))
-            done["stopped"].append(f"d{idle.id}")
-            changed = True
-        wanted -= retired
-        for deployment in wanted:
-            key = f"d{deployment.id}"
-            if key in running:
-                if deployment.restart_count and client.status(plan(deployment)).ready:
-                    deployment.write({"restart_count": 0, "restart_after": False})
-                continue
-            if deployment.restart_after and deployment.restart_after > now:
-                done["waiting"].append(key)
-                continue
-            delay = min(
-                BACKOFF_SECONDS * 2**deployment.restart_count, BACKOFF_MAX_SECONDS
-            )
-            values = {
-                "restart_count": deployment.restart_count + 1,
-                "restart_after": now + timedelta(seconds=delay),
-            }
-            try:
-                client.apply(plan(deployment))
-            except TargetFailed as error:
-                values["message"] = errors.describe(error)
-                deployment.message_post(
-                    body=env._(
-                        "Its model server stopped and did not start again: %s",
-                        errors.describe(error),
-                    ),
-                    subtype_xmlid="mail.mt_note",
-                )
-            else:
-                changed = True
-                done["restarted"].append(key)
-                deployment.message_post(
-                    body=env._("Its model server had stopped; it was started again."),
-                    subtype_xmlid="mail.mt_note",
-                )
-            deployment.write(values)
         # a deployment still coming up owns its server too (its pipeline
         # started it a moment ago): never an orphan
         coming = Deployment.search(
             [("target_id", "=", target.id), ("state", "in", ("requested", "deploying"))]
         )
-        for key in set(running) - {f"d{d.id}" for d in wanted | coming}:
+        owned = {f"d{d.id}" for d in wanted | coming}
+        for deployment in wanted:
+            key = f"d{deployment.id}"
+            if not _locked(deployment, KEEP_RUNNING):
+                done["busy"].append(key)
+                continue
+            outcome = _tend(deployment, client, key in running, retire_before, now)
+            if outcome:
+                done[outcome].append(key)
+                changed = changed or outcome in ("restarted", "stopped")
+        for key, handle in running.items():
+            if key in owned or not _orphan(env, key, handle, snapshot_epoch):
+                continue
             client.runtime.stop(key)
             done["stopped"].append(key)
             changed = True
@@ -159,6 +136,88 @@ def supervise(env):
     # keys expire: the files say so, and a lost file comes back
     publish_keys(env)
     return done
+
+
+# a process younger than this at the start of a supervisor pass may belong
+# to a deployment the pass cannot see yet
+ORPHAN_GRACE = 5
+
+
+def _orphan(env, key, handle, snapshot_epoch):
+    """Whether the process ``key`` belongs to no deployment that runs: its
+    deployment is finished with (a final state never changes), or there is
+    none and the process is older than this transaction, which would see
+    the deployment that started it."""
+    deployment_id = int(key[1:]) if key[1:].isdigit() else 0
+    if deployment_id:
+        env.cr.execute(
+            "SELECT state FROM mlops_deployment WHERE id = %s", [deployment_id]
+        )
+        row = env.cr.fetchone()
+        if row:
+            return row[0] in ("deleted", "failed", "rolled_back")
+    return handle.started_at < snapshot_epoch - ORPHAN_GRACE
+
+
+def _locked(deployment, states):
+    """Lock ``deployment``'s row now, if no other transaction holds it or
+    changed it since this one began, and it is still in ``states``."""
+    try:
+        with deployment.env.cr.savepoint(flush=False):
+            deployment.env.cr.execute(
+                "SELECT state FROM mlops_deployment WHERE id = %s FOR UPDATE NOWAIT",
+                [deployment.id],
+            )
+            row = deployment.env.cr.fetchone()
+    except (
+        psycopg2.errors.LockNotAvailable,
+        psycopg2.errors.SerializationFailure,
+    ):
+        return False
+    return bool(row) and row[0] in states
+
+
+def _tend(deployment, client, is_running, retire_before, now):
+    """What the supervisor does for one locked deployment that should run."""
+    env = deployment.env
+    if (
+        deployment.state == "inactive_bluegreen"
+        and deployment.write_date < retire_before
+    ):
+        deployment.write({"state": "deleted"})
+        client.delete(plan(deployment))
+        return "stopped"
+    if is_running:
+        if deployment.restart_count and client.status(plan(deployment)).ready:
+            deployment.write({"restart_count": 0, "restart_after": False})
+        return None
+    if deployment.restart_after and deployment.restart_after > now:
+        return "waiting"
+    delay = min(BACKOFF_SECONDS * 2**deployment.restart_count, BACKOFF_MAX_SECONDS)
+    values = {
+        "restart_count": deployment.restart_count + 1,
+        "restart_after": now + timedelta(seconds=delay),
+    }
+    outcome = None
+    try:
+        client.apply(plan(deployment))
+    except TargetFailed as error:
+        values["message"] = errors.describe(error)
+        deployment.message_post(
+            body=env._(
+                "Its model server stopped and did not start again: %s",
+                errors.describe(error),
+            ),
+            subtype_xmlid="mail.mt_note",
+        )
+    else:
+        outcome = "restarted"
+        deployment.message_post(
+            body=env._("Its model server had stopped; it was started again."),
+            subtype_xmlid="mail.mt_note",
+        )
+    deployment.write(values)
+    return outcome
 
 
 def publish_keys(env, extra=None):
@@ -199,9 +258,13 @@ def publish_keys(env, extra=None):
 
 def undeploy(deployments):
     """Take ``deployments`` down: out of the routes first, then their
-    processes; recorded as ``deleted``."""
+    processes; recorded as ``deleted``. A ledger line whose deployment goes
+    ends now: the ledger never says a deployment serves that does not."""
     deployments = jobs.as_platform(deployments)
     deployments.write({"state": "deleted", "traffic_percent": 0})
+    deployments.env["mlops.promotion"].search(
+        [("deployment_id", "in", deployments.ids), ("live_until", "=", False)]
+    ).write({"live_until": fields.Datetime.now()})
     for target in deployments.target_id:
         client = target._get_client()
         client.switch_traffic(routes(target))

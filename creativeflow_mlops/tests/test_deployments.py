@@ -186,6 +186,71 @@ class TestDeployments(LocalTargetCleanup, MlopsCase):
         with self.assertRaises(AccessError):
             blue.with_user(self.uploader).action_rollback(reason="not mine to do")
 
+    def test_undeploy_cancels_its_run_and_production_is_never_left_without(self):
+        """Each is decided when it is asked, never by a job failing later."""
+        first = self._validated()
+        # DELETE right after the approval: the run is cancelled, its queued
+        # stages do nothing when they run, the version returns to validated
+        with trap_jobs() as trap:
+            first.action_approve_staging(reason="benchmarks fine")
+            deployment = first.deployment_ids
+            deployment.with_user(self.approver).action_undeploy()
+            self.assertEqual(deployment.state, "deleted")
+            run = deployment.run_ids
+            self.assertEqual(run.state, "cancelled")
+            self.assertEqual(set(run.stage_ids.mapped("state")), {"skipped"})
+            self.assertEqual(first.state, "validated")
+            trap.perform_enqueued_jobs()
+        self.assertEqual((deployment.state, run.state), ("deleted", "cancelled"))
+        self.assertFalse(self.target._get_client().runtime.running())
+        self.assertIn("cancelled", deployment.message_ids[0].body)
+        self.assertEqual(first.state, "validated")
+
+        # production: DELETE is refused with what to do instead
+        first = self._validated(version="1.1.0")
+        self._approve(first)
+        blue = self._promote(first)
+        self.assertEqual(blue.state, "active")
+        with self.assertRaisesRegex(TransitionNotAllowed, "roll it back"):
+            blue.with_user(self.approver).action_undeploy()
+        self.assertEqual((blue.state, first.state), ("active", "production"))
+
+        # a canary owns the route: no rollback, promotion, archive or DELETE
+        # of either half until it is promoted or aborted
+        second = self._validated(version="2.0.0")
+        self._approve(second)
+        canary = blue.sudo().copy(
+            {"version_id": second.id, "state": "requested", "strategy": "canary"}
+        )
+        canary.state = "deploying"
+        canary.write({"state": "rolling_out_canary", "traffic_percent": 30})
+        blue.sudo().traffic_percent = 70
+        third = self._validated(version="3.0.0")
+        self._approve(third)
+        for attempt in (
+            lambda: blue.with_user(self.approver).action_rollback(reason="p95"),
+            lambda: third.with_user(self.approver).action_promote(reason="x"),
+            lambda: first.with_user(self.manager).action_archive_version(),
+        ):
+            with self.assertRaisesRegex(Conflict, "canary of deploy-me 2.0.0"):
+                attempt()
+        with self.assertRaisesRegex(TransitionNotAllowed, "abort it"):
+            canary.with_user(self.approver).action_undeploy()
+        self.assertEqual(
+            (blue.state, canary.state, first.state, third.state),
+            ("active", "rolling_out_canary", "production", "staging"),
+        )
+        canary.sudo().write({"state": "rolled_back", "traffic_percent": 0})
+        blue.sudo().traffic_percent = 100
+
+        # archiving the production version takes production down for good:
+        # its ledger line ends with it
+        first.with_user(self.manager).action_archive_version()
+        self.assertEqual((first.state, blue.state), ("archived", "deleted"))
+        self.assertFalse(
+            self.env["mlops.promotion"]._current(first.model_id, "production")
+        )
+
     def test_the_supervisor_restarts_crashed_servers_and_stops_orphans(self):
         version = self._validated()
         deployment = self._approve(version)
@@ -198,7 +263,16 @@ class TestDeployments(LocalTargetCleanup, MlopsCase):
                 break
             time.sleep(0.05)
         # a model server nobody wants any more (its deployment is gone)
+        gone = deployment.sudo().copy({"state": "requested"})
+        gone.sudo().state = "deleted"
         orphan = client.runtime.start(
+            ProcessSpec(
+                f"d{gone.id}", serving.plan(gone).artifact_path, "x", "0", free_port()
+            )
+        )
+        # a process of no deployment this pass can see, started after it
+        # began (a deployment committed meanwhile): not an orphan yet
+        unseen = client.runtime.start(
             ProcessSpec(
                 "d999999", serving.plan(deployment).artifact_path, "x", "0", free_port()
             )
@@ -218,8 +292,10 @@ class TestDeployments(LocalTargetCleanup, MlopsCase):
         done = self.env["mlops.deployment"]._cron_supervise()
         self.assertTrue(client.runtime.find(f"d{coming.id}"))
         client.runtime.stop(f"d{coming.id}")
+        self.assertTrue(client.runtime.find(unseen.key))
+        client.runtime.stop(unseen.key)
         self.assertEqual(done["restarted"], [key])
-        self.assertEqual(done["stopped"], ["d999999"])
+        self.assertEqual(done["stopped"], [f"d{gone.id}"])
         restarted = client.runtime.find(key)
         self.assertNotEqual(restarted.pid, crashed.pid)
         self.assertFalse(client.runtime.find(orphan.key))
