@@ -184,13 +184,41 @@ def test_invoke_keys_and_their_revocation(runtime, model_file, tmp_path):
     # the refusals name no version and are no request the model served:
     # only the one it answered is in the figures the gates read
     assert "X-MLOps-Version" not in _infer(handle.port, data).headers
+    base = f"http://127.0.0.1:{handle.port}"
     counted = parse_metrics(
-        requests.get(f"http://127.0.0.1:{handle.port}/metrics", timeout=5).text
+        requests.get(
+            f"{base}/metrics", headers={"Authorization": f"Bearer {good}"}, timeout=5
+        ).text
     )
     assert counted["requests"] == {"200": 1.0}
     assert counted["count"] == 1
-    # health needs no key
-    assert requests.get(f"http://127.0.0.1:{handle.port}/v2/health/ready", timeout=5).ok
+    # only health needs no key: the figures, the model, the server, and
+    # what is not here are nobody's business without one, and name no version
+    assert requests.get(f"{base}/v2/health/ready", timeout=5).ok
+    for path in ("/metrics", "/v2", "/v2/models/mlp", "/v2/models/mlp/ready", "/x"):
+        refused = requests.get(f"{base}{path}", timeout=5)
+        assert refused.status_code == 401, (path, refused.text)
+        assert "X-MLOps-Version" not in refused.headers, path
+    other = requests.get(
+        f"{base}/v2/models/other",
+        headers={"Authorization": f"Bearer {good}"},
+        timeout=5,
+    )
+    assert other.status_code == 404 and "X-MLOps-Version" not in other.headers
+    # the platform's key (Odoo's) reads the metrics, and nothing else
+    platform = "pk_platform"
+    keys.write_text(
+        json.dumps(
+            {
+                "keys": {digest[good]: None},
+                "platform": hashlib.sha256(platform.encode()).hexdigest(),
+            }
+        )
+    )
+    time.sleep(1.2)
+    as_platform = {"Authorization": f"Bearer {platform}"}
+    assert requests.get(f"{base}/metrics", headers=as_platform, timeout=5).ok
+    assert _infer(handle.port, data, as_platform).status_code == 401
     # revoked: refused within seconds
     write({})
     deadline = time.monotonic() + 3

@@ -25,9 +25,11 @@ Plain Python: no Odoo.
 
 import abc
 import contextlib
+import hashlib
 import json
 import math
 import os
+import secrets
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -200,7 +202,11 @@ class LocalTarget(Target):
         if not handle:
             raise TargetFailed("the model server is not running")
         try:
-            answer = requests.get(f"http://127.0.0.1:{handle.port}/metrics", timeout=5)
+            answer = requests.get(
+                f"http://127.0.0.1:{handle.port}/metrics",
+                headers={"Authorization": f"Bearer {self.platform_key()}"},
+                timeout=5,
+            )
             answer.raise_for_status()
         except requests.RequestException as error:
             raise TargetFailed(f"its metrics cannot be read: {error}") from error
@@ -209,13 +215,34 @@ class LocalTarget(Target):
     def keys_file(self, route):
         return str(self.root / "keys" / f"{route}.json")
 
+    def platform_key(self):
+        """The key with which Odoo reads the model servers' ``/metrics``
+        (no invoke key is kept in clear): made once, readable by this
+        machine's Odoo user only; the keys files carry its SHA-256."""
+        path = self.root / "keys" / "platform.key"
+        try:
+            return path.read_text().strip()
+        except FileNotFoundError:
+            pass
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            # another worker made it meanwhile
+            return path.read_text().strip()
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(secrets.token_urlsafe(32))
+        return path.read_text().strip()
+
     def publish_keys(self, route, allowed, elsewhere):
         """Written whole then renamed: a server never reads half a file. The
         temporary file is the writer's own, so two pipelines publishing at
         once each rename a whole file (the last one wins)."""
         path = Path(self.keys_file(route))
+        platform = hashlib.sha256(self.platform_key().encode()).hexdigest()
         text = json.dumps(
-            {"keys": allowed, "elsewhere": sorted(elsewhere)}, sort_keys=True
+            {"keys": allowed, "elsewhere": sorted(elsewhere), "platform": platform},
+            sort_keys=True,
         )
         if path.exists() and path.read_text() == text:
             return  # unchanged: the servers need not read it again

@@ -6,7 +6,8 @@ One process serves one model version (an ONNX file, through onnxruntime on
 ``--threads`` intra-op threads). It is a bare ASGI application under uvicorn
 (uvloop, httptools): no web framework between the socket and the session.
 
-- ``GET /v2/health/live``, ``/v2/health/ready``: no key needed;
+- ``GET /v2/health/live``, ``/v2/health/ready``: no key needed (the only
+  routes without one when the server has ``--keys``);
 - ``GET /v2/models/<name>``: inputs and outputs, datatypes and shapes;
 - ``GET /v2/models/<name>/ready``;
 - ``POST /v2/models/<name>/infer``: ``{"inputs": [{"name", "shape",
@@ -15,9 +16,10 @@ One process serves one model version (an ONNX file, through onnxruntime on
 - ``GET /metrics``: Prometheus counters of requests and errors and a latency
   histogram, labelled by model and version.
 
-Errors are OIP bodies, ``{"error": "<message>"}``. With ``--keys``, infer and
-metadata calls need ``Authorization: Bearer <invoke key>``: the file holds
-the SHA-256 of each key allowed here with its expiry, and is read again
+Errors are OIP bodies, ``{"error": "<message>"}``. With ``--keys``, every
+call but the health routes needs ``Authorization: Bearer <invoke key>``
+(``/metrics`` also takes the platform's key, with which Odoo reads it): the
+file holds the SHA-256 of each key allowed here with its expiry, and is read again
 within a second of changing, so a revoked key is refused at once. On SIGTERM
 the server stops accepting connections and finishes the requests in flight
 (uvicorn's graceful shutdown) before it exits.
@@ -111,6 +113,7 @@ class Keys:
         self.path = path
         self.allowed = {}
         self.elsewhere = frozenset()
+        self.platform = None
         self.mtime = None
         self.checked = 0.0
         self.reload()
@@ -121,6 +124,7 @@ class Keys:
         except FileNotFoundError:
             # no file: nobody gets in
             self.allowed, self.elsewhere, self.mtime = {}, frozenset(), None
+            self.platform = None
             return
         if mtime == self.mtime:
             return
@@ -129,13 +133,18 @@ class Keys:
                 content = json.load(handle)
             allowed = dict(content["keys"])
             elsewhere = frozenset(content.get("elsewhere", ()))
+            platform = content.get("platform")
         except (OSError, ValueError, KeyError, TypeError) as error:
             # a half-written file: keep the last good set
             _logger.warning("keys file %s not read: %s", self.path, error)
             return
         self.allowed, self.elsewhere, self.mtime = allowed, elsewhere, mtime
+        self.platform = platform
 
-    def check(self, header):
+    def check(self, header, platform=False):
+        """Refuse (401, 403) a caller without a valid invoke key; with
+        ``platform``, the platform's own key (Odoo reading the metrics) is
+        taken too."""
         now = time.monotonic()
         if now - self.checked > KEYS_RECHECK_SECONDS:
             self.checked = now
@@ -146,6 +155,8 @@ class Keys:
                 401, "send an invoke key as 'Authorization: Bearer <key>'"
             )
         digest = hashlib.sha256(token.strip().encode()).hexdigest()
+        if platform and self.platform and digest == self.platform:
+            return
         if digest not in self.allowed:
             if digest in self.elsewhere:
                 raise RequestError(
@@ -335,23 +346,20 @@ class App:
                     raise RequestError(405, "use POST")
                 await self._infer(headers, receive, send)
                 return
-            if (
-                path in ("/v2/health/live", "/v2/health/ready")
-                or path in self.ready_paths
-            ):
-                if path in self.ready_paths and self.keys:
-                    self.keys.check(
-                        headers.get(b"authorization", b"").decode("latin-1")
-                    )
+            if path in ("/v2/health/live", "/v2/health/ready"):
+                # the only routes open to anyone: the router's health checks
+                await _answer(send, 200, b'{"live": true, "ready": true}')
+                return
+            # past the health routes, nothing is said to a caller without a
+            # key: not the model, its version, its figures, nor what is not
+            # here
+            self._check_key(headers, platform=path == "/metrics")
+            if path in self.ready_paths:
                 await _answer(
                     send, 200, b'{"live": true, "ready": true}', self.version_header
                 )
                 return
             if path in self.meta_paths:
-                if self.keys:
-                    self.keys.check(
-                        headers.get(b"authorization", b"").decode("latin-1")
-                    )
                 await _answer(send, 200, self.model.metadata, self.version_header)
                 return
             if path == "/metrics":
@@ -374,12 +382,19 @@ class App:
                 return
             raise RequestError(404, f"no model or route at {path}")
         except RequestError as error:
-            await _answer(send, error.status, _error(error), self.version_header)
+            # a refusal or a path that is not here names no version
+            await _answer(send, error.status, _error(error))
+
+    def _check_key(self, headers, platform=False):
+        if self.keys:
+            self.keys.check(
+                headers.get(b"authorization", b"").decode("latin-1"), platform
+            )
 
     async def _infer(self, headers, receive, send):
         if self.keys:
             try:
-                self.keys.check(headers.get(b"authorization", b"").decode("latin-1"))
+                self._check_key(headers)
             except RequestError as error:
                 # refused before the model: no request it served, in no
                 # figure a gate reads, and no version named to a stranger

@@ -65,7 +65,7 @@ def start(deployment, url):
         }
     )
     _previous(deployment).write({"traffic_percent": 100 - share})
-    client.switch_traffic(serving.routes(deployment.target_id))
+    serving.publish_routes(deployment.target_id)
     _schedule(deployment)
     return f"canary at {share} percent of {url}"
 
@@ -192,7 +192,7 @@ def analyze(deployment, step):
         }
     )
     _previous(deployment).write({"traffic_percent": 100 - share})
-    client.switch_traffic(serving.routes(deployment.target_id))
+    serving.publish_routes(deployment.target_id)
     _schedule(deployment)
     return f"step {step + 1} passed: {share} percent"
 
@@ -200,10 +200,9 @@ def analyze(deployment, step):
 def set_share(deployment, percent):
     """An Approver moves the canary's share by hand; the step's gates go on
     watching."""
-    client = deployment.target_id._get_client()
     deployment.write({"traffic_percent": percent, "canary_percent": percent})
     _previous(deployment).write({"traffic_percent": 100 - percent})
-    client.switch_traffic(serving.routes(deployment.target_id))
+    serving.publish_routes(deployment.target_id)
     deployment.message_post(
         body=deployment.env._("Canary share set to %s percent by hand.", percent),
         subtype_xmlid="mail.mt_note",
@@ -212,11 +211,10 @@ def set_share(deployment, percent):
 
 def promote(deployment, reason=None):
     """The canary takes all the traffic."""
-    client = deployment.target_id._get_client()
     previous = _previous(deployment)
     deployment.write({"state": "active", "traffic_percent": 100, "canary_percent": 100})
     previous.write({"state": "inactive_bluegreen", "traffic_percent": 0})
-    client.switch_traffic(serving.routes(deployment.target_id))
+    serving.publish_routes(deployment.target_id)
     deploy_service.record_serving(deployment)
     deploy_service._move_version(deployment)
     deployment.message_post(
@@ -233,7 +231,7 @@ def abort(deployment, reason):
     client = deployment.target_id._get_client()
     deployment.write({"state": "rolled_back", "traffic_percent": 0, "message": reason})
     _previous(deployment).write({"traffic_percent": 100})
-    client.switch_traffic(serving.routes(deployment.target_id))
+    serving.publish_routes(deployment.target_id)
     client.delete(serving.plan(deployment))
     version = deployment.version_id
     if version.state == "production_pending":

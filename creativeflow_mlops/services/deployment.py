@@ -33,7 +33,7 @@ from ..adapters.targets import TargetFailed
 from ..exceptions import Conflict, InvalidInput
 from . import artifacts, errors, jobs, serving
 from . import resources as resource_service
-from .serving import SERVING, plan, publish_keys, routes
+from .serving import SERVING, plan, publish_keys, publish_routes
 
 _logger = logging.getLogger(__name__)
 
@@ -418,7 +418,7 @@ def take_traffic(deployment, endpoint):
     )
     idle = "inactive_bluegreen" if deployment.strategy == "blue_green" else "deleted"
     replaced.write({"state": idle, "traffic_percent": 0})
-    client.switch_traffic(routes(deployment.target_id))
+    publish_routes(deployment.target_id)
     record_serving(deployment)
     for old in replaced.filtered(lambda d: d.state == "deleted"):
         client.delete(plan(old))
@@ -506,7 +506,7 @@ def switch_back(current, reason):
         approval.sudo().deployment_id = idle
         idle.write({"state": "active", "traffic_percent": 100})
         platform.write({"state": "rolled_back", "traffic_percent": 0})
-        client.switch_traffic(routes(platform.target_id))
+        publish_routes(platform.target_id)
         client.delete(plan(platform))
         jobs.as_platform(previous).write({"state": "production"})
         record_serving(jobs.as_platform(idle), "rollback", reason, approver)

@@ -58,6 +58,24 @@ def routes(target):
     return table
 
 
+def publish_routes(target):
+    """Give ``target``'s router its whole routing table as it is now.
+
+    The table is computed from this transaction's snapshot, so two
+    transactions publishing at once (two models' pipelines, a pipeline and
+    the supervisor) could each write a table without the other's change.
+    They are serialized on the target's row: the update below waits for a
+    transaction that published and has not committed, and fails (a
+    serialization failure, which the job queue, the API and Odoo's
+    dispatcher retry from a fresh snapshot) when one committed since this
+    one's snapshot. The last table written is always the newest."""
+    target.env.cr.execute(
+        "UPDATE mlops_deployment_target SET write_date = write_date WHERE id = %s",
+        [target.id],
+    )
+    target._get_client().switch_traffic(routes(target))
+
+
 # a deployment whose model server stops is started again after 10 s, 20 s,
 # 40 s... up to 10 minutes; a run of restarts ends when it stays up
 BACKOFF_SECONDS = 10
@@ -132,7 +150,7 @@ def supervise(env):
             done["stopped"].append(key)
             changed = True
         if changed or (wanted and not client.router.running()):
-            client.switch_traffic(routes(target))
+            _publish_unless_newer(target, done)
     # keys expire: the files say so, and a lost file comes back
     publish_keys(env)
     return done
@@ -157,6 +175,17 @@ def _orphan(env, key, handle, snapshot_epoch):
         if row:
             return row[0] in ("deleted", "failed", "rolled_back")
     return handle.started_at < snapshot_epoch - ORPHAN_GRACE
+
+
+def _publish_unless_newer(target, done):
+    """The supervisor publishes the routes it changed, unless a transaction
+    committed a newer table since this pass began: that one already gives
+    the ports of the servers started (they are read from the runtime)."""
+    try:
+        with target.env.cr.savepoint(flush=False):
+            publish_routes(target)
+    except (psycopg2.errors.LockNotAvailable, psycopg2.errors.SerializationFailure):
+        done["busy"].append(target.code)
 
 
 def _locked(deployment, states):
@@ -267,6 +296,6 @@ def undeploy(deployments):
     ).write({"live_until": fields.Datetime.now()})
     for target in deployments.target_id:
         client = target._get_client()
-        client.switch_traffic(routes(target))
+        publish_routes(target)
         for gone in deployments.filtered(lambda d, t=target: d.target_id == t):
             client.delete(plan(gone))
