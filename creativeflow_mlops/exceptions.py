@@ -1,5 +1,5 @@
 """Errors of the MLOps layer, each with the REST error code and HTTP status of
-the contract (shared/contract/api.md), so controllers map them without
+the contract (docs/reference/api.md), so controllers map them without
 guessing. They subclass Odoo's user-facing errors: the web client shows their
 message, and a savepoint or a job sees an ordinary exception."""
 

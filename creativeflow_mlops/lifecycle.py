@@ -1,4 +1,4 @@
-"""The lifecycle contract (shared/contract/lifecycle.md) as plain data.
+"""The lifecycle contract (docs/reference/lifecycle.md) as plain data.
 
 Nothing here imports the ORM: models, controllers, jobs and tests read the
 same tables, so a transition exists in exactly one place.

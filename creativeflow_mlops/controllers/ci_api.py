@@ -1,7 +1,7 @@
 # Copyright 2026 CreativeFlow
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
 """``POST /ci/callback``: an external pipeline reports a stage of its run
-(shared/contract/api.md). No API key: the report is signed with the run's
+(docs/reference/api.md). No API key: the report is signed with the run's
 own secret (``services.pipeline.verify``)."""
 
 from odoo import http

@@ -1,6 +1,6 @@
 # Copyright 2026 CreativeFlow
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
-"""The REST face's framework (shared/contract/api.md): the route decorator
+"""The REST face's framework (docs/reference/api.md): the route decorator
 (bearer API keys; JSON in and out; every error in the contract's shape,
 nothing committed on error; a lost race run again before any answer), the
 error contract, and the helpers routes read their arguments with. Route

@@ -149,7 +149,7 @@ def document(base_url):
             "title": "CreativeFlow MLOps",
             "version": "1",
             "description": "The registry, validation and deployments of AI models "
-            "(shared/contract/api.md). Errors are always "
+            "(docs/reference/api.md). Errors are always "
             '{"error": {"code", "message", "details"}}.',
         },
         "servers": [{"url": base_url.rstrip("/") + service_errors.REST_PREFIX}],

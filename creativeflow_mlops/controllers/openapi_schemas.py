@@ -1,7 +1,7 @@
 # Copyright 2026 CreativeFlow
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
 """The JSON Schemas (2020-12, as OpenAPI 3.1 takes them) of what the REST
-routes take and answer: the contract's objects (shared/contract/api.md) as
+routes take and answer: the contract's objects (docs/reference/api.md) as
 ``services.serializers`` writes them. Routes name them in their
 declarations; ``openapi`` assembles the document."""
 

@@ -1,6 +1,6 @@
 # Copyright 2026 CreativeFlow
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
-"""The PWA's shell (shared/contract/api.md: the JSON-RPC face is its API):
+"""The PWA's shell (docs/reference/api.md: the JSON-RPC face is its API):
 ``/mlops/app`` (the OWL app, for a logged-in user), its web app manifest,
 its service worker (served from ``/mlops/app/`` so that its scope covers
 the app) and the offline page the worker keeps for when the network is

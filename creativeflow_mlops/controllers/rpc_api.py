@@ -1,6 +1,6 @@
 # Copyright 2026 CreativeFlow
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
-"""The JSON-RPC face (shared/contract/api.md): ``POST /mlops/rpc/<operation>``
+"""The JSON-RPC face (docs/reference/api.md): ``POST /mlops/rpc/<operation>``
 with Odoo's JSON-RPC 2.0 envelope and the Odoo session cookie, for the PWA.
 It runs the same operations as REST (``services.operations``) as the
 session's user: ``result`` is the REST answer's body, an error is a

@@ -1,4 +1,4 @@
-"""Events (shared/contract/api.md): every state change of a version, a
+"""Events (docs/reference/events.md): every state change of a version, a
 deployment or a pipeline run is one ``mlops.event``, written in the same
 transaction as the change; the Odoo bus tells the users allowed to read the
 record (``mlops.event`` notifications, sent on commit); ``GET /events`` pages

@@ -1,4 +1,4 @@
-"""The operations of the REST and JSON-RPC faces (shared/contract/api.md):
+"""The operations of the REST and JSON-RPC faces (docs/reference/api.md):
 one implementation each, registered under the contract's JSON-RPC name.
 An operation is given the caller's environment and the request's
 parameters in one dict (a REST route's path ids, query and body; a

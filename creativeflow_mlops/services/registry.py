@@ -1,6 +1,6 @@
-"""The endpoint registry n8n reads (shared/contract/api.md, "The endpoint
-registry read by n8n"): one entry per model and environment that has a live
-deployment, read with the caller's rights. Never a secret."""
+"""The endpoint registry n8n reads (docs/reference/registry.md): one entry
+per model and environment that has a live deployment, read with the
+caller's rights. Never a secret."""
 
 import hashlib
 import json

@@ -1,4 +1,4 @@
-"""The JSON objects of the contract (shared/contract/api.md)."""
+"""The JSON objects of the contract (docs/reference/api.md)."""
 
 from . import resources
 

@@ -1,4 +1,4 @@
-"""Outbound webhooks (shared/contract/api.md): each event goes to the
+"""Outbound webhooks (docs/reference/events.md): each event goes to the
 active hooks of its company whose types match, one queued job per hook and
 event on ``root.mlops.webhooks`` (identity: the hook and the event), with
 exponential backoff from the job's retry pattern; ``webhook-id`` is the
