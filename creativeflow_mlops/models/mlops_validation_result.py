@@ -152,10 +152,25 @@ class MlopsValidationResult(models.Model):
         version = self.version_id
         if self.scan_type == "integrity":
             self._after_integrity(report)
+        if self.scan_type == "format" and report.state in ("passed", "warning"):
+            self._take_signature(report.details.get("signature") or {})
         if self.scan_type == "performance_benchmark" and report.state == "passed":
             version.write(
                 {"metrics": {**(version.metrics or {}), "benchmark": report.details}}
             )
+
+    def _take_signature(self, signature):
+        """A version uploaded without a signature takes the model's own (as
+        MLflow infers one): the registry's schema and example, and a
+        client's, then name the inputs the model server checks."""
+        version = self.version_id
+        values = {}
+        if not version.input_schema and signature.get("inputs"):
+            values["input_schema"] = signature["inputs"]
+        if not version.output_schema and signature.get("outputs"):
+            values["output_schema"] = signature["outputs"]
+        if values:
+            version.write(values)
 
     def _after_integrity(self, report):
         """Record what the integrity check measured; when it failed and

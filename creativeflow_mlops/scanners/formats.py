@@ -215,10 +215,58 @@ def check_onnx(path, location, min_opset=MIN_ONNX_OPSET):
         ir_version=model.ir_version,
         inputs=[i.name for i in model.graph.input],
         outputs=[o.name for o in model.graph.output],
+        signature=onnx_signature(model),
         nodes=len(model.graph.node),
         producer=model.producer_name,
     )
     return findings, details
+
+
+# ONNX tensor element types as the Open Inference Protocol names them
+OIP_DATATYPES = {
+    1: "FP32",
+    2: "UINT8",
+    3: "INT8",
+    4: "UINT16",
+    5: "INT16",
+    6: "INT32",
+    7: "INT64",
+    8: "BYTES",
+    9: "BOOL",
+    10: "FP16",
+    11: "FP64",
+    12: "UINT32",
+    13: "UINT64",
+    16: "BF16",
+}
+
+
+def onnx_signature(model):
+    """The model's own signature, as an upload declares one: ``{"inputs":
+    {name: {"datatype", "shape"}}, "outputs": {...}}``, in OIP datatypes, a
+    symbolic or unknown dimension as -1; the graph inputs that are
+    initializers (older IRs list weights there) are no inputs."""
+    weights = {tensor.name for tensor in model.graph.initializer}
+
+    def tensors(values):
+        found = {}
+        for value in values:
+            if value.name in weights or not value.type.HasField("tensor_type"):
+                continue
+            tensor = value.type.tensor_type
+            found[value.name] = {
+                "datatype": OIP_DATATYPES.get(tensor.elem_type, "BYTES"),
+                "shape": [
+                    dim.dim_value if dim.HasField("dim_value") else -1
+                    for dim in tensor.shape.dim
+                ],
+            }
+        return found
+
+    return {
+        "inputs": tensors(model.graph.input),
+        "outputs": tensors(model.graph.output),
+    }
 
 
 def _external_span_problem(resolved, entries):

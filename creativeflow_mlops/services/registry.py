@@ -4,6 +4,7 @@ caller's rights. Never a secret."""
 
 import hashlib
 import json
+import math
 import threading
 from collections import namedtuple
 
@@ -79,6 +80,42 @@ def entries(env, environment=None, model=None):
     return [_entry(deployments) for deployments in grouped.values()]
 
 
+# the most values a curl example spells out
+EXAMPLE_VALUES = 4096
+
+
+def tensors(schema):
+    """A signature's tensors as a list of ``{"name", "datatype", "shape"}``:
+    a schema is declared (or inferred) as ``{name: {"datatype", "shape"}}``;
+    a list of named tensors (the OIP metadata's form) is taken as it is."""
+    if isinstance(schema, dict):
+        schema = [
+            {"name": name, **spec}
+            for name, spec in schema.items()
+            if isinstance(spec, dict)
+        ]
+    if not isinstance(schema, list):
+        return []
+    return [t for t in schema if isinstance(t, dict) and isinstance(t.get("name"), str)]
+
+
+def _example(tensor):
+    """A call a client can send as it is: one row, zeros of the right
+    count."""
+    shape = tensor.get("shape")
+    if not isinstance(shape, list) or not all(isinstance(d, int) for d in shape):
+        shape = [1]
+    shape = [d if d > 0 else 1 for d in shape] or [1]
+    count = math.prod(shape)
+    return {
+        "name": tensor["name"],
+        "shape": shape,
+        "datatype": tensor.get("datatype") or "FP32",
+        # an image's zeros would make the example megabytes long
+        "data": [0] * count if count <= EXAMPLE_VALUES else f"<{count} values>",
+    }
+
+
 def _entry(deployments):
     # the one taking most of the traffic names the entry (a canary's
     # previous version, until it is promoted)
@@ -91,18 +128,7 @@ def _entry(deployments):
         infer
     )
     invoke_url = f"{base}{infer}"
-    example_input = {
-        "inputs": [
-            {
-                "name": i.get("name", "input"),
-                "shape": i.get("shape", [1]),
-                "datatype": i.get("datatype", "FP32"),
-                "data": [0],
-            }
-            for i in (version.input_schema or [{}])
-            if isinstance(i, dict)
-        ]
-    }
+    example_input = {"inputs": [_example(t) for t in tensors(version.input_schema)]}
     updated = max(d.write_date for d in deployments)
     return {
         "slug": f"{model.slug}-{main.environment}",

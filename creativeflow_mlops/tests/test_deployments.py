@@ -5,6 +5,7 @@ model servers and a real router, jobs run by trap_jobs (the system tests
 run them concurrently)."""
 
 import io
+import json
 import os
 import signal
 import time
@@ -20,7 +21,7 @@ from ..adapters.router import HAProxyRouter, RouterFailed
 from ..adapters.runtime import ProcessSpec, free_port
 from ..exceptions import Conflict, InvalidInput, TransitionNotAllowed
 from ..services import artifacts as artifact_service
-from ..services import serving
+from ..services import registry, serving
 from . import artifacts
 from .common import LocalTargetCleanup, MlopsCase
 
@@ -105,6 +106,23 @@ class TestDeployments(LocalTargetCleanup, MlopsCase):
         self.assertEqual(answer.status_code, 200, answer.text)
         self.assertEqual(answer.headers["X-MLOps-Version"], "1.0.0")
         self.assertIn("serving deploy-me 1.0.0", deployment.log_tail)
+        # uploaded without a signature: it took the model's own at
+        # validation, and the registry's example is a call that works
+        self.assertEqual(
+            (version.input_schema, version.output_schema),
+            (
+                {"x": {"datatype": "FP32", "shape": [-1, 64]}},
+                {"y": {"datatype": "FP32", "shape": [-1, 10]}},
+            ),
+        )
+        (entry,) = registry.entries(self.env, "staging", "deploy-me")
+        example = json.loads(entry["curl_example"].split("-d '", 1)[1].rstrip("'"))
+        self.assertEqual(
+            [(t["name"], t["shape"], len(t["data"])) for t in example["inputs"]],
+            [("x", [1, 64], 64)],
+        )
+        tried = requests.post(url, json=example, headers=self.auth, timeout=10)
+        self.assertEqual(tried.status_code, 200, tried.text)
 
         # a second version replaces it in staging, at the same URL
         second = self._validated(version="1.1.0")

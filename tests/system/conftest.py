@@ -55,6 +55,9 @@ class Stack:
                 "MLOPS_STORAGE_SYS_SECRET_KEY": testservers.SECRET_KEY,
                 # the CI provider of code "syslab" (test_ci_callback.py)
                 "MLOPS_CI_SYSLAB_TOKEN": CI_TOKEN,
+                # a cron set due now (set_cron) wakes Odoo's cron thread at
+                # once instead of at its next minute's poll
+                "ODOO_NOTIFY_CRON_CHANGES": "1",
             },
             name=f"odoo-w{workers}",
         )
@@ -134,12 +137,37 @@ class Stack:
                 time.sleep(1)  # the cron runs now: it is locked until it ends
         raise TimeoutError("the watchdog cron stayed locked for a minute")
 
+    def cron_lastcall(self, xmlid):
+        """When the cron last ran to its end (Odoo's ``lastcall``), or None."""
+        module, name = xmlid.split(".")
+        (data,) = self.admin.call(
+            "ir.model.data",
+            "search_read",
+            [("module", "=", module), ("name", "=", name)],
+            fields=["res_id"],
+        )
+        (cron,) = self.admin.call("ir.cron", "read", [data["res_id"]], ["lastcall"])
+        return cron["lastcall"] or None
+
+    def wait_cron_ran(self, xmlid, before, timeout=120):
+        """Wait until the cron has run to its end since it last had
+        ``before`` as its ``lastcall``: proof it ran, not a sleep."""
+        return systemstack.wait_for(
+            lambda: (self.cron_lastcall(xmlid) or "") > (before or ""),
+            timeout=timeout,
+            every=1,
+        )
+
     def wait_with_watchdog(self, version_ids, timeout):
         """Wait for the versions to settle with the watchdog on (every
-        minute), then turn it off again."""
+        minute) and for it to have run, then turn it off again."""
+        last = self.cron_lastcall(WATCHDOG_XMLID)
         self.set_watchdog(active=True, minutes=1)
         try:
-            return self.rest.wait_settled(version_ids, timeout=timeout)
+            states = self.rest.wait_settled(version_ids, timeout=timeout)
+            # proof the watchdog ran meanwhile, not only that time passed
+            self.wait_cron_ran(WATCHDOG_XMLID, last)
+            return states
         finally:
             self.set_watchdog(active=False)
 

@@ -349,9 +349,11 @@ def test_a_crashed_model_server_and_an_odoo_restart(stack, approver, auth, name)
 
     # the model server is killed: the supervisor starts it again
     os.kill(before["pid"], signal.SIGKILL)
+    last = stack.cron_lastcall(SUPERVISOR)
     stack.set_cron(SUPERVISOR, active=True, minutes=1)
     try:
         _answers(url, auth)
+        stack.wait_cron_ran(SUPERVISOR, last)
     finally:
         stack.set_cron(SUPERVISOR, active=False)
     restarted = _runtime_state(stack, deployment["id"])
@@ -363,9 +365,11 @@ def test_a_crashed_model_server_and_an_odoo_restart(stack, approver, auth, name)
     assert requests.post(url, json=BODY, headers=auth, timeout=5).status_code == 200
     stack.server.start()
     stack.login()
+    last = stack.cron_lastcall(SUPERVISOR)
     stack.set_cron(SUPERVISOR, active=True, minutes=1)
     try:
-        time.sleep(5)
+        # a whole pass of the supervisor, after the restart, left it alone
+        stack.wait_cron_ran(SUPERVISOR, last)
         assert requests.post(url, json=BODY, headers=auth, timeout=5).status_code == 200
     finally:
         stack.set_cron(SUPERVISOR, active=False)

@@ -192,6 +192,7 @@ def test_odoo_killed_while_scans_run(stack, name):
     stack.server.kill()
     stack.server.start()
     stack.login()
+    # settled with the watchdog on, and the watchdog ran meanwhile
     states = stack.wait_with_watchdog(version_ids, timeout=300)
     assert set(states.values()) == {"validated"}, states
     _assert_jobs_done(stack, version_ids)
