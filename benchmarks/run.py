@@ -22,6 +22,10 @@
                               server alone, a bare stdlib server, a lean
                               uvicorn app, KServe and MLServer (wrk, 1 and 20
                               connections; benchmarks/serve.py)
+    benchmarks/run abuse      the model server while 48 MB bodies arrive:
+                              peak memory and small calls' latency, now
+                              against the server before its body caps and
+                              worker threads (benchmarks/abuse.py)
 
 Needs what bin/test needs (an installed Odoo 18, PostgreSQL), plus
 requests-toolbelt. Figures are printed; nothing is asserted.
@@ -416,6 +420,12 @@ def _bench_serve():
     bench_serve()
 
 
+def _bench_abuse():
+    from abuse import bench_abuse
+
+    bench_abuse()
+
+
 BENCHMARKS = {
     "pickle": bench_pickle,
     "upload": lambda: bench_upload(int(os.environ.get("MLOPS_BENCH_MIB", "1024"))),
@@ -423,6 +433,7 @@ BENCHMARKS = {
     "registry": _bench_registry,
     "deploy": _bench_deploy,
     "serve": _bench_serve,
+    "abuse": _bench_abuse,
 }
 
 

@@ -163,6 +163,49 @@ def test_malformed_requests_get_oip_errors(runtime, model_file, body, message):
     )
 
 
+def test_what_one_request_may_cost_is_bounded(runtime, model_file):
+    """The MLP takes [-1, 64]: 64 rows of it in JSON is its body cap; more
+    rows, a larger body, or a huge name are refused with a short answer."""
+    handle = runtime.start(_spec_for(model_file))
+    url = f"http://127.0.0.1:{handle.port}/v2/models/mlp/infer"
+    # at the cap: 64 rows of the longest floats are accepted
+    rows = {"name": "x", "shape": [64, 64], "datatype": "FP32"}
+    full = json.dumps({"inputs": [{**rows, "data": [-1.2345678901234567e-30] * 4096}]})
+    assert requests.post(url, data=full, timeout=10).status_code == 200
+    # one row more is refused by its shape, before the model runs
+    more = {**rows, "shape": [65, 64], "data": [0.0] * 65 * 64}
+    refused = requests.post(url, json={"inputs": [more]}, timeout=10)
+    assert refused.status_code == 400 and "more than the 64" in refused.text
+    # a valid body past the model's cap: 413 as soon as its length is known
+    big = json.dumps(
+        {"inputs": [{**rows, "shape": [4096, 64], "data": [0.5] * 262144}]}
+    )
+    assert len(big) > 1_000_000
+    answer = requests.post(url, data=big, timeout=10)
+    assert answer.status_code == 413, answer.text
+    assert "this model takes" in answer.json()["error"]
+    # and when it is streamed without a length
+    chunked = requests.post(
+        url,
+        data=iter([big.encode()[i : i + 65536] for i in range(0, len(big), 65536)]),
+        timeout=10,
+    )
+    assert chunked.status_code == 413
+    # an error never echoes what was sent: a 100 KB name, a short answer
+    named = requests.post(
+        url,
+        json={
+            "inputs": [
+                {**rows, "name": "n" * 100_000, "shape": [1, 64], "data": [0] * 64}
+            ]
+        },
+        timeout=10,
+    )
+    assert named.status_code == 400 and len(named.content) < 1200, len(named.content)
+    # the server still answers
+    assert _infer(handle.port, [0.0] * 64).status_code == 200
+
+
 def test_invoke_keys_and_their_revocation(runtime, model_file, tmp_path):
     keys = tmp_path / "keys.json"
     good, expired = "ik_good", "ik_old"

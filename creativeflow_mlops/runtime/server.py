@@ -28,6 +28,8 @@ This file imports neither Odoo nor the addon: Odoo runs it by path.
 """
 
 import argparse
+import asyncio
+import concurrent.futures
 import hashlib
 import json
 import logging
@@ -49,7 +51,17 @@ from prometheus_client import (
 
 _logger = logging.getLogger("mlops.runtime")
 
+# the largest body any model takes; a model whose inputs have fixed sizes
+# but for the batch takes what MAX_BATCH rows of them spell in JSON
 MAX_BODY = 64 * 1024 * 1024
+MAX_BATCH = 64
+# a value in JSON: "-1.2345678901234567e-308, " and its like
+JSON_BYTES_PER_VALUE = 26
+JSON_OVERHEAD = 64 * 1024
+# an error body names what was wrong, never echoes a body back
+MAX_ERROR_CHARS = 1000
+# inferences run at once (each in a worker thread, off the event loop)
+INFER_WORKERS = 2
 KEYS_RECHECK_SECONDS = 1.0
 # OIP datatypes and numpy's
 DATATYPES = {
@@ -169,7 +181,7 @@ class Keys:
 
 
 class Model:
-    def __init__(self, path, name, version, threads=1):
+    def __init__(self, path, name, version, threads=1, max_batch=MAX_BATCH):
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -180,6 +192,8 @@ class Model:
         self.version = version
         self.inputs = {i.name: i for i in self.session.get_inputs()}
         self.outputs = [o.name for o in self.session.get_outputs()]
+        self.max_batch = max_batch
+        self.max_body = self._body_cap()
         self.metadata = json.dumps(
             {
                 "name": name,
@@ -241,6 +255,18 @@ class Model:
             answer["id"] = request["id"]
         return orjson.dumps(answer)
 
+    def _body_cap(self):
+        """What one request may send: ``max_batch`` rows of every input,
+        spelled in JSON, when the model fixes each input's size but for the
+        batch; else the server's own cap."""
+        values = 0
+        for arg in self.inputs.values():
+            dims = _tensor_meta(arg)["shape"]
+            if not dims or any(d < 0 for d in dims[1:]):
+                return MAX_BODY
+            values += math.prod(dims[1:]) * (self.max_batch if dims[0] < 0 else dims[0])
+        return min(MAX_BODY, values * JSON_BYTES_PER_VALUE + JSON_OVERHEAD)
+
     def _check_input(self, name, datatype, shape):
         """A 400 for what the model does not take (its datatype, its rank,
         its fixed dimensions), before onnxruntime would fail on it."""
@@ -257,6 +283,12 @@ class Model:
         ):
             raise RequestError(
                 400, f"input {name!r}: the model takes shape {dims}, not {list(shape)}"
+            )
+        if dims and dims[0] == -1 and shape[0] > self.max_batch:
+            raise RequestError(
+                400,
+                f"input {name!r}: {shape[0]} rows, more than the {self.max_batch} "
+                "one request may send",
             )
 
 
@@ -298,9 +330,14 @@ def _to_array(tensor):
 class App:
     """The ASGI application."""
 
-    def __init__(self, model, keys=None):
+    def __init__(self, model, keys=None, workers=INFER_WORKERS):
         self.model = model
         self.keys = keys
+        # parsing a body and running the model happen here, so the event
+        # loop goes on answering health checks and small calls meanwhile
+        self.workers = concurrent.futures.ThreadPoolExecutor(
+            workers, thread_name_prefix="infer"
+        )
         registry = CollectorRegistry()
         labels = ["model", "version"]
         self.requests = Counter(
@@ -402,8 +439,11 @@ class App:
                 return
         started = time.perf_counter()
         try:
-            body = await _read_body(receive, headers)
-            answer = self.model.infer(body)
+            body = await _read_body(receive, headers, self.model.max_body)
+            answer = await asyncio.get_running_loop().run_in_executor(
+                self.workers, self.model.infer, body
+            )
+            del body
         except RequestError as error:
             status = error.status
             self.requests.labels(code=str(status), **self.labels).inc()
@@ -419,20 +459,24 @@ class App:
 
 
 def _error(error):
-    return orjson.dumps({"error": str(error)})
+    message = str(error)
+    if len(message) > MAX_ERROR_CHARS:
+        message = message[:MAX_ERROR_CHARS] + "..."
+    return orjson.dumps({"error": message})
 
 
-async def _read_body(receive, headers):
+async def _read_body(receive, headers, limit=MAX_BODY):
     length = headers.get(b"content-length")
-    if length is not None and length.isdigit() and int(length) > MAX_BODY:
-        raise RequestError(413, f"the body is larger than {MAX_BODY} bytes")
+    too_large = f"the body is larger than the {limit} bytes this model takes"
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise RequestError(413, too_large)
     chunks, size = [], 0
     while True:
         message = await receive()
         chunk = message.get("body", b"")
         size += len(chunk)
-        if size > MAX_BODY:
-            raise RequestError(413, f"the body is larger than {MAX_BODY} bytes")
+        if size > limit:
+            raise RequestError(413, too_large)
         chunks.append(chunk)
         if not message.get("more_body"):
             return b"".join(chunks)
@@ -467,6 +511,9 @@ def main(argv=None):
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--keys", help="the invoke keys file (none: no key needed)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--max-batch", type=int, default=MAX_BATCH, help="rows one request may send"
+    )
     parser.add_argument("--drain-seconds", type=float, default=20.0)
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -475,7 +522,7 @@ def main(argv=None):
     import uvicorn  # noqa: PLC0415 - the loop is set up by uvicorn itself
 
     try:
-        model = Model(args.model, args.name, args.version, args.threads)
+        model = Model(args.model, args.name, args.version, args.threads, args.max_batch)
     except Exception as error:  # noqa: BLE001 - the reason goes to the log, exit 3
         # the log is shown to users: the file's name, not where it lives
         name = os.path.basename(args.model)
