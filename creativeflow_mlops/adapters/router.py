@@ -53,7 +53,25 @@ SLOTS = 64  # backends made at start; doubled when more routes serve
 SERVERS = 4  # servers per route: a canary has two
 MAX_BODY = 64 * 1024 * 1024
 SOCKET_PATH_MAX = 97  # HAProxy's limit for a Unix socket's path
-UNAVAILABLE = '{"error": "no model server is ready; try again"}'
+# the answers HAProxy makes itself, and what they say. HAProxy 2.6 answers
+# the requests its HTTP/1 parser refuses (a malformed request line, a header
+# name with a space or a control character, a request line or headers past
+# tune.bufsize, two Content-Lengths, broken chunked encoding) with its
+# built-in HTML 400, whatever the configuration says (README, Router)
+ROUTER_ERRORS = {
+    400: "the request is malformed",
+    403: "refused",
+    405: "method not allowed",
+    408: "the request took too long to arrive",
+    413: "the body is larger than the router takes",
+    425: "too early",
+    429: "too many requests",
+    500: "the router failed",
+    501: "not implemented",
+    502: "no model server is ready; try again",
+    503: "no model server is ready; try again",
+    504: "the model server took too long to answer",
+}
 UNKNOWN = '{"error": "no model is served at this path"}'
 # what the runtime API answers when a command did nothing
 CLI_ERROR = re.compile(
@@ -164,10 +182,13 @@ class HAProxyRouter:
             "    option redispatch 1",
             "    retry-on conn-failure empty-response",
         ]
-        for status in (502, 503, 504):
+        # every answer the router makes itself is OIP JSON, as the model
+        # servers' are (see ROUTER_ERRORS for the few HAProxy 2.6 makes
+        # before any of this applies)
+        for status, message in ROUTER_ERRORS.items():
             lines.append(
                 f"    http-error status {status} content-type application/json"
-                f" string '{UNAVAILABLE}'"
+                f""" string '{{"error": "{message}"}}'"""
             )
         lines += [
             "frontend mlops_invoke",
