@@ -407,3 +407,65 @@ def test_a_gate_counts_only_what_the_model_answered():
     }
     total, server_errors, _p95 = canary.window(before, after)
     assert (total, server_errors) == (12.0, 2.0)
+
+
+BODY = {
+    "inputs": [{"name": "x", "shape": [1, 64], "datatype": "FP32", "data": [0.5] * 64}]
+}
+
+
+def _answers_within(url, headers, seconds):
+    """Seconds until ``url`` answers 200 again, or None."""
+    started = time.monotonic()
+    while time.monotonic() - started < seconds:
+        try:
+            if requests.post(url, json=BODY, headers=headers, timeout=2).ok:
+                return time.monotonic() - started
+        except requests.RequestException:
+            pass
+        time.sleep(0.05)
+    return None
+
+
+def test_the_watchdog_brings_back_a_killed_server_and_router(tmp_path, model_file):
+    """Killed outright, the model server and the router answer again
+    within seconds, without Odoo's cron; stopped on purpose, they stay
+    stopped."""
+    target = LocalTarget(tmp_path / "local", router_port=free_port())
+    plan = ServePlan(
+        key="d1",
+        route="c1-mlp-production",
+        model_name="mlp",
+        version="1.0.0",
+        artifact_path=str(model_file),
+    )
+    token = "ik_watchdog"
+    target.publish_keys(
+        plan.route, {hashlib.sha256(token.encode()).hexdigest(): None}, []
+    )
+    try:
+        target.apply(plan)
+        target.switch_traffic({plan.route: [("d1", 100)]})
+        url = f"{target.route_url(plan.route)}/v2/models/mlp/infer"
+        auth = {"Authorization": f"Bearer {token}"}
+        assert _answers_within(url, auth, 10) is not None
+        # a second apply starts no second watchdog
+        assert target.ensure_watchdog() is False
+        server = target.runtime.find("d1")
+        os.kill(server.pid, signal.SIGKILL)
+        assert _answers_within(url, auth, 10) is not None, "the server stayed down"
+        again = target.runtime.find("d1")
+        assert again.pid != server.pid and again.port == server.port
+        for pid in target.router.pids():
+            os.kill(pid, signal.SIGKILL)
+        assert _answers_within(url, auth, 15) is not None, "the router stayed down"
+        assert "the watchdog started it again" in target.runtime.log_tail("d1")
+        # stopped on purpose: not revived
+        target.runtime.stop("d1", timeout=5)
+        target.router.stop()
+        time.sleep(2)
+        assert not target.runtime.find("d1") and not target.router.running()
+    finally:
+        target.stop_watchdog()
+        target.runtime.stop("d1", timeout=5)
+        target.router.stop()

@@ -277,6 +277,12 @@ def stop_runtime(data_dir):
     root = Path(data_dir) / "mlops_runtime"
     if not root.exists():
         return
+    # the watchdogs first, or they would start again what is stopped next
+    for pid_file in root.rglob("watchdog.pid"):
+        try:
+            os.kill(int(pid_file.read_text().strip()), signal.SIGKILL)
+        except (OSError, ValueError):
+            continue
     pids = []
     for state in root.rglob("runtime/*.json"):
         try:

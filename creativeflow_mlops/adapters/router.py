@@ -47,6 +47,8 @@ from .runtime import process_alive
 SAFE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,100}$")
 HAPROXY_PATHS = ("/usr/sbin/haproxy", "/usr/local/sbin/haproxy")
 TIMEOUT = 10
+# the file that says the router was stopped on purpose (not to be revived)
+STOPPED = "stopped"
 # how long a reload waits for the old worker's requests in flight
 DRAIN_TIMEOUT = 30
 SLOTS = 64  # backends made at start; doubled when more routes serve
@@ -282,6 +284,7 @@ class HAProxyRouter:
         previous configuration serving."""
         self.root.mkdir(parents=True, exist_ok=True)
         with self._lock():
+            (self.root / STOPPED).unlink(missing_ok=True)
             previous = self._state()
             state = self.plan(routes, previous)
             self._write_candidate(state)
@@ -306,15 +309,34 @@ class HAProxyRouter:
             return state["generation"]
 
     def stop(self):
+        """Stop the router on purpose: the watchdog does not start it again
+        until the next ``apply``."""
+        if self.root.is_dir():
+            (self.root / STOPPED).touch()
         pid = self._master_pid()
-        stopped = False
-        if pid:
-            os.kill(pid, signal.SIGUSR1)  # soft stop: requests in flight finish
-            deadline = time.monotonic() + TIMEOUT
-            while time.monotonic() < deadline and process_alive(pid):
-                time.sleep(0.05)
-            stopped = True
-        return self._stop_legacy() or stopped
+        if not pid:
+            return False
+        os.kill(pid, signal.SIGUSR1)  # soft stop: requests in flight finish
+        deadline = time.monotonic() + TIMEOUT
+        while time.monotonic() < deadline and process_alive(pid):
+            time.sleep(0.05)
+        return True
+
+    def revive(self):
+        """Start the router again from its files when it was killed (not
+        stopped) and they are there; True if it was started."""
+        if (
+            not (self.root / "haproxy.cfg").is_file()
+            or (self.root / STOPPED).exists()
+            or self._master_pid()
+        ):
+            return False
+        with self._lock():
+            if self._master_pid() or (self.root / STOPPED).exists():
+                return False
+            self._start()
+            self._wait_for(self._state()["generation"])
+        return True
 
     def running(self):
         return bool(self._master_pid())
@@ -386,7 +408,6 @@ class HAProxyRouter:
         return self.haproxy or find_haproxy()
 
     def _start(self):
-        self._stop_legacy()
         started = subprocess.run(  # noqa: S603
             [self._binary(), "-W", "-D", "-f", str(self.root / "haproxy.cfg")],
             capture_output=True,
@@ -405,19 +426,6 @@ class HAProxyRouter:
         os.kill(master, signal.SIGUSR2)
         self._wait_for(generation)
         self._wait_gone(previous)
-
-    def _stop_legacy(self):
-        """The two nginx instances that routed before HAProxy did."""
-        stopped = False
-        for sub in ("front", "switch"):
-            pid = _read_pid(self.base / sub / "nginx.pid")
-            if pid:
-                os.kill(pid, signal.SIGQUIT)
-                deadline = time.monotonic() + TIMEOUT
-                while time.monotonic() < deadline and process_alive(pid):
-                    time.sleep(0.05)
-                stopped = True
-        return stopped
 
     def _master_pid(self):
         pid = _read_pid(self.root / "haproxy.pid")

@@ -9,6 +9,7 @@ deployment is gone) is recognised and stopped.
 """
 
 import contextlib
+import fcntl
 import json
 import os
 import signal
@@ -96,8 +97,37 @@ class LocalRuntime:
 
     def start(self, spec):
         """Start ``spec`` and wait until it is ready; the handle, or
-        ``RuntimeFailed`` with the reason from its log."""
+        ``RuntimeFailed`` with the reason from its log. One start of a key at
+        a time, whoever asks (Odoo, its supervisor, the watchdog): a key
+        that runs already is not started twice."""
         self.root.mkdir(parents=True, exist_ok=True)
+        with self._key_lock(spec.key):
+            running = self.find(spec.key)
+            if running:
+                return running
+            return self._start(spec)
+
+    def revive(self, key):
+        """Start ``key`` again with its last command line when its state
+        file outlived its process (a crash); None when it runs, or when it
+        was stopped (its state file goes first)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with self._key_lock(key):
+            spec = self._spec(key)
+            if not spec or self.find(key):
+                return None
+            return self._start(ProcessSpec(**spec))
+
+    @contextlib.contextmanager
+    def _key_lock(self, key):
+        with open(self.root / f"{key}.lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _start(self, spec):
         if not port_is_free(spec.port, self.host):
             raise PortInUse(f"port {spec.port} is already in use")
         command = [
@@ -154,8 +184,12 @@ class LocalRuntime:
     def stop(self, key, timeout=None):
         """Stop the process of ``key``: SIGTERM (it finishes the requests in
         flight), SIGKILL after ``timeout``. True if one was running."""
-        handle = self.find(key)
-        self._forget(key)
+        if self.root.is_dir():
+            with self._key_lock(key):
+                handle = self.find(key)
+                self._forget(key)
+        else:
+            handle = None
         if not handle:
             return False
         spec = self._spec(key) or {}

@@ -25,12 +25,17 @@ Plain Python: no Odoo.
 
 import abc
 import contextlib
+import fcntl
 import hashlib
 import json
 import math
 import os
 import secrets
+import signal
+import subprocess
+import sys
 import tempfile
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -38,7 +43,15 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from .router import Backend, HAProxyRouter, Route, RouterError
-from .runtime import LocalRuntime, ProcessSpec, RuntimeError_, free_port
+from .runtime import (
+    LocalRuntime,
+    ProcessSpec,
+    RuntimeError_,
+    free_port,
+    process_alive,
+)
+
+WATCHDOG = Path(__file__).resolve().parent.parent / "runtime" / "watchdog.py"
 
 # the formats a kind can serve, to refuse the others at approval
 # (an external pipeline builds the image of any format)
@@ -117,9 +130,16 @@ class LocalTarget(Target):
     kind = "local"
 
     def __init__(
-        self, root, router_port, host="127.0.0.1", public_url=None, router_host=None
+        self,
+        root,
+        router_port,
+        host="127.0.0.1",
+        public_url=None,
+        router_host=None,
+        watchdog=True,
     ):
         self.root = Path(root)
+        self.watchdog = watchdog
         # model servers listen on the loopback only; the router where
         # clients reach it (0.0.0.0 in a container)
         self.runtime = LocalRuntime(self.root / "runtime", host=host)
@@ -155,6 +175,7 @@ class LocalTarget(Target):
         return {"kind": self.kind, "process": asdict(self._spec(plan, 0))}
 
     def apply(self, plan):
+        self.ensure_watchdog()
         handle = self.runtime.find(plan.key)
         if handle:
             return ServeStatus(True, f"already serving on port {handle.port}")
@@ -178,6 +199,7 @@ class LocalTarget(Target):
         )
 
     def switch_traffic(self, routes):
+        self.ensure_watchdog()
         table = []
         for name, shares in sorted(routes.items()):
             backends = []
@@ -211,6 +233,56 @@ class LocalTarget(Target):
         except requests.RequestException as error:
             raise TargetFailed(f"its metrics cannot be read: {error}") from error
         return parse_metrics(answer.text)
+
+    def ensure_watchdog(self):
+        """Start the target's watchdog (runtime/watchdog.py: a killed router
+        or model server back within a second) unless one runs; True if one
+        was started."""
+        if not self.watchdog:
+            return False
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / "watchdog.lock", "a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                return False  # it runs
+            fcntl.flock(lock, fcntl.LOCK_UN)
+        command = [
+            sys.executable,
+            str(WATCHDOG),
+            "--target",
+            str(self.root),
+            "--router-port",
+            str(self.router.port),
+        ]
+        if self.router.host:
+            command += ["--router-host", self.router.host]
+        with open(self.root / "watchdog.log", "ab") as log:
+            process = subprocess.Popen(  # noqa: S603 - our own program
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                close_fds=True,
+            )
+        (self.root / "watchdog.pid").write_text(str(process.pid))
+        return True
+
+    def stop_watchdog(self):
+        """Stop the target's watchdog (tests, and a target put away)."""
+        try:
+            pid = int((self.root / "watchdog.pid").read_text())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            return False
+        if str(WATCHDOG).encode() not in cmdline:
+            return False
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        while process_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return True
 
     def keys_file(self, route):
         return str(self.root / "keys" / f"{route}.json")

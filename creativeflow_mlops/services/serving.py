@@ -151,6 +151,10 @@ def supervise(env):
             changed = True
         if changed or (wanted and not client.router.running()):
             _publish_unless_newer(target, done)
+        if wanted:
+            # the watchdog brings a killed process back within a second;
+            # this pass brings the watchdog back
+            client.ensure_watchdog()
     # keys expire: the files say so, and a lost file comes back
     publish_keys(env)
     return done

@@ -117,6 +117,7 @@ class LocalTargetCleanup:
         client = self.env.ref(
             "creativeflow_mlops.deployment_target_local"
         )._get_client()
+        client.stop_watchdog()
         for key in list(client.runtime.running()):
             client.runtime.stop(key, timeout=5)
         client.router.stop()

@@ -275,6 +275,8 @@ class TestDeployments(LocalTargetCleanup, MlopsCase):
         client = self.target._get_client()
         key = f"d{deployment.id}"
         crashed = client.runtime.find(key)
+        # what the cron does on its own (the watchdog would be faster)
+        client.stop_watchdog()
         os.kill(crashed.pid, signal.SIGKILL)
         for _ in range(100):
             if not client.runtime.find(key):
