@@ -24,7 +24,7 @@ import pytest
 import standardwebhooks
 import testservers
 
-from odoo.addons.creativeflow_mlops.adapters import ci
+from odoo.addons.creativeflow_mlops.adapters import ci, webhooks
 
 TOKEN = "glptt-0123456789abcdef"  # noqa: S105 (a test's token)
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # noqa: S105
@@ -156,7 +156,9 @@ def test_github_cannot_be_asked_for_resources(server):
 
 
 def test_webhook_is_verified_by_standard_webhooks(server):
-    pipeline = ci.WebhookPipeline(server.url + "/hooks/deploy", token=SECRET)
+    pipeline = ci.WebhookPipeline(
+        server.url + "/hooks/deploy", token=SECRET, allow_private=True
+    )
     triggered = pipeline.trigger(_request())
 
     (sent,) = server.requests
@@ -184,7 +186,9 @@ def test_webhook_is_verified_by_standard_webhooks(server):
 
 def test_a_webhook_secret_that_is_not_standard_is_refused(server):
     with pytest.raises(ci.CIRefused, match="whsec_"):
-        ci.WebhookPipeline(server.url, token="whsec_not base64!").trigger(_request())
+        ci.WebhookPipeline(
+            server.url, token="whsec_not base64!", allow_private=True
+        ).trigger(_request())
     assert server.requests == []
 
 
@@ -228,11 +232,27 @@ def test_a_provider_that_is_gone_or_slow(monkeypatch, free_port):
     assert "cannot be reached" in str(raised.value)
     assert "ghp_secret" not in str(raised.value)
 
-    monkeypatch.setattr(ci, "TIMEOUT", (1, 0.3))
+    monkeypatch.setattr(webhooks, "TIMEOUT", (1, 0.3))
     with testservers.RecordingServer() as slow:
         slow.delay = 2
         with pytest.raises(ci.CIUnavailable, match="ReadTimeout"):
-            ci.WebhookPipeline(slow.url, token=SECRET).trigger(_request())
+            ci.WebhookPipeline(slow.url, token=SECRET, allow_private=True).trigger(
+                _request()
+            )
+
+
+def test_the_webhook_provider_is_sent_by_the_webhooks_sender(server):
+    """One sender for both: a private address is refused unless allowed,
+    and a redirect is not followed (the webhook sender's rules)."""
+    with pytest.raises(ci.CIRefused, match="private|loopback"):
+        ci.WebhookPipeline(server.url, token=SECRET).trigger(_request())
+    assert server.requests == []
+    server.answer(302, b"", headers={"Location": "http://169.254.169.254/"})
+    with pytest.raises(ci.CIRefused, match="redirects are not followed"):
+        ci.WebhookPipeline(server.url, token=SECRET, allow_private=True).trigger(
+            _request()
+        )
+    assert len(server.requests) == 1
 
 
 def test_every_kind_is_registered():

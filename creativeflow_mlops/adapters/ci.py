@@ -24,16 +24,16 @@ Plain Python: no Odoo.
 """
 
 import abc
-import base64
 import hashlib
 import hmac
 import json
-import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from urllib.parse import quote
 
 import requests
+
+from . import webhooks
 
 TIMEOUT = (5, 20)  # connect, read (seconds)
 # GitHub takes at most 10 workflow_dispatch inputs
@@ -100,7 +100,18 @@ def _excerpt(response):
 class Pipeline(abc.ABC):
     kind = None
 
-    def __init__(self, url, token=None, project=None, ref=None, workflow=None):
+    def __init__(
+        self,
+        url,
+        token=None,
+        project=None,
+        ref=None,
+        workflow=None,
+        allow_private=False,
+    ):
+        # allow_private: whether a signed webhook may go to a private
+        # address (the outbound webhooks' setting)
+        self.allow_private = allow_private
         self.url = (url or "").rstrip("/")
         self.token = token
         self.project = project or ""
@@ -221,45 +232,34 @@ class GitHubPipeline(Pipeline):
         }
 
 
-def sign_webhook(secret, message_id, timestamp, body):
-    """The Standard Webhooks signature header of ``body`` (bytes)."""
-    key = secret.removeprefix("whsec_")
-    try:
-        key = base64.b64decode(key, validate=True)
-    except ValueError:
-        raise CIRefused(
-            "the webhook secret is not a Standard Webhooks secret "
-            "(whsec_ followed by base64)"
-        ) from None
-    signed = f"{message_id}.{timestamp}.".encode() + body
-    digest = hmac.new(key, signed, hashlib.sha256).digest()
-    return "v1," + base64.b64encode(digest).decode()
-
-
 class WebhookPipeline(Pipeline):
+    """A POST signed per Standard Webhooks, sent by the same sender as the
+    outbound webhooks (``adapters.webhooks.deliver``): the address checked
+    is the one connected to, and a redirect is not followed."""
+
     kind = "webhook"
 
     def post(self, event_type, data):
-        body = json.dumps(
-            {
-                "type": event_type,
-                "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "data": data,
-            },
-            separators=(",", ":"),
-        ).encode()
         message_id = f"msg_{uuid.uuid4().hex}"
-        timestamp = str(int(time.time()))
-        headers = {
-            "Content-Type": "application/json",
-            "webhook-id": message_id,
-            "webhook-timestamp": timestamp,
-            "webhook-signature": sign_webhook(
-                self.token or "", message_id, timestamp, body
-            ),
-        }
-        self._send("POST", self.url, data=body, headers=headers)
-        return message_id
+        try:
+            attempt = webhooks.deliver(
+                self.url,
+                self.token or "",
+                message_id,
+                event_type,
+                data,
+                allow_private=self.allow_private,
+            )
+        except (webhooks.UnsafeUrl, webhooks.BadSecret) as error:
+            raise CIRefused(f"{self.kind}: {error}") from None
+        if attempt.ok:
+            return message_id
+        said = attempt.error or attempt.excerpt[:ANSWER_EXCERPT]
+        if not attempt.status:
+            raise CIUnavailable(f"{self.kind}: {self.url} cannot be reached ({said})")
+        if attempt.status >= 500 or attempt.status == 429:
+            raise CIUnavailable(f"{self.kind} answered {attempt.status}: {said}")
+        raise CIRefused(f"{self.kind} answered {attempt.status}: {said}")
 
     def trigger(self, request):
         message_id = self.post("mlops.pipeline.requested", asdict(request))

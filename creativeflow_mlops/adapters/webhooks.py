@@ -16,7 +16,10 @@ nothing for an answer, only ``UnsafeUrl`` for an address refused.
 Plain Python: no Odoo.
 """
 
+import base64
 import contextlib
+import hashlib
+import hmac
 import ipaddress
 import json
 import os
@@ -29,8 +32,6 @@ from urllib.parse import urlsplit
 
 import urllib3
 from requests.utils import DEFAULT_CA_BUNDLE_PATH
-
-from .ci import sign_webhook
 
 TIMEOUT = (5, 10)  # connect, read (seconds)
 EXCERPT = 500
@@ -128,8 +129,26 @@ def _port(parts):
     return parts.port or (443 if parts.scheme == "https" else 80)
 
 
+class BadSecret(ValueError):
+    """A secret that is not a Standard Webhooks one."""
+
+
+def sign_webhook(secret, message_id, timestamp, body):
+    """The Standard Webhooks signature header of ``body`` (bytes)."""
+    key = secret.removeprefix("whsec_")
+    try:
+        key = base64.b64decode(key, validate=True)
+    except ValueError:
+        raise BadSecret(
+            "the webhook secret is not a Standard Webhooks secret "
+            "(whsec_ followed by base64)"
+        ) from None
+    signed = f"{message_id}.{timestamp}.".encode() + body
+    digest = hmac.new(key, signed, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
 def new_secret():
-    import base64  # noqa: PLC0415
     import secrets  # noqa: PLC0415
 
     return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()

@@ -4,6 +4,7 @@ from odoo import api, fields, models
 from odoo.exceptions import ValidationError
 
 from ..adapters.ci import CI_KINDS
+from ..services import settings
 
 CI_PROVIDER_KINDS = [
     ("gitlab", "GitLab CI (pipeline trigger)"),
@@ -66,4 +67,5 @@ class MlopsCiProvider(models.Model):
             project=self.project,
             ref=self.ref,
             workflow=self.workflow,
+            allow_private=settings.get(self.env, "webhook_allow_private"),
         )

@@ -317,6 +317,61 @@ def test_canaries_share_traffic_and_a_failing_gate_rolls_back(
     assert not stack.server.errors()
 
 
+def test_a_canary_under_junk_calls_is_neither_promoted_nor_rolled_back(
+    stack, approver, auth, name
+):
+    """300 calls without a key and 300 malformed ones are no answers of the
+    model: the canary's step stays inconclusive (held), neither promoted by
+    the 401s nor rolled back by the 400s; real calls then promote it."""
+    _settings(
+        stack,
+        canary_steps="50,100",
+        canary_step_seconds=4,
+        canary_min_requests=30,
+        canary_inconclusive_tries=50,
+    )
+    first = _production(stack, approver, name, "1.0.0", 41)
+    _deploy(approver, first, "promote", strategy="blue_green")
+    url = _entry(stack.rest, name, "production")["invoke_url"]
+    second = _production(stack, approver, name, "2.0.0", 42)
+    answer = approver.post(
+        f"/versions/{second}/promote", {"reason": "canary", "strategy": "canary"}
+    )
+    assert answer.status_code == 202, answer.text
+    canary_id = answer.json()["deployment_id"]
+    _wait(
+        approver,
+        f"/deployments/{canary_id}",
+        lambda d: d["state"] == "rolling_out_canary",
+    )
+    malformed = {
+        "inputs": [{"name": "x", "shape": [1, 5], "datatype": "INT64", "data": [1] * 5}]
+    }
+    answered = Counter()
+    with requests.Session() as http:
+        for _ in range(300):
+            answered[http.post(url, json=BODY, timeout=10).status_code] += 1
+            answered[
+                http.post(url, json=malformed, headers=auth, timeout=10).status_code
+            ] += 1
+    assert answered == {401: 300, 400: 300}, answered
+    # two more windows of the step pass with nothing the model answered
+    time.sleep(10)
+    held = approver.get(f"/deployments/{canary_id}").json()
+    assert held["state"] == "rolling_out_canary", held
+    assert held["traffic_percent"] == 50, held
+    # real calls: the gates pass and the canary is promoted
+    with requests.Session() as http:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            assert http.post(url, json=BODY, headers=auth, timeout=10).ok
+            if approver.get(f"/deployments/{canary_id}").json()["state"] == "active":
+                break
+            time.sleep(0.05)
+    assert approver.get(f"/deployments/{canary_id}").json()["state"] == "active"
+    assert approver.get(f"/versions/{second}").json()["state"] == "production"
+
+
 SUPERVISOR = "creativeflow_mlops.ir_cron_runtime_supervisor"
 
 
