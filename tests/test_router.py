@@ -24,6 +24,7 @@ from odoo.addons.creativeflow_mlops.adapters.router import (
     HAProxyRouter,
     Route,
     RouterFailed,
+    route_path,
 )
 from odoo.addons.creativeflow_mlops.adapters.runtime import (
     LocalRuntime,
@@ -60,6 +61,10 @@ def router(tmp_path):
     router.stop()
 
 
+def _url(router, name):
+    return f"{router.base_url}{route_path(name)}"
+
+
 def _route(handles, blue=100, green=0):
     return Route(
         "c1-mlp-production",
@@ -82,7 +87,7 @@ def _versions(session, url, count):
 def test_routes_split_and_switch(servers, router):
     _runtime, handles = servers
     router.apply([_route(handles)])
-    url = router.route_url("c1-mlp-production")
+    url = _url(router, "c1-mlp-production")
     with requests.Session() as session:
         assert _versions(session, url, 50) == {"1.0.0": 50}
         # a canary at 10 percent, over 2,000 calls
@@ -132,7 +137,7 @@ def _constant_load(url, clients=4):
 def test_switches_under_load_lose_no_request(servers, router):
     _runtime, handles = servers
     router.apply([_route(handles)])
-    url = f"{router.route_url('c1-mlp-production')}/v2/models/mlp/infer"
+    url = f"{_url(router, 'c1-mlp-production')}/v2/models/mlp/infer"
     with _constant_load(url) as (failures, done):
         for blue, green in ((0, 100), (100, 0)) * 5:
             time.sleep(0.3)
@@ -151,7 +156,7 @@ def test_a_colour_stopped_right_after_its_switch_loses_no_request(tmp_path, rout
     runtime = LocalRuntime(tmp_path / "runtime")
     model = tmp_path / "m.onnx"
     model.write_bytes(artifacts.onnx_mlp())
-    url = f"{router.route_url('c1-mlp-production')}/v2/models/mlp/infer"
+    url = f"{_url(router, 'c1-mlp-production')}/v2/models/mlp/infer"
 
     def start(key):
         spec = ProcessSpec(key, str(model), "mlp", key, free_port(), drain_seconds=2)
@@ -176,7 +181,7 @@ def test_a_colour_stopped_right_after_its_switch_loses_no_request(tmp_path, rout
 def test_a_refused_configuration_keeps_the_last_good_one(servers, router, tmp_path):
     _runtime, handles = servers
     router.apply([_route(handles)])
-    url = router.route_url("c1-mlp-production")
+    url = _url(router, "c1-mlp-production")
     broken = HAProxyRouter(router.base, router.port)
     broken.render = lambda state, map_path=None: "this is not haproxy\n"
     with pytest.raises(RouterFailed, match="refused its new configuration"):
@@ -205,7 +210,7 @@ def test_a_server_gone_mid_traffic_fails_over(tmp_path, router):
             ]
         )
         runtime.stop("a", timeout=5)
-        url = f"{router.route_url('c1-mlp-staging')}/v2/models/mlp/infer"
+        url = f"{_url(router, 'c1-mlp-staging')}/v2/models/mlp/infer"
         with requests.Session() as session:
             answers = [session.post(url, json=BODY, timeout=5) for _ in range(40)]
         assert {a.status_code for a in answers} == {200}
@@ -229,7 +234,7 @@ def test_a_full_disk_keeps_the_last_good_configuration(servers, tmp_path):
         router = HAProxyRouter(disk.path / "router", free_port())
         try:
             router.apply([_route(handles, blue=100)])
-            url = router.route_url("c1-mlp-production") + "/v2/models/mlp/infer"
+            url = _url(router, "c1-mlp-production") + "/v2/models/mlp/infer"
             assert requests.post(url, json=BODY, timeout=10).headers[
                 "X-MLOps-Version"
             ] == ("1.0.0")
@@ -263,7 +268,7 @@ def test_a_router_killed_comes_back_from_its_files(servers, router):
         time.sleep(0.05)
     assert not router.running()
     router.apply([_route(handles, 90, 10)])
-    url = router.route_url("c1-mlp-production")
+    url = _url(router, "c1-mlp-production")
     with requests.Session() as session:
         seen = _versions(session, url, 200)
     assert abs(seen["2.0.0"] - 20) <= 2, seen
@@ -284,12 +289,12 @@ def test_more_routes_than_slots(servers, router):
     assert router._state()["capacity"] == 2 * SLOTS
     with requests.Session() as session:
         for name in (names[0], names[SLOTS - 1], names[-1]):
-            answer = session.get(f"{router.route_url(name)}/v2/health/ready", timeout=5)
+            answer = session.get(f"{_url(router, name)}/v2/health/ready", timeout=5)
             assert answer.status_code == 200, (name, answer.text)
     router.apply([Route(names[-1], [Backend(handles["green"].port, 100)])])
     with requests.Session() as session:
-        assert _versions(session, router.route_url(names[-1]), 5) == {"2.0.0": 5}
-        gone = session.get(f"{router.route_url(names[0])}/v2/health/ready", timeout=5)
+        assert _versions(session, _url(router, names[-1]), 5) == {"2.0.0": 5}
+        gone = session.get(f"{_url(router, names[0])}/v2/health/ready", timeout=5)
         assert gone.status_code == 404
 
 
@@ -308,7 +313,7 @@ def test_a_deep_folder_keeps_its_runtime_api(servers, tmp_path):
         router.apply([_route(handles, 0, 100)])
         assert router.pids() == master  # the same worker: no reload
         with requests.Session() as session:
-            assert _versions(session, router.route_url("c1-mlp-production"), 5) == {
+            assert _versions(session, _url(router, "c1-mlp-production"), 5) == {
                 "2.0.0": 5
             }
     finally:

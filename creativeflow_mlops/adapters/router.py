@@ -47,6 +47,15 @@ from .runtime import process_alive
 SAFE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,100}$")
 HAPROXY_PATHS = ("/usr/sbin/haproxy", "/usr/local/sbin/haproxy")
 TIMEOUT = 10
+# every route's path prefix: the one place the URL shape is said
+ROUTE_PREFIX = "/m/"
+
+
+def route_path(name):
+    """The path of route ``name`` under a router's (or gateway's) URL."""
+    return f"{ROUTE_PREFIX}{name}"
+
+
 # the file that says the router was stopped on purpose (not to be revived)
 STOPPED = "stopped"
 # how long a reload waits for the old worker's requests in flight
@@ -131,9 +140,6 @@ class HAProxyRouter:
         host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host  # noqa: S104
         return f"http://{host}:{self.port}"
 
-    def route_url(self, name):
-        return f"{self.base_url}/m/{name}"
-
     @property
     def map_path(self):
         return self.root / "routes.map"
@@ -199,8 +205,9 @@ class HAProxyRouter:
             f" if {{ req.hdr_val(content-length) gt {MAX_BODY} }}",
             "    http-request return status 200 content-type text/plain"
             f' string "{int(state["generation"])}" if {{ path /__mlops/generation }}',
-            "    http-request set-var(txn.route) path,field(3,/) if { path_beg /m/ }",
-            "    http-request replace-path ^/m/[^/]+/?(.*)$ /\\1"
+            "    http-request set-var(txn.route) path,field(3,/)"
+            f" if {{ path_beg {ROUTE_PREFIX} }}",
+            f"    http-request replace-path ^{ROUTE_PREFIX}[^/]+/?(.*)$ /\\1"
             " if { var(txn.route) -m found }",
             "    use_backend %[var(txn.route),"
             f"map({map_path or self.map_path},mlops_unknown)]"

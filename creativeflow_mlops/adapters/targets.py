@@ -42,7 +42,7 @@ from pathlib import Path
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from .router import Backend, HAProxyRouter, Route, RouterError
+from .router import Backend, HAProxyRouter, Route, RouterError, route_path
 from .runtime import (
     LocalRuntime,
     ProcessSpec,
@@ -217,7 +217,7 @@ class LocalTarget(Target):
         self.runtime.stop(plan.key)
 
     def route_url(self, route):
-        return f"{self.public_url}/m/{route}"
+        return f"{self.public_url}{route_path(route)}"
 
     def metrics(self, plan):
         handle = self.runtime.find(plan.key)
@@ -333,11 +333,6 @@ class LocalTarget(Target):
     def running(self):
         return self.runtime.running()
 
-    def respawn(self, plan):
-        """Start ``plan`` again after a crash (``apply`` does nothing when
-        it runs)."""
-        return self.apply(plan)
-
     def check(self):
         return {
             "runtime": f"{len(self.runtime.running())} model servers",
@@ -397,7 +392,7 @@ class ExternalTarget(Target):
         """The pipeline removes its deployments' objects."""
 
     def route_url(self, route):
-        return f"{self.public_url}/m/{route}" if self.public_url else ""
+        return f"{self.public_url}{route_path(route)}" if self.public_url else ""
 
     def publish_keys(self, route, allowed, elsewhere):
         """The gateway in front of an external target checks its callers."""

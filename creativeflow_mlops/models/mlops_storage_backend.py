@@ -102,10 +102,6 @@ class MlopsStorageBackend(models.Model):
     # Business
     # ------------------------------------------------------------------
 
-    def _credentials(self):
-        self.ensure_one()
-        return tuple(self._backend_secret(name) for name in self._backend_secrets)
-
     def _local_root(self):
         root = os.path.join(
             tools.config["data_dir"], "mlops_artifacts", self.env.cr.dbname
