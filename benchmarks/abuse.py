@@ -186,7 +186,7 @@ def bench_abuse():
                 capture_output=True,
             ).stdout
         )
-        after = REPO / "creativeflow_mlops" / "runtime" / "server.py"
+        after = REPO / "creativeflow_mlops" / "model_server" / "server.py"
         row = [0.123456789] * 64
         big = json.dumps(
             {

@@ -43,7 +43,7 @@ def _scanners():
     module = importlib.util.module_from_spec(spec)
     sys.modules["scanners"] = module
     spec.loader.exec_module(module)
-    return importlib.import_module("scanners.registry")
+    return importlib.import_module("scanners.catalog")
 
 
 def onnx_model(rows, cols, seed):
@@ -66,7 +66,7 @@ def onnx_model(rows, cols, seed):
     return buffer.getvalue()
 
 
-def baseline(registry, artifacts, work):
+def baseline(catalog, artifacts, work):
     """Seconds to run every scan of the ONNX policy on each artifact, one
     after another, in this process: the work a round consists of."""
     started = time.perf_counter()
@@ -74,7 +74,7 @@ def baseline(registry, artifacts, work):
         path = work / f"baseline-{index}.onnx"
         path.write_bytes(data)
         sha = hashlib.sha256(data).hexdigest()
-        ctx = registry.ScanContext(
+        ctx = catalog.ScanContext(
             model_format="onnx",
             filename=path.name,
             path=str(path),
@@ -82,9 +82,9 @@ def baseline(registry, artifacts, work):
             expected_size=len(data),
             expected_sha256=sha,
         )
-        for scan_type in registry.SPECS:
-            if registry.default_mode("onnx", scan_type) != registry.OFF:
-                registry.run(scan_type, ctx)
+        for scan_type in catalog.SPECS:
+            if catalog.default_mode("onnx", scan_type) != catalog.OFF:
+                catalog.run(scan_type, ctx)
         path.unlink()
     return time.perf_counter() - started
 
@@ -183,7 +183,7 @@ class _Stack:
 
 
 def bench_validation():
-    registry = _scanners()
+    catalog = _scanners()
     work = Path(tempfile.mkdtemp(prefix="mlops-bench-validation-"))
     small = [onnx_model(8 + n % 24, 2 + n % 7, n) for n in range(SMALL)]
     side = int((LARGE_MIB * 1024 * 1024 / 4) ** 0.5)
@@ -193,7 +193,7 @@ def bench_validation():
     stack = _Stack(work)
     try:
         for label, artifacts in (("small", small), ("large", large)):
-            serial = baseline(registry, artifacts, work)
+            serial = baseline(catalog, artifacts, work)
             latencies, wall = through_odoo(stack, artifacts, label)
             count = len(artifacts)
             ideal = serial / 2  # two channels, no overhead

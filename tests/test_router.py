@@ -18,6 +18,11 @@ import requests
 import testservers
 from addon_artifacts import artifacts
 
+from odoo.addons.creativeflow_mlops.adapters.processes import (
+    LocalRuntime,
+    ProcessSpec,
+    free_port,
+)
 from odoo.addons.creativeflow_mlops.adapters.router import (
     SLOTS,
     Backend,
@@ -25,11 +30,6 @@ from odoo.addons.creativeflow_mlops.adapters.router import (
     Route,
     RouterFailed,
     route_path,
-)
-from odoo.addons.creativeflow_mlops.adapters.runtime import (
-    LocalRuntime,
-    ProcessSpec,
-    free_port,
 )
 
 BODY = {

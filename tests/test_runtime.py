@@ -1,5 +1,5 @@
-"""The local model server (runtime/server.py) and its supervisor
-(adapters/runtime.py), as real processes: inference checked against a
+"""The local model server (model_server/server.py) and its supervisor
+(adapters/processes.py), as real processes: inference checked against a
 direct onnxruntime call and through Triton's OIP client, metrics, invoke
 keys and their revocation, bad input, a model that cannot load, a port in
 use, draining on stop, adoption by a new supervisor, a crash."""
@@ -19,7 +19,7 @@ import requests
 import tritonclient.http as triton
 from addon_artifacts import artifacts
 
-from odoo.addons.creativeflow_mlops.adapters.runtime import (
+from odoo.addons.creativeflow_mlops.adapters.processes import (
     LocalRuntime,
     PortInUse,
     ProcessSpec,

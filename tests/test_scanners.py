@@ -14,7 +14,7 @@ import onnx
 import pickle_corpus
 import pytest
 
-from odoo.addons.creativeflow_mlops.scanners import dockerfile, formats, runtime
+from odoo.addons.creativeflow_mlops.scanners import dockerfile, formats, inference
 from odoo.addons.creativeflow_mlops.tests.artifacts import onnx_model
 
 
@@ -53,12 +53,12 @@ def test_onnx_valid_model_passes_every_check(tmp_path):
     report = formats.scan(path, "onnx")
     assert report.state == "passed", report.summary
     assert report.details["opsets"] == {"ai.onnx": 17}
-    io_report = runtime.functional_io(path, output_schema={"y": {"dtype": "float32"}})
+    io_report = inference.functional_io(path, output_schema={"y": {"dtype": "float32"}})
     assert io_report.state == "passed", io_report.summary
     assert io_report.details["outputs"] == [
         {"name": "y", "shape": [1, 2], "dtype": "float32"}
     ]
-    bench = runtime.benchmark(path, runs=20, warmup=2)
+    bench = inference.benchmark(path, runs=20, warmup=2)
     assert bench.state == "passed"
     assert 0 < bench.details["latency_p50_ms"] <= bench.details["latency_p99_ms"]
     assert bench.details["throughput_per_s"] > 0
@@ -86,13 +86,13 @@ def test_onnx_refusals(tmp_path):
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(os.urandom(256))
     assert formats.scan(junk, "onnx").state == "failed"
-    wrong = runtime.functional_io(
+    wrong = inference.functional_io(
         make_onnx(tmp_path / "m.onnx"),
         output_schema={"y": {"dtype": "int64", "shape": [1, 3]}},
     )
     assert wrong.state == "failed"
     assert {f.code for f in wrong.findings} == {"output_dtype", "output_shape"}
-    assert runtime.functional_io(junk).state == "failed"
+    assert inference.functional_io(junk).state == "failed"
 
 
 # ---------------------------------------------------------------------------
@@ -387,7 +387,7 @@ def _identity_onnx(path, elem_type, shape):
 )
 def test_functional_io_generates_every_input_type(tmp_path, elem_type):
     path = _identity_onnx(tmp_path / "m.onnx", elem_type, ["n", 3])
-    report = runtime.functional_io(path)
+    report = inference.functional_io(path)
     assert report.state == "passed", report.summary
     assert report.details["inputs"]["x"]["shape"] == [1, 3]
 
@@ -397,21 +397,22 @@ def test_runtime_limits_and_odd_signatures(tmp_path):
     huge = _identity_onnx(
         tmp_path / "huge.onnx", onnx.TensorProto.FLOAT, [1, 3, 30000, 30000]
     )
-    for report in (runtime.functional_io(huge), runtime.benchmark(huge, runs=2)):
+    for report in (inference.functional_io(huge), inference.benchmark(huge, runs=2)):
         assert report.state == "skipped"
         assert "MiB" in report.summary
     small = _identity_onnx(tmp_path / "small.onnx", onnx.TensorProto.FLOAT, [2, 3])
     # malformed signatures are reported, never a crash
     for schema in ({"y": {"shape": 2}}, [{"shape": [2, 3]}, {"name": "z"}]):
-        report = runtime.functional_io(small, output_schema=schema)
+        report = inference.functional_io(small, output_schema=schema)
         assert report.state in ("passed", "failed")
     assert (
-        runtime.functional_io(small, input_schema={"x": {"shape": 5}}).state == "failed"
+        inference.functional_io(small, input_schema={"x": {"shape": 5}}).state
+        == "failed"
     )
     # one run still gives percentiles
-    assert runtime.benchmark(small, runs=1, warmup=0).state == "passed"
+    assert inference.benchmark(small, runs=1, warmup=0).state == "passed"
     # without a declared signature, outputs are checked against the model's own
-    report = runtime.functional_io(small)
+    report = inference.functional_io(small)
     assert report.details["outputs"] == [
         {"name": "y", "shape": [2, 3], "dtype": "float32"}
     ]
@@ -451,7 +452,7 @@ def test_runtime_stops_a_run_that_takes_too_long(tmp_path):
     path = tmp_path / "spin.onnx"
     onnx.save(model, path)
     started = time.monotonic()
-    report = runtime.functional_io(path, timeout=1)
+    report = inference.functional_io(path, timeout=1)
     assert time.monotonic() - started < 30
     assert report.state == "failed"
     assert "terminat" in report.summary.lower(), report.summary
@@ -620,16 +621,16 @@ def test_dockerfile_names_and_unreadable_archives(tmp_path):
 
 def test_models_run_in_a_capped_child_process(tmp_path):
     small = _identity_onnx(tmp_path / "small.onnx", onnx.TensorProto.FLOAT, [2, 3])
-    report = runtime.run_isolated("functional_io", small)
+    report = inference.run_isolated("functional_io", small)
     assert report.state == "passed"
     assert report.details["outputs"][0]["shape"] == [2, 3]
-    bench = runtime.run_isolated("benchmark", small, runs=3, warmup=0)
+    bench = inference.run_isolated("benchmark", small, runs=3, warmup=0)
     assert bench.state == "passed" and bench.details["runs"] == 3
     # a cap the runtime cannot even load within: the scan fails, we go on
-    starved = runtime.run_isolated("functional_io", small, memory_mb=64)
+    starved = inference.run_isolated("functional_io", small, memory_mb=64)
     assert starved.state == "failed"
     assert "failed" in starved.summary or "64 MiB" in starved.summary
-    slow = runtime.run_isolated("functional_io", small, timeout=0.001)
+    slow = inference.run_isolated("functional_io", small, timeout=0.001)
     assert slow.state == "failed" and "over" in slow.summary
     with pytest.raises(ValueError):
-        runtime.run_isolated("os.system", small)
+        inference.run_isolated("os.system", small)

@@ -42,7 +42,7 @@ from pathlib import Path
 
 import requests
 
-from .runtime import process_alive
+from .processes import process_alive
 
 SAFE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,100}$")
 HAPROXY_PATHS = ("/usr/sbin/haproxy", "/usr/local/sbin/haproxy")

@@ -42,16 +42,16 @@ from pathlib import Path
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from .router import Backend, HAProxyRouter, Route, RouterError, route_path
-from .runtime import (
+from .processes import (
     LocalRuntime,
+    ProcessError,
     ProcessSpec,
-    RuntimeError_,
     free_port,
     process_alive,
 )
+from .router import Backend, HAProxyRouter, Route, RouterError, route_path
 
-WATCHDOG = Path(__file__).resolve().parent.parent / "runtime" / "watchdog.py"
+WATCHDOG = Path(__file__).resolve().parent.parent / "model_server" / "watchdog.py"
 
 # the formats a kind can serve, to refuse the others at approval
 # (an external pipeline builds the image of any format)
@@ -124,7 +124,7 @@ class Target(abc.ABC):
 
 
 class LocalTarget(Target):
-    """Model servers on this machine (adapters.runtime), behind the HAProxy
+    """Model servers on this machine (adapters.processes), behind the HAProxy
     router (adapters.router)."""
 
     kind = "local"
@@ -181,7 +181,7 @@ class LocalTarget(Target):
             return ServeStatus(True, f"already serving on port {handle.port}")
         try:
             handle = self.runtime.start(self._spec(plan, free_port()))
-        except RuntimeError_ as error:
+        except ProcessError as error:
             raise TargetFailed(str(error)) from error
         return ServeStatus(
             True, f"serving on port {handle.port}", details={"pid": handle.pid}
@@ -235,7 +235,7 @@ class LocalTarget(Target):
         return parse_metrics(answer.text)
 
     def ensure_watchdog(self):
-        """Start the target's watchdog (runtime/watchdog.py: a killed router
+        """Start the target's watchdog (model_server/watchdog.py: a killed router
         or model server back within a second) unless one runs; True if one
         was started."""
         if not self.watchdog:
@@ -292,18 +292,19 @@ class LocalTarget(Target):
         (no invoke key is kept in clear): made once, readable by this
         machine's Odoo user only; the keys files carry its SHA-256."""
         path = self.root / "keys" / "platform.key"
-        try:
-            return path.read_text().strip()
-        except FileNotFoundError:
-            pass
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            # another worker made it meanwhile
-            return path.read_text().strip()
-        with os.fdopen(descriptor, "w") as handle:
-            handle.write(secrets.token_urlsafe(32))
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # written whole (mode 600), then linked: of two workers making
+            # it at once, the first link wins and both read that one
+            with tempfile.NamedTemporaryFile(
+                "w", dir=path.parent, prefix=".platform.", delete=False
+            ) as partial:
+                partial.write(secrets.token_urlsafe(32))
+            try:
+                with contextlib.suppress(FileExistsError):
+                    os.link(partial.name, path)
+            finally:
+                os.unlink(partial.name)
         return path.read_text().strip()
 
     def publish_keys(self, route, allowed, elsewhere):

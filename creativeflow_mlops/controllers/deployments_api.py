@@ -6,7 +6,7 @@ deployments, undeploy, the endpoint registry n8n reads, and feedback."""
 from odoo import http
 from odoo.http import request
 
-from ..services import operations, registry
+from ..services import endpoint_registry, operations
 from .framework import _body, _operate, _query, api_route
 from .openapi_schemas import BODIES, PAGE, STRING, page_of, ref
 
@@ -115,12 +115,12 @@ class MlopsDeploymentsApi(http.Controller):
     )
     def endpoints(self, **_params):
         _status, body = operations.run(request.env, "endpoints.list", _query())
-        tag = registry.etag(body["items"])
+        tag = endpoint_registry.etag(body["items"])
         if request.httprequest.if_none_match.contains(tag.strip('"')):
             response = request.make_response("", status=304)
         else:
             response = request.make_response(
-                registry.encoded(body),
+                endpoint_registry.encoded(body),
                 headers=[("Content-Type", "application/json; charset=utf-8")],
             )
         response.headers["ETag"] = tag

@@ -20,7 +20,7 @@ from ..lifecycle import (
     VERSION_STATES,
     VERSION_TRANSITIONS,
 )
-from ..scanners import registry
+from ..scanners import catalog
 from ..services import artifacts, errors, registry_changes, serving, validation
 from ..services import deployment as deploy_service
 from ..services import resources as resource_service
@@ -543,7 +543,7 @@ class MlopsModelVersion(models.Model):
         self._check_can_transition("validating")
         if scan_types is None:
             return
-        known = set(registry.SPECS)
+        known = set(catalog.SPECS)
         if (
             not isinstance(scan_types, list | tuple)
             or not scan_types

@@ -7,7 +7,7 @@ from odoo import api, fields, models
 
 from ..adapters.storage import StorageError
 from ..lifecycle import VALIDATION_STATES
-from ..scanners import registry
+from ..scanners import catalog
 from ..scanners.report import ScanReport
 from ..services import artifacts, jobs, settings, validation
 from ..utils import scrub_paths
@@ -29,7 +29,7 @@ class MlopsValidationResult(models.Model):
     )
     model_id = fields.Many2one(related="version_id.model_id", store=True)
     company_id = fields.Many2one(related="version_id.company_id", store=True)
-    scan_type = fields.Selection(registry.SELECTION, required=True)
+    scan_type = fields.Selection(catalog.SELECTION, required=True)
     round = fields.Integer(default=1, help="Validation round of the version.")
     state = fields.Selection(
         VALIDATION_STATES, default="pending", required=True, index=True
@@ -69,7 +69,7 @@ class MlopsValidationResult(models.Model):
 
     @api.depends("version_id", "scan_type")
     def _compute_display_name(self):
-        labels = dict(registry.SELECTION)
+        labels = dict(catalog.SELECTION)
         for result in self:
             result.display_name = (
                 f"{result.version_id.display_name}: {labels.get(result.scan_type, '')}"
@@ -198,8 +198,8 @@ class MlopsValidationResult(models.Model):
     def _scan(self):
         """This scan's report, from the registry's spec."""
         version = self.version_id
-        spec = registry.SPECS[self.scan_type]
-        context = registry.ScanContext(
+        spec = catalog.SPECS[self.scan_type]
+        context = catalog.ScanContext(
             model_format=version.model_format,
             filename=version.artifact_filename,
             parameters=version.parameters or {},
@@ -214,13 +214,11 @@ class MlopsValidationResult(models.Model):
         )
         store = version.storage_backend_id._get_store()
         context.measure = lambda: store.hash_object(version.artifact_object_key)
-        if not spec.needs_file or registry.can_run(
-            self.scan_type, context.model_format
-        ):
-            return registry.run(self.scan_type, context)
+        if not spec.needs_file or catalog.can_run(self.scan_type, context.model_format):
+            return catalog.run(self.scan_type, context)
         with artifacts.local_copy(version) as path:
             context.path = path
-            return registry.run(self.scan_type, context)
+            return catalog.run(self.scan_type, context)
 
     def _store_report_quietly(self, report):
         try:

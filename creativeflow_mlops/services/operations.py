@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 from ..exceptions import InvalidInput, MLOpsError, NotFound
 from ..lifecycle import DEPLOYMENT_STATES, ENVIRONMENTS, VERSION_STATES
-from . import events, reads, registry, serializers
+from . import endpoint_registry, events, reads, serializers
 
 MAX_LIMIT = 200
 # PostgreSQL takes a LIMIT or OFFSET up to int8; no page is that far
@@ -438,7 +438,7 @@ def deployments_delete(env, params):
 @operation("endpoints.list")
 def endpoints_list(env, params):
     environment = choice(params, "environment", [e for e, _l in ENVIRONMENTS])
-    items = registry.cached_entries(env, environment, text(params, "model"))
+    items = endpoint_registry.cached_entries(env, environment, text(params, "model"))
     now = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
     return {"items": items, "generated_at": serializers.timestamp(now)}
 

@@ -1,7 +1,7 @@
 """When the endpoint registry must be built again: a change log written by
 PostgreSQL triggers, read in one cheap statement.
 
-The registry (``services.registry``) is made of the serving deployments,
+The registry (``services.endpoint_registry``) is made of the serving deployments,
 their versions, models and targets. Comparing their count and latest write
 dates joined 1,000 deployments to their rows on every request (about
 1.5 ms of the database's time), and was not exact: a transaction that

@@ -26,7 +26,7 @@ from markupsafe import Markup
 
 from odoo.addons.queue_job.delay import chain, group
 
-from ..scanners import registry
+from ..scanners import catalog
 from ..scanners.report import ScanReport
 from . import jobs, settings
 
@@ -68,18 +68,18 @@ def start_round(version, scan_types=None, integrity_report=None):
         version.model_format
     ):
         wanted = not scan_types or scan_type in scan_types
-        if mode == registry.OFF or not (wanted or scan_type == registry.FIRST):
+        if mode == catalog.OFF or not (wanted or scan_type == catalog.FIRST):
             continue
         results |= Result.create(
             {
                 "version_id": version.id,
                 "scan_type": scan_type,
                 "round": round_,
-                "blocking": mode == registry.BLOCK,
+                "blocking": mode == catalog.BLOCK,
                 "validated_by_id": version.env.uid,
             }
         )
-    first = results.filtered(lambda r: r.scan_type == registry.FIRST)
+    first = results.filtered(lambda r: r.scan_type == catalog.FIRST)
     if first and integrity_report is not None:
         first._record(integrity_report, first._store_report_quietly(integrity_report))
     queue_round(version, round_, results.filtered(lambda r: r.state == "pending"))
@@ -95,7 +95,7 @@ def queue_round(version, round_, results):
         return
     version = jobs.as_platform(version)
     results = results.with_env(version.env)
-    first = results.filtered(lambda r: r.scan_type == registry.FIRST)
+    first = results.filtered(lambda r: r.scan_type == catalog.FIRST)
     rest = results - first
     nodes = [first._scan_job()] if first else []
     if rest:
@@ -149,7 +149,7 @@ def _verdict(version):
         for scan_type, mode in version.env["mlops.validation.policy"]._get_plan(
             version.model_format
         )
-        if mode != registry.OFF
+        if mode != catalog.OFF
     }
     latest = {}
     for result in version.validation_result_ids.sorted(lambda r: (r.round, r.id)):
@@ -158,11 +158,11 @@ def _verdict(version):
     results = version.env["mlops.validation.result"].union(*latest.values())
     blocking = results.filtered(
         lambda r: (
-            plan[r.scan_type] == registry.BLOCK and (r.state == "failed" or r.gated)
+            plan[r.scan_type] == catalog.BLOCK and (r.state == "failed" or r.gated)
         )
     )
     never_run = [
-        t for t, mode in plan.items() if mode == registry.BLOCK and t not in latest
+        t for t, mode in plan.items() if mode == catalog.BLOCK and t not in latest
     ]
     return _Verdict(results, blocking, never_run)
 

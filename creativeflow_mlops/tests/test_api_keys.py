@@ -14,7 +14,7 @@ from odoo.tests import HttpCase, new_test_user, tagged
 from odoo.addons.base.models.res_users import KEY_CRYPT_CONTEXT
 
 from ..lifecycle import USER
-from ..services import apikeys, registry
+from ..services import apikeys, endpoint_registry
 
 API = "/mlops/api/v1"
 
@@ -175,7 +175,7 @@ class TestRegistryCache(HttpCase):
         )
         self.assertEqual(
             again.json()["items"],
-            registry.entries(self.env(user=user), "production"),
+            endpoint_registry.entries(self.env(user=user), "production"),
         )
         names = sorted(e["model"] for e in first.json()["items"])
         self.assertEqual(names[-3:], ["cached-0", "cached-1", "cached-2"])

@@ -17,11 +17,11 @@ from odoo.exceptions import AccessError
 
 from odoo.addons.queue_job.tests.common import trap_jobs
 
+from ..adapters.processes import ProcessSpec, free_port
 from ..adapters.router import HAProxyRouter, RouterFailed
-from ..adapters.runtime import ProcessSpec, free_port
 from ..exceptions import Conflict, InvalidInput, TransitionNotAllowed
 from ..services import artifacts as artifact_service
-from ..services import registry, serving
+from ..services import endpoint_registry, serving
 from . import artifacts
 from .common import LocalTargetCleanup, MlopsCase
 
@@ -115,7 +115,7 @@ class TestDeployments(LocalTargetCleanup, MlopsCase):
                 {"y": {"datatype": "FP32", "shape": [-1, 10]}},
             ),
         )
-        (entry,) = registry.entries(self.env, "staging", "deploy-me")
+        (entry,) = endpoint_registry.entries(self.env, "staging", "deploy-me")
         example = json.loads(entry["curl_example"].split("-d '", 1)[1].rstrip("'"))
         self.assertEqual(
             [(t["name"], t["shape"], len(t["data"])) for t in example["inputs"]],

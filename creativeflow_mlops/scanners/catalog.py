@@ -11,7 +11,7 @@ version declares, and the settings that concern scanners.
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from . import dockerfile, formats, integrity, pickle_scan, runtime
+from . import dockerfile, formats, inference, integrity, pickle_scan
 from .report import ScanReport
 
 BLOCK = "block"
@@ -81,7 +81,7 @@ def _security_container(ctx):
 
 def _functional_io(ctx):
     # the model runs in a child process with a memory cap, not here
-    return runtime.run_isolated(
+    return inference.run_isolated(
         "functional_io",
         ctx.path,
         memory_mb=ctx.runtime_memory_mb,
@@ -91,7 +91,7 @@ def _functional_io(ctx):
 
 
 def _performance_benchmark(ctx):
-    return runtime.run_isolated(
+    return inference.run_isolated(
         "benchmark",
         ctx.path,
         memory_mb=ctx.runtime_memory_mb,

@@ -1,4 +1,4 @@
-"""Start, watch and stop local model servers (runtime/server.py), one
+"""Start, watch and stop local model servers (model_server/server.py), one
 process per deployment colour. Plain Python: no Odoo.
 
 A process is started in its own session, so that it outlives an Odoo
@@ -22,19 +22,19 @@ from pathlib import Path
 
 import requests
 
-SERVER = Path(__file__).resolve().parent.parent / "runtime" / "server.py"
+SERVER = Path(__file__).resolve().parent.parent / "model_server" / "server.py"
 HEALTH_TIMEOUT = 2
 
 
-class RuntimeError_(Exception):
+class ProcessError(Exception):
     """Base of the runtime's errors (``RuntimeError`` is Python's)."""
 
 
-class RuntimeFailed(RuntimeError_):
+class RuntimeFailed(ProcessError):
     """The process could not start or serve: the reason is its own."""
 
 
-class PortInUse(RuntimeError_):
+class PortInUse(ProcessError):
     pass
 
 

@@ -34,20 +34,20 @@ _logger = logging.getLogger("mlops.watchdog")
 
 
 def _adapters():
-    """``runtime`` and ``router`` of ``../adapters``, without the addon's
+    """``processes`` and ``router`` of ``../adapters``, without the addon's
     package (which is Odoo's)."""
     package = types.ModuleType("mlops_watchdog_adapters")
     package.__path__ = [str(ADAPTERS)]
     sys.modules[package.__name__] = package
     loaded = {}
-    for name in ("runtime", "router"):
+    for name in ("processes", "router"):
         full = f"{package.__name__}.{name}"
         spec = importlib.util.spec_from_file_location(full, ADAPTERS / f"{name}.py")
         module = importlib.util.module_from_spec(spec)
         sys.modules[full] = module
         spec.loader.exec_module(module)
         loaded[name] = module
-    return loaded["runtime"], loaded["router"]
+    return loaded["processes"], loaded["router"]
 
 
 def lock_path(target_dir):

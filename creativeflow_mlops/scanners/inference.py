@@ -270,9 +270,9 @@ spec = importlib.util.spec_from_file_location(
 package = importlib.util.module_from_spec(spec)
 sys.modules["mlops_scanners"] = package
 spec.loader.exec_module(package)
-from mlops_scanners import runtime
+from mlops_scanners import inference
 request = json.load(sys.stdin)
-report = getattr(runtime, request["check"])(request["path"], **request["kwargs"])
+report = getattr(inference, request["check"])(request["path"], **request["kwargs"])
 json.dump(report.to_dict(), sys.stdout, default=str)
 """
 
