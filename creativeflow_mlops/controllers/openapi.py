@@ -11,7 +11,7 @@ from odoo.http import request
 
 from ..services import errors as service_errors
 from . import framework
-from .openapi_schemas import SCHEMAS, ref
+from .openapi_schemas import ID, SCHEMAS, ref
 
 COMMON_ERRORS = (400, 401, 403, 404, 415, 422, 503)
 REASONS = {
@@ -34,9 +34,7 @@ def _path(path):
 
     def replace(match):
         kind, name = match.group(1) or "string", match.group(2)
-        schema = (
-            {"type": "integer", "minimum": 1} if kind == "int" else {"type": "string"}
-        )
+        schema = ID if kind == "int" else {"type": "string"}
         params.append({"name": name, "in": "path", "required": True, "schema": schema})
         return "{" + name + "}"
 

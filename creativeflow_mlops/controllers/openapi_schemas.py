@@ -5,6 +5,8 @@ routes take and answer: the contract's objects (docs/reference/api.md) as
 ``services.serializers`` writes them. Routes name them in their
 declarations; ``openapi`` assembles the document."""
 
+from ..services import resources
+
 
 def _nullable(kind):
     return {"type": [kind, "null"]}
@@ -12,6 +14,8 @@ def _nullable(kind):
 
 STRING = {"type": "string"}
 INTEGER = {"type": "integer"}
+# a record's id: PostgreSQL's integer, as the server reads it
+ID = {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}
 STAMP = {"type": ["string", "null"], "format": "date-time"}
 OBJECT = {"type": "object"}
 
@@ -158,16 +162,31 @@ SCHEMAS = {
         "not asked. The local target runs on the CPU (cpu sets its threads) "
         "and caps no memory; a GitHub workflow takes none.",
         "properties": {
-            "gpu": {"type": "integer", "minimum": 0, "maximum": 16},
-            "gpu_type": {"type": "string", "maxLength": 63},
+            "gpu": {"type": "integer", "minimum": 0, "maximum": resources.MAX_GPU},
+            "gpu_type": {
+                "type": "string",
+                "pattern": f"^{resources.GPU_TYPE_PATTERN}$",
+                "description": "a GPU product as nodes label it, e.g. NVIDIA-A10G",
+            },
             "cpu": {
-                "type": ["string", "number"],
+                "type": "string",
+                "maxLength": resources.MAX_QUANTITY,
+                "pattern": f"^{resources.CPU_PATTERN}$",
                 "description": "cores or millicores: 2, 0.5, 500m",
             },
             "memory": {
-                "type": ["string", "integer"],
-                "description": "a Kubernetes quantity: 512Mi, 8Gi (or bytes)",
+                "type": "string",
+                "maxLength": resources.MAX_QUANTITY,
+                "pattern": f"^{resources.QUANTITY_PATTERN}$",
+                "description": "a Kubernetes quantity: 512Mi, 8Gi",
             },
+        },
+        # a GPU type is asked with a GPU
+        "dependentSchemas": {
+            "gpu_type": {
+                "required": ["gpu"],
+                "properties": {"gpu": {"minimum": 1}},
+            }
         },
         "additionalProperties": False,
     },
@@ -289,18 +308,36 @@ SCHEMAS = {
 }
 
 # bodies
-REASON = {"reason": {"type": "string", "description": "Why: kept with your name."}}
+REASON = {
+    "reason": {
+        "type": "string",
+        "pattern": "\\S",
+        "maxLength": 10000,
+        "description": "Why: kept with your name, in the approval and the ledger. "
+        "Required, with more than blanks (a deploy or a promotion without one "
+        "is refused unless the approval_reason_optional setting is on; a "
+        "rollback always needs one).",
+    }
+}
+REPLICAS = {
+    "type": "integer",
+    "minimum": 1,
+    "maximum": 16,
+    "description": "Model servers of the deployment. The local target runs one: "
+    "any other count is refused there (422) with the reason.",
+}
 BODIES = {
     "deploy": {
         "type": "object",
         "properties": {
             "environment": {"enum": ["staging"]},
             "strategy": {"enum": ["rolling"]},
-            "replicas": {"type": "integer", "minimum": 1, "maximum": 16},
+            "replicas": REPLICAS,
             "resources": ref("Resources"),
             "target": STRING,
             **REASON,
         },
+        "required": ["reason"],
         "additionalProperties": False,
     },
     "promote": {
@@ -311,6 +348,7 @@ BODIES = {
             "target": STRING,
             **REASON,
         },
+        "required": ["reason"],
         "additionalProperties": False,
     },
     "validate": {
@@ -321,13 +359,18 @@ BODIES = {
     "update": {
         "type": "object",
         "properties": {
-            "replicas": {"type": "integer", "minimum": 1, "maximum": 16},
+            "replicas": REPLICAS,
             "canary_percent": {"type": "integer", "minimum": 1, "maximum": 99},
         },
         "minProperties": 1,
         "additionalProperties": False,
     },
-    "rollback": {"type": "object", "properties": REASON, "additionalProperties": False},
+    "rollback": {
+        "type": "object",
+        "properties": REASON,
+        "required": ["reason"],
+        "additionalProperties": False,
+    },
     "upload": {
         "type": "object",
         "required": ["model", "version", "filename", "size"],
@@ -360,20 +403,29 @@ BODIES = {
     "feedback": {
         "type": "object",
         "properties": {
-            "version_id": INTEGER,
-            "deployment_id": INTEGER,
-            "rating": {"type": "integer", "minimum": 1, "maximum": 5},
-            "comment": STRING,
-            "data": {"type": ["object", "array"]},
-            "generation_request_id": STRING,
+            "version_id": ID,
+            "deployment_id": ID,
+            "rating": {"type": ["integer", "null"], "minimum": 1, "maximum": 5},
+            "comment": {"type": ["string", "null"], "maxLength": 10000},
+            "data": {
+                "description": "What was asked and answered; empty is no data "
+                "(send null or leave it out).",
+                "anyOf": [
+                    {"type": "object", "minProperties": 1},
+                    {"type": "array", "minItems": 1},
+                    {"type": "null"},
+                ],
+            },
+            "generation_request_id": {"type": ["string", "null"], "maxLength": 200},
         },
+        "anyOf": [{"required": ["version_id"]}, {"required": ["deployment_id"]}],
         "additionalProperties": False,
     },
     "callback": {
         "type": "object",
         "required": ["run_id", "stage", "status"],
         "properties": {
-            "run_id": INTEGER,
+            "run_id": ID,
             "stage": STRING,
             "status": {"enum": ["running", "succeeded", "failed", "skipped"]},
             "endpoint_url": STRING,

@@ -491,6 +491,9 @@ def feedback_create(env, params):
     data = params.get("data")
     if data is not None and not isinstance(data, dict | list):
         raise InvalidInput("data is a JSON object or array")
+    if data is not None and not data:
+        # kept as it came or not at all: an empty one would read back null
+        raise InvalidInput("data is empty: send null or leave it out")
     values.update(
         rating=rating or 0,
         comment=text(params, "comment") or False,

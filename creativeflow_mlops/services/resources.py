@@ -17,27 +17,28 @@ MAX_GPU = 16
 # resource.Quantity of Kubernetes: a decimal number and a decimal or binary
 # suffix ("512Mi", "8Gi", "1G", bytes as a number)
 # (no "m" for memory: 512m is half a byte, never what was meant)
-QUANTITY = re.compile(r"^(?:\d+(?:\.\d*)?|\.\d+)(?:[KMGTPE]i|[kMGTPE])?$")
+# a positive decimal: a nonzero digit before or after the point; ASCII
+# digits only (Python's \d takes any script's, JSON Schema's does not)
+POSITIVE = r"(?:[0-9]*[1-9][0-9]*(?:\.[0-9]*)?|[0-9]*\.[0-9]*[1-9][0-9]*)"
+QUANTITY_PATTERN = POSITIVE + r"(?:[KMGTPE]i|[kMGTPE])?"
 # CPUs: cores or millicores ("2", "0.5", "500m")
-CPU = re.compile(r"^(?:\d+(?:\.\d*)?|\.\d+)m?$")
+CPU_PATTERN = POSITIVE + "m?"
 # a label value (nvidia.com/gpu.product): 63 characters at most
-GPU_TYPE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$")
+GPU_TYPE_PATTERN = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,61}[A-Za-z0-9])?"
+MAX_QUANTITY = 32
 
 
 def _quantity(value, problems, key):
-    grammar = CPU if key == "cpu" else QUANTITY
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        value = repr(value)
+    pattern = CPU_PATTERN if key == "cpu" else QUANTITY_PATTERN
     if (
         not isinstance(value, str)
-        or len(value) > 32
-        or not grammar.match(value)
-        or not float(re.sub(r"[A-Za-z]+$", "", value) or 0) > 0
+        or len(value) > MAX_QUANTITY
+        or not re.fullmatch(pattern, value)
     ):
         problems[f"resources.{key}"] = (
-            "a positive number of CPUs, e.g. 2, 0.5 or 500m"
+            "a positive number of CPUs, e.g. 2, 0.5 or 500m (a string)"
             if key == "cpu"
-            else "a positive Kubernetes quantity, e.g. 512Mi or 8Gi"
+            else "a positive Kubernetes quantity, e.g. 512Mi or 8Gi (a string)"
         )
         return None
     return value
@@ -63,7 +64,7 @@ def parse(value):
             problems["resources.gpu"] = f"an integer from 0 to {MAX_GPU}"
     if "gpu_type" in value:
         gpu_type = value["gpu_type"]
-        if isinstance(gpu_type, str) and GPU_TYPE.match(gpu_type):
+        if isinstance(gpu_type, str) and re.fullmatch(GPU_TYPE_PATTERN, gpu_type):
             checked["gpu_type"] = gpu_type
         else:
             problems["resources.gpu_type"] = (

@@ -140,7 +140,7 @@ def feedback(record):
         "model_id": record.model_id.id,
         "rating": record.rating or None,
         "comment": record.comment or None,
-        "data": record.data,
+        "data": record.data or None,
         "generation_request_id": record.generation_request_id or None,
         "user": record.user_id.login,
         "submitted_at": timestamp(record.submitted_at),

@@ -116,6 +116,7 @@ class TestDeploymentsApi(LocalTargetCleanup, HttpCase):
             ({"target": "nope", "reason": "x"}, 422, "invalid_input"),
             ({"reason": 5}, 422, "invalid_input"),
             ({"resources": "gpu=1"}, 422, "invalid_input"),
+            ({"resources": {"cpu": 2}}, 422, "invalid_input"),
         ):
             self._error(
                 self._call("POST", path, self.approver, json=body), status, code
@@ -127,9 +128,10 @@ class TestDeploymentsApi(LocalTargetCleanup, HttpCase):
                 {"gpu": -1, "cpu": "2k", "memory": "512m", "disk": "1Gi"},
                 {
                     "resources.gpu": "an integer from 0 to 16",
-                    "resources.cpu": "a positive number of CPUs, e.g. 2, 0.5 or 500m",
+                    "resources.cpu": "a positive number of CPUs, "
+                    "e.g. 2, 0.5 or 500m (a string)",
                     "resources.memory": "a positive Kubernetes quantity, "
-                    "e.g. 512Mi or 8Gi",
+                    "e.g. 512Mi or 8Gi (a string)",
                     "resources.disk": "unknown field",
                 },
             ),
@@ -142,9 +144,10 @@ class TestDeploymentsApi(LocalTargetCleanup, HttpCase):
                 {"resources.memory": "the local runtime does not cap memory"},
             ),
             (
-                {"cpu": 0},
+                {"cpu": "0"},
                 {
-                    "resources.cpu": "a positive number of CPUs, e.g. 2, 0.5 or 500m",
+                    "resources.cpu": "a positive number of CPUs, "
+                    "e.g. 2, 0.5 or 500m (a string)",
                 },
             ),
         ):

@@ -61,7 +61,8 @@ class TestOpenApi(HttpCase):
                 "name": "version_id",
                 "in": "path",
                 "required": True,
-                "schema": {"type": "integer", "minimum": 1},
+                # the server reads ids as PostgreSQL integers
+                "schema": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1},
             },
         )
         callback = document["paths"]["/ci/callback"]["post"]
