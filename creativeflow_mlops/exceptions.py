@@ -65,6 +65,14 @@ class NotFound(MLOpsError):
     http_status = 404
 
 
+class CursorAhead(MLOpsError):
+    """A cursor no answer gave out yet (ahead of the log): a client that
+    waited on it would wait for events it already missed."""
+
+    code = "cursor_ahead"
+    http_status = 409
+
+
 class CursorExpired(MLOpsError):
     """A cursor from before events that retention has dropped: following
     on from it would skip them."""

@@ -13,30 +13,54 @@ def slugify(name, length=40):
 MAX_JSON_DEPTH = 32
 
 
+class NulCharacter(ValueError):
+    """A string with a NUL (\\u0000), which PostgreSQL stores in neither
+    text nor jsonb: refused where it comes in, naming where it was."""
+
+    def __init__(self, path):
+        self.path = path or "(the body)"
+        super().__init__(f"{self.path}: a NUL character (\\u0000) is not stored")
+
+
+def _number(text):
+    """A JSON number with a fraction or exponent: an int when it is one
+    (JSON has one number type, and JSON Schema calls 3.0 an integer), else
+    a float."""
+    value = float(text)
+    return int(value) if value.is_integer() and abs(value) < 2**63 else value
+
+
 def parse_json(raw, max_depth=MAX_JSON_DEPTH):
     """``json.loads``, refusing (``ValueError``) what is nested deeper than
     ``max_depth``: a document deep enough to exhaust Python's recursion
     (10,000 brackets) would otherwise crash whoever parses, stores or
-    serializes it."""
+    serializes it, and a string with a NUL, which PostgreSQL refuses."""
     try:
-        value = json.loads(raw)
+        value = json.loads(raw, parse_float=_number)
     except RecursionError as error:
         raise ValueError(f"nested deeper than {max_depth} levels") from error
-    stack = [(value, 1)]
+    if isinstance(value, str) and "\x00" in value:
+        raise NulCharacter("")
+    stack = [(value, 1, "")]
     while stack:
-        item, depth = stack.pop()
-        children = (
-            item.values()
-            if isinstance(item, dict)
-            else item
-            if isinstance(item, list)
-            else ()
-        )
-        for child in children:
+        item, depth, path = stack.pop()
+        if isinstance(item, dict):
+            if any("\x00" in key for key in item):
+                raise NulCharacter(path)
+            children = [
+                (f"{path}.{key}".lstrip("."), child) for key, child in item.items()
+            ]
+        elif isinstance(item, list):
+            children = [(f"{path}[{n}]", child) for n, child in enumerate(item)]
+        else:
+            children = ()
+        for where, child in children:
+            if isinstance(child, str) and "\x00" in child:
+                raise NulCharacter(where)
             if isinstance(child, dict | list):
                 if depth + 1 > max_depth:
                     raise ValueError(f"nested deeper than {max_depth} levels")
-                stack.append((child, depth + 1))
+                stack.append((child, depth + 1, where))
     return value
 
 

@@ -6,9 +6,10 @@ deployments, undeploy, the endpoint registry n8n reads, and feedback."""
 from odoo import http
 from odoo.http import request
 
+from ..lifecycle import DEPLOYMENT_STATES
 from ..services import endpoint_registry, operations
 from .framework import _body, _operate, _query, api_route
-from .openapi_schemas import BODIES, PAGE, STRING, page_of, ref
+from .openapi_schemas import BODIES, ID, PAGE, STRING, page_of, ref
 
 ENVIRONMENT = ("environment", {"enum": ["staging", "production"]})
 
@@ -44,9 +45,9 @@ class MlopsDeploymentsApi(http.Controller):
         ["GET"],
         summary="Deployments",
         query=(
-            ("version_id", {"type": "integer", "minimum": 1}),
+            ("version_id", ID),
             ENVIRONMENT,
-            ("state", STRING),
+            ("state", {"enum": [s for s, _label in DEPLOYMENT_STATES]}),
             *PAGE,
         ),
         answer=(200, page_of("Deployment")),
@@ -132,11 +133,11 @@ class MlopsDeploymentsApi(http.Controller):
         ["GET"],
         summary="State changes after a cursor",
         query=(
-            ("since", {"type": "integer", "minimum": 0}),
+            ("since", {"type": "integer", "minimum": 0, "maximum": 2**31 - 1}),
             ("limit", {"type": "integer", "minimum": 1, "maximum": 500}),
-            ("version_id", {"type": "integer", "minimum": 1}),
+            ("version_id", ID),
         ),
-        errors=(410,),
+        errors=(409, 410),
         answer=(
             200,
             {

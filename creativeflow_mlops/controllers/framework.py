@@ -28,9 +28,9 @@ from odoo.http import request
 from odoo.service.model import PG_CONCURRENCY_ERRORS_TO_RETRY
 
 from ..adapters.storage import StorageError
-from ..exceptions import MLOpsError
+from ..exceptions import InvalidInput, MLOpsError
 from ..services import apikeys, errors, operations
-from ..utils import parse_json
+from ..utils import NulCharacter, parse_json
 
 _logger = logging.getLogger(__name__)
 
@@ -324,6 +324,10 @@ def _body(max_bytes=None):
         )
     try:
         data = parse_json(request.mlops_body or b"{}")
+    except NulCharacter as error:
+        refused = InvalidInput(str(error))
+        refused.details = {error.path: "text without a NUL character"}
+        raise refused from None
     except ValueError as error:
         raise JsonHTTPError(
             400, "malformed_json", f"The body is not JSON: {error}"

@@ -4,14 +4,16 @@
 routes, built from their own declarations (``framework.api_route``): one
 source for paths, parameters, bodies, answers and errors."""
 
+import copy
 import re
 
 from odoo import http
 from odoo.http import request
 
 from ..services import errors as service_errors
+from ..services import settings
 from . import framework
-from .openapi_schemas import ID, SCHEMAS, ref
+from .openapi_schemas import ID, METADATA, SCHEMAS, ref
 
 COMMON_ERRORS = (400, 401, 403, 404, 415, 422, 503)
 REASONS = {
@@ -87,12 +89,14 @@ def _operation(route, method, path_params):
                         "required": ["metadata", "file"],
                         "properties": {
                             "metadata": {
-                                "type": "string",
-                                "description": "JSON: model, version, model_format...",
+                                **METADATA,
+                                "required": ["model", "version", "model_format"],
                             },
                             "file": {
                                 "type": "string",
                                 "contentMediaType": "application/octet-stream",
+                                "minLength": 1,
+                                "description": "The artifact: one byte at least.",
                             },
                         },
                     },
@@ -114,13 +118,18 @@ def _operation(route, method, path_params):
         }
     elif body is not None:
         operation["requestBody"] = {
-            "required": False,
+            # a body with required fields is required
+            "required": bool(
+                body.get("required") or body.get("anyOf") or body.get("minProperties")
+            ),
             "content": {"application/json": {"schema": body}},
         }
     return operation
 
 
-def document(base_url):
+def document(base_url, upload_bytes=None):
+    """The document; ``upload_bytes``: the largest direct upload the
+    settings allow now, stated as the upload's ``size`` maximum."""
     paths = {}
     for route in framework.ROUTES:
         path, path_params = _path(route["path"])
@@ -141,6 +150,11 @@ def document(base_url):
             },
         }
     }
+    if upload_bytes:
+        upload = paths["/uploads"]["post"]["requestBody"]["content"]
+        schema = copy.deepcopy(upload["application/json"]["schema"])
+        schema["properties"]["size"]["maximum"] = upload_bytes
+        upload["application/json"]["schema"] = schema
     return {
         "openapi": "3.1.0",
         "info": {
@@ -183,6 +197,10 @@ class MlopsOpenApi(http.Controller):
     )
     def openapi(self, **_params):
         base = request.httprequest.host_url
+        upload_bytes = None
+        if request.db:
+            upload_bytes = settings.get(request.env, "max_direct_upload_gb") * 1024**3
         return request.make_json_response(
-            document(base), headers={"Cache-Control": "public, max-age=60"}
+            document(base, upload_bytes),
+            headers={"Cache-Control": "public, max-age=60"},
         )

@@ -5,14 +5,17 @@ routes take and answer: the contract's objects (docs/reference/api.md) as
 ``services.serializers`` writes them. Routes name them in their
 declarations; ``openapi`` assembles the document."""
 
-from ..services import resources
+from ..lifecycle import INTERFACE_TYPES, MODEL_FORMATS, TASK_TYPES
+from ..scanners import catalog
+from ..services import metadata, resources
 
 
 def _nullable(kind):
     return {"type": [kind, "null"]}
 
 
-STRING = {"type": "string"}
+# PostgreSQL stores no NUL: every string the server takes is without one
+STRING = {"type": "string", "pattern": "^[^\\u0000]*$"}
 INTEGER = {"type": "integer"}
 # a record's id: PostgreSQL's integer, as the server reads it
 ID = {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}
@@ -43,7 +46,22 @@ def accepted(*required, **properties):
     }
 
 
+NO_NUL = {"type": "string", "pattern": "^[^\\u0000]*$"}
 SCHEMAS = {
+    "JsonValue": {
+        "description": "Any JSON without a NUL character in its strings "
+        "(PostgreSQL stores none).",
+        "anyOf": [
+            {"type": ["null", "boolean", "number"]},
+            NO_NUL,
+            {"type": "array", "items": {"$ref": "#/components/schemas/JsonValue"}},
+            {
+                "type": "object",
+                "propertyNames": NO_NUL,
+                "additionalProperties": {"$ref": "#/components/schemas/JsonValue"},
+            },
+        ],
+    },
     "Error": {
         "type": "object",
         "required": ["error"],
@@ -307,11 +325,74 @@ SCHEMAS = {
     },
 }
 
+JSON_OBJECT = {
+    "type": "object",
+    "propertyNames": NO_NUL,
+    "additionalProperties": ref("JsonValue"),
+}
+JSON_ARRAY = {"type": "array", "items": ref("JsonValue")}
+
+# an upload's metadata, as services.metadata checks it
+_CONTROLS = (
+    "\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069"
+)
+MODEL_NAME = {
+    "type": "string",
+    "maxLength": metadata.MAX_NAME,
+    "pattern": f"^[^{_CONTROLS}]*[^\\s{_CONTROLS}][^{_CONTROLS}]*$",
+    "description": "Not blank, no control or text-direction characters.",
+}
+VERSION = {"type": "string", "pattern": f"^{metadata.VERSION.pattern}$"}
+SHA256 = {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"}
+FILENAME = {
+    "type": "string",
+    "pattern": "[A-Za-z0-9][^/\\\\]*$",
+    "description": "Its last path component is kept, with a letter or digit.",
+}
+METADATA = {
+    "type": "object",
+    "properties": {
+        "model": MODEL_NAME,
+        "version": VERSION,
+        "model_format": {"enum": [f for f, _label in MODEL_FORMATS]},
+        "interface_type": {"enum": [i for i, _label in INTERFACE_TYPES]},
+        "task_type": {"enum": [t for t, _label in TASK_TYPES]},
+        "description": {
+            "type": "string",
+            "maxLength": metadata.MAX_TEXT_BYTES,
+            "pattern": "^[^\\u0000]*$",
+        },
+        "parameters": JSON_OBJECT,
+        "metrics": JSON_OBJECT,
+        "lineage": {
+            "type": "object",
+            "properties": {
+                key: {
+                    "type": ["string", "null"],
+                    "maxLength": metadata.MAX_LINEAGE,
+                    "pattern": "^[^\\u0000]*$",
+                }
+                for key in metadata.LINEAGE_KEYS
+            },
+            "additionalProperties": False,
+        },
+        "signature": {
+            "type": "object",
+            "properties": {
+                key: {"anyOf": [JSON_OBJECT, {"type": "null"}]}
+                for key in metadata.SIGNATURE_KEYS
+            },
+            "additionalProperties": False,
+        },
+    },
+    "additionalProperties": False,
+}
+
 # bodies
 REASON = {
     "reason": {
         "type": "string",
-        "pattern": "\\S",
+        "pattern": "^[^\\u0000]*\\S[^\\u0000]*$",
         "maxLength": 10000,
         "description": "Why: kept with your name, in the approval and the ledger. "
         "Required, with more than blanks (a deploy or a promotion without one "
@@ -344,16 +425,32 @@ BODIES = {
         "type": "object",
         "properties": {
             "strategy": {"enum": ["blue_green", "canary"]},
-            "canary_percent": {"type": "integer", "minimum": 1, "maximum": 99},
+            "canary_percent": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 99,
+                "description": "The canary's first share (canary strategy only).",
+            },
             "target": STRING,
             **REASON,
         },
         "required": ["reason"],
+        "dependentRequired": {"canary_percent": ["strategy"]},
+        "if": {"required": ["canary_percent"]},
+        "then": {"properties": {"strategy": {"const": "canary"}}},
         "additionalProperties": False,
     },
     "validate": {
         "type": "object",
-        "properties": {"scan_types": {"type": "array", "items": STRING}},
+        "properties": {
+            "scan_types": {
+                "type": "array",
+                "minItems": 1,
+                "items": {"enum": sorted(catalog.SPECS)},
+                "description": "Only these scans; all of the format's policy when "
+                "left out.",
+            }
+        },
         "additionalProperties": False,
     },
     "update": {
@@ -373,15 +470,27 @@ BODIES = {
     },
     "upload": {
         "type": "object",
-        "required": ["model", "version", "filename", "size"],
+        "required": ["model", "version", "filename", "size", "metadata"],
         "properties": {
-            "model": STRING,
-            "version": STRING,
-            "filename": STRING,
-            "size": {"type": "integer", "minimum": 1},
-            "content_type": STRING,
-            "sha256": STRING,
-            "metadata": OBJECT,
+            "model": MODEL_NAME,
+            "version": VERSION,
+            "filename": FILENAME,
+            "size": {
+                "type": "integer",
+                "minimum": 1,
+                "description": "Bytes; at most the max_direct_upload_gb setting "
+                "(the document states the current maximum).",
+            },
+            "content_type": {
+                "type": "string",
+                "pattern": f"^{metadata.CONTENT_TYPE_PATTERN}$",
+            },
+            "sha256": SHA256,
+            "metadata": {
+                **METADATA,
+                "properties": {**METADATA["properties"], "sha256": SHA256},
+                "required": ["model_format"],
+            },
         },
         "additionalProperties": False,
     },
@@ -395,6 +504,8 @@ BODIES = {
                     "type": "object",
                     "required": ["part_number", "etag"],
                     "properties": {"part_number": INTEGER, "etag": STRING},
+                    "propertyNames": NO_NUL,
+                    "additionalProperties": ref("JsonValue"),
                 },
             }
         },
@@ -411,8 +522,8 @@ BODIES = {
                 "description": "What was asked and answered; empty is no data "
                 "(send null or leave it out).",
                 "anyOf": [
-                    {"type": "object", "minProperties": 1},
-                    {"type": "array", "minItems": 1},
+                    {**JSON_OBJECT, "minProperties": 1},
+                    {**JSON_ARRAY, "minItems": 1},
                     {"type": "null"},
                 ],
             },
@@ -432,10 +543,13 @@ BODIES = {
             "image": STRING,
             "message": STRING,
         },
+        # other fields are ignored, and kept as they came
+        "propertyNames": NO_NUL,
+        "additionalProperties": ref("JsonValue"),
     },
 }
 
 PAGE = [
     ("limit", {"type": "integer", "minimum": 1, "maximum": 200}),
-    ("offset", {"type": "integer", "minimum": 0}),
+    ("offset", {"type": "integer", "minimum": 0, "maximum": 2**31 - 1}),
 ]

@@ -11,6 +11,7 @@ from odoo import http
 from odoo.http import request
 
 from ..exceptions import NotFound
+from ..lifecycle import VERSION_STATES
 from ..services import artifacts, errors, operations, upload_parts
 from .framework import (
     JsonHTTPError,
@@ -184,7 +185,7 @@ class MlopsApi(http.Controller):
         "/models/<int:model_id>/versions",
         ["GET"],
         summary="A model's versions",
-        query=(("state", STRING), *PAGE),
+        query=(("state", {"enum": [s for s, _label in VERSION_STATES]}), *PAGE),
         answer=(200, page_of("Version")),
     )
     def model_versions(self, model_id, **_params):

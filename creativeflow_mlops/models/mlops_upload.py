@@ -24,9 +24,14 @@ from ..exceptions import (
 )
 from ..scanners import integrity
 from ..services import artifacts, errors, jobs, settings
+from ..services import metadata as metadata_rules
 
 _logger = logging.getLogger(__name__)
 
+# a media type (RFC 6838 names), sent to the store as a header
+CONTENT_TYPE_PATTERN = (
+    r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}"
+)
 MIN_PART = 16 * 1024 * 1024
 MAX_PARTS = 10_000
 MAX_TRIES = 8
@@ -94,9 +99,25 @@ class MlopsUpload(models.Model):
             raise InvalidInput(env._("size must be a positive number of bytes"))
         limit_gb = settings.get(env, "max_direct_upload_gb")
         if size > limit_gb * 1024**3:
-            raise PayloadTooLarge(
+            # the size asked is out of range (the body itself is small)
+            error = InvalidInput(
                 env._("Direct uploads are limited to %s GiB.", limit_gb)
             )
+            error.details = {"size": f"at most {limit_gb * 1024**3} bytes"}
+            raise error
+        content_type = payload.get("content_type")
+        if content_type is not None and not (
+            isinstance(content_type, str)
+            and re.fullmatch(metadata_rules.CONTENT_TYPE_PATTERN, content_type)
+        ):
+            # it is sent to the store as a header: ASCII, a media type
+            error = InvalidInput(
+                env._(
+                    "content_type is a media type, e.g. %s", "application/octet-stream"
+                )
+            )
+            error.details = {"content_type": "a media type: type/subtype"}
+            raise error
         metadata = payload.get("metadata") or {}
         if not isinstance(metadata, dict):
             raise InvalidInput(env._("metadata must be a JSON object"))

@@ -21,7 +21,7 @@ from ..exceptions import (
     InvalidInput,
     MalformedJson,
 )
-from ..utils import parse_json
+from ..utils import NulCharacter, parse_json
 from . import errors
 from .metadata import check as check_metadata
 
@@ -110,6 +110,10 @@ def parse_metadata(env, raw):
     if isinstance(raw, str | bytes):
         try:
             raw = parse_json(raw)
+        except NulCharacter as error:
+            refused = InvalidInput(env._("metadata: %s", error))
+            refused.details = {error.path: "text without a NUL character"}
+            raise refused from None
         except ValueError as error:
             raise MalformedJson(
                 env._("metadata is not valid JSON: %s", error)

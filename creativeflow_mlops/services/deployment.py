@@ -30,7 +30,7 @@ import psycopg2
 from odoo import fields
 
 from ..adapters.targets import TargetFailed
-from ..exceptions import Conflict, InvalidInput
+from ..exceptions import Conflict, InvalidInput, NotFound
 from . import artifacts, errors, jobs, serving
 from . import resources as resource_service
 from .serving import SERVING, plan, publish_keys, publish_routes
@@ -201,7 +201,8 @@ def resolve_target(env, code=None):
     if code:
         target = Target.search([("code", "=", code)], limit=1)
         if not target:
-            raise InvalidInput(env._("No deployment target %s.", code))
+            # a code that names nothing, as a missing id is
+            raise NotFound(env._("No deployment target %s.", code))
         return target
     return Target._get_default()
 

@@ -26,7 +26,7 @@ from datetime import timedelta
 from odoo import SUPERUSER_ID, api, fields
 from odoo.tools import SQL
 
-from ..exceptions import CursorExpired, InvalidInput
+from ..exceptions import CursorAhead, CursorExpired
 from . import serializers, settings
 
 _logger = logging.getLogger(__name__)
@@ -188,7 +188,7 @@ def page(env, since=None, limit=100, version_id=None):
     since = since or 0
     newest = Event.sudo().search([], order="seq desc", limit=1).seq or 0
     if since > newest:
-        raise InvalidInput(
+        raise CursorAhead(
             env._(
                 "The cursor %(since)s was never given out: use a cursor from an "
                 "earlier answer's next.",

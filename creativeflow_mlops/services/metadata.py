@@ -17,6 +17,10 @@ MAX_LINEAGE = 500
 VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
 LINEAGE_KEYS = ("source_run", "dataset", "git_commit", "parent_version")
 SIGNATURE_KEYS = ("inputs", "outputs")
+# a media type (RFC 6838 names): it is sent to the store as a header
+CONTENT_TYPE_PATTERN = (
+    r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}"
+)
 # text direction controls: they make a name read otherwise than it sorts
 BIDI_CONTROLS = set("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e") | set(
     "\u2066\u2067\u2068\u2069"

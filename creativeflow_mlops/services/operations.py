@@ -71,9 +71,9 @@ def run(env, name, params):
 
 def integer(params, name, default=None, low=0, high=MAX_OFFSET):
     raw = params.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
-    if isinstance(raw, bool):
+    if isinstance(raw, bool) or raw == "":
         raise BadRequest(f"{name} must be an integer")
     if isinstance(raw, str):
         try:

@@ -930,7 +930,8 @@ class TestApi(HttpCase):
                 "conflict",
             )
 
-            # over the configured limit: 413 before anything is created
+            # over the configured limit: 422 naming the size (the request
+            # itself is small), before anything is created
             self.env["ir.config_parameter"].set_param(
                 "creativeflow_mlops.max_direct_upload_gb", "1"
             )
@@ -941,8 +942,8 @@ class TestApi(HttpCase):
                     self.user,
                     json={**payload, "version": "1.0.2", "size": 2 * 1024**3},
                 ),
-                413,
-                "payload_too_large",
+                422,
+                "invalid_input",
             )
             # no key, no rights
             self._assert_error(

@@ -19,7 +19,7 @@ from odoo.addons.queue_job.tests.common import trap_jobs
 
 from ..adapters.processes import ProcessSpec, free_port
 from ..adapters.router import HAProxyRouter, RouterFailed
-from ..exceptions import Conflict, InvalidInput, TransitionNotAllowed
+from ..exceptions import Conflict, InvalidInput, NotFound, TransitionNotAllowed
 from ..services import artifacts as artifact_service
 from ..services import endpoint_registry, serving
 from . import artifacts
@@ -287,7 +287,11 @@ class TestDeployments(LocalTargetCleanup, MlopsCase):
         gone.sudo().state = "deleted"
         orphan = client.runtime.start(
             ProcessSpec(
-                f"d{gone.id}", serving.plan(gone).artifact_path, "x", "0", free_port()
+                f"d{gone.id}",
+                serving.plan(deployment).artifact_path,
+                "x",
+                "0",
+                free_port(),
             )
         )
         # a process of no deployment this pass can see, started after it
@@ -468,7 +472,7 @@ class TestDeployments(LocalTargetCleanup, MlopsCase):
         version = self._validated()
         with self.assertRaisesRegex(InvalidInput, "A canary shares production"):
             version.action_approve_staging(reason="x", strategy="canary")
-        with self.assertRaisesRegex(InvalidInput, "No deployment target nope"):
+        with self.assertRaisesRegex(NotFound, "No deployment target nope"):
             version.action_approve_staging(reason="x", target="nope")
         self.assertEqual(version.state, "validated")
         self.assertFalse(version.deployment_ids)

@@ -113,7 +113,7 @@ class TestDeploymentsApi(LocalTargetCleanup, HttpCase):
             ({"strategy": "canary"}, 422, "invalid_input"),
             ({"replicas": 0}, 422, "invalid_input"),
             ({"replicas": "2"}, 422, "invalid_input"),
-            ({"target": "nope", "reason": "x"}, 422, "invalid_input"),
+            ({"target": "nope", "reason": "x"}, 404, "not_found"),
             ({"reason": 5}, 422, "invalid_input"),
             ({"resources": "gpu=1"}, 422, "invalid_input"),
             ({"resources": {"cpu": 2}}, 422, "invalid_input"),
