@@ -43,7 +43,65 @@ def _path(path):
     return CONVERTER.sub(replace, path), params
 
 
-def _responses(route):
+def _to_version(name="version_id"):
+    body = f"$response.body#/{name}"
+    return {
+        "GetVersion": ("version_get", {"version_id": body}),
+        "ValidateVersion": ("validate_post", {"version_id": body}),
+        "DeployVersion": ("deploy_post", {"version_id": body}),
+        "PromoteVersion": ("promote_post", {"version_id": body}),
+        "VersionFeedback": ("version_feedback_get", {"version_id": body}),
+    }
+
+
+def _to_deployment(name="deployment_id"):
+    body = f"$response.body#/{name}"
+    return {
+        "GetDeployment": ("deployment_get", {"deployment_id": body}),
+        "UpdateDeployment": ("update_patch", {"deployment_id": body}),
+        "RollBack": ("rollback_post", {"deployment_id": body}),
+        "Undeploy": ("undeploy_delete", {"deployment_id": body}),
+    }
+
+
+# what a client does next with what an operation answered (OpenAPI links):
+# schemathesis' stateful phase follows them from the operations that create
+LINKS = {
+    "upload_post": {
+        **_to_version(),
+        "GetModel": ("model_get", {"model_id": "$response.body#/model_id"}),
+    },
+    "start_upload_post": {
+        "UploadStatus": ("upload_status_get", {"token": "$response.body#/upload_id"}),
+        "CompleteUpload": (
+            "complete_upload_post",
+            {"token": "$response.body#/upload_id"},
+        ),
+    },
+    "complete_upload_post": _to_version(),
+    "deploy_post": _to_deployment(),
+    "promote_post": _to_deployment(),
+    "rollback_post": _to_deployment(),
+    "models_get": {
+        "GetModel": ("model_get", {"model_id": "$response.body#/items/0/id"}),
+        "ModelVersions": (
+            "model_versions_get",
+            {"model_id": "$response.body#/items/0/id"},
+        ),
+    },
+    "model_versions_get": _to_version("items/0/id"),
+    "deployments_get": _to_deployment("items/0/id"),
+}
+
+
+def _links(operation_id):
+    return {
+        name: {"operationId": target, "parameters": parameters}
+        for name, (target, parameters) in LINKS.get(operation_id, {}).items()
+    }
+
+
+def _responses(route, operation_id=None):
     status, schema = route["answer"]
     responses = {}
     if status == 204:
@@ -51,6 +109,9 @@ def _responses(route):
     else:
         content = {"application/json": {"schema": schema or {"type": "object"}}}
         responses[str(status)] = {"description": "Success", "content": content}
+        links = _links(operation_id)
+        if links:
+            responses[str(status)]["links"] = links
     codes = set(COMMON_ERRORS) | set(route["errors"])
     if isinstance(route["body"], dict):  # JSON: MAX_JSON_BYTES at most
         codes.add(413)
@@ -66,15 +127,16 @@ def _responses(route):
 
 
 def _operation(route, method, path_params):
+    operation_id = f"{route['name']}_{method.lower()}"
     operation = {
-        "operationId": f"{route['name']}_{method.lower()}",
+        "operationId": operation_id,
         "summary": route["summary"],
         "parameters": path_params
         + [
             {"name": name, "in": "query", "required": False, "schema": schema}
             for name, schema in route["query"]
         ],
-        "responses": _responses(route),
+        "responses": _responses(route, operation_id),
     }
     if route["auth"] == "signature":
         operation["security"] = [{"signature": []}]

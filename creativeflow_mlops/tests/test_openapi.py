@@ -53,6 +53,23 @@ class TestOpenApi(HttpCase):
             path = _path(route["path"])[0]
             for method in route["methods"]:
                 self.assertIn(method.lower(), document["paths"].get(path, {}), path)
+        # every link names an operation of the document and its parameters
+        operations = {
+            operation["operationId"]: operation
+            for item in document["paths"].values()
+            for operation in item.values()
+        }
+        links = [
+            link
+            for operation in operations.values()
+            for answer in operation["responses"].values()
+            for link in answer.get("links", {}).values()
+        ]
+        self.assertGreater(len(links), 20)
+        for link in links:
+            target = operations[link["operationId"]]
+            names = {p["name"] for p in target["parameters"] if p["in"] == "path"}
+            self.assertEqual(set(link["parameters"]), names, link)
         deploy = document["paths"]["/versions/{version_id}/deploy"]["post"]
         self.assertIn("409", deploy["responses"])
         self.assertEqual(
