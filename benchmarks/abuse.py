@@ -29,7 +29,9 @@ import threading
 import time
 from pathlib import Path
 
+import devstack
 import requests
+from run import rss_mib
 
 REPO = Path(__file__).resolve().parent.parent
 BASELINE = "bbd429d"
@@ -39,24 +41,8 @@ SMALL = {
 }
 
 
-def _rss_mib(pid):
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def _free_port():
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _start(server, model, extra=()):
-    port = _free_port()
+    port = devstack.free_port()
     process = subprocess.Popen(
         [
             sys.executable,
@@ -114,13 +100,13 @@ def measure(label, server, model, big, extra=()):
             started = time.perf_counter()
             session.post(f"{url}/v2/models/mlp/infer", json=SMALL, timeout=10)
             idle.append(time.perf_counter() - started)
-        before_rss = _rss_mib(process.pid)
+        before_rss = rss_mib(process.pid)
         peak = [before_rss]
         stop = threading.Event()
 
         def sample():
             while not stop.is_set():
-                peak[0] = max(peak[0], _rss_mib(process.pid))
+                peak[0] = max(peak[0], rss_mib(process.pid))
                 time.sleep(0.02)
 
         statuses = []

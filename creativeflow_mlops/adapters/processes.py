@@ -154,15 +154,9 @@ class LocalRuntime:
         with open(log, "ab") as out:
             out.write(f"--- start {time.strftime('%Y-%m-%dT%H:%M:%S')}\n".encode())
             out.flush()
-            process = subprocess.Popen(  # noqa: S603 - our own program
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                close_fds=True,
-                env={**os.environ, "OMP_NUM_THREADS": str(spec.threads)},
-            )
+        process = spawn_detached(
+            command, log, env={**os.environ, "OMP_NUM_THREADS": str(spec.threads)}
+        )
         handle = Handle(spec.key, process.pid, spec.port, time.time())
         self._state_path(spec.key).write_text(
             json.dumps({**asdict(handle), "spec": asdict(spec)})
@@ -273,6 +267,21 @@ class LocalRuntime:
         # reap it when it is our child; another Odoo's is reaped by init
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
+
+
+def spawn_detached(command, log, env=None):
+    """Start ``command`` in a session of its own (it outlives Odoo), its
+    output appended to ``log``; the ``Popen``."""
+    with open(log, "ab") as out:
+        return subprocess.Popen(  # noqa: S603 - our own programs
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+            env=env,
+        )
 
 
 def process_alive(pid):

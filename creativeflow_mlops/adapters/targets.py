@@ -32,7 +32,6 @@ import math
 import os
 import secrets
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -48,6 +47,7 @@ from .processes import (
     ProcessSpec,
     free_port,
     process_alive,
+    spawn_detached,
 )
 from .router import Backend, HAProxyRouter, Route, RouterError, route_path
 
@@ -257,15 +257,7 @@ class LocalTarget(Target):
         ]
         if self.router.host:
             command += ["--router-host", self.router.host]
-        with open(self.root / "watchdog.log", "ab") as log:
-            process = subprocess.Popen(  # noqa: S603 - our own program
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                close_fds=True,
-            )
+        process = spawn_detached(command, self.root / "watchdog.log")
         (self.root / "watchdog.pid").write_text(str(process.pid))
         return True
 

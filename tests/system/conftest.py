@@ -111,16 +111,20 @@ class Stack:
         due now and every ``minutes``."""
         return self.set_cron(WATCHDOG_XMLID, active, minutes)
 
-    def set_cron(self, xmlid, active, minutes=1):
-        """A cron off, or on, due now and every ``minutes``."""
+    def record_id(self, xmlid):
+        """The id of the record an xml id names."""
         module, name = xmlid.split(".")
-        (cron,) = self.admin.call(
+        (data,) = self.admin.call(
             "ir.model.data",
             "search_read",
             [("module", "=", module), ("name", "=", name)],
             fields=["res_id"],
         )
-        cron = cron["res_id"]
+        return data["res_id"]
+
+    def set_cron(self, xmlid, active, minutes=1):
+        """A cron off, or on, due now and every ``minutes``."""
+        cron = self.record_id(xmlid)
         values = {"active": active, "interval_number": minutes}
         if active:
             # now, not long ago: Odoo steps a past nextcall forward one
@@ -139,14 +143,9 @@ class Stack:
 
     def cron_lastcall(self, xmlid):
         """When the cron last ran to its end (Odoo's ``lastcall``), or None."""
-        module, name = xmlid.split(".")
-        (data,) = self.admin.call(
-            "ir.model.data",
-            "search_read",
-            [("module", "=", module), ("name", "=", name)],
-            fields=["res_id"],
+        (cron,) = self.admin.call(
+            "ir.cron", "read", [self.record_id(xmlid)], ["lastcall"]
         )
-        (cron,) = self.admin.call("ir.cron", "read", [data["res_id"]], ["lastcall"])
         return cron["lastcall"] or None
 
     def wait_cron_ran(self, xmlid, before, timeout=120):
@@ -184,16 +183,7 @@ class Stack:
 
     def user(self, login, groups):
         """A user of ``groups`` (xml ids) and their REST client."""
-        group_ids = []
-        for xmlid in groups:
-            module, name = xmlid.split(".")
-            (data,) = self.admin.call(
-                "ir.model.data",
-                "search_read",
-                [("module", "=", module), ("name", "=", name)],
-                fields=["res_id"],
-            )
-            group_ids.append(data["res_id"])
+        group_ids = [self.record_id(xmlid) for xmlid in groups]
         self.admin.call(
             "res.users",
             "create",

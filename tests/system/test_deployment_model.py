@@ -93,17 +93,7 @@ class Program:
         self.killed = False
         self.db = devstack.connect(self.stack.db_settings, self.stack.dbname)
         self.db.set_session(isolation_level="REPEATABLE READ", readonly=True)
-        self.cron_id = self._xmlid(SUPERVISOR)
-
-    def _xmlid(self, xmlid):
-        module, name = xmlid.split(".")
-        (data,) = self.stack.admin.call(
-            "ir.model.data",
-            "search_read",
-            [("module", "=", module), ("name", "=", name)],
-            fields=["res_id"],
-        )
-        return data["res_id"]
+        self.cron_id = self.stack.record_id(SUPERVISOR)
 
     # -- versions -----------------------------------------------------------
 
