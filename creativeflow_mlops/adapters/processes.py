@@ -209,6 +209,17 @@ class LocalRuntime:
             return None
         return handle
 
+    def port_of(self, key):
+        """The port ``key`` serves on: its live process's, or, when the
+        process died and its state file is still there (not stopped), the
+        port it is started again on (``revive`` keeps it); None when
+        stopped."""
+        handle = self.find(key)
+        if handle:
+            return handle.port
+        spec = self._spec(key)
+        return spec["port"] if spec else None
+
     def running(self):
         """Every live process under ``root``: {key: handle}."""
         found = {}

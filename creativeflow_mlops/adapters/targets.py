@@ -204,9 +204,12 @@ class LocalTarget(Target):
         for name, shares in sorted(routes.items()):
             backends = []
             for key, percent in shares:
-                handle = self.runtime.find(key)
-                if handle and percent > 0:
-                    backends.append(Backend(handle.port, int(percent), key))
+                # a server that died a moment ago keeps its place: the
+                # watchdog starts it again on the same port, and a route
+                # dropped now would stay dropped once it is back
+                port = self.runtime.port_of(key)
+                if port and percent > 0:
+                    backends.append(Backend(port, int(percent), key))
             table.append(Route(name, backends))
         try:
             self.router.apply(table)

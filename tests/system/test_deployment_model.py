@@ -37,8 +37,10 @@ APPROVER = "creativeflow_mlops.group_mlops_approver"
 SUPERVISOR = "creativeflow_mlops.ir_cron_runtime_supervisor"
 # seeds whose programs found a defect (see the module's docstring):
 # 6622291: a supervisor pass wrote the router's table from a snapshot older
-# than a pipeline's switch, and staging's route was gone until the next one
-REGRESSION_SEEDS = [20261205, 6622291]
+# than a pipeline's switch, and staging's route was gone until the next one;
+# 69573073: a table published while a killed server was down dropped its
+# route, and once the watchdog had it back nothing published it again
+REGRESSION_SEEDS = [20261205, 6622291, 69573073]
 STEPS = int(os.environ.get("MLOPS_MODEL_STEPS", "60"))
 SETTLE_EVERY = 10
 # how long a deployment may stay requested or deploying
