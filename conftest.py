@@ -53,6 +53,20 @@ def pytest_unconfigure(config):
 
 
 @pytest.fixture(scope="session")
+def kube_server():
+    """A real kube-apiserver, etcd and kube-controller-manager for the
+    session (tools/kubeserver.py; built once by tools/kubebuild.py: when it
+    cannot be built, the tests that need it fail with the reason)."""
+    import kubeserver  # noqa: PLC0415 - only the tests that need it pay
+
+    server = kubeserver.shared()
+    # KServe's InferenceService, installed first: the garbage collector
+    # learns of a new resource only at its next discovery (30 s)
+    server.install_crd(REPO / "tests" / "k8s" / "inferenceservice_crd.yaml")
+    return server
+
+
+@pytest.fixture(scope="session")
 def s3_server():
     if _S3 is None:
         pytest.skip("MLOPS_TEST_NO_S3 is set")

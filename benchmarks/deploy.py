@@ -15,6 +15,7 @@ checked). Also: one blue-green promotion under the same clock, approval to
 production answering with the new version.
 """
 
+import contextlib
 import hashlib
 import os
 import statistics
@@ -77,9 +78,10 @@ def baseline(artifacts, work):
     """Seconds for the adapter alone to bring the model up behind the router
     and answer, N times."""
     targets = serve.adapter("targets")
+    target_local = serve.adapter("target_local")
     model = work / "baseline.onnx"
     model.write_bytes(artifacts.onnx_mlp(seed=5))
-    target = targets.LocalTarget(work / "baseline-target", testservers.free_port())
+    target = target_local.LocalTarget(work / "baseline-target", testservers.free_port())
     token = "mik_bench-deploy"
     headers = {"Authorization": f"Bearer {token}"}
     times = []
@@ -90,11 +92,11 @@ def baseline(artifacts, work):
                 f"c1-base{index}-staging",
                 f"base{index}",
                 "1.0.0",
-                str(model),
             )
             target.publish_keys(
                 plan.route, {hashlib.sha256(token.encode()).hexdigest(): None}, set()
             )
+            target.fetch_artifact(plan, lambda: contextlib.nullcontext(str(model)))
             started = time.perf_counter()
             target.apply(plan)
             target.switch_traffic({plan.route: [(plan.key, 100)]})
@@ -126,7 +128,7 @@ def bench_deploy():
             "mlops.deployment.target",
             "write",
             target,
-            {"router_port": testservers.free_port()},
+            {"options": {"router_port": testservers.free_port()}},
         )
         wizard = admin.call(
             "mlops.invoke.key.wizard", "create", {"name": "bench", "environment": "all"}

@@ -97,6 +97,14 @@ DEPLOYMENT_STATES = [
     ("deleted", "Deleted"),
 ]
 
+# what reconciliation found of a deployment's objects on its target
+DRIFT_STATES = [
+    ("in_sync", "In Sync"),
+    ("drifted", "Drifted"),
+    ("missing", "Missing"),
+    ("unknown", "Unknown"),
+]
+
 _DEPLOYMENT_MOVES = {
     "requested": ("deploying", "failed"),
     "deploying": ("active", "rolling_out_canary", "failed", "rolled_back"),

@@ -4,6 +4,7 @@ direct onnxruntime call and through Triton's OIP client, metrics, invoke
 keys and their revocation, bad input, a model that cannot load, a port in
 use, draining on stop, adoption by a new supervisor, a crash."""
 
+import contextlib
 import hashlib
 import json
 import os
@@ -26,9 +27,10 @@ from odoo.addons.creativeflow_mlops.adapters.processes import (
     RuntimeFailed,
     free_port,
 )
+from odoo.addons.creativeflow_mlops.adapters.target_local import LocalTarget
 from odoo.addons.creativeflow_mlops.adapters.targets import (
-    LocalTarget,
     ServePlan,
+    counters_window,
     parse_metrics,
 )
 
@@ -354,7 +356,7 @@ def test_a_new_supervisor_adopts_running_servers_and_sees_crashes(runtime, model
 
 def test_the_local_target_runs_as_many_threads_as_cpus_asked():
     def threads(**resources):
-        plan = ServePlan("d1", "r", "m", "1", "/x.onnx", resources=resources)
+        plan = ServePlan("d1", "r", "m", "1", resources=resources)
         return LocalTarget.threads(plan)
 
     cores = os.cpu_count()
@@ -397,15 +399,13 @@ def test_keys_published_by_concurrent_writers_stay_whole(tmp_path):
 def test_a_gate_counts_only_what_the_model_answered():
     """300 malformed calls (400) fill no canary gate's minimum and are no
     error of the model; its own 5xx are."""
-    from odoo.addons.creativeflow_mlops.services import canary  # noqa: PLC0415
-
     before = {"requests": {"200": 5.0}, "buckets": [[0.1, 5.0]], "count": 5.0}
     after = {
         "requests": {"200": 15.0, "400": 300.0, "500": 2.0},
         "buckets": [[0.1, 317.0]],
         "count": 317.0,
     }
-    total, server_errors, _p95 = canary.window(before, after)
+    total, server_errors, _p95 = counters_window(before, after)
     assert (total, server_errors) == (12.0, 2.0)
 
 
@@ -437,13 +437,13 @@ def test_the_watchdog_brings_back_a_killed_server_and_router(tmp_path, model_fil
         route="c1-mlp-production",
         model_name="mlp",
         version="1.0.0",
-        artifact_path=str(model_file),
     )
     token = "ik_watchdog"
     target.publish_keys(
         plan.route, {hashlib.sha256(token.encode()).hexdigest(): None}, []
     )
     try:
+        target.fetch_artifact(plan, lambda: contextlib.nullcontext(str(model_file)))
         target.apply(plan)
         target.switch_traffic({plan.route: [("d1", 100)]})
         url = f"{target.route_url(plan.route)}/v2/models/mlp/infer"

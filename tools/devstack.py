@@ -341,6 +341,8 @@ def ensure_test_tools(odoo):
         "uvicorn",
         "prometheus_client",
         "orjson",
+        "kubernetes_validate",
+        "jsonschema",
     )
     for module in modules:
         try:
@@ -378,6 +380,16 @@ def ensure_test_tools(odoo):
     ]
     if debian:
         apt_install(*debian)
+    # a real Kubernetes control plane for the cluster target's tests, built
+    # once from Debian's source package and cached outside the clone
+    sys.path.insert(0, str(REPO / "tools"))
+    import kubebuild  # noqa: PLC0415
+
+    try:
+        log(f"Kubernetes control plane: {kubebuild.ensure()}")
+    except kubebuild.BuildError as error:
+        # the tests that need it fail with this reason; the others run
+        log(f"no Kubernetes control plane for the tests: {error}")
 
 
 def ensure_router():

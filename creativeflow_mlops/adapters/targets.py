@@ -1,76 +1,128 @@
 """Deployment targets: where a deployment colour runs. One interface,
-``Target``, that every kind implements (the embedded ``local`` kind here;
-``kubernetes`` and ``gitops`` plug in beside it by registering in
-``TARGET_KINDS``), so models and controllers never know which one runs.
+``Target``, that every kind implements, and the registry of kinds.
 
-- ``render(plan)``: what ``apply`` would create, as data (for the log and
-  the form; a Kubernetes target returns its manifests);
-- ``apply(plan)``: bring the colour up and wait until it is ready, or
-  raise ``TargetFailed`` with the reason;
-- ``status(plan)``: is it up, its message, its log's tail;
+A kind is one file, ``adapters/target_<kind>.py``, defining a ``Target``
+subclass decorated with ``@register``: ``kinds()`` imports every such file,
+so the kind Selection, the options check, the client and the capabilities
+the services ask come from the class, and no model or service names a kind
+(as OCA fs_storage does with its protocols).
+
+A kind declares:
+
+- ``kind`` and ``label``;
+- ``Options``: a dataclass of its settings (the target's ``options`` JSON),
+  checked by ``parse_options``; secrets never in it (``secrets``: their
+  names, read from the environment or the server configuration);
+- ``capabilities(options)``: what it can do (``Capabilities``), which the
+  services ask instead of naming kinds;
+- ``build(context, options, secrets)``: its client.
+
+What a client does, for a ``ServePlan`` (one colour of one deployment):
+
+- ``render(plan)``: what ``apply`` would create, as data;
+- ``fetch_artifact``/``build_image``/``push_image``: the stages before
+  ``apply``; raise ``StageNotRun`` with the reason to skip;
+- ``apply(plan)``: submit the colour and return (no waiting for a rollout);
+- ``verify(plan)``: its status now (``ServeStatus``); the pipeline polls it
+  until ready or its deadline;
 - ``switch_traffic(routes)``: the whole routing table of the target at
-  once, {route: [(colour key, percent)...]}: what a router applies
-  atomically;
-- ``delete(plan)``: take the colour down (in-flight requests finish);
+  once, {route: [(colour key, percent)...]};
+- ``delete(plan)``: take the colour down;
 - ``route_url(route)``: the stable base URL of a route (OIP paths below);
-- ``publish_keys(route, allowed, elsewhere)``: the invoke keys a route
-  takes ({SHA-256: expiry or None}) and the known keys it refuses with a
-  403; in effect within seconds, without a restart;
-- ``metrics(plan)``: the colour's own counters (``requests`` by status,
-  the latency histogram's cumulative ``buckets``), for analysis gates;
+- ``publish_keys(route, allowed, elsewhere)``: the invoke keys a route takes
+  ({SHA-256: expiry or None}) and the known keys it refuses with a 403;
+- ``reading(plan)`` and ``analysis(plan, since)``: a reading of the colour's
+  traffic, and the requests, 5xx and p95 since an earlier reading (the
+  canary's gates);
+- ``reconcile(plans)``: desired against actual state for every colour that
+  should run (``Observed`` per key), and what runs that no plan names;
 - ``check()``: a dict to show, for *Test Connection*.
 
 Plain Python: no Odoo.
 """
 
 import abc
-import contextlib
-import fcntl
-import hashlib
-import json
-import math
+import dataclasses
+import importlib
 import os
-import secrets
-import signal
-import sys
-import tempfile
-import time
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+import pkgutil
+from dataclasses import dataclass, field
 
-import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from .processes import (
-    LocalRuntime,
-    ProcessError,
-    ProcessSpec,
-    free_port,
-    process_alive,
-    spawn_detached,
+from .router import route_path
+
+# the stages of an internal pipeline run, in order (docs/reference/lifecycle.md)
+STAGES = (
+    "fetch_artifact",
+    "build_image",
+    "push_image",
+    "apply",
+    "verify",
+    "switch_traffic",
 )
-from .router import Backend, HAProxyRouter, Route, RouterError, route_path
-
-WATCHDOG = Path(__file__).resolve().parent.parent / "model_server" / "watchdog.py"
-
-# the formats a kind can serve, to refuse the others at approval
-# (an external pipeline builds the image of any format)
-SERVABLE = {
-    "local": ("onnx",),
-    "external": (
-        "onnx",
-        "tensorflow_savedmodel",
-        "pytorch_torchscript",
-        "safetensors",
-        "pickle",
-        "custom_python_container",
-        "other",
-    ),
-}
+# every model format the product knows of, for the kinds that serve any
+ANY_FORMAT = (
+    "onnx",
+    "tensorflow_savedmodel",
+    "pytorch_torchscript",
+    "safetensors",
+    "pickle",
+    "custom_python_container",
+    "other",
+)
 
 
 class TargetFailed(Exception):
-    """A colour could not come up, or traffic could not move."""
+    """A colour could not come up, or traffic could not move: not worth
+    trying again."""
+
+
+class TargetUnavailable(TargetFailed):
+    """The target cannot be reached now (a network error, a 5xx, a 429):
+    worth trying again later."""
+
+
+class StageNotRun(Exception):
+    """The kind does not run this stage; the message says why."""
+
+
+class OptionsInvalid(ValueError):
+    """A target's options, refused by its kind: ``problems`` maps each
+    option to what is wrong with it."""
+
+    def __init__(self, problems):
+        super().__init__("; ".join(f"{k}: {v}" for k, v in problems.items()))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a target can do; the services ask it, never the kind."""
+
+    formats: tuple = ()
+    # a share of a route's traffic per colour, in steps of this many percent
+    # (1: any share; a replica ratio: 100 / replicas); 0: all or nothing
+    traffic_step: int = 0
+    # the canary gates read its traffic (``analysis``)
+    analysis: bool = False
+    max_replicas: int = 1
+    # the resources it gives: a subset of cpu, memory, gpu; and why it
+    # does not give the others ({resource: reason})
+    resources: frozenset = frozenset()
+    resource_refusals: dict = field(default_factory=dict)
+    builds_images: bool = False
+    # Odoo's own pipeline runs it (stages as jobs); False: a CI provider does
+    internal_pipeline: bool = True
+    # reconciliation starts a missing colour again (a machine of its own);
+    # False: it flags the drift and a person re-applies
+    restarts: bool = False
+    # a colour's log tail can be read back
+    logs: bool = False
+
+    @property
+    def canary(self):
+        return self.analysis and 0 < self.traffic_step < 100
 
 
 @dataclass
@@ -79,9 +131,19 @@ class ServePlan:
     route: str  # the model and environment: unique per company
     model_name: str
     version: str
-    artifact_path: str
+    artifact_uri: str = ""
+    artifact_sha256: str = ""
+    artifact_filename: str = "model.onnx"
+    model_format: str = "onnx"
+    environment: str = "staging"
+    strategy: str = "rolling"
+    # the share of the route the colour takes first (a canary's first step)
+    traffic_percent: int = 100
     replicas: int = 1
     resources: dict = field(default_factory=dict)
+    # the ModelCar image, once built: reference@sha256:...
+    image: str = ""
+    labels: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -90,19 +152,138 @@ class ServeStatus:
     message: str = ""
     log: str = ""
     details: dict = field(default_factory=dict)
+    # it will not become ready: stop waiting
+    failed: bool = False
+
+
+@dataclass
+class Observed:
+    """A colour as reconciliation found it: ``in_sync``, ``drifted`` (it
+    differs from what was applied), ``missing`` (something of it is gone)
+    or ``unknown``; ``detail`` says what differs."""
+
+    drift: str
+    detail: str = ""
+
+
+@dataclass
+class Reconciliation:
+    observed: dict = field(default_factory=dict)  # key: Observed
+    # what runs that no plan names: key -> start time (epoch seconds)
+    strays: dict = field(default_factory=dict)
+    # the routing table should be published again (a router came back)
+    republish: bool = False
+    requests: dict = field(default_factory=dict)  # API calls by kind
+
+
+@dataclass(frozen=True)
+class TargetContext:
+    """What Odoo tells a kind about where it runs: a folder of its own on
+    this machine, and the server configuration's defaults."""
+
+    root: str
+    config: dict = field(default_factory=dict)
+    # names what this target applied, unique per database and target
+    owner: str = ""
 
 
 class Target(abc.ABC):
     kind = None
+    label = None
+    secrets = ()
 
+    @dataclass
+    class Options:
+        pass
+
+    # ------------------------------------------------------------------
+    # The kind
+    # ------------------------------------------------------------------
+
+    @classmethod
+    def parse_options(cls, raw, context=None):
+        """``raw`` (the target's options JSON) as ``cls.Options``, or
+        ``OptionsInvalid`` naming each problem. Unknown names are refused:
+        a typo must not pass for a default."""
+        raw = raw or {}
+        if not isinstance(raw, dict):
+            raise OptionsInvalid({"options": "a JSON object"})
+        names = {f.name: f for f in dataclasses.fields(cls.Options)}
+        unknown = sorted(set(raw) - set(names))
+        if unknown:
+            raise OptionsInvalid(
+                {name: f"not an option of the {cls.kind} kind" for name in unknown}
+            )
+        values = dict(cls.default_options(context))
+        values.update(raw)
+        problems = {}
+        for name, spec in names.items():
+            if name not in values:
+                if spec.default is dataclasses.MISSING and (
+                    spec.default_factory is dataclasses.MISSING
+                ):
+                    problems[name] = "required"
+                continue
+            expected = spec.metadata.get("type")
+            value = values[name]
+            if expected and not _is(value, expected):
+                problems[name] = spec.metadata.get("help") or f"a {expected.__name__}"
+        if problems:
+            raise OptionsInvalid(problems)
+        options = cls.Options(**values)
+        problems = cls.check_options(options)
+        if problems:
+            raise OptionsInvalid(problems)
+        return options
+
+    @classmethod
+    def default_options(cls, context):
+        """Defaults that come from the server configuration."""
+        return {}
+
+    @classmethod
+    def check_options(cls, options):
+        """{option: problem} beyond types; empty when all is well."""
+        return {}
+
+    @classmethod
     @abc.abstractmethod
-    def render(self, plan): ...
+    def capabilities(cls, options): ...
+
+    @classmethod
+    @abc.abstractmethod
+    def build(cls, context, options, secrets): ...
+
+    # ------------------------------------------------------------------
+    # The client
+    # ------------------------------------------------------------------
+
+    def render(self, plan):
+        return {"kind": self.kind, "plan": dataclasses.asdict(plan)}
+
+    def fetch_artifact(self, plan, opener):
+        """``with opener() as path``: a copy of the artifact on this
+        machine, for the kinds that need its bytes. Returns the stage's log."""
+        raise StageNotRun(f"the {self.kind} target reads the artifact itself")
+
+    def build_image(self, plan, opener):
+        raise StageNotRun(
+            f"the {self.kind} target serves the model file itself: no image to build"
+        )
+
+    def push_image(self, plan):
+        """Returns (the image reference with its digest, the stage's log)."""
+        raise StageNotRun(f"the {self.kind} target builds no image: none to push")
 
     @abc.abstractmethod
     def apply(self, plan): ...
 
+    def reapply(self, plan):
+        """Apply again over what was changed on the target by hand."""
+        return self.apply(plan)
+
     @abc.abstractmethod
-    def status(self, plan): ...
+    def verify(self, plan): ...
 
     @abc.abstractmethod
     def switch_traffic(self, routes): ...
@@ -113,228 +294,77 @@ class Target(abc.ABC):
     @abc.abstractmethod
     def route_url(self, route): ...
 
-    @abc.abstractmethod
-    def publish_keys(self, route, allowed, elsewhere): ...
+    def publish_keys(self, route, allowed, elsewhere):
+        """What checks invoke keys in front of this target is not Odoo's."""
+        return None
+
+    def reading(self, plan):
+        raise TargetFailed(f"the {self.kind} target gives Odoo no metrics")
+
+    def analysis(self, plan, since):
+        """(requests, 5xx, p95 seconds or None, the reading now) since the
+        reading ``since``."""
+        now = self.reading(plan)
+        return (*counters_window(since, now), now)
+
+    def log_tail(self, plan):
+        return ""
 
     @abc.abstractmethod
-    def metrics(self, plan): ...
+    def reconcile(self, plans): ...
+
+    def remove_stray(self, key):
+        """Stop what runs under ``key`` that no deployment wants."""
+        return None
 
     @abc.abstractmethod
     def check(self): ...
 
 
-class LocalTarget(Target):
-    """Model servers on this machine (adapters.processes), behind the HAProxy
-    router (adapters.router)."""
+def route_url_under(base, route):
+    """A route's URL below a base URL (empty when there is none)."""
+    return f"{base.rstrip('/')}{route_path(route)}" if base else ""
 
-    kind = "local"
 
-    def __init__(
-        self,
-        root,
-        router_port,
-        host="127.0.0.1",
-        public_url=None,
-        router_host=None,
-        watchdog=True,
-    ):
-        self.root = Path(root)
-        self.watchdog = watchdog
-        # model servers listen on the loopback only; the router where
-        # clients reach it (0.0.0.0 in a container)
-        self.runtime = LocalRuntime(self.root / "runtime", host=host)
-        self.router = HAProxyRouter(
-            self.root / "router", router_port, host=router_host or host
-        )
-        self.public_url = (public_url or self.router.base_url).rstrip("/")
+def _is(value, expected):
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if expected is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, expected)
 
-    @staticmethod
-    def threads(plan):
-        """The model server's threads: the CPUs its plan asks for, rounded
-        up ("500m" is one, "2.5" three), one when none, at most this
-        machine's."""
-        cpu = plan.resources.get("cpu")
-        if not cpu:
-            return 1
-        amount = float(cpu[:-1]) / 1000 if cpu.endswith("m") else float(cpu)
-        return max(1, min(math.ceil(amount), os.cpu_count() or 1))
 
-    def _spec(self, plan, port):
-        return ProcessSpec(
-            key=plan.key,
-            model_path=plan.artifact_path,
-            name=plan.model_name,
-            version=plan.version,
-            port=port,
-            # invoke keys are always needed: no file, nobody gets in
-            keys_file=self.keys_file(plan.route),
-            threads=self.threads(plan),
-        )
+# ---------------------------------------------------------------------------
+# The registry
+# ---------------------------------------------------------------------------
 
-    def render(self, plan):
-        return {"kind": self.kind, "process": asdict(self._spec(plan, 0))}
+_KINDS = {}
 
-    def apply(self, plan):
-        self.ensure_watchdog()
-        handle = self.runtime.find(plan.key)
-        if handle:
-            return ServeStatus(True, f"already serving on port {handle.port}")
-        try:
-            handle = self.runtime.start(self._spec(plan, free_port()))
-        except ProcessError as error:
-            raise TargetFailed(str(error)) from error
-        return ServeStatus(
-            True, f"serving on port {handle.port}", details={"pid": handle.pid}
-        )
 
-    def status(self, plan):
-        handle = self.runtime.find(plan.key)
-        log = self.runtime.log_tail(plan.key)
-        if not handle:
-            return ServeStatus(False, "the model server is not running", log)
-        if not self.runtime.ready(handle):
-            return ServeStatus(False, "the model server does not answer", log)
-        return ServeStatus(
-            True, f"ready on port {handle.port}", log, {"pid": handle.pid}
-        )
+def register(cls):
+    """Class decorator of a kind's ``Target`` subclass."""
+    _KINDS[cls.kind] = cls
+    return cls
 
-    def switch_traffic(self, routes):
-        self.ensure_watchdog()
-        table = []
-        for name, shares in sorted(routes.items()):
-            backends = []
-            for key, percent in shares:
-                # a server that died a moment ago keeps its place: the
-                # watchdog starts it again on the same port, and a route
-                # dropped now would stay dropped once it is back
-                port = self.runtime.port_of(key)
-                if port and percent > 0:
-                    backends.append(Backend(port, int(percent), key))
-            table.append(Route(name, backends))
-        try:
-            self.router.apply(table)
-        except RouterError as error:
-            raise TargetFailed(str(error)) from error
 
-    def delete(self, plan):
-        self.runtime.stop(plan.key)
+def kinds():
+    """{kind: class} of every ``target_*.py`` beside this file."""
+    for module in pkgutil.iter_modules([os.path.dirname(__file__)]):
+        if module.name.startswith("target_"):
+            importlib.import_module(f"{__package__}.{module.name}")
+    return dict(_KINDS)
 
-    def route_url(self, route):
-        return f"{self.public_url}{route_path(route)}"
 
-    def metrics(self, plan):
-        handle = self.runtime.find(plan.key)
-        if not handle:
-            raise TargetFailed("the model server is not running")
-        try:
-            answer = requests.get(
-                f"http://127.0.0.1:{handle.port}/metrics",
-                headers={"Authorization": f"Bearer {self.platform_key()}"},
-                timeout=5,
-            )
-            answer.raise_for_status()
-        except requests.RequestException as error:
-            raise TargetFailed(f"its metrics cannot be read: {error}") from error
-        return parse_metrics(answer.text)
+def kind_selection():
+    """[(kind, label)] in a stable order, the local kind first."""
+    found = kinds()
+    order = sorted(found, key=lambda k: (k != "local", k))
+    return [(k, found[k].label) for k in order]
 
-    def ensure_watchdog(self):
-        """Start the target's watchdog (model_server/watchdog.py: a killed router
-        or model server back within a second) unless one runs; True if one
-        was started."""
-        if not self.watchdog:
-            return False
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / "watchdog.lock", "a") as lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                return False  # it runs
-            fcntl.flock(lock, fcntl.LOCK_UN)
-        command = [
-            sys.executable,
-            str(WATCHDOG),
-            "--target",
-            str(self.root),
-            "--router-port",
-            str(self.router.port),
-        ]
-        if self.router.host:
-            command += ["--router-host", self.router.host]
-        process = spawn_detached(command, self.root / "watchdog.log")
-        (self.root / "watchdog.pid").write_text(str(process.pid))
-        return True
 
-    def stop_watchdog(self):
-        """Stop the target's watchdog (tests, and a target put away)."""
-        try:
-            pid = int((self.root / "watchdog.pid").read_text())
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except (OSError, ValueError):
-            return False
-        if str(WATCHDOG).encode() not in cmdline:
-            return False
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 5
-        while process_alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        return True
-
-    def keys_file(self, route):
-        return str(self.root / "keys" / f"{route}.json")
-
-    def platform_key(self):
-        """The key with which Odoo reads the model servers' ``/metrics``
-        (no invoke key is kept in clear): made once, readable by this
-        machine's Odoo user only; the keys files carry its SHA-256."""
-        path = self.root / "keys" / "platform.key"
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            # written whole (mode 600), then linked: of two workers making
-            # it at once, the first link wins and both read that one
-            with tempfile.NamedTemporaryFile(
-                "w", dir=path.parent, prefix=".platform.", delete=False
-            ) as partial:
-                partial.write(secrets.token_urlsafe(32))
-            try:
-                with contextlib.suppress(FileExistsError):
-                    os.link(partial.name, path)
-            finally:
-                os.unlink(partial.name)
-        return path.read_text().strip()
-
-    def publish_keys(self, route, allowed, elsewhere):
-        """Written whole then renamed: a server never reads half a file. The
-        temporary file is the writer's own, so two pipelines publishing at
-        once each rename a whole file (the last one wins)."""
-        path = Path(self.keys_file(route))
-        platform = hashlib.sha256(self.platform_key().encode()).hexdigest()
-        text = json.dumps(
-            {"keys": allowed, "elsewhere": sorted(elsewhere), "platform": platform},
-            sort_keys=True,
-        )
-        if path.exists() and path.read_text() == text:
-            return  # unchanged: the servers need not read it again
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(
-            "w", dir=path.parent, prefix=f".{route}.", suffix=".tmp", delete=False
-        ) as partial:
-            partial.write(text)
-        try:
-            os.replace(partial.name, path)
-        except OSError:
-            with contextlib.suppress(OSError):
-                os.unlink(partial.name)
-            raise
-
-    def running(self):
-        return self.runtime.running()
-
-    def check(self):
-        return {
-            "runtime": f"{len(self.runtime.running())} model servers",
-            "router": "running" if self.router.running() else "not started yet",
-            "url": self.public_url,
-        }
+# ---------------------------------------------------------------------------
+# Counters: the OIP model server's own metrics, and a window between two
+# ---------------------------------------------------------------------------
 
 
 def parse_metrics(text):
@@ -356,48 +386,24 @@ def parse_metrics(text):
     return {"requests": requests_by_code, "buckets": sorted(buckets), "count": count}
 
 
-class ExternalTarget(Target):
-    """A target an external pipeline (``adapters.ci``) serves: the pipeline
-    builds, applies, routes and removes; Odoo only hears of it through the
-    pipeline's reports (``POST /ci/callback``), which name the endpoint.
-    So nothing here acts on a server: ``apply`` and ``metrics`` refuse
-    (no internal stage or canary gate runs on it: ``check_request`` says so
-    at approval), the routing and key calls the services make for every
-    target have nothing to change, and ``status`` cannot see a colour
-    (a rollback there deploys the previous version again, through the
-    pipeline)."""
-
-    kind = "external"
-
-    def __init__(self, public_url=None):
-        self.public_url = (public_url or "").rstrip("/")
-
-    def render(self, plan):
-        return {"kind": self.kind, "pipeline is asked for": asdict(plan)}
-
-    def apply(self, plan):
-        raise TargetFailed("an external target is brought up by its pipeline")
-
-    def status(self, plan):
-        return ServeStatus(False, "served by its pipeline: Odoo sees its reports")
-
-    def switch_traffic(self, routes):
-        """The pipeline routes its deployments."""
-
-    def delete(self, plan):
-        """The pipeline removes its deployments' objects."""
-
-    def route_url(self, route):
-        return f"{self.public_url}{route_path(route)}" if self.public_url else ""
-
-    def publish_keys(self, route, allowed, elsewhere):
-        """The gateway in front of an external target checks its callers."""
-
-    def metrics(self, plan):
-        raise TargetFailed("an external target's metrics are its pipeline's")
-
-    def check(self):
-        return {"served by": "its pipeline", "url": self.public_url or "reported"}
-
-
-TARGET_KINDS = {"local": LocalTarget, "external": ExternalTarget}
+def counters_window(before, after):
+    """(requests, 5xx, p95 seconds or None) between two counter readings.
+    Requests are the answers the model produced (2xx and 5xx): a call the
+    server refused as malformed (4xx) says nothing of the model, so it
+    neither fills a gate's minimum nor counts as an error."""
+    codes = set(before["requests"]) | set(after["requests"])
+    delta = {
+        c: after["requests"].get(c, 0) - before["requests"].get(c, 0) for c in codes
+    }
+    total = sum(n for c, n in delta.items() if not c.startswith("4"))
+    server_errors = sum(n for c, n in delta.items() if c.startswith("5"))
+    old = {bound: n for bound, n in before["buckets"]}
+    buckets = [(bound, n - old.get(bound, 0)) for bound, n in after["buckets"]]
+    count = after.get("count", 0) - before.get("count", 0)
+    # above the largest bound: p95 is at least that bound
+    p95 = buckets[-1][0] if count and buckets else None
+    for bound, cumulative in buckets:
+        if count and cumulative >= 0.95 * count:
+            p95 = bound
+            break
+    return total, server_errors, p95

@@ -60,10 +60,13 @@ class MlopsBackendMixin(models.AbstractModel):
     def _compute_has_credentials(self):
         for backend in self:
             backend.has_credentials = all(
-                backend._backend_secret(name) for name in backend._backend_secrets
+                backend._backend_secret(name)
+                for name in backend._backend_secret_names()
             )
             backend.credentials_help = (
-                " / ".join(backend._secret_variable(n) for n in self._backend_secrets)
+                " / ".join(
+                    backend._secret_variable(n) for n in backend._backend_secret_names()
+                )
                 or False
             )
 
@@ -121,7 +124,8 @@ class MlopsBackendMixin(models.AbstractModel):
         return value or tools.config.get(key) or None
 
     def _require_secrets(self):
-        missing = [n for n in self._backend_secrets if not self._backend_secret(n)]
+        names = self._backend_secret_names()
+        missing = [n for n in names if not self._backend_secret(n)]
         if missing:
             raise BackendUnavailable(
                 self.env._(
@@ -131,7 +135,12 @@ class MlopsBackendMixin(models.AbstractModel):
                     vars=", ".join(self._secret_variable(n) for n in missing),
                 )
             )
-        return {n: self._backend_secret(n) for n in self._backend_secrets}
+        return {n: self._backend_secret(n) for n in names}
+
+    def _backend_secret_names(self):
+        """The secrets' names (a backend whose kind decides them overrides
+        this)."""
+        return self._backend_secrets
 
     def _build_client(self):
         raise NotImplementedError
@@ -142,7 +151,7 @@ class MlopsBackendMixin(models.AbstractModel):
         self.ensure_one()
         key = (self._name, self.env.cr.dbname, self.id)
         stamp = tuple(self[name] for name in ("kind", *self._backend_stamp)) + tuple(
-            self._backend_secret(name) for name in self._backend_secrets
+            self._backend_secret(name) for name in self._backend_secret_names()
         )
         with self._clients_lock:
             cached = self._clients.get(key)

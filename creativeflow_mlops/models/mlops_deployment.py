@@ -9,6 +9,7 @@ from ..lifecycle import (
     DEPLOYMENT_CREATE_STATES,
     DEPLOYMENT_STATES,
     DEPLOYMENT_TRANSITIONS,
+    DRIFT_STATES,
     ENVIRONMENTS,
     STRATEGIES,
 )
@@ -88,6 +89,22 @@ class MlopsDeployment(models.Model):
     )
     deployed_at = fields.Datetime(readonly=True, copy=False)
     message = fields.Text(string="Last Message", copy=False)
+    image = fields.Char(
+        readonly=True,
+        copy=False,
+        help="The ModelCar image the deployment serves, with its digest "
+        "(registry/repository@sha256:...), once built and pushed.",
+    )
+    drift = fields.Selection(
+        DRIFT_STATES,
+        default="unknown",
+        readonly=True,
+        copy=False,
+        help="What reconciliation found on the target: in sync with what Odoo "
+        "applied, drifted (edited there), missing (gone there), or not "
+        "checked yet.",
+    )
+    drift_detail = fields.Text(readonly=True, copy=False)
     restart_count = fields.Integer(
         readonly=True, copy=False, help="Restarts of its model server in a row."
     )
@@ -119,11 +136,12 @@ class MlopsDeployment(models.Model):
 
     def _compute_log_tail(self):
         for deployment in self:
-            tail = ""
             target = deployment.target_id.sudo()
-            if target and target.kind == "local":
-                tail = target._get_client().runtime.log_tail(f"d{deployment.id}")
-            deployment.log_tail = tail
+            deployment.log_tail = (
+                target._get_client().log_tail(serving.plan(deployment))
+                if target and target._capabilities().logs
+                else ""
+            )
 
     @api.depends("version_id", "environment")
     def _compute_display_name(self):
@@ -194,19 +212,34 @@ class MlopsDeployment(models.Model):
         return True
 
     def action_set_replicas(self, replicas):
-        """Scale a deployment (Approver); the local target runs one model
-        server per deployment."""
+        """Scale a deployment (Approver), up to what its target runs."""
         for deployment in self:
             deployment._lifecycle_check_actor(APPROVER, self.env._("Scale"))
-            if deployment.target_id.kind == "local" and replicas != 1:
-                raise InvalidInput(
-                    self.env._(
-                        "The local target runs one model server per deployment; "
-                        "replicas can only be 1 there."
-                    )
-                )
+            deploy_service.check_replicas(deployment.target_id, replicas)
         self.sudo().write({"replicas": replicas})
         return True
+
+    def action_reapply(self):
+        """Apply again what Odoo wants of a colour that drifted or went
+        missing on its target (Approver): what was edited by hand there is
+        overwritten, what was deleted comes back."""
+        self._check_can_reapply()
+        for deployment in self:
+            deploy_service.reapply(jobs.as_platform(deployment), self.env.user)
+        return True
+
+    def _check_can_reapply(self):
+        for deployment in self:
+            deployment._lifecycle_check_actor(APPROVER, self.env._("Re-apply"))
+            if deployment.state not in serving.KEEP_RUNNING:
+                raise TransitionNotAllowed(
+                    self.env._(
+                        "%(deployment)s is %(state)s: only a deployment that runs "
+                        "is applied again.",
+                        deployment=deployment.display_name,
+                        state=deployment._lifecycle_state_label(deployment.state),
+                    )
+                )
 
     def _check_can_undeploy(self):
         self._check_can_transition("deleted")
@@ -302,7 +335,7 @@ class MlopsDeployment(models.Model):
         ):
             return None
         client = self.target_id.sudo()._get_client()
-        status = client.status(serving.plan(self))
+        status = client.verify(serving.plan(self))
         return {"ready": status.ready, "message": status.message}
 
     @api.ondelete(at_uninstall=False)

@@ -1,20 +1,24 @@
 # Copyright 2026 CreativeFlow
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
+import hashlib
+import json
 import os
 
 from odoo import api, fields, models, tools
 from odoo.exceptions import ValidationError
 
-from ..adapters.targets import SERVABLE, TARGET_KINDS
+from ..adapters.targets import OptionsInvalid, TargetContext, kind_selection, kinds
 from ..services import registry_changes
 
 
 class MlopsDeploymentTarget(models.Model):
-    """Where deployments run: the embedded ``local`` runtime (model servers
-    on this machine behind an HAProxy router), created on install so that a
-    fresh ``bin/serve`` deploys with nothing else configured. Other kinds
-    (Kubernetes, GitOps) are adapters of the same interface
-    (``adapters.targets.Target``), registered in ``TARGET_KINDS``."""
+    """Where deployments run. A target is a record with a ``code`` and a
+    ``kind``: each kind is one file of ``adapters/`` (``target_<kind>.py``,
+    see ``adapters.targets``) declaring its options, what it can do and how
+    its client is built, so that nothing here or in the services names a
+    kind. The embedded ``local`` runtime (model servers on this machine
+    behind an HAProxy router) is created on install: a fresh ``bin/serve``
+    deploys with nothing else configured."""
 
     _name = "mlops.deployment.target"
     _inherit = ["mlops.backend.mixin"]
@@ -22,14 +26,28 @@ class MlopsDeploymentTarget(models.Model):
     _order = "is_default desc, name"
 
     _backend_secret_scope = "target"
-    _backend_stamp = ("router_port", "public_url", "ci_provider_id")
+    _backend_stamp = ("options", "ci_provider_id")
 
     kind = fields.Selection(
-        [("local", "Local Runtime"), ("external", "External Pipeline")],
+        selection=lambda self: kind_selection(),
         required=True,
         default="local",
-        help="Local: model servers on this machine, run by Odoo's own pipeline. "
-        "External: a CI provider's pipeline deploys and reports back.",
+        help="What serves; each kind is an adapter (adapters/target_<kind>.py). "
+        "Local: model servers on this machine, run by Odoo's own pipeline. "
+        "External: a CI provider's pipeline deploys and reports back. "
+        "Kubernetes: a cluster, through its API.",
+    )
+    options = fields.Json(
+        string="Options (data)",
+        help="The kind's settings, a JSON object (docs/reference/targets.md "
+        "lists each kind's). Never secrets: those come from the environment "
+        "or the server configuration.",
+    )
+    options_text = fields.Text(
+        string="Options",
+        compute="_compute_options_text",
+        inverse="_inverse_options_text",
+        help="The kind's settings as JSON (docs/reference/targets.md).",
     )
     ci_provider_id = fields.Many2one(
         "mlops.ci.provider",
@@ -38,41 +56,84 @@ class MlopsDeploymentTarget(models.Model):
         help="The pipeline that deploys to an external target.",
     )
     is_default = fields.Boolean(string="Default", help="Where deployments go.")
-    router_port = fields.Integer(
-        default=lambda self: int(tools.config.get("mlops_router_port") or 8090),
-        help="Port of the router that serves the invoke URLs (the default comes "
-        "from the server configuration's mlops_router_port).",
-    )
-    public_url = fields.Char(
-        string="Public URL",
-        help="Base of the invoke URLs as clients reach the router, e.g. "
-        "https://models.example.com; empty: http://127.0.0.1:<router port>.",
+    capabilities_text = fields.Text(
+        string="Capabilities",
+        compute="_compute_capabilities_text",
+        help="What the target can do, as its kind declares it: the checks "
+        "at approval ask this, never the kind.",
     )
 
     def init(self):
         # the endpoint registry's change log (services.registry_changes)
         registry_changes.install(self.env.cr, self._table)
 
-    @api.constrains("router_port")
-    def _check_router_port(self):
+    @api.depends("options")
+    def _compute_options_text(self):
         for target in self:
-            if not 1024 <= target.router_port <= 65535:
-                raise ValidationError(
-                    self.env._("The router port is between 1024 and 65535.")
-                )
+            target.options_text = json.dumps(
+                target.options or {}, indent=2, sort_keys=True
+            )
 
-    @api.constrains("kind", "ci_provider_id")
+    def _inverse_options_text(self):
+        for target in self:
+            try:
+                target.options = json.loads(target.options_text or "{}")
+            except ValueError as error:
+                raise ValidationError(
+                    self.env._("The options are not JSON: %s", error)
+                ) from None
+
+    @api.depends("kind", "options")
+    def _compute_capabilities_text(self):
+        for target in self:
+            try:
+                caps = target._capabilities()
+            except ValidationError:
+                target.capabilities_text = False
+                continue
+            traffic = (
+                self.env._("in steps of %s %%", caps.traffic_step)
+                if caps.traffic_step
+                else self.env._("all or nothing")
+            )
+            target.capabilities_text = "\n".join(
+                [
+                    self.env._("Formats: %s", ", ".join(caps.formats)),
+                    self.env._("Traffic split: %s", traffic),
+                    self.env._("Canary: %s", "yes" if caps.canary else "no"),
+                    self.env._("Replicas: up to %s", caps.max_replicas),
+                    self.env._(
+                        "Resources: %s", ", ".join(sorted(caps.resources)) or "none"
+                    ),
+                    self.env._(
+                        "Builds images: %s", "yes" if caps.builds_images else "no"
+                    ),
+                ]
+            )
+
+    @api.constrains("kind", "options")
+    def _check_options(self):
+        for target in self:
+            target._options()
+
+    @api.constrains("kind", "options", "ci_provider_id")
     def _check_ci_provider(self):
         for target in self:
-            if target.kind == "external" and not target.ci_provider_id:
-                raise ValidationError(
-                    self.env._("An external target names the CI provider that runs it.")
-                )
-            if target.kind == "local" and target.ci_provider_id:
+            internal = target._capabilities().internal_pipeline
+            if not internal and not target.ci_provider_id:
                 raise ValidationError(
                     self.env._(
-                        "The local runtime runs its own pipeline: it takes no CI "
-                        "provider."
+                        "The %s target is deployed by a pipeline: name its CI "
+                        "provider.",
+                        target.name,
+                    )
+                )
+            if internal and target.ci_provider_id:
+                raise ValidationError(
+                    self.env._(
+                        "The %s target runs Odoo's own pipeline: it takes no CI "
+                        "provider.",
+                        target.name,
                     )
                 )
 
@@ -91,24 +152,61 @@ class MlopsDeploymentTarget(models.Model):
             tools.config["data_dir"], "mlops_runtime", self.env.cr.dbname, self.code
         )
 
+    def _kind_class(self):
+        self.ensure_one()
+        return kinds()[self.kind]
+
+    def _kind_context(self):
+        """What the kind is told of where it runs: a folder of its own, and
+        the server configuration's defaults."""
+        return TargetContext(
+            root=self._root(),
+            owner=hashlib.sha256(
+                f"{self.env.cr.dbname}/{self.code}".encode()
+            ).hexdigest()[:16],
+            config={
+                "router_port": tools.config.get("mlops_router_port"),
+                "router_host": tools.config.get("mlops_router_host"),
+            },
+        )
+
+    def _options(self):
+        """The options as the kind's dataclass; ``ValidationError`` naming
+        each option the kind refuses."""
+        self.ensure_one()
+        try:
+            return self._kind_class().parse_options(self.options, self._kind_context())
+        except OptionsInvalid as error:
+            raise ValidationError(
+                self.env._(
+                    "The %(kind)s target's options are refused: %(problems)s",
+                    kind=self.kind,
+                    problems=error,
+                )
+            ) from None
+
+    def _capabilities(self):
+        """What the target can do (``adapters.targets.Capabilities``)."""
+        self.ensure_one()
+        return self._kind_class().capabilities(self._options())
+
     def _pipeline_provider(self):
         """The pipeline run's ``provider``: ``internal`` or the CI's kind."""
         self.ensure_one()
         return self.ci_provider_id.kind or "internal"
 
+    def _backend_secret_names(self):
+        return self._kind_class().secrets
+
     def _build_client(self):
-        if self.kind == "external":
-            return TARGET_KINDS[self.kind](public_url=self.public_url or None)
-        return TARGET_KINDS[self.kind](
-            self._root(),
-            self.router_port,
-            public_url=self.public_url or None,
-            router_host=tools.config.get("mlops_router_host") or None,
-        )
+        secrets = {
+            name: self._backend_secret(name) for name in self._kind_class().secrets
+        }
+        return self._kind_class().build(self._kind_context(), self._options(), secrets)
 
     def _servable_formats(self):
         self.ensure_one()
-        return SERVABLE.get(self.kind, ())
+        return self._capabilities().formats
 
     @api.model
     def _route_name(self, model, environment):

@@ -417,7 +417,7 @@ class MlopsModelVersion(models.Model):
         target = deploy_service.resolve_target(self.env, target)
         resources = resource_service.parse(resources)
         versions._check_can_approve_staging()
-        versions._check_can_deploy("staging", strategy, target, resources)
+        versions._check_can_deploy("staging", strategy, target, resources, replicas)
         versions._do_transition("staging_pending")
         versions._do_deploy("staging", strategy, target, replicas, resources=resources)
         return True
@@ -561,7 +561,9 @@ class MlopsModelVersion(models.Model):
     def _check_can_approve_staging(self):
         self._check_can_transition("staging_pending")
 
-    def _check_can_deploy(self, environment, strategy, target=None, resources=None):
+    def _check_can_deploy(
+        self, environment, strategy, target=None, resources=None, replicas=1
+    ):
         for version in self:
             deploy_service.check_request(
                 version,
@@ -571,6 +573,7 @@ class MlopsModelVersion(models.Model):
                 resources
                 if resources is not None
                 else deploy_service.staged_resources(version, environment),
+                replicas,
             )
 
     def _do_deploy(

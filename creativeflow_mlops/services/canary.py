@@ -1,8 +1,8 @@
 """Canary rollouts: the new version takes a share of production's traffic
 in steps (``canary_steps``, say 10, 50, 100 percent), each held for
-``canary_step_seconds``, while its gates watch the model server's own
-metrics over that step: error rate (5xx answers) and p95 latency, over at
-least ``canary_min_requests`` requests. A step that passes moves to the
+``canary_step_seconds``, while its gates watch the colour's traffic over
+that step (its target's ``analysis``): error rate (5xx answers) and p95
+latency, over at least ``canary_min_requests`` requests. A step that passes moves to the
 next one; the last promotes the canary (the previous version's colour stays
 up, idle, as after a blue-green switch). A failed gate aborts and rolls
 back at once: the previous version never stopped serving and takes all the
@@ -60,7 +60,7 @@ def start(deployment, url):
                 "step": 0,
                 "try": 0,
                 "first": first,
-                "baseline": client.metrics(serving.plan(deployment)),
+                "baseline": client.reading(serving.plan(deployment)),
             },
         }
     )
@@ -87,29 +87,6 @@ def _schedule(deployment):
     )._canary_analyze(config.get("step", 0))
 
 
-def window(before, after):
-    """(requests, 5xx, p95 seconds or None) between two metric readings.
-    Requests are the answers the model produced (2xx and 5xx): a call the
-    server refused as malformed (4xx) says nothing of the model, so it
-    neither fills a gate's minimum nor counts as an error."""
-    codes = set(before["requests"]) | set(after["requests"])
-    delta = {
-        c: after["requests"].get(c, 0) - before["requests"].get(c, 0) for c in codes
-    }
-    total = sum(n for c, n in delta.items() if not c.startswith("4"))
-    server_errors = sum(n for c, n in delta.items() if c.startswith("5"))
-    old = {bound: n for bound, n in before["buckets"]}
-    buckets = [(bound, n - old.get(bound, 0)) for bound, n in after["buckets"]]
-    count = after.get("count", 0) - before.get("count", 0)
-    # above the largest bound: p95 is at least that bound
-    p95 = buckets[-1][0] if count and buckets else None
-    for bound, cumulative in buckets:
-        if count and cumulative >= 0.95 * count:
-            p95 = bound
-            break
-    return total, server_errors, p95
-
-
 def analyze(deployment, step):
     env = deployment.env
     jobs.lock(deployment)
@@ -118,10 +95,11 @@ def analyze(deployment, step):
         return "no longer the step in progress"
     client = deployment.target_id._get_client()
     try:
-        now = client.metrics(serving.plan(deployment))
+        total, server_errors, p95, now = client.analysis(
+            serving.plan(deployment), config["baseline"]
+        )
     except TargetFailed as error:
         return abort(deployment, errors.describe(error))
-    total, server_errors, p95 = window(config["baseline"], now)
     minimum = settings.get(env, "canary_min_requests")
     if total < minimum:
         tries = config.get("try", 0) + 1

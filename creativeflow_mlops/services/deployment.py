@@ -10,28 +10,28 @@ and the deployment, takes the new colour down, and returns the version to
 where it was before the approval, with the reason in its chatter; what
 served before keeps serving, as the router only changes in the last stage.
 
-Stages of the ``internal`` provider on the local target:
-``fetch_artifact`` (the stored bytes, hash checked, next to the runtime),
-``build_image`` and ``push_image`` (skipped: the runtime serves the file
-itself), ``apply`` (the model server of the new colour), ``verify`` (it is
-ready and describes the model), ``switch_traffic`` (the router takes the
-new colour; for ``rolling`` the colour it replaces is then removed, for
-``blue_green`` it stays ``inactive_bluegreen``, ready to switch back).
+Stages of the ``internal`` provider, each asked of the deployment's target
+(a kind skips the stages it does not run, saying why): ``fetch_artifact``
+(the stored bytes, hash checked, where the target needs them),
+``build_image`` and ``push_image`` (a ModelCar image, where the target
+builds one), ``apply`` (submit the new colour and return), ``verify`` (its
+status as the target reports it, asked again until ready or the rollout
+deadline), ``switch_traffic`` (the route takes the new colour; for
+``rolling`` the colour it replaces is then removed, for ``blue_green`` it
+stays ``inactive_bluegreen``, ready to switch back).
 """
 
-import contextlib
-import errno
 import logging
-import os
-import shutil
 
 import psycopg2
 
 from odoo import fields
 
-from ..adapters.targets import TargetFailed
-from ..exceptions import Conflict, InvalidInput, NotFound
-from . import artifacts, errors, jobs, serving
+from odoo.addons.queue_job.exception import RetryableJobError
+
+from ..adapters.targets import StageNotRun, TargetFailed, TargetUnavailable
+from ..exceptions import BackendUnavailable, Conflict, InvalidInput, NotFound
+from . import artifacts, errors, jobs, serving, settings
 from . import resources as resource_service
 from .serving import SERVING, plan, publish_keys, publish_routes
 
@@ -40,12 +40,10 @@ _logger = logging.getLogger(__name__)
 STRATEGIES_NOW = ("rolling", "blue_green", "canary")
 # the unique index of the open pipeline runs (mlops.pipeline.run)
 ONE_OPEN_RUN = "mlops_pipeline_run_one_open"
+# a colour not ready yet is asked again this often
+VERIFY_POLL_SECONDS = 5
 # where a version returns when the deployment approving it does not finish
 BEFORE_APPROVAL = {"staging_pending": "validated", "production_pending": "staging"}
-
-
-class StageSkipped(Exception):
-    pass
 
 
 class StageFailed(Exception):
@@ -57,10 +55,10 @@ class StageFailed(Exception):
 # ---------------------------------------------------------------------------
 
 
-def check_request(version, environment, strategy, target, resources=None):
-    """Refuse what cannot be deployed before anything is approved."""
+def check_request(version, environment, strategy, target, resources=None, replicas=1):
+    """Refuse what cannot be deployed before anything is approved: what
+    the target cannot do is asked of its capabilities, never its kind."""
     env = version.env
-    _check_resources(env, target, resources or {})
     if strategy not in STRATEGIES_NOW:
         raise InvalidInput(
             env._(
@@ -75,23 +73,26 @@ def check_request(version, environment, strategy, target, resources=None):
         )
     if not target:
         raise InvalidInput(env._("No deployment target is configured."))
-    if strategy == "canary" and target.kind != "local":
+    caps = target._capabilities()
+    _check_resources(env, target, caps, resources or {})
+    check_replicas(target, replicas)
+    if strategy == "canary" and not caps.canary:
         raise InvalidInput(
             env._(
-                "A canary's gates read the model servers' metrics, which %s does "
-                "not give Odoo: promote blue-green or rolling there.",
+                "A canary needs a target that splits traffic by share and gives "
+                "Odoo its metrics for the gates; %s does not: promote blue-green "
+                "or rolling there.",
                 target.name,
             )
         )
-    formats = target._servable_formats()
-    if version.model_format not in formats:
+    if version.model_format not in caps.formats:
         raise InvalidInput(
             env._(
                 "%(target)s cannot serve %(format)s models (it serves %(formats)s): "
                 "%(version)s is not deployable there.",
                 target=target.name,
                 format=version.model_format,
-                formats=", ".join(formats) or "none",
+                formats=", ".join(caps.formats) or "none",
                 version=version.display_name,
             )
         )
@@ -151,19 +152,39 @@ def check_no_canary(model, environment):
         )
 
 
-def _check_resources(env, target, resources):
-    """What ``target`` cannot give is refused rather than dropped: the local
-    runtime has no GPU and does not cap memory (its ``cpu`` is the model
-    server's threads); a GitHub workflow takes no more inputs."""
-    if not target or not resources:
+def check_replicas(target, replicas):
+    """Refuse more replicas than ``target`` runs (the local runtime: one
+    model server per deployment)."""
+    limit = target._capabilities().max_replicas
+    if replicas > limit:
+        error = InvalidInput(
+            target.env._(
+                "%(target)s runs at most %(limit)s replicas per deployment; "
+                "%(asked)s were asked.",
+                target=target.name,
+                limit=limit,
+                asked=replicas,
+            )
+        )
+        error.details = {"replicas": f"at most {limit} on {target.code}"}
+        raise error
+
+
+def _check_resources(env, target, caps, resources):
+    """What ``target`` cannot give is refused rather than dropped (the
+    local runtime has no GPU and caps no memory: its ``cpu`` is the model
+    server's threads; a GitHub workflow takes no more inputs)."""
+    if not resources:
         return
-    problems = {}
-    if target.kind == "local":
-        if resources.get("gpu"):
-            problems["resources.gpu"] = "the local runtime runs models on the CPU"
-        if "memory" in resources:
-            problems["resources.memory"] = "the local runtime does not cap memory"
-    elif target.ci_provider_id.kind == "github":
+    # a GPU type comes with a GPU (resources.parse): the GPU says it
+    asked = [k for k in resources if k != "gpu_type" and (k != "gpu" or resources[k])]
+    problems = {
+        f"resources.{key}": caps.resource_refusals.get(key)
+        or env._("%s cannot give it", target.name)
+        for key in asked
+        if key not in caps.resources
+    }
+    if target.ci_provider_id.kind == "github":
         problems = {
             f"resources.{key}": "a GitHub workflow takes 10 inputs, all in use"
             for key in resources
@@ -295,7 +316,7 @@ def run_stage(run, stage_name):
         try:
             with run.env.cr.savepoint():
                 return "succeeded", STAGES[stage_name](deployment)
-        except StageSkipped as skipped:
+        except StageNotRun as skipped:
             return "skipped", str(skipped)
         except (StageFailed, TargetFailed) as failure:
             return "failed", errors.describe(failure)
@@ -339,54 +360,65 @@ def tell_approver(deployment, message):
         )
 
 
-def _fetch_artifact(deployment):
-    version = deployment.version_id
+def _client(deployment):
+    return deployment.target_id._get_client()
+
+
+def _opener(version):
+    """Opens a local copy of ``version``'s artifact, for the kinds whose
+    stages need the bytes (a file beside the runtime, an image's layer)."""
     if not version.artifact_object_key:
         raise StageFailed(f"{version.display_name} has no artifact")
-    destination = plan(deployment).artifact_path
-    folder = os.path.dirname(destination)
-    os.makedirs(folder, exist_ok=True)
-    with artifacts.local_copy(version) as source:
-        try:
-            shutil.copyfile(source, destination)
-        except OSError as error:
-            # nothing half-written stays behind
-            with contextlib.suppress(OSError):
-                os.unlink(destination)
-            if error.errno == errno.ENOSPC:
-                raise StageFailed(
-                    f"the local target's disk is full: {version.artifact_size} bytes "
-                    f"to write, {shutil.disk_usage(folder).free} free"
-                ) from None
-            raise StageFailed(
-                f"the artifact cannot be written on the local target: {error.strerror}"
-            ) from None
-    return (
-        f"fetched {os.path.basename(destination)} "
-        f"({os.path.getsize(destination)} bytes, SHA-256 {version.artifact_sha256})"
+    return lambda: artifacts.local_copy(version)
+
+
+def _fetch_artifact(deployment):
+    return _client(deployment).fetch_artifact(
+        plan(deployment), _opener(deployment.version_id)
     )
 
 
-def _no_image(deployment):
-    raise StageSkipped(
-        f"the {deployment.target_id.kind} target serves the model file itself: "
-        "no image to build or push"
+def _build_image(deployment):
+    return _client(deployment).build_image(
+        plan(deployment), _opener(deployment.version_id)
     )
+
+
+def _push_image(deployment):
+    image, log = _client(deployment).push_image(plan(deployment))
+    deployment.write({"image": image})
+    return log
 
 
 def _apply(deployment):
-    target = deployment.target_id._get_client()
+    """Submit the colour to the target, and return: ``verify`` waits."""
     publish_keys(deployment.env, deployment)
-    status = target.apply(plan(deployment))
-    return status.message
+    return _client(deployment).apply(plan(deployment)).message
 
 
 def _verify(deployment):
-    target = deployment.target_id._get_client()
-    status = target.status(plan(deployment))
-    if not status.ready:
-        raise StageFailed(f"{status.message}\n{status.log}")
-    return status.message
+    """The colour's status as the target reports it now. Not ready yet: the
+    job is tried again a few seconds later (its row locks released in
+    between, a retry that does not count as a failure) until the rollout
+    deadline (``rollout_timeout_seconds`` after ``apply``)."""
+    status = _client(deployment).verify(plan(deployment))
+    if status.ready:
+        return status.message
+    if status.failed:
+        raise StageFailed(f"{status.message}\n{status.log}".strip())
+    run = deployment.run_ids[:1]
+    applied = run.stage_ids.filtered(lambda s: s.name == "apply").finished_at
+    timeout = settings.get(deployment.env, "rollout_timeout_seconds")
+    if applied and (fields.Datetime.now() - applied).total_seconds() > timeout:
+        raise StageFailed(
+            f"not ready {timeout} seconds after it was applied: {status.message}\n"
+            f"{status.log}".strip()
+        )
+    raise RetryableJobError(
+        f"verify: not ready yet ({status.message})",
+        seconds=VERIFY_POLL_SECONDS,
+        ignore_retry=True,
+    )
 
 
 def _switch_traffic(deployment):
@@ -433,8 +465,8 @@ def take_traffic(deployment, endpoint):
 
 STAGES = {
     "fetch_artifact": _fetch_artifact,
-    "build_image": _no_image,
-    "push_image": _no_image,
+    "build_image": _build_image,
+    "push_image": _push_image,
     "apply": _apply,
     "verify": _verify,
     "switch_traffic": _switch_traffic,
@@ -472,6 +504,31 @@ def record_serving(deployment, kind=None, reason=None, approver=None):
     )
 
 
+def reapply(deployment, user):
+    """Apply ``deployment``'s colour again as Odoo wants it, then its
+    routes: reconciliation's *Re-apply* (by ``user``). Its drift is unknown
+    until the next pass looks."""
+    jobs.lock(deployment)
+    client = _client(deployment)
+    try:
+        status = client.reapply(plan(deployment))
+        publish_routes(deployment.target_id)
+    except TargetUnavailable as error:
+        raise BackendUnavailable(errors.describe(error)) from error
+    except TargetFailed as error:
+        raise Conflict(errors.describe(error)) from error
+    deployment.write({"drift": "unknown", "drift_detail": False})
+    deployment.message_post(
+        body=deployment.env._(
+            "Applied again by %(user)s: %(message)s",
+            user=user.name,
+            message=status.message,
+        ),
+        subtype_xmlid="mail.mt_note",
+    )
+    return status
+
+
 def switch_back(current, reason):
     """Roll ``current`` (a production deployment) back to what served
     before it, in one action: the idle blue-green colour of the previous
@@ -499,7 +556,7 @@ def switch_back(current, reason):
         limit=1,
     )
     client = platform.target_id._get_client()
-    if idle and client.status(plan(idle)).ready:
+    if idle and client.verify(plan(idle)).ready:
         # the previous version first asks for production (the approval,
         # with its reason), then takes it: the current one is deprecated
         previous.with_context(mlops_reason=reason)._lifecycle_move("production_pending")

@@ -11,11 +11,12 @@ import contextlib
 
 from ..adapters.ci import CIUnavailable
 from ..adapters.storage import IntegrityMismatch, StorageError, StorageUnavailable
+from ..adapters.targets import TargetUnavailable
 from ..exceptions import BackendUnavailable, MLOpsError, PayloadTooLarge
 from ..utils import scrub_paths
 
 # what a later try may get through
-TRANSIENT = (StorageUnavailable, BackendUnavailable, CIUnavailable)
+TRANSIENT = (StorageUnavailable, BackendUnavailable, CIUnavailable, TargetUnavailable)
 
 # where the REST face lives: everything under it answers in the contract's
 # JSON, even a path no route matches

@@ -8,7 +8,6 @@ retires the idle blue-green colours kept long enough; ``publish_keys`` gives
 every route its invoke keys; ``undeploy`` takes deployments down.
 """
 
-import os
 from datetime import timedelta
 
 import psycopg2
@@ -24,23 +23,36 @@ SERVING = ("active", "rolling_out_canary")
 
 
 def plan(deployment):
-    """What ``deployment`` asks of its target: its model server's key, its
-    route (one per model and environment) and where its artifact lies."""
+    """What ``deployment`` asks of its target: its colour's key, its route
+    (one per model and environment), its artifact (URI and SHA-256, and the
+    image once built), strategy, first share and resources."""
     target = deployment.target_id
     version = deployment.version_id
+    model = version.model_id
     return ServePlan(
         key=f"d{deployment.id}",
-        route=target._route_name(version.model_id, deployment.environment),
-        model_name=version.model_id.slug,
+        route=target._route_name(model, deployment.environment),
+        model_name=model.slug,
         version=version.version,
-        artifact_path=os.path.join(
-            target._root(),
-            "artifacts",
-            f"d{deployment.id}",
-            version.artifact_filename or "model.onnx",
-        ),
+        artifact_uri=version.artifact_uri or "",
+        artifact_sha256=version.artifact_sha256 or "",
+        artifact_filename=version.artifact_filename or "model.onnx",
+        model_format=version.model_format or "",
+        environment=deployment.environment,
+        strategy=deployment.strategy,
+        traffic_percent=deployment.canary_percent or 100
+        if deployment.strategy == "canary"
+        else 100,
         replicas=deployment.replicas,
         resources=resource_service.of(deployment),
+        image=deployment.image or "",
+        labels={
+            "model": model.slug,
+            "version": version.version,
+            "deployment": f"d{deployment.id}",
+            "environment": deployment.environment,
+            "company": str(model.company_id.id),
+        },
     )
 
 
@@ -84,18 +96,22 @@ KEEP_RUNNING = ("active", "inactive_bluegreen", "rolling_out_canary")
 
 
 def supervise(env):
-    """Cron: retire the idle blue-green colours kept long enough; on each
-    local target, start again the model servers of the deployments that
-    should run and do not (a crash, a machine or Odoo restart), with
-    backoff; stop the ones no deployment wants (orphans); give the router
-    the ports as they are now. Returns what it did.
+    """Cron: reconcile every target with what Odoo wants of it. Per target,
+    one ``reconcile`` (a handful of list calls on a cluster, not one per
+    deployment) says which colours run as applied; then, for each
+    deployment that should run: an idle blue-green colour kept long enough
+    is retired; a missing or drifted colour is started again with backoff
+    where the target ``restarts`` (a machine of its own), else its drift is
+    recorded for a person to re-apply; what runs that no deployment wants
+    (an orphan) is stopped; the routes are published again when that
+    changed them. Returns what it did.
 
     It acts on current rows only: each deployment is locked (``NOWAIT``)
     before anything is started or stopped for it, and one that another
     transaction holds or changed since this pass began is left to the next
     pass; a process is an orphan only if it started before this pass's
     snapshot, so a deployment created meanwhile keeps its server."""
-    done = {"restarted": [], "stopped": [], "waiting": [], "busy": []}
+    done = {"restarted": [], "stopped": [], "waiting": [], "busy": [], "drifted": []}
     Deployment = env["mlops.deployment"].sudo()
     env.cr.execute("SELECT extract(epoch FROM now())")
     (snapshot_epoch,) = env.cr.fetchone()
@@ -103,58 +119,47 @@ def supervise(env):
     # an idle blue-green colour is kept this long for an instant switch
     # back, then removed
     retire_before = now - timedelta(minutes=settings.get(env, "bluegreen_keep_minutes"))
-    # an external target's pipeline removes its objects; Odoo forgets the
-    # idle colour at the same time
-    for idle in jobs.as_platform(
-        Deployment.search(
-            [
-                ("target_id.kind", "!=", "local"),
-                ("state", "=", "inactive_bluegreen"),
-                ("write_date", "<", retire_before),
-            ]
-        )
-    ):
-        if _locked(idle, ("inactive_bluegreen",)):
-            idle.write({"state": "deleted"})
-            done["stopped"].append(f"d{idle.id}")
-    for target in (
-        env["mlops.deployment.target"].sudo().search([("kind", "=", "local")])
-    ):
-        client = target._get_client()
-        running = client.running()
-        changed = False
+    for target in env["mlops.deployment.target"].sudo().search([]):
         wanted = jobs.as_platform(
             Deployment.search(
                 [("target_id", "=", target.id), ("state", "in", KEEP_RUNNING)]
             )
         )
-        # a deployment still coming up owns its server too (its pipeline
+        # a deployment still coming up owns its colour too (its pipeline
         # started it a moment ago): never an orphan
         coming = Deployment.search(
             [("target_id", "=", target.id), ("state", "in", ("requested", "deploying"))]
         )
         owned = {f"d{d.id}" for d in wanted | coming}
+        if not wanted and not target._capabilities().restarts:
+            continue
+        client = target._get_client()
+        try:
+            found = client.reconcile([plan(d) for d in wanted])
+        except TargetFailed as error:
+            _unknown(wanted, errors.describe(error))
+            done["busy"].append(target.code)
+            continue
+        changed = False
         for deployment in wanted:
             key = f"d{deployment.id}"
             if not _locked(deployment, KEEP_RUNNING):
                 done["busy"].append(key)
                 continue
-            outcome = _tend(deployment, client, key in running, retire_before, now)
+            outcome = _tend(
+                deployment, client, found.observed.get(key), retire_before, now
+            )
             if outcome:
                 done[outcome].append(key)
                 changed = changed or outcome in ("restarted", "stopped")
-        for key, handle in running.items():
-            if key in owned or not _orphan(env, key, handle, snapshot_epoch):
+        for key, started_at in found.strays.items():
+            if key in owned or not _orphan(env, key, started_at, snapshot_epoch):
                 continue
-            client.runtime.stop(key)
+            client.remove_stray(key)
             done["stopped"].append(key)
             changed = True
-        if changed or (wanted and not client.router.running()):
+        if changed or found.republish:
             _publish_unless_newer(target, done)
-        if wanted:
-            # the watchdog brings a killed process back within a second;
-            # this pass brings the watchdog back
-            client.ensure_watchdog()
     # keys expire: the files say so, and a lost file comes back
     publish_keys(env)
     return done
@@ -165,11 +170,11 @@ def supervise(env):
 ORPHAN_GRACE = 5
 
 
-def _orphan(env, key, handle, snapshot_epoch):
-    """Whether the process ``key`` belongs to no deployment that runs: its
-    deployment is finished with (a final state never changes), or there is
-    none and the process is older than this transaction, which would see
-    the deployment that started it."""
+def _orphan(env, key, started_at, snapshot_epoch):
+    """Whether what runs under ``key`` belongs to no deployment that runs:
+    its deployment is finished with (a final state never changes), or there
+    is none and it is older than this transaction, which would see the
+    deployment that started it."""
     deployment_id = int(key[1:]) if key[1:].isdigit() else 0
     if deployment_id:
         env.cr.execute(
@@ -178,7 +183,7 @@ def _orphan(env, key, handle, snapshot_epoch):
         row = env.cr.fetchone()
         if row:
             return row[0] in ("deleted", "failed", "rolled_back")
-    return handle.started_at < snapshot_epoch - ORPHAN_GRACE
+    return started_at < snapshot_epoch - ORPHAN_GRACE
 
 
 def _publish_unless_newer(target, done):
@@ -210,9 +215,10 @@ def _locked(deployment, states):
     return bool(row) and row[0] in states
 
 
-def _tend(deployment, client, is_running, retire_before, now):
-    """What the supervisor does for one locked deployment that should run."""
-    env = deployment.env
+def _tend(deployment, client, observed, retire_before, now):
+    """What the supervisor does for one locked deployment that should run,
+    given what reconciliation ``observed`` of it (None: the target reports
+    nothing of its colours)."""
     if (
         deployment.state == "inactive_bluegreen"
         and deployment.write_date < retire_before
@@ -220,10 +226,25 @@ def _tend(deployment, client, is_running, retire_before, now):
         deployment.write({"state": "deleted"})
         client.delete(plan(deployment))
         return "stopped"
-    if is_running:
-        if deployment.restart_count and client.status(plan(deployment)).ready:
-            deployment.write({"restart_count": 0, "restart_after": False})
+    if observed is None:
         return None
+    if observed.drift == "in_sync":
+        values = {}
+        if deployment.drift != "in_sync":
+            values.update(drift="in_sync", drift_detail=False)
+        if deployment.restart_count and client.verify(plan(deployment)).ready:
+            values.update(restart_count=0, restart_after=False)
+        if values:
+            deployment.write(values)
+        return None
+    if deployment.target_id._capabilities().restarts:
+        return _restart(deployment, client, now)
+    return _record_drift(deployment, observed)
+
+
+def _restart(deployment, client, now):
+    """Start a colour that stopped again, with backoff."""
+    env = deployment.env
     if deployment.restart_after and deployment.restart_after > now:
         return "waiting"
     delay = min(BACKOFF_SECONDS * 2**deployment.restart_count, BACKOFF_MAX_SECONDS)
@@ -251,6 +272,43 @@ def _tend(deployment, client, is_running, retire_before, now):
         )
     deployment.write(values)
     return outcome
+
+
+def _record_drift(deployment, observed):
+    """A colour that differs from what was applied, on a target a person
+    owns: recorded once per change (the field, the chatter, an activity on
+    the version for whoever approved it), with *Re-apply* on the form."""
+    if (deployment.drift, deployment.drift_detail or "") == (
+        observed.drift,
+        observed.detail,
+    ):
+        return "drifted"
+    env = deployment.env
+    deployment.write({"drift": observed.drift, "drift_detail": observed.detail})
+    message = env._(
+        "%(deployment)s is %(drift)s on %(target)s: %(detail)s. Re-apply it, or "
+        "undeploy it.",
+        deployment=deployment.display_name,
+        drift=observed.drift,
+        target=deployment.target_id.name,
+        detail=observed.detail,
+    )
+    deployment.message_post(body=message, subtype_xmlid="mail.mt_note")
+    if deployment.deployed_by_id:
+        # the version's activities are where an approver looks
+        deployment.version_id.activity_schedule(
+            "mail.mail_activity_data_todo",
+            user_id=deployment.deployed_by_id.id,
+            summary=message[:250],
+        )
+    return "drifted"
+
+
+def _unknown(deployments, why):
+    """The target cannot be read: its deployments' drift is unknown."""
+    deployments.filtered(lambda d: d.drift != "unknown").write(
+        {"drift": "unknown", "drift_detail": why}
+    )
 
 
 def publish_keys(env, extra=None):

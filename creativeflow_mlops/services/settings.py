@@ -44,6 +44,8 @@ SETTINGS = {
         Setting("canary_inconclusive_tries", int, 3),
         # how long the idle blue-green colour stays up for an instant switch back
         Setting("bluegreen_keep_minutes", int, 60),
+        # a colour not ready this long after it was applied fails its run
+        Setting("rollout_timeout_seconds", int, 900),
         # an external pipeline that says nothing this long fails its run
         Setting("pipeline_timeout_minutes", int, 60),
         # the event log (GET /events, the bus, webhooks) keeps this many days

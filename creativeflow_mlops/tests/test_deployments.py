@@ -288,7 +288,7 @@ class TestDeployments(LocalTargetCleanup, MlopsCase):
         orphan = client.runtime.start(
             ProcessSpec(
                 f"d{gone.id}",
-                serving.plan(deployment).artifact_path,
+                client.artifact_path(serving.plan(deployment)),
                 "x",
                 "0",
                 free_port(),
@@ -298,7 +298,11 @@ class TestDeployments(LocalTargetCleanup, MlopsCase):
         # began (a deployment committed meanwhile): not an orphan yet
         unseen = client.runtime.start(
             ProcessSpec(
-                "d999999", serving.plan(deployment).artifact_path, "x", "0", free_port()
+                "d999999",
+                client.artifact_path(serving.plan(deployment)),
+                "x",
+                "0",
+                free_port(),
             )
         )
         # one coming up: its server is not an orphan
@@ -307,7 +311,7 @@ class TestDeployments(LocalTargetCleanup, MlopsCase):
         client.runtime.start(
             ProcessSpec(
                 f"d{coming.id}",
-                serving.plan(deployment).artifact_path,
+                client.artifact_path(serving.plan(deployment)),
                 "x",
                 "0",
                 free_port(),
@@ -318,7 +322,7 @@ class TestDeployments(LocalTargetCleanup, MlopsCase):
         client.runtime.stop(f"d{coming.id}")
         self.assertTrue(client.runtime.find(unseen.key))
         client.runtime.stop(unseen.key)
-        self.assertEqual(done["restarted"], [key])
+        self.assertEqual(done["restarted"], [key], done)
         self.assertEqual(done["stopped"], [f"d{gone.id}"])
         restarted = client.runtime.find(key)
         self.assertNotEqual(restarted.pid, crashed.pid)
@@ -430,6 +434,7 @@ class TestDeployments(LocalTargetCleanup, MlopsCase):
         )
 
     def test_canary_windows_and_steps(self):
+        from ..adapters.targets import counters_window
         from ..services import canary
 
         before = {
@@ -444,9 +449,9 @@ class TestDeployments(LocalTargetCleanup, MlopsCase):
         }
         # 100 new requests, 10 of them failed; 95 of them within 10 ms... and
         # the slowest above every bound: p95 is reported at the last bound
-        self.assertEqual(canary.window(before, after), (100, 10, 0.01))
+        self.assertEqual(counters_window(before, after), (100, 10, 0.01))
         fast = {**after, "buckets": [[0.001, 100], [0.01, 110]]}
-        self.assertEqual(canary.window(before, fast)[2], 0.001)
+        self.assertEqual(counters_window(before, fast)[2], 0.001)
         self.env["ir.config_parameter"].set_param(
             "creativeflow_mlops.canary_steps", "25, x, 5, 60"
         )

@@ -101,7 +101,7 @@ class Stack:
             "mlops.deployment.target",
             "write",
             target,
-            {"router_port": devstack.free_port()},
+            {"options": {"router_port": devstack.free_port()}},
         )
         self.rest = systemstack.RestClient(self.server.url, admin.make_api_key())
         self.set_watchdog(active=False)

@@ -1,0 +1,702 @@
+"""The ``kubernetes`` kind: deployments on a cluster, through its API server
+(``adapters.k8s_client``), as the objects ``adapters.k8s_manifests``
+renders. Plain Python: no Odoo.
+
+- ``apply`` checks the GPUs a blue-green or canary colour adds fit the
+  nodes, then server-side applies the colour's objects (a dry run of all
+  first: nothing is applied unless all pass) and returns at once;
+- ``verify`` reads the status back (a Deployment's ``Available`` and
+  ``Progressing`` at its ``observedGeneration`` with its ready replicas; an
+  InferenceService's conditions and ``modelStatus.lastFailureInfo``; pods
+  crash-looping or failed), never assumed from the apply's answer;
+- ``switch_traffic`` moves each route's Service selector: to one colour
+  (blue-green: the idle colour keeps its pods for an instant switch back),
+  or to the route's pods scaled in the canary's ratio;
+- ``reconcile`` lists the objects by label (a few calls per pass, however
+  many deployments) and compares: missing objects, a spec another field
+  manager changed (``kubectl edit``, ``kubectl scale``), another image;
+- ``delete`` removes a colour's objects by label, foreground.
+"""
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from . import k8s_manifests as manifests
+from .k8s_client import Cluster, connect
+from .targets import (
+    Capabilities,
+    Observed,
+    Reconciliation,
+    ServeStatus,
+    Target,
+    TargetFailed,
+    register,
+    route_url_under,
+)
+
+MODES = ("plain", "kserve")
+SOURCES = ("s3", "image")
+GPU_POLICIES = ("refuse", "warn", "off")
+# what the addon does on a cluster: (verb, group, resource), for Test Connection
+NEEDED = [
+    *[
+        (verb, "apps", "deployments")
+        for verb in ("get", "list", "create", "patch", "delete", "deletecollection")
+    ],
+    ("patch", "apps", "deployments/scale"),
+    *[(verb, "", "services") for verb in ("get", "list", "create", "patch", "delete")],
+    *[(verb, "", "secrets") for verb in ("get", "create", "patch", "deletecollection")],
+    ("list", "", "pods"),
+    ("get", "", "pods/log"),
+    ("list", "", "events"),
+    *[
+        (verb, "autoscaling", "horizontalpodautoscalers")
+        for verb in ("list", "create", "patch", "deletecollection")
+    ],
+    *[
+        (verb, "policy", "poddisruptionbudgets")
+        for verb in ("list", "create", "patch", "deletecollection")
+    ],
+]
+KSERVE_NEEDED = [
+    (verb, "serving.kserve.io", "inferenceservices")
+    for verb in ("get", "list", "create", "patch", "deletecollection")
+]
+# managers that write a spec on their own, as the cluster works
+CONTROLLERS = {"kube-controller-manager", manifests.MANAGER}
+CRASHING = {"CrashLoopBackOff", "ErrImagePull", "ImagePullBackOff", "InvalidImageName"}
+
+
+def _str(help_text, default=""):
+    return field(default=default, metadata={"type": str, "help": help_text})
+
+
+def _int(help_text, default):
+    return field(default=default, metadata={"type": int, "help": help_text})
+
+
+def _bool(help_text, default):
+    return field(default=default, metadata={"type": bool, "help": help_text})
+
+
+@register
+class KubernetesTarget(Target):
+    kind = "kubernetes"
+    label = "Kubernetes"
+    # MLOPS_TARGET_<CODE>_TOKEN: the bearer token with a server URL;
+    # S3_ACCESS_KEY / S3_SECRET_KEY: the deployments' own Secret (s3 source)
+    secrets = ("token", "s3_access_key", "s3_secret_key")
+
+    @dataclass
+    class Options:
+        namespace: str = _str("a namespace name", "mlops")
+        mode: str = _str("plain or kserve", "plain")
+        server_url: str = _str("the API server's https URL (with the token secret)")
+        kubeconfig: str = _str("a kubeconfig path on Odoo's machine")
+        context: str = _str("a context of the kubeconfig")
+        in_cluster: bool = _bool("true when Odoo runs in the cluster", False)
+        verify_tls: bool = _bool("true or false", True)
+        ca_file: str = _str("the API server's CA certificate, a path")
+        public_url: str = _str("the gateway's base URL that serves the routes")
+        server_image: str = _str("the OIP v2 server image (Triton by default)")
+        model_source: str = _str("s3 or image (a ModelCar)", "s3")
+        s3_image: str = _str("the image of the S3 init container")
+        node_selector: dict = field(
+            default_factory=dict, metadata={"type": dict, "help": "labels"}
+        )
+        tolerations: list = field(
+            default_factory=list, metadata={"type": list, "help": "tolerations"}
+        )
+        max_replicas: int = _int("an integer from 1 to 100", 1)
+        target_cpu_percent: int = _int("a percentage from 1 to 100", 70)
+        canary_replicas: int = _int("an integer from 2 to 100", 10)
+        gpu_capacity: str = _str("refuse, warn or off", "refuse")
+        kserve_runtime: str = _str("a ServingRuntime name, or empty")
+        kserve_deployment_mode: str = _str(
+            "RawDeployment (Standard) or empty", "RawDeployment"
+        )
+        timeout_seconds: int = _int("seconds, from 1 to 120", 10)
+
+    @classmethod
+    def check_options(cls, options):
+        problems = {}
+        if not _dns_label(options.namespace):
+            problems["namespace"] = "a DNS label: a-z, 0-9 and -, 63 at most"
+        if options.mode not in MODES:
+            problems["mode"] = " or ".join(MODES)
+        if options.model_source not in SOURCES:
+            problems["model_source"] = " or ".join(SOURCES)
+        if options.gpu_capacity not in GPU_POLICIES:
+            problems["gpu_capacity"] = ", ".join(GPU_POLICIES)
+        ways = [
+            bool(options.server_url),
+            bool(options.kubeconfig),
+            options.in_cluster,
+        ]
+        if sum(ways) != 1:
+            problems["server_url"] = (
+                "one of server_url (with the token secret), kubeconfig or in_cluster"
+            )
+        if options.server_url and not options.server_url.startswith("https://"):
+            problems["server_url"] = "an https:// URL"
+        for name, low, high in (
+            ("max_replicas", 1, 100),
+            ("target_cpu_percent", 1, 100),
+            ("canary_replicas", 2, 100),
+            ("timeout_seconds", 1, 120),
+        ):
+            if not low <= getattr(options, name) <= high:
+                problems[name] = f"from {low} to {high}"
+        if not options.public_url.startswith(("http://", "https://")):
+            # the invoke URLs: where the gateway in front of the cluster
+            # serves the routes
+            problems["public_url"] = "the gateway's http(s) URL"
+        return problems
+
+    @classmethod
+    def capabilities(cls, options):
+        plain = options.mode == "plain"
+        return Capabilities(
+            formats=("onnx",),
+            # a canary splits a route by replica ratio (plain mode)
+            traffic_step=100 // options.canary_replicas if plain else 0,
+            # no metrics source for the gates yet (see docs/reference/targets.md)
+            analysis=False,
+            max_replicas=100,
+            resources=frozenset({"cpu", "memory", "gpu"}),
+            builds_images=options.model_source == "image",
+            logs=True,
+        )
+
+    @classmethod
+    def build(cls, context, options, secrets):
+        api = connect(options, secrets.get("token"))
+        cluster = Cluster(api, options.namespace, options.timeout_seconds)
+        credentials = {
+            "AWS_ACCESS_KEY_ID": secrets.get("s3_access_key") or "",
+            "AWS_SECRET_ACCESS_KEY": secrets.get("s3_secret_key") or "",
+        }
+        return cls(cluster, options, credentials, context.owner)
+
+    def __init__(self, cluster, options, s3_credentials=None, owner=""):
+        self.cluster = cluster
+        self.options = options
+        self.s3_credentials = s3_credentials or {}
+        self.owner = owner
+        # the keys document last applied per route
+        self._published = {}
+
+    def _managed(self):
+        return manifests.managed(self.owner)
+
+    def _owned(self, plan):
+        """``plan`` with this target's owner label."""
+        if not self.owner:
+            return plan
+        return dataclasses.replace(plan, labels={**plan.labels, "owner": self.owner})
+
+    # ------------------------------------------------------------------
+    # Objects
+    # ------------------------------------------------------------------
+
+    def _versions(self):
+        if self.options.mode != "plain":
+            return {}
+        return {
+            "autoscaling": self.cluster.preferred("autoscaling", ("v2", "v2beta2")),
+            "policy": self.cluster.preferred("policy", ("v1", "v1beta1")),
+        }
+
+    def _workload(self):
+        if self.options.mode == "kserve":
+            group, version, kind, _plural = manifests.KSERVE
+            return f"{group}/{version}", kind
+        return "apps/v1", "Deployment"
+
+    def render(self, plan):
+        plan = self._owned(plan)
+        try:
+            return manifests.colour_objects(
+                plan, self.options, self._versions(), self._secret_values()
+            )
+        except ValueError as error:
+            raise TargetFailed(str(error)) from error
+
+    def _secret_values(self):
+        # placeholders in what is shown; the real ones only in apply
+        return {k: "(secret)" for k in self.s3_credentials}
+
+    # ------------------------------------------------------------------
+    # Stages
+    # ------------------------------------------------------------------
+
+    def apply(self, plan, force=False):
+        """Dry run of every object, then apply them all; returns without
+        waiting for the rollout (``verify`` does)."""
+        plan = self._owned(plan)
+        if self.options.model_source == "s3" and not plan.artifact_uri.startswith(
+            "s3://"
+        ):
+            raise TargetFailed(
+                "the cluster reads artifacts from S3 (model_source s3), and this "
+                f"one is not there ({plan.artifact_uri.split(':', 1)[0]} store): "
+                "store artifacts on an S3 backend, or build ModelCar images"
+            )
+        warning = self.check_capacity(plan)
+        try:
+            objects = manifests.colour_objects(
+                plan, self.options, self._versions(), self.s3_credentials
+            )
+        except ValueError as error:
+            raise TargetFailed(str(error)) from error
+        for obj in objects:
+            self.cluster.apply(obj, dry_run=True, force=force)
+        for obj in objects:
+            self.cluster.apply(obj, force=force)
+        names = ", ".join(f"{o['kind']} {o['metadata']['name']}" for o in objects)
+        message = f"applied {names} in {self.options.namespace}"
+        return ServeStatus(False, f"{message}; {warning}" if warning else message)
+
+    def reapply(self, plan):
+        """Apply again over what someone changed by hand (forced)."""
+        return self.apply(plan, force=True)
+
+    def check_capacity(self, plan):
+        """Before a blue-green or canary colour adds GPU pods: the nodes'
+        allocatable ``nvidia.com/gpu`` (those the colour may run on) minus
+        what pods already request. Refused (or a warning, or not checked:
+        the ``gpu_capacity`` option) when it does not fit, with the numbers."""
+        gpus = int(plan.resources.get("gpu") or 0)
+        if (
+            not gpus
+            or plan.strategy not in ("blue_green", "canary")
+            or self.options.gpu_capacity == "off"
+        ):
+            return ""
+        chosen = manifests.node_selector(plan, self.options)
+        nodes = self.cluster.list(
+            "v1", "Node", selector=manifests.selector(**chosen) if chosen else None
+        )
+        names = {n["metadata"]["name"] for n in nodes}
+        allocatable = sum(
+            _gpu_count(n.get("status", {}).get("allocatable", {})) for n in nodes
+        )
+        pods = self.cluster.list(
+            "v1",
+            "Pod",
+            fields="status.phase!=Succeeded,status.phase!=Failed",
+            everywhere=True,
+        )
+        requested = sum(
+            _pod_gpus(pod)
+            for pod in pods
+            # a pod not bound yet will take GPUs somewhere: counted
+            if pod["spec"].get("nodeName") in names | {None}
+        )
+        needed = gpus * plan.replicas
+        free = allocatable - requested
+        if needed <= free:
+            return ""
+        message = (
+            f"{needed} GPUs needed ({plan.replicas} replicas x {gpus}), "
+            f"{free} free: {allocatable} allocatable on {len(nodes)} nodes"
+            + (f" matching {manifests.selector(**chosen)}" if chosen else "")
+            + f", {requested} requested by pods already"
+        )
+        if self.options.gpu_capacity == "refuse":
+            raise TargetFailed(f"not enough GPUs: {message}")
+        return f"warning, not enough GPUs: {message}"
+
+    def verify(self, plan):
+        plan = self._owned(plan)
+        api_version, kind = self._workload()
+        obj = self.cluster.get(api_version, kind, manifests.colour_name(plan))
+        if obj is None:
+            return ServeStatus(False, f"{kind} {manifests.colour_name(plan)} is gone",
+                               failed=True)  # fmt: skip
+        if kind == "Deployment":
+            status = _deployment_status(obj)
+        else:
+            status = _inference_service_status(obj)
+        if status.ready or status.failed:
+            return status
+        problem = self._crashing(plan)
+        if problem:
+            return ServeStatus(False, problem, self.log_tail(plan), failed=True)
+        return status
+
+    def _crashing(self, plan):
+        pods = self.cluster.list(
+            "v1",
+            "Pod",
+            selector=manifests.selector(
+                **{manifests.COLOUR_LABEL: plan.key}, **self._managed()
+            ),
+        )
+        for pod in pods:
+            status = pod.get("status", {})
+            if status.get("phase") == "Failed":
+                return (
+                    f"pod {pod['metadata']['name']} failed: "
+                    f"{status.get('reason', '')} {status.get('message', '')}".strip()
+                )
+            for container in status.get("containerStatuses", []) + status.get(
+                "initContainerStatuses", []
+            ):
+                waiting = container.get("state", {}).get("waiting") or {}
+                if waiting.get("reason") in CRASHING:
+                    return (
+                        f"pod {pod['metadata']['name']}: {container['name']} "
+                        f"{waiting['reason']}: {waiting.get('message', '')}".strip()
+                    )
+        return ""
+
+    def log_tail(self, plan):
+        """The events and log tail of the colour's first pod."""
+        plan = self._owned(plan)
+        try:
+            pods = self.cluster.list(
+                "v1",
+                "Pod",
+                selector=manifests.selector(
+                    **{manifests.COLOUR_LABEL: plan.key}, **self._managed()
+                ),
+            )
+            if not pods:
+                return "no pod yet"
+            pod = pods[0]["metadata"]["name"]
+            events = self.cluster.list(
+                "v1", "Event", fields=f"involvedObject.name={pod}"
+            )
+        except TargetFailed as error:
+            return f"the cluster cannot be read: {error}"
+        lines = [
+            f"{e.get('type', '')} {e.get('reason', '')}: {e.get('message', '')}"
+            for e in events[-10:]
+        ]
+        return "\n".join(
+            [f"pod {pod}", *lines, self.cluster.log(pod, "server")]
+        ).strip()
+
+    def switch_traffic(self, routes):
+        """Every route's Service as the table says; routes gone lose their
+        Service."""
+        _api_version, kind = self._workload()
+        for route, shares in sorted(routes.items()):
+            positive = {key: percent for key, percent in shares if percent > 0}
+            colour = next(iter(positive)) if len(positive) == 1 else None
+            if len(positive) > 1 and kind == "Deployment":
+                self._split(route, positive)
+            elif kind == "Deployment":
+                self._restore(route)
+            service = manifests.route_service(
+                route, colour or (None if positive else "none"), self.owner
+            )
+            self.cluster.apply(service, force=True)
+        wanted = {manifests.service_name(route) for route in routes}
+        for service in self.cluster.list(
+            "v1", "Service", selector=manifests.selector(**self._managed())
+        ):
+            if service["metadata"]["name"] not in wanted:
+                # nothing depends on a Service: gone at once
+                self.cluster.delete(
+                    "v1", "Service", service["metadata"]["name"], "Background"
+                )
+
+    def _route_workloads(self, route):
+        return self.cluster.list(
+            "apps/v1",
+            "Deployment",
+            selector=manifests.selector(
+                **{manifests.ROUTE_LABEL: manifests.service_name(route)},
+                **self._managed(),
+            ),
+        )
+
+    def _split(self, route, shares):
+        """The route's colours scaled in the ratio of their shares (the
+        others to zero): the Service spreads requests over the pods."""
+        counts = manifests.split_replicas(shares, self.options.canary_replicas)
+        for workload in self._route_workloads(route):
+            colour = workload["metadata"]["labels"].get(manifests.COLOUR_LABEL)
+            self._scale(workload, counts.get(colour, 0))
+
+    def _restore(self, route):
+        """Colours scaled by a split return to their own replicas."""
+        for workload in self._route_workloads(route):
+            annotations = workload["metadata"].get("annotations", {})
+            wanted = int(annotations.get(manifests.REPLICAS_ANNOTATION, "1"))
+            self._scale(workload, wanted)
+
+    def _scale(self, workload, replicas):
+        """Scale a colour, noting the count on it: reconciliation tells a
+        count Odoo chose from one changed by hand."""
+        annotations = workload["metadata"].get("annotations", {})
+        if workload["spec"].get("replicas") != replicas or annotations.get(
+            manifests.SCALED_ANNOTATION
+        ) != str(replicas):
+            self.cluster.patch(
+                "apps/v1",
+                "Deployment",
+                workload["metadata"]["name"],
+                {
+                    "metadata": {
+                        "annotations": {manifests.SCALED_ANNOTATION: str(replicas)}
+                    },
+                    "spec": {"replicas": replicas},
+                },
+            )
+
+    def delete(self, plan):
+        self.remove_stray(plan.key)
+
+    def remove_stray(self, key):
+        """Every object of the colour, by label, foreground."""
+        chosen = manifests.selector(**{manifests.COLOUR_LABEL: key}, **self._managed())
+        api_version, kind = self._workload()
+        self.cluster.delete_by_label(api_version, kind, chosen)
+        if kind == "Deployment":
+            versions = self._versions()
+            self.cluster.delete_by_label(
+                f"autoscaling/{versions['autoscaling']}",
+                "HorizontalPodAutoscaler",
+                chosen,
+            )
+            self.cluster.delete_by_label(
+                f"policy/{versions['policy']}", "PodDisruptionBudget", chosen
+            )
+        self.cluster.delete_by_label("v1", "Secret", chosen)
+
+    def route_url(self, route):
+        return route_url_under(self.options.public_url, route)
+
+    def publish_keys(self, route, allowed, elsewhere):
+        """The route's invoke keys as a Secret, for the gateway in front of
+        the cluster (the document the local model servers read)."""
+        document = json.dumps(
+            {"keys": allowed, "elsewhere": sorted(elsewhere)}, sort_keys=True
+        )
+        if self._published.get(route) == document:
+            return  # as this client last applied it: no call
+        self.cluster.apply(
+            manifests.keys_secret(route, document, self.owner), force=True
+        )
+        self._published[route] = document
+
+    # ------------------------------------------------------------------
+    # Reconciliation
+    # ------------------------------------------------------------------
+
+    def reconcile(self, plans):
+        """Desired against actual, in a constant number of list calls."""
+        before = dict(self.cluster.calls)
+        managed = manifests.selector(**self._managed())
+        api_version, kind = self._workload()
+        workloads = {
+            w["metadata"]["labels"].get(manifests.COLOUR_LABEL): w
+            for w in self.cluster.list(api_version, kind, selector=managed)
+        }
+        services = {
+            s["metadata"]["name"]
+            for s in self.cluster.list("v1", "Service", selector=managed)
+        }
+        autoscalers = set()
+        if kind == "Deployment" and any(
+            self.options.max_replicas > plan.replicas for plan in plans
+        ):
+            autoscalers = {
+                h["metadata"]["labels"].get(manifests.COLOUR_LABEL)
+                for h in self.cluster.list(
+                    f"autoscaling/{self._versions()['autoscaling']}",
+                    "HorizontalPodAutoscaler",
+                    selector=managed,
+                )
+            }
+        result = Reconciliation()
+        for plan in map(self._owned, plans):
+            workload = workloads.get(plan.key)
+            if workload is None or workload["metadata"].get("deletionTimestamp"):
+                result.observed[plan.key] = Observed(
+                    "missing", f"{kind} {manifests.colour_name(plan)} is gone"
+                )
+                continue
+            if (
+                kind == "Deployment"
+                and self.options.max_replicas > plan.replicas
+                and plan.key not in autoscalers
+            ):
+                result.observed[plan.key] = Observed(
+                    "missing",
+                    f"HorizontalPodAutoscaler {manifests.colour_name(plan)} is gone",
+                )
+                continue
+            result.observed[plan.key] = _compare(
+                plan,
+                workload,
+                # an InferenceService's replicas are KServe's; an HPA's its own
+                scales_itself=kind != "Deployment" or plan.key in autoscalers,
+            )
+            if manifests.service_name(plan.route) not in services:
+                result.republish = True
+        wanted = {plan.key for plan in plans}
+        for colour, workload in workloads.items():
+            if colour and colour not in wanted:
+                result.strays[colour] = _epoch(
+                    workload["metadata"].get("creationTimestamp")
+                )
+        after = self.cluster.calls
+        result.requests = {k: after[k] - before.get(k, 0) for k in after}
+        return result
+
+    def check(self):
+        """The server's version, and every verb the addon needs that the
+        credentials may not use, by name (SelfSubjectAccessReview)."""
+        version = self.cluster.version().get("gitVersion", "?")
+        try:
+            namespace = self.cluster.get("v1", "Namespace", self.options.namespace)
+        except TargetFailed:
+            namespace = True  # not readable with these credentials: not needed
+        needed = NEEDED + (KSERVE_NEEDED if self.options.mode == "kserve" else [])
+        refused = []
+        for verb, group, resource in needed:
+            name, _, sub = resource.partition("/")
+            if not self.cluster.allowed(verb, group, name, sub):
+                refused.append(f"{verb} {resource}" + (f".{group}" if group else ""))
+        info = {
+            "server": version,
+            "namespace": self.options.namespace
+            + ("" if namespace else " (missing: create it)"),
+            "mode": self.options.mode,
+        }
+        if refused or not namespace:
+            problems = ([f"refused: {', '.join(refused)}"] if refused else []) + (
+                [] if namespace else [f"namespace {self.options.namespace} missing"]
+            )
+            raise TargetFailed(f"Kubernetes {version}: " + "; ".join(problems))
+        info["access"] = f"all {len(needed)} verbs allowed"
+        return info
+
+
+# ---------------------------------------------------------------------------
+# Reading objects
+# ---------------------------------------------------------------------------
+
+
+def _dns_label(name):
+    return bool(name) and len(name) <= 63 and manifests.dns_name(name) == name
+
+
+def _gpu_count(quantities):
+    try:
+        return int(quantities.get(manifests.GPU, 0))
+    except (TypeError, ValueError):
+        return 0
+
+
+def _pod_gpus(pod):
+    spec = pod.get("spec", {})
+    return sum(
+        _gpu_count(c.get("resources", {}).get("requests", {}))
+        for c in spec.get("containers", [])
+    )
+
+
+def _epoch(timestamp):
+    if not timestamp:
+        return 0.0
+    return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
+
+
+def _conditions(obj):
+    return {c["type"]: c for c in obj.get("status", {}).get("conditions", [])}
+
+
+def _deployment_status(obj):
+    spec, status = obj.get("spec", {}), obj.get("status", {})
+    wanted = spec.get("replicas", 1)
+    conditions = _conditions(obj)
+    progressing = conditions.get("Progressing", {})
+    if progressing.get("reason") == "ProgressDeadlineExceeded":
+        return ServeStatus(False, progressing.get("message", ""), failed=True)
+    current = status.get("observedGeneration", 0) >= obj["metadata"].get(
+        "generation", 0
+    )
+    ready = status.get("readyReplicas", 0)
+    updated = status.get("updatedReplicas", 0)
+    available = conditions.get("Available", {}).get("status") == "True"
+    message = f"{ready}/{wanted} ready, {updated} updated" + (
+        "" if current else " (the controller has not seen the last change yet)"
+    )
+    return ServeStatus(
+        current and available and ready >= wanted and updated >= wanted,
+        message,
+        details={"ready": ready, "replicas": wanted},
+    )
+
+
+def _inference_service_status(obj):
+    status = obj.get("status", {})
+    conditions = _conditions(obj)
+    failure = status.get("modelStatus", {}).get("lastFailureInfo")
+    if failure:
+        return ServeStatus(
+            False,
+            f"{failure.get('reason', 'failed')}: {failure.get('message', '')}",
+            failed=True,
+        )
+    ready = conditions.get("Ready", {})
+    if ready.get("status") == "True":
+        return ServeStatus(True, "InferenceService ready", details=status)
+    pending = [
+        f"{name}: {c.get('message') or c.get('reason') or c.get('status')}"
+        for name, c in conditions.items()
+        if c.get("status") != "True"
+    ]
+    return ServeStatus(False, "; ".join(pending) or "not ready yet")
+
+
+def _compare(plan, workload, scales_itself=False):
+    """How the live workload differs from what was applied: a spec another
+    field manager changed, another replica count (unless an autoscaler
+    owns it), or another image."""
+    for entry in workload["metadata"].get("managedFields", []):
+        manager = entry.get("manager", "")
+        touched = entry.get("fieldsV1", {})
+        if manager in CONTROLLERS or "f:spec" not in touched:
+            continue
+        fields_changed = sorted(_leaves(touched["f:spec"], ".spec"))[:5]
+        return Observed(
+            "drifted",
+            f"{manager} changed {', '.join(fields_changed) or 'the spec'}",
+        )
+    annotations = workload["metadata"].get("annotations", {})
+    wanted = annotations.get(manifests.SCALED_ANNOTATION) or annotations.get(
+        manifests.REPLICAS_ANNOTATION
+    )
+    replicas = workload.get("spec", {}).get("replicas")
+    if (
+        not scales_itself
+        and wanted
+        and replicas is not None
+        and replicas != int(wanted)
+    ):
+        return Observed("drifted", f"{replicas} replicas where {wanted} were applied")
+    if plan.image:
+        images = json.dumps(workload.get("spec", {}))
+        if plan.image not in images:
+            return Observed("drifted", f"it no longer runs {plan.image}")
+    return Observed("in_sync")
+
+
+def _leaves(tree, prefix):
+    for key, value in tree.items():
+        name = key[2:] if key.startswith(("f:", "k:", "v:")) else key
+        if key == ".":
+            continue
+        path = f"{prefix}.{name}"
+        if isinstance(value, dict) and value:
+            yield from _leaves(value, path)
+        else:
+            yield path

@@ -1,0 +1,278 @@
+# Copyright 2026 CreativeFlow
+# License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
+"""A ``kubernetes`` target in Odoo, against a real kube-apiserver, etcd and
+kube-controller-manager (tools/kubeserver.py), the test playing the kubelet:
+approvals deploy through the same pipeline, ledger and registry as on the
+local target; reconciliation records drift; undeploy leaves nothing."""
+
+import io
+import os
+import time
+import uuid
+
+from odoo.exceptions import ValidationError
+
+from odoo.addons.queue_job.exception import RetryableJobError
+from odoo.addons.queue_job.tests.common import trap_jobs
+
+from ..adapters import k8s_manifests as manifests
+from ..exceptions import InvalidInput
+from ..lifecycle import PIPELINE_STAGES
+from ..services import artifacts as artifact_service
+from ..services import serving
+from . import artifacts
+from .common import MlopsCase
+from .common_storage import s3_backend
+
+PUBLIC = "https://models.example.com"
+
+
+class TestKubernetesTarget(MlopsCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        import kubeserver  # noqa: PLC0415 - tools/ is on the path under bin/test
+
+        cls.kube = kubeserver.shared()
+        cls.namespace = f"odoo-{uuid.uuid4().hex[:8]}"
+        cls.kube.create_namespace(cls.namespace)
+        cls.kubelet = kubeserver.Kubelet(cls.kube, node=cls.namespace).register()
+        cls._token = os.environ.get("MLOPS_TARGET_CLUSTER_TOKEN")
+        os.environ["MLOPS_TARGET_CLUSTER_TOKEN"] = cls.kube.admin_token
+        cls.target = cls.env["mlops.deployment.target"].create(
+            {
+                "name": "Cluster",
+                "code": "cluster",
+                "kind": "kubernetes",
+                "options": {
+                    "server_url": cls.kube.url,
+                    "ca_file": cls.kube.ca_file,
+                    "namespace": cls.namespace,
+                    "public_url": PUBLIC,
+                },
+            }
+        )
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls._token is None:
+            os.environ.pop("MLOPS_TARGET_CLUSTER_TOKEN", None)
+        else:
+            os.environ["MLOPS_TARGET_CLUSTER_TOKEN"] = cls._token
+        super().tearDownClass()
+
+    def _validated(self, version="1.0.0"):
+        with trap_jobs() as trap:
+            record = artifact_service.register_upload(
+                self.env(user=self.uploader),
+                {"model": "cluster-model", "version": version, "model_format": "onnx"},
+                io.BytesIO(artifacts.onnx_mlp()),
+                "model.onnx",
+            )
+            trap.perform_enqueued_jobs()
+        self.assertEqual(record.state, "validated")
+        return record
+
+    def _run_pipeline(self, trap, pods=1):
+        """The run's stages in order, each in a savepoint as a job runs in a
+        transaction of its own; verify is asked again (a retry) until the
+        played kubelet has made the pods Ready."""
+        deployment = None
+        order = [name for name, _label in PIPELINE_STAGES]
+        stages = sorted(
+            (j for j in trap.enqueued_jobs if j.method_name == "_run_stage"),
+            key=lambda j: order.index(j.args[0]),
+        )
+        for job in stages:
+            for _try in range(3):
+                try:
+                    with self.env.cr.savepoint():
+                        job.perform()
+                    break
+                except RetryableJobError:
+                    run = job.recordset
+                    deployment = run.deployment_id
+                    self.kubelet.run(
+                        self.namespace,
+                        f"{manifests.COLOUR_LABEL}=d{deployment.id}",
+                        expect=pods,
+                    )
+            else:
+                self.fail(f"{job.method_name} never finished")
+        trap.enqueued_jobs = []
+        return deployment
+
+    def _service(self, route):
+        return self.kube.get(
+            f"/api/v1/namespaces/{self.namespace}/services/"
+            f"{manifests.service_name(route)}"
+        )
+
+    # ------------------------------------------------------------------
+
+    def test_the_kind_checks_its_options_and_declares_what_it_can(self):
+        Target = self.env["mlops.deployment.target"]
+        self.assertIn(
+            "kubernetes", dict(Target._fields["kind"]._description_selection(self.env))
+        )
+        with self.assertRaisesRegex(ValidationError, "mode: plain or kserve"):
+            Target.create(
+                {
+                    "name": "x",
+                    "code": "bad_mode",
+                    "kind": "kubernetes",
+                    "options": {
+                        "server_url": "https://k",
+                        "public_url": PUBLIC,
+                        "mode": "x",
+                    },
+                }
+            )
+        with self.assertRaisesRegex(ValidationError, "replicas: not an option"):
+            Target.create(
+                {
+                    "name": "x",
+                    "code": "typo",
+                    "kind": "local",
+                    "options": {"replicas": 2},
+                }
+            )
+        self.assertIn("Canary: no", self.target.capabilities_text)
+        self.assertIn("gpu", self.target.capabilities_text)
+        local = self.env.ref("creativeflow_mlops.deployment_target_local")
+        self.assertIn("Canary: yes", local.capabilities_text)
+
+    def test_test_connection_shows_the_server(self):
+        answer = self.target.with_user(self.manager).action_test_connection()
+        self.assertEqual(
+            answer["params"]["type"], "success", answer["params"]["message"]
+        )
+        self.assertIn("server: v1.20.2", answer["params"]["message"])
+        self.assertIn("verbs allowed", answer["params"]["message"])
+
+    def test_what_the_cluster_cannot_do_is_refused_at_approval(self):
+        version = self._validated("0.9.0")
+        with self.assertRaisesRegex(InvalidInput, "canary needs a target"):
+            version._check_can_deploy("production", "canary", self.target)
+        local = self.env.ref("creativeflow_mlops.deployment_target_local")
+        with self.assertRaisesRegex(InvalidInput, "at most 1 replicas"):
+            version._check_can_deploy("staging", "rolling", local, replicas=3)
+        with self.assertRaisesRegex(InvalidInput, "runs models on the CPU"):
+            version._check_can_deploy("staging", "rolling", local, {"gpu": 1})
+        # the cluster gives GPUs
+        version._check_can_deploy("staging", "rolling", self.target, {"gpu": 1}, 3)
+
+    def test_an_artifact_the_cluster_cannot_read_fails_the_run(self):
+        """Stored in Odoo's local store: the S3 init container has nothing
+        to read; the run fails at apply with why, the version returns."""
+        version = self._validated("0.8.0")
+        with trap_jobs() as trap:
+            version.with_user(self.approver).action_approve_staging(
+                reason="try", target="cluster"
+            )
+            self._run_pipeline(trap)
+        deployment = version.deployment_ids
+        self.assertEqual(deployment.state, "failed")
+        self.assertIn("reads artifacts from S3", deployment.message)
+        self.assertEqual(version.state, "validated")
+
+    def test_approval_deploys_on_the_cluster_and_reconciliation_keeps_watch(self):
+        with s3_backend(self.env, code="k8s_s3", default=True):
+            version = self._validated()
+        with trap_jobs() as trap:
+            version.with_user(self.approver).action_approve_staging(
+                reason="to the cluster", target="cluster", replicas=2,
+                resources={"gpu": 1, "cpu": "2", "memory": "8Gi"},
+            )  # fmt: skip
+            deployment = self._run_pipeline(trap, pods=2)
+        self.assertEqual(deployment.state, "active", deployment.message)
+        self.assertEqual(version.state, "staging")
+        stages = {s.name: s for s in deployment.stage_ids}
+        self.assertEqual(stages["fetch_artifact"].state, "skipped")
+        self.assertEqual(stages["build_image"].state, "skipped")
+        self.assertIn("Deployment mlops-", stages["apply"].log)
+        self.assertIn("2/2 ready", stages["verify"].log)
+        route = serving.plan(deployment).route
+        self.assertEqual(
+            deployment.endpoint_url,
+            f"{PUBLIC}/m/{route}/v2/models/{version.model_id.slug}/infer",
+        )
+        service = self._service(route).json()
+        self.assertEqual(
+            service["spec"]["selector"][manifests.COLOUR_LABEL], f"d{deployment.id}"
+        )
+        pod = self.kube.get(
+            f"/apis/apps/v1/namespaces/{self.namespace}/deployments/"
+            f"mlops-d{deployment.id}"
+        ).json()["spec"]["template"]["spec"]
+        self.assertEqual(
+            pod["containers"][0]["resources"]["limits"],
+            {"nvidia.com/gpu": "1", "cpu": "2", "memory": "8Gi"},
+        )
+        # the ledger says so, as on any target
+        ledger = self.env["mlops.promotion"]._current(version.model_id, "staging")
+        self.assertEqual(ledger.deployment_id, deployment)
+        # the invoke keys a gateway reads
+        self.assertEqual(
+            self.kube.get(
+                f"/api/v1/namespaces/{self.namespace}/secrets/"
+                f"{manifests.keys_secret_name(route)}"
+            ).status_code,
+            200,
+        )
+
+        # reconciliation: in sync, then deleted by hand
+        serving.supervise(self.env)
+        self.assertEqual(deployment.drift, "in_sync")
+        self.kube._call(
+            "DELETE",
+            f"/apis/apps/v1/namespaces/{self.namespace}/deployments/"
+            f"mlops-d{deployment.id}",
+        )
+        done = serving.supervise(self.env)
+        self.assertIn(f"d{deployment.id}", done["drifted"])
+        self.assertEqual(deployment.drift, "missing")
+        self.assertIn("is gone", deployment.drift_detail)
+        self.assertIn("is missing on Cluster", deployment.message_ids[0].body)
+        self.assertTrue(
+            version.activity_ids.filtered(
+                lambda a: (
+                    a.user_id == deployment.deployed_by_id
+                    and "missing on Cluster" in a.summary
+                )
+            )
+        )
+        # a second pass does not say it again
+        messages = len(deployment.message_ids)
+        serving.supervise(self.env)
+        self.assertEqual(len(deployment.message_ids), messages)
+        # Re-apply brings it back
+        deployment.with_user(self.approver).action_reapply()
+        serving.supervise(self.env)
+        self.assertEqual(deployment.drift, "in_sync")
+
+        # undeploy leaves nothing of it on the cluster (foreground: the
+        # pods first, then what owns them)
+        deployment.with_user(self.approver).action_undeploy()
+        chosen = {"labelSelector": f"{manifests.COLOUR_LABEL}=d{deployment.id}"}
+        paths = [
+            f"/apis/apps/v1/namespaces/{self.namespace}/deployments",
+            f"/apis/apps/v1/namespaces/{self.namespace}/replicasets",
+            f"/api/v1/namespaces/{self.namespace}/pods",
+            f"/api/v1/namespaces/{self.namespace}/secrets",
+        ]
+        left = ["?"]
+        for _try in range(100):
+            self.kubelet.let_go(self.namespace)
+            left = [
+                item["metadata"]["name"]
+                for path in paths
+                for item in self.kube.get(path, params=chosen).json()["items"]
+            ]
+            if not left:
+                break
+            time.sleep(0.1)
+        self.assertEqual(left, [])
+        self.assertEqual(
+            self._service(route).status_code, 404, self._service(route).text
+        )

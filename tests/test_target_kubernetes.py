@@ -1,0 +1,550 @@
+"""The ``kubernetes`` target against a real kube-apiserver, etcd and
+kube-controller-manager (tools/kubeserver.py), the tests playing the
+kubelet; its manifests against Kubernetes' current schemas
+(kubernetes-validate) and the InferenceService CRD the tests install."""
+
+import copy
+import dataclasses
+import itertools
+from pathlib import Path
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+from kubeserver import LIMITED_USER, Kubelet
+
+from odoo.addons.creativeflow_mlops.adapters import k8s_manifests as manifests
+from odoo.addons.creativeflow_mlops.adapters.target_kubernetes import KubernetesTarget
+from odoo.addons.creativeflow_mlops.adapters.targets import (
+    ServePlan,
+    TargetContext,
+    TargetFailed,
+    TargetUnavailable,
+)
+
+CRD = Path(__file__).parent / "k8s" / "inferenceservice_crd.yaml"
+# the newest Kubernetes whose schemas kubernetes-validate ships
+SCHEMA_VERSION = kubernetes_validate.latest_version()
+_numbers = itertools.count(1)
+
+
+def options(kube=None, **values):
+    base = {
+        "namespace": "mlops",
+        "model_source": "s3",
+        "public_url": "https://models.example.com",
+    }
+    if kube:
+        base.update(server_url=kube.url, ca_file=kube.ca_file)
+    else:
+        base.update(server_url="https://127.0.0.1:1")
+    base.update(values)
+    return KubernetesTarget.parse_options(base)
+
+
+def make_target(kube, token=None, **values):
+    return KubernetesTarget.build(
+        TargetContext("/nonexistent"),
+        options(kube, **values),
+        {
+            "token": token or kube.admin_token,
+            "s3_access_key": "ak",
+            "s3_secret_key": "sk",
+        },
+    )
+
+
+def make_plan(key=None, model="mlp", environment="production", **values):
+    key = key or f"d{next(_numbers)}"
+    base = {
+        "key": key,
+        "route": f"c1-{model}-{environment}",
+        "model_name": model,
+        "version": "1.0.0",
+        "artifact_uri": f"s3://models/{model}/model.onnx",
+        "artifact_sha256": "0" * 64,
+        "environment": environment,
+        "labels": {
+            "model": model,
+            "version": "1.0.0",
+            "deployment": key,
+            "environment": environment,
+            "company": "1",
+        },
+    }
+    base.update(values)
+    return ServePlan(**base)
+
+
+@pytest.fixture
+def namespace(kube_server):
+    name = f"t{next(_numbers)}"
+    kube_server.create_namespace(name)
+    return name
+
+
+@pytest.fixture
+def kubelet(kube_server):
+    node = f"node-{next(_numbers)}"
+    return Kubelet(kube_server, node=node).register()
+
+
+# ---------------------------------------------------------------------------
+# Manifests
+# ---------------------------------------------------------------------------
+
+
+def _validate(obj):
+    kubernetes_validate.validate(obj, SCHEMA_VERSION, strict=True)
+
+
+def test_plain_manifests_validate_against_the_current_schema():
+    """Deployment, HPA (autoscaling/v2), PDB (policy/v1), Secret and the
+    route's Service, with GPUs, node selector and tolerations: valid for the
+    newest Kubernetes schema, non-root and read-only, probes on the OIP
+    health routes."""
+    opts = options(
+        max_replicas=6,
+        node_selector={"pool": "gpu"},
+        tolerations=[
+            {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+        ],
+    )
+    plan = make_plan(
+        replicas=2,
+        resources={"gpu": 1, "gpu_type": "NVIDIA-A10G", "cpu": "4", "memory": "16Gi"},
+    )
+    objects = manifests.colour_objects(
+        plan, opts, {"autoscaling": "v2", "policy": "v1"}, {"AWS_ACCESS_KEY_ID": "a"}
+    )
+    assert [o["kind"] for o in objects] == [
+        "Secret", "Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget",
+    ]  # fmt: skip
+    for obj in [*objects, manifests.route_service(plan.route, plan.key)]:
+        _validate(obj)
+    deployment = objects[1]
+    pod = deployment["spec"]["template"]["spec"]
+    server = pod["containers"][0]
+    assert server["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert server["resources"]["requests"]["nvidia.com/gpu"] == "1"
+    assert pod["nodeSelector"] == {
+        "pool": "gpu",
+        "nvidia.com/gpu.product": "NVIDIA-A10G",
+    }
+    assert pod["tolerations"][0]["key"] == "nvidia.com/gpu"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert server["securityContext"]["readOnlyRootFilesystem"] is True
+    assert server["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    assert server["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+    assert server["startupProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    for name in ("model", "version", "deployment", "environment"):
+        assert labels[manifests.LABELS[name]] == plan.labels[name]
+    assert labels[manifests.COLOUR_LABEL] == plan.key
+    # the S3 init container reads its credentials from the deployment's Secret
+    init = pod["initContainers"][0]
+    assert init["envFrom"] == [{"secretRef": {"name": manifests.secret_name(plan)}}]
+
+
+def test_modelcar_and_older_api_versions():
+    """A ModelCar image copied by an init container; the v2beta2 and
+    v1beta1 versions an older cluster serves."""
+    opts = options(model_source="image", max_replicas=3)
+    plan = make_plan(replicas=2, image="registry.local/mlp@sha256:" + "a" * 64)
+    objects = manifests.colour_objects(
+        plan, opts, {"autoscaling": "v2beta2", "policy": "v1beta1"}
+    )
+    assert [o["apiVersion"] for o in objects] == [
+        "apps/v1", "autoscaling/v2beta2", "policy/v1beta1",
+    ]  # fmt: skip
+    init = objects[0]["spec"]["template"]["spec"]["initContainers"][0]
+    assert init["image"] == plan.image
+    _validate(objects[0])
+    with pytest.raises(ValueError, match="not built"):
+        manifests.colour_objects(make_plan(), opts, {})
+
+
+def test_inference_services_validate_against_the_crd():
+    """KServe mode: predictor.model with modelFormat, protocol v2, an oci://
+    or s3:// storageUri, GPUs, replicas; checked with the CRD's schema."""
+    crd = yaml.safe_load(CRD.read_text())
+    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    plan = make_plan(replicas=2, resources={"gpu": 1})
+    for source, image in (("s3", ""), ("image", "reg.local/m@sha256:" + "b" * 64)):
+        opts = options(mode="kserve", model_source=source, max_replicas=4)
+        (isvc,) = [
+            o
+            for o in manifests.colour_objects(
+                dataclasses.replace(plan, image=image), opts, {}
+            )
+            if o["kind"] == "InferenceService"
+        ]
+        jsonschema.validate(isvc, schema)
+        model = isvc["spec"]["predictor"]["model"]
+        assert model["protocolVersion"] == "v2"
+        assert model["modelFormat"] == {"name": "onnx"}
+        assert model["storageUri"] == (f"oci://{image}" if image else plan.artifact_uri)
+        assert model["resources"]["limits"]["nvidia.com/gpu"] == "1"
+        assert isvc["spec"]["predictor"]["minReplicas"] == 2
+    broken = copy.deepcopy(isvc)
+    broken["spec"]["predictor"]["model"]["storageUri"] = "ftp://x"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, schema)
+
+
+def test_options_are_checked_by_the_kind():
+    with pytest.raises(ValueError, match="server_url"):
+        KubernetesTarget.parse_options({"namespace": "x"})
+    with pytest.raises(ValueError, match="namespace"):
+        options(namespace="Not_A_Label")
+    with pytest.raises(ValueError, match="mode"):
+        options(mode="knative")
+    with pytest.raises(ValueError, match="not an option"):
+        options(routerport=1)
+    caps = KubernetesTarget.capabilities(options(canary_replicas=20))
+    assert caps.traffic_step == 5 and "gpu" in caps.resources
+
+
+# ---------------------------------------------------------------------------
+# Against the API server
+# ---------------------------------------------------------------------------
+
+
+def test_test_connection_names_the_version_and_every_refused_verb(
+    kube_server, namespace
+):
+    info = make_target(kube_server, namespace=namespace).check()
+    assert info["server"] == "v1.20.2"
+    assert info["access"].startswith("all ")
+    limited = make_target(kube_server, kube_server.limited_token, namespace=namespace)
+    with pytest.raises(TargetFailed, match="refused: get deployments.apps") as refused:
+        limited.check()
+    assert "patch deployments/scale.apps" in str(refused.value)
+    kube_server.grant(
+        LIMITED_USER,
+        namespace,
+        [{"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["*"]}],
+    )
+    with pytest.raises(TargetFailed) as fewer:
+        limited.check()
+    assert "deployments.apps" not in str(fewer.value).split("refused:")[1].split(",")[0]
+    assert "get services" in str(fewer.value)
+
+
+def test_forbidden_names_the_verb_and_resource(kube_server, namespace):
+    limited = make_target(kube_server, kube_server.limited_token, namespace=namespace)
+    with pytest.raises(TargetFailed, match='cannot patch resource "secrets"'):
+        limited.apply(make_plan())
+
+
+def test_apply_then_verify_reads_the_real_rollout(kube_server, namespace, kubelet):
+    """apply submits (dry run first) and returns; verify says not ready
+    until the pods are Ready, then ready with the counts."""
+    target = make_target(kube_server, namespace=namespace, max_replicas=4)
+    plan = make_plan(replicas=2)
+    status = target.apply(plan)
+    assert not status.ready and "Deployment mlops-" in status.message
+    deployment = kube_server.get(
+        f"/apis/apps/v1/namespaces/{namespace}/deployments/{manifests.colour_name(plan)}"
+    ).json()
+    managers = {m["manager"] for m in deployment["metadata"]["managedFields"]}
+    assert "creativeflow-mlops" in managers
+    # the cluster serves autoscaling/v2beta2 and policy/v1beta1: chosen
+    assert kube_server.get(
+        f"/apis/autoscaling/v2beta2/namespaces/{namespace}/horizontalpodautoscalers/"
+        f"{manifests.colour_name(plan)}"
+    ).ok
+    assert kube_server.get(
+        f"/apis/policy/v1beta1/namespaces/{namespace}/poddisruptionbudgets/"
+        f"{manifests.colour_name(plan)}"
+    ).ok
+    assert not target.verify(plan).ready
+    kubelet.run(namespace, f"{manifests.COLOUR_LABEL}={plan.key}", expect=2)
+    status = _until(lambda: target.verify(plan), lambda s: s.ready)
+    assert status.message.startswith("2/2 ready")
+
+
+def test_a_crash_looping_server_fails_verify_with_its_reason(
+    kube_server, namespace, kubelet
+):
+    target = make_target(kube_server, namespace=namespace)
+    plan = make_plan()
+    target.apply(plan)
+    kubelet.crash(namespace, f"{manifests.COLOUR_LABEL}={plan.key}")
+    status = _until(lambda: target.verify(plan), lambda s: s.failed)
+    assert "CrashLoopBackOff" in status.message
+
+
+def test_an_invalid_object_applies_nothing(kube_server, namespace):
+    """The API's 422 names the field; the dry run came first, so not even
+    the Secret before it was created."""
+    target = make_target(
+        kube_server, namespace=namespace, node_selector={"pool": "not a label value!"}
+    )
+    plan = make_plan()
+    with pytest.raises(TargetFailed, match="refused the object.*nodeSelector"):
+        target.apply(plan)
+    assert (
+        kube_server.get(
+            f"/api/v1/namespaces/{namespace}/secrets",
+            params={"labelSelector": f"{manifests.COLOUR_LABEL}={plan.key}"},
+        ).json()["items"]
+        == []
+    )
+
+
+def test_a_conflict_with_another_manager_is_reported_not_overwritten(
+    kube_server, namespace
+):
+    """Someone edits the image by hand: a plain apply is refused with the
+    other manager named; reconciliation flags it; Re-apply overwrites."""
+    target = make_target(kube_server, namespace=namespace)
+    plan = make_plan()
+    target.apply(plan)
+    name = manifests.colour_name(plan)
+    edited = kube_server.json(
+        "PATCH",
+        f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}?fieldManager=kubectl-edit",
+        {
+            "spec": {
+                "template": {
+                    "spec": {"containers": [{"name": "server", "image": "evil:1"}]}
+                }
+            }
+        },
+        content_type="application/strategic-merge-patch+json",
+    )
+    assert edited["spec"]["template"]["spec"]["containers"][0]["image"] == "evil:1"
+    with pytest.raises(TargetFailed, match="conflict.*kubectl-edit"):
+        target.apply(plan)
+    observed = target.reconcile([plan]).observed[plan.key]
+    assert observed.drift == "drifted" and "kubectl-edit" in observed.detail
+    target.reapply(plan)
+    assert target.reconcile([plan]).observed[plan.key].drift == "in_sync"
+    image = kube_server.get(
+        f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}"
+    ).json()["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image == manifests.DEFAULT_SERVER_IMAGE
+
+
+def _service(kube, namespace, route):
+    return kube.get(
+        f"/api/v1/namespaces/{namespace}/services/{manifests.service_name(route)}"
+    ).json()
+
+
+def _replicas(kube, namespace, plan):
+    return kube.get(
+        f"/apis/apps/v1/namespaces/{namespace}/deployments/{manifests.colour_name(plan)}"
+    ).json()["spec"]["replicas"]
+
+
+def test_blue_green_then_canary_split_then_back(kube_server, namespace):
+    """Blue-green: one patch of the Service's selector. A canary: the
+    route's pods in the ratio of the shares (precision 100 / canary_replicas),
+    then each colour back to its own replicas."""
+    target = make_target(kube_server, namespace=namespace, canary_replicas=10)
+    blue, green = make_plan(replicas=2), make_plan(replicas=2)
+    target.apply(blue)
+    target.apply(green)
+    target.switch_traffic({blue.route: [(blue.key, 100)]})
+    selector = _service(kube_server, namespace, blue.route)["spec"]["selector"]
+    assert selector[manifests.COLOUR_LABEL] == blue.key
+    target.switch_traffic({blue.route: [(green.key, 100)]})
+    selector = _service(kube_server, namespace, blue.route)["spec"]["selector"]
+    assert selector[manifests.COLOUR_LABEL] == green.key
+    # the idle colour keeps its pods for an instant switch back
+    assert _replicas(kube_server, namespace, blue) == 2
+    target.switch_traffic({blue.route: [(blue.key, 90), (green.key, 10)]})
+    selector = _service(kube_server, namespace, blue.route)["spec"]["selector"]
+    assert manifests.COLOUR_LABEL not in selector
+    assert (
+        _replicas(kube_server, namespace, blue),
+        _replicas(kube_server, namespace, green),
+    ) == (9, 1)
+    target.switch_traffic({blue.route: [(green.key, 100)]})
+    assert (
+        _replicas(kube_server, namespace, blue),
+        _replicas(kube_server, namespace, green),
+    ) == (2, 2)
+    # a route no longer in the table loses its Service
+    target.switch_traffic({})
+    assert (
+        kube_server.get(
+            f"/api/v1/namespaces/{namespace}/services/{manifests.service_name(blue.route)}"
+        ).status_code
+        == 404
+    )
+
+
+def test_gpu_capacity_is_checked_before_pods_are_added(kube_server, namespace):
+    """Allocatable GPUs minus what pods request, on the nodes the colour may
+    run on: refused with the numbers, or a warning when so configured."""
+    kubelet = Kubelet(
+        kube_server, node=f"gpu-{namespace}", gpus=2, labels={"pool": namespace}
+    ).register()
+    target = make_target(
+        kube_server, namespace=namespace, node_selector={"pool": namespace}
+    )
+    serving = make_plan(replicas=2, resources={"gpu": 1})
+    target.apply(serving)
+    kubelet.run(namespace, f"{manifests.COLOUR_LABEL}={serving.key}", expect=2)
+    green = make_plan(replicas=1, resources={"gpu": 1}, strategy="blue_green")
+    with pytest.raises(
+        TargetFailed,
+        match=r"1 GPUs needed .* 0 free: 2 allocatable on 1 nodes matching "
+        r"pool=.*2 requested",
+    ):
+        target.apply(green)
+    assert (
+        kube_server.get(
+            f"/apis/apps/v1/namespaces/{namespace}/deployments/{manifests.colour_name(green)}"
+        ).status_code
+        == 404
+    )
+    warned = make_target(
+        kube_server,
+        namespace=namespace,
+        node_selector={"pool": namespace},
+        gpu_capacity="warn",
+    )
+    assert "warning, not enough GPUs" in warned.apply(green).message
+    kubelet.report(gpus=4)
+    third = make_plan(replicas=1, resources={"gpu": 1}, strategy="canary")
+    assert "GPU" not in target.apply(third).message
+
+
+def test_reconciliation_lists_by_label_in_constant_calls(
+    kube_server, namespace, kubelet
+):
+    """Missing, drifted and stray colours found with the same few list
+    calls for 3 or 30 deployments."""
+    target = make_target(kube_server, namespace=namespace)
+    plans = [make_plan(model=f"m{i}") for i in range(30)]
+    for plan in plans:
+        target.apply(plan)
+    target.switch_traffic({p.route: [(p.key, 100)] for p in plans})
+    stray = make_plan()
+    target.apply(stray)
+    few = target.reconcile(plans[:3])
+    many = target.reconcile(plans)
+    assert sum(few.requests.values()) == sum(many.requests.values()) <= 3
+    assert {o.drift for o in many.observed.values()} == {"in_sync"}
+    assert stray.key in many.strays and not many.republish
+    # deleted by hand, and scaled by hand
+    kube_server._call(
+        "DELETE",
+        f"/apis/apps/v1/namespaces/{namespace}/deployments/{manifests.colour_name(plans[0])}",
+    )
+    kube_server.json(
+        "PATCH",
+        f"/apis/apps/v1/namespaces/{namespace}/deployments/{manifests.colour_name(plans[1])}/scale?fieldManager=kubectl",
+        {"spec": {"replicas": 5}},
+        content_type="application/merge-patch+json",
+    )
+    kube_server._call(
+        "DELETE",
+        f"/api/v1/namespaces/{namespace}/services/{manifests.service_name(plans[2].route)}",
+    )
+    found = target.reconcile(plans)
+    assert found.observed[plans[0].key].drift == "missing"
+    assert found.observed[plans[1].key].drift == "drifted"
+    assert found.observed[plans[1].key].detail == "5 replicas where 1 were applied"
+    assert found.republish
+
+
+def test_undeploy_leaves_nothing_on_the_cluster(kube_server, namespace, kubelet):
+    target = make_target(kube_server, namespace=namespace, max_replicas=3)
+    plan = make_plan(replicas=2)
+    target.apply(plan)
+    kubelet.run(namespace, f"{manifests.COLOUR_LABEL}={plan.key}", expect=2)
+    target.delete(plan)
+
+    def left():
+        kubelet.let_go(namespace)
+        chosen = {"labelSelector": f"{manifests.COLOUR_LABEL}={plan.key}"}
+        paths = [
+            f"/apis/apps/v1/namespaces/{namespace}/deployments",
+            f"/apis/apps/v1/namespaces/{namespace}/replicasets",
+            f"/api/v1/namespaces/{namespace}/pods",
+            f"/api/v1/namespaces/{namespace}/secrets",
+            f"/apis/autoscaling/v2beta2/namespaces/{namespace}/horizontalpodautoscalers",
+            f"/apis/policy/v1beta1/namespaces/{namespace}/poddisruptionbudgets",
+        ]
+        return [
+            item["metadata"]["name"]
+            for path in paths
+            for item in kube_server.get(path, params=chosen).json()["items"]
+        ]
+
+    assert _until(left, lambda names: not names, timeout=30) == []
+
+
+def test_an_unreachable_server_is_transient(kube_server):
+    target = KubernetesTarget.build(
+        TargetContext("/nonexistent"), options(None, timeout_seconds=2), {"token": "x"}
+    )
+    with pytest.raises(TargetUnavailable, match="cannot be reached"):
+        target.apply(make_plan())
+    with pytest.raises(TargetUnavailable):
+        target.reconcile([make_plan()])
+
+
+def test_kserve_mode_reads_the_inference_service_status(kube_server, namespace):
+    """KServe's controller played: conditions, then lastFailureInfo."""
+    target = make_target(kube_server, namespace=namespace, mode="kserve")
+    plan = make_plan(replicas=1)
+    _until(lambda: _try_apply(target, plan), lambda ok: ok, timeout=20)
+    path = (
+        f"/apis/serving.kserve.io/v1beta1/namespaces/{namespace}/"
+        f"inferenceservices/{manifests.colour_name(plan)}"
+    )
+    assert not target.verify(plan).ready
+
+    def status(body):
+        kube_server.json(
+            "PATCH",
+            f"{path}/status",
+            {"status": body},
+            content_type="application/merge-patch+json",
+        )
+
+    status({"conditions": [{"type": "Ready", "status": "True"}]})
+    assert target.verify(plan).ready
+    status(
+        {
+            "conditions": [{"type": "Ready", "status": "False"}],
+            "modelStatus": {
+                "lastFailureInfo": {"reason": "ModelLoadFailed", "message": "bad onnx"}
+            },
+        }
+    )
+    failed = target.verify(plan)
+    assert failed.failed and "ModelLoadFailed: bad onnx" in failed.message
+    target.delete(plan)
+    # foreground: gone once the garbage collector has seen it has no dependents
+    gone = _until(lambda: kube_server.get(path).status_code, lambda c: c == 404, 60)
+    assert gone == 404
+
+
+def _try_apply(target, plan):
+    # a CRD takes a moment to be served
+    try:
+        target.apply(plan)
+    except TargetFailed as error:
+        if "404" in str(error) or "not found" in str(error).lower():
+            return False
+        raise
+    return True
+
+
+def _until(read, done, timeout=20):
+    import time  # noqa: PLC0415
+
+    deadline = time.monotonic() + timeout
+    value = read()
+    while not done(value) and time.monotonic() < deadline:
+        time.sleep(0.2)
+        value = read()
+    return value
