@@ -67,6 +67,22 @@ def kube_server():
 
 
 @pytest.fixture(scope="session")
+def oci_registry():
+    """Debian's docker-registry with htpasswd (tools/ociregistry.py), and
+    the ModelCar base image pushed into it (``oci_registry.base``)."""
+    import ociregistry  # noqa: PLC0415
+
+    from odoo.addons.creativeflow_mlops.adapters.oci_registry import (  # noqa: PLC0415
+        Registry,
+    )
+
+    with ociregistry.OciRegistry() as server:
+        client = Registry(server.host, server.username, server.password, insecure=True)
+        server.base = server.push_base(client)
+        yield server
+
+
+@pytest.fixture(scope="session")
 def s3_server():
     if _S3 is None:
         pytest.skip("MLOPS_TEST_NO_S3 is set")

@@ -3,8 +3,10 @@ kube-controller-manager (tools/kubeserver.py), the tests playing the
 kubelet; its manifests against Kubernetes' current schemas
 (kubernetes-validate) and the InferenceService CRD the tests install."""
 
+import contextlib
 import copy
 import dataclasses
+import hashlib
 import itertools
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from odoo.addons.creativeflow_mlops.adapters import k8s_manifests as manifests
 from odoo.addons.creativeflow_mlops.adapters.target_kubernetes import KubernetesTarget
 from odoo.addons.creativeflow_mlops.adapters.targets import (
     ServePlan,
+    StageNotRun,
     TargetContext,
     TargetFailed,
     TargetUnavailable,
@@ -27,6 +30,10 @@ CRD = Path(__file__).parent / "k8s" / "inferenceservice_crd.yaml"
 # the newest Kubernetes whose schemas kubernetes-validate ships
 SCHEMA_VERSION = kubernetes_validate.latest_version()
 _numbers = itertools.count(1)
+IMAGE_SOURCE = {
+    "registry": "registry.local/mlops",
+    "base_image": "registry.local/base/busybox:1",
+}
 
 
 def options(kube=None, **values):
@@ -150,7 +157,7 @@ def test_plain_manifests_validate_against_the_current_schema():
 def test_modelcar_and_older_api_versions():
     """A ModelCar image copied by an init container; the v2beta2 and
     v1beta1 versions an older cluster serves."""
-    opts = options(model_source="image", max_replicas=3)
+    opts = options(model_source="image", max_replicas=3, **IMAGE_SOURCE)
     plan = make_plan(replicas=2, image="registry.local/mlp@sha256:" + "a" * 64)
     objects = manifests.colour_objects(
         plan, opts, {"autoscaling": "v2beta2", "policy": "v1beta1"}
@@ -172,7 +179,12 @@ def test_inference_services_validate_against_the_crd():
     schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     plan = make_plan(replicas=2, resources={"gpu": 1})
     for source, image in (("s3", ""), ("image", "reg.local/m@sha256:" + "b" * 64)):
-        opts = options(mode="kserve", model_source=source, max_replicas=4)
+        opts = options(
+            mode="kserve",
+            model_source=source,
+            max_replicas=4,
+            **(IMAGE_SOURCE if source == "image" else {}),
+        )
         (isvc,) = [
             o
             for o in manifests.colour_objects(
@@ -489,6 +501,59 @@ def test_an_unreachable_server_is_transient(kube_server):
         target.apply(make_plan())
     with pytest.raises(TargetUnavailable):
         target.reconcile([make_plan()])
+
+
+def test_a_modelcar_is_built_pushed_and_served_by_digest(
+    kube_server, namespace, oci_registry, tmp_path
+):
+    """model_source image: build_image writes the model layer (the
+    artifact's SHA-256 checked), push_image pushes it on the base and
+    returns the pinned reference, which the init container then runs."""
+    target = KubernetesTarget.build(
+        TargetContext(str(tmp_path), owner="modelcar"),
+        options(
+            kube_server,
+            namespace=namespace,
+            model_source="image",
+            registry=f"{oci_registry.host}/mlops",
+            base_image=oci_registry.base,
+            registry_insecure=True,
+        ),
+        {
+            "token": kube_server.admin_token,
+            "registry_username": oci_registry.username,
+            "registry_password": oci_registry.password,
+        },
+    )
+    model = tmp_path / "model.onnx"
+    model.write_bytes(b"not really onnx, but bytes to carry")
+    plan = make_plan(artifact_sha256=hashlib.sha256(model.read_bytes()).hexdigest())
+    with pytest.raises(StageNotRun):
+        target.fetch_artifact(plan, None)
+    log = target.build_image(plan, lambda: contextlib.nullcontext(str(model)))
+    assert "/models/mlp/1/model.onnx" in log
+    image, log = target.push_image(plan)
+    assert image.startswith(f"{oci_registry.host}/mlops/mlp@sha256:")
+    assert "uploaded" in log and "mounted" in log
+    served = dataclasses.replace(plan, image=image)
+    target.apply(served)
+    pod = kube_server.get(
+        f"/apis/apps/v1/namespaces/{namespace}/deployments/"
+        f"{manifests.colour_name(plan)}"
+    ).json()["spec"]["template"]["spec"]
+    assert pod["initContainers"][0]["image"] == image
+    # a tampered artifact is not built
+    bad = dataclasses.replace(plan, artifact_sha256="0" * 64)
+    with pytest.raises(TargetFailed, match="SHA-256"):
+        target.build_image(bad, lambda: contextlib.nullcontext(str(model)))
+    # a wrong registry password: the push stage fails with the registry's answer
+    refused = KubernetesTarget.build(
+        TargetContext(str(tmp_path), owner="modelcar"),
+        target.options,
+        {"registry_username": oci_registry.username, "registry_password": "nope"},
+    )
+    with pytest.raises(TargetFailed, match="UNAUTHORIZED"):
+        refused.push_image(plan)
 
 
 def test_kserve_mode_reads_the_inference_service_status(kube_server, namespace):

@@ -375,6 +375,10 @@ def ensure_test_tools(odoo):
             ("docker-compose", "docker-compose"),
             # the inference router
             ("haproxy", "haproxy"),
+            # a real OCI registry, its htpasswd, and a ModelCar base's shell
+            ("docker-registry", "docker-registry"),
+            ("apache2-utils", "htpasswd"),
+            ("busybox-static", "busybox"),
         )
         if not shutil.which(binary, path=f"{os.environ.get('PATH', '')}:/usr/sbin")
     ]

@@ -19,26 +19,29 @@ renders. Plain Python: no Odoo.
 """
 
 import dataclasses
+import hashlib
 import json
-from dataclasses import dataclass, field
-from datetime import datetime
+import re
+from pathlib import Path
 
 from . import k8s_manifests as manifests
+from . import k8s_status, modelcar
 from .k8s_client import Cluster, connect
+from .k8s_options import KubernetesOptions, check
+from .oci_registry import Reference, Registry, RegistryRefused, RegistryUnavailable
 from .targets import (
     Capabilities,
     Observed,
     Reconciliation,
     ServeStatus,
+    StageNotRun,
     Target,
     TargetFailed,
+    TargetUnavailable,
     register,
     route_url_under,
 )
 
-MODES = ("plain", "kserve")
-SOURCES = ("s3", "image")
-GPU_POLICIES = ("refuse", "warn", "off")
 # what the addon does on a cluster: (verb, group, resource), for Test Connection
 NEEDED = [
     *[
@@ -64,21 +67,7 @@ KSERVE_NEEDED = [
     (verb, "serving.kserve.io", "inferenceservices")
     for verb in ("get", "list", "create", "patch", "deletecollection")
 ]
-# managers that write a spec on their own, as the cluster works
-CONTROLLERS = {"kube-controller-manager", manifests.MANAGER}
 CRASHING = {"CrashLoopBackOff", "ErrImagePull", "ImagePullBackOff", "InvalidImageName"}
-
-
-def _str(help_text, default=""):
-    return field(default=default, metadata={"type": str, "help": help_text})
-
-
-def _int(help_text, default):
-    return field(default=default, metadata={"type": int, "help": help_text})
-
-
-def _bool(help_text, default):
-    return field(default=default, metadata={"type": bool, "help": help_text})
 
 
 @register
@@ -87,73 +76,20 @@ class KubernetesTarget(Target):
     label = "Kubernetes"
     # MLOPS_TARGET_<CODE>_TOKEN: the bearer token with a server URL;
     # S3_ACCESS_KEY / S3_SECRET_KEY: the deployments' own Secret (s3 source)
-    secrets = ("token", "s3_access_key", "s3_secret_key")
+    # REGISTRY_USERNAME / REGISTRY_PASSWORD: where ModelCar images are pushed
+    secrets = (
+        "token",
+        "s3_access_key",
+        "s3_secret_key",
+        "registry_username",
+        "registry_password",
+    )
 
-    @dataclass
-    class Options:
-        namespace: str = _str("a namespace name", "mlops")
-        mode: str = _str("plain or kserve", "plain")
-        server_url: str = _str("the API server's https URL (with the token secret)")
-        kubeconfig: str = _str("a kubeconfig path on Odoo's machine")
-        context: str = _str("a context of the kubeconfig")
-        in_cluster: bool = _bool("true when Odoo runs in the cluster", False)
-        verify_tls: bool = _bool("true or false", True)
-        ca_file: str = _str("the API server's CA certificate, a path")
-        public_url: str = _str("the gateway's base URL that serves the routes")
-        server_image: str = _str("the OIP v2 server image (Triton by default)")
-        model_source: str = _str("s3 or image (a ModelCar)", "s3")
-        s3_image: str = _str("the image of the S3 init container")
-        node_selector: dict = field(
-            default_factory=dict, metadata={"type": dict, "help": "labels"}
-        )
-        tolerations: list = field(
-            default_factory=list, metadata={"type": list, "help": "tolerations"}
-        )
-        max_replicas: int = _int("an integer from 1 to 100", 1)
-        target_cpu_percent: int = _int("a percentage from 1 to 100", 70)
-        canary_replicas: int = _int("an integer from 2 to 100", 10)
-        gpu_capacity: str = _str("refuse, warn or off", "refuse")
-        kserve_runtime: str = _str("a ServingRuntime name, or empty")
-        kserve_deployment_mode: str = _str(
-            "RawDeployment (Standard) or empty", "RawDeployment"
-        )
-        timeout_seconds: int = _int("seconds, from 1 to 120", 10)
+    Options = KubernetesOptions
 
     @classmethod
     def check_options(cls, options):
-        problems = {}
-        if not _dns_label(options.namespace):
-            problems["namespace"] = "a DNS label: a-z, 0-9 and -, 63 at most"
-        if options.mode not in MODES:
-            problems["mode"] = " or ".join(MODES)
-        if options.model_source not in SOURCES:
-            problems["model_source"] = " or ".join(SOURCES)
-        if options.gpu_capacity not in GPU_POLICIES:
-            problems["gpu_capacity"] = ", ".join(GPU_POLICIES)
-        ways = [
-            bool(options.server_url),
-            bool(options.kubeconfig),
-            options.in_cluster,
-        ]
-        if sum(ways) != 1:
-            problems["server_url"] = (
-                "one of server_url (with the token secret), kubeconfig or in_cluster"
-            )
-        if options.server_url and not options.server_url.startswith("https://"):
-            problems["server_url"] = "an https:// URL"
-        for name, low, high in (
-            ("max_replicas", 1, 100),
-            ("target_cpu_percent", 1, 100),
-            ("canary_replicas", 2, 100),
-            ("timeout_seconds", 1, 120),
-        ):
-            if not low <= getattr(options, name) <= high:
-                problems[name] = f"from {low} to {high}"
-        if not options.public_url.startswith(("http://", "https://")):
-            # the invoke URLs: where the gateway in front of the cluster
-            # serves the routes
-            problems["public_url"] = "the gateway's http(s) URL"
-        return problems
+        return check(options)
 
     @classmethod
     def capabilities(cls, options):
@@ -178,13 +114,33 @@ class KubernetesTarget(Target):
             "AWS_ACCESS_KEY_ID": secrets.get("s3_access_key") or "",
             "AWS_SECRET_ACCESS_KEY": secrets.get("s3_secret_key") or "",
         }
-        return cls(cluster, options, credentials, context.owner)
+        registry = None
+        if options.model_source == "image":
+            registry = Registry(
+                Reference.parse(f"{options.registry}/x").host,
+                secrets.get("registry_username"),
+                secrets.get("registry_password"),
+                insecure=options.registry_insecure,
+                timeout=max(60, options.timeout_seconds),
+            )
+        return cls(
+            cluster,
+            options,
+            credentials,
+            context.owner,
+            registry=registry,
+            root=context.root,
+        )
 
-    def __init__(self, cluster, options, s3_credentials=None, owner=""):
+    def __init__(
+        self, cluster, options, s3_credentials=None, owner="", registry=None, root=""
+    ):
         self.cluster = cluster
         self.options = options
         self.s3_credentials = s3_credentials or {}
         self.owner = owner
+        self.registry = registry
+        self.root = Path(root) if root else None
         # the keys document last applied per route
         self._published = {}
 
@@ -231,6 +187,76 @@ class KubernetesTarget(Target):
     # ------------------------------------------------------------------
     # Stages
     # ------------------------------------------------------------------
+
+    def fetch_artifact(self, plan, opener):
+        if self.options.model_source == "image":
+            raise StageNotRun("build_image reads the stored artifact into the image")
+        raise StageNotRun("the cluster's init container reads the artifact from S3")
+
+    def _build_dir(self, plan):
+        if not self.root:
+            raise TargetFailed("the target has no folder to build images in")
+        return self.root / "images" / plan.key
+
+    def build_image(self, plan, opener):
+        """The ModelCar's model layer, from the stored artifact (its SHA-256
+        checked on the way); pushed by ``push_image``."""
+        if self.options.model_source != "image":
+            raise StageNotRun("the cluster reads the artifact from S3: no image")
+        folder = self._build_dir(plan)
+        folder.mkdir(parents=True, exist_ok=True)
+        with opener() as source:
+            found = _sha256(source)
+            if plan.artifact_sha256 and found != plan.artifact_sha256:
+                raise TargetFailed(
+                    f"the artifact read has SHA-256 {found}, not {plan.artifact_sha256}"
+                )
+            layer = modelcar.model_layer(
+                source,
+                plan.model_name,
+                manifests.model_file(plan),
+                folder / "model.tar",
+            )
+        (folder / "layer.json").write_text(
+            json.dumps({"digest": layer.digest, "size": layer.size})
+        )
+        return (
+            f"built the model layer {layer.digest} ({layer.size} bytes): "
+            f"/models/{plan.model_name}/1/{manifests.model_file(plan)} on "
+            f"{self.options.base_image}"
+        )
+
+    def push_image(self, plan):
+        """The ModelCar pushed; returns its pinned reference and the log."""
+        if self.options.model_source != "image":
+            raise StageNotRun("the cluster reads the artifact from S3: no image")
+        folder = self._build_dir(plan)
+        try:
+            built = json.loads((folder / "layer.json").read_text())
+        except (OSError, ValueError):
+            raise TargetFailed("build_image left no layer to push") from None
+        layer = modelcar.Layer(
+            str(folder / "model.tar"), built["digest"], built["size"]
+        )
+        tag = re.sub(r"[^A-Za-z0-9_.-]", "-", plan.version)[:128] or "latest"
+        target = Reference.parse(f"{self.options.registry}/{plan.model_name}:{tag}")
+        try:
+            pushed = modelcar.push(
+                self.registry,
+                Reference.parse(self.options.base_image),
+                target,
+                layer,
+                {
+                    "io.creativeflow.mlops.model": plan.model_name,
+                    "io.creativeflow.mlops.version": plan.version,
+                    "io.creativeflow.mlops.artifact-sha256": plan.artifact_sha256,
+                },
+            )
+        except RegistryUnavailable as error:
+            raise TargetUnavailable(str(error)) from error
+        except RegistryRefused as error:
+            raise TargetFailed(str(error)) from error
+        return pushed.image, f"pushed {pushed.image} ({pushed.summary()})"
 
     def apply(self, plan, force=False):
         """Dry run of every object, then apply them all; returns without
@@ -281,7 +307,8 @@ class KubernetesTarget(Target):
         )
         names = {n["metadata"]["name"] for n in nodes}
         allocatable = sum(
-            _gpu_count(n.get("status", {}).get("allocatable", {})) for n in nodes
+            k8s_status.gpu_count(n.get("status", {}).get("allocatable", {}))
+            for n in nodes
         )
         pods = self.cluster.list(
             "v1",
@@ -290,7 +317,7 @@ class KubernetesTarget(Target):
             everywhere=True,
         )
         requested = sum(
-            _pod_gpus(pod)
+            k8s_status.pod_gpus(pod)
             for pod in pods
             # a pod not bound yet will take GPUs somewhere: counted
             if pod["spec"].get("nodeName") in names | {None}
@@ -317,9 +344,9 @@ class KubernetesTarget(Target):
             return ServeStatus(False, f"{kind} {manifests.colour_name(plan)} is gone",
                                failed=True)  # fmt: skip
         if kind == "Deployment":
-            status = _deployment_status(obj)
+            status = k8s_status.deployment_status(obj)
         else:
-            status = _inference_service_status(obj)
+            status = k8s_status.inference_service_status(obj)
         if status.ready or status.failed:
             return status
         problem = self._crashing(plan)
@@ -532,7 +559,7 @@ class KubernetesTarget(Target):
                     f"HorizontalPodAutoscaler {manifests.colour_name(plan)} is gone",
                 )
                 continue
-            result.observed[plan.key] = _compare(
+            result.observed[plan.key] = k8s_status.compare(
                 plan,
                 workload,
                 # an InferenceService's replicas are KServe's; an HPA's its own
@@ -543,7 +570,7 @@ class KubernetesTarget(Target):
         wanted = {plan.key for plan in plans}
         for colour, workload in workloads.items():
             if colour and colour not in wanted:
-                result.strays[colour] = _epoch(
+                result.strays[colour] = k8s_status.epoch(
                     workload["metadata"].get("creationTimestamp")
                 )
         after = self.cluster.calls
@@ -579,124 +606,9 @@ class KubernetesTarget(Target):
         return info
 
 
-# ---------------------------------------------------------------------------
-# Reading objects
-# ---------------------------------------------------------------------------
-
-
-def _dns_label(name):
-    return bool(name) and len(name) <= 63 and manifests.dns_name(name) == name
-
-
-def _gpu_count(quantities):
-    try:
-        return int(quantities.get(manifests.GPU, 0))
-    except (TypeError, ValueError):
-        return 0
-
-
-def _pod_gpus(pod):
-    spec = pod.get("spec", {})
-    return sum(
-        _gpu_count(c.get("resources", {}).get("requests", {}))
-        for c in spec.get("containers", [])
-    )
-
-
-def _epoch(timestamp):
-    if not timestamp:
-        return 0.0
-    return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
-
-
-def _conditions(obj):
-    return {c["type"]: c for c in obj.get("status", {}).get("conditions", [])}
-
-
-def _deployment_status(obj):
-    spec, status = obj.get("spec", {}), obj.get("status", {})
-    wanted = spec.get("replicas", 1)
-    conditions = _conditions(obj)
-    progressing = conditions.get("Progressing", {})
-    if progressing.get("reason") == "ProgressDeadlineExceeded":
-        return ServeStatus(False, progressing.get("message", ""), failed=True)
-    current = status.get("observedGeneration", 0) >= obj["metadata"].get(
-        "generation", 0
-    )
-    ready = status.get("readyReplicas", 0)
-    updated = status.get("updatedReplicas", 0)
-    available = conditions.get("Available", {}).get("status") == "True"
-    message = f"{ready}/{wanted} ready, {updated} updated" + (
-        "" if current else " (the controller has not seen the last change yet)"
-    )
-    return ServeStatus(
-        current and available and ready >= wanted and updated >= wanted,
-        message,
-        details={"ready": ready, "replicas": wanted},
-    )
-
-
-def _inference_service_status(obj):
-    status = obj.get("status", {})
-    conditions = _conditions(obj)
-    failure = status.get("modelStatus", {}).get("lastFailureInfo")
-    if failure:
-        return ServeStatus(
-            False,
-            f"{failure.get('reason', 'failed')}: {failure.get('message', '')}",
-            failed=True,
-        )
-    ready = conditions.get("Ready", {})
-    if ready.get("status") == "True":
-        return ServeStatus(True, "InferenceService ready", details=status)
-    pending = [
-        f"{name}: {c.get('message') or c.get('reason') or c.get('status')}"
-        for name, c in conditions.items()
-        if c.get("status") != "True"
-    ]
-    return ServeStatus(False, "; ".join(pending) or "not ready yet")
-
-
-def _compare(plan, workload, scales_itself=False):
-    """How the live workload differs from what was applied: a spec another
-    field manager changed, another replica count (unless an autoscaler
-    owns it), or another image."""
-    for entry in workload["metadata"].get("managedFields", []):
-        manager = entry.get("manager", "")
-        touched = entry.get("fieldsV1", {})
-        if manager in CONTROLLERS or "f:spec" not in touched:
-            continue
-        fields_changed = sorted(_leaves(touched["f:spec"], ".spec"))[:5]
-        return Observed(
-            "drifted",
-            f"{manager} changed {', '.join(fields_changed) or 'the spec'}",
-        )
-    annotations = workload["metadata"].get("annotations", {})
-    wanted = annotations.get(manifests.SCALED_ANNOTATION) or annotations.get(
-        manifests.REPLICAS_ANNOTATION
-    )
-    replicas = workload.get("spec", {}).get("replicas")
-    if (
-        not scales_itself
-        and wanted
-        and replicas is not None
-        and replicas != int(wanted)
-    ):
-        return Observed("drifted", f"{replicas} replicas where {wanted} were applied")
-    if plan.image:
-        images = json.dumps(workload.get("spec", {}))
-        if plan.image not in images:
-            return Observed("drifted", f"it no longer runs {plan.image}")
-    return Observed("in_sync")
-
-
-def _leaves(tree, prefix):
-    for key, value in tree.items():
-        name = key[2:] if key.startswith(("f:", "k:", "v:")) else key
-        if key == ".":
-            continue
-        path = f"{prefix}.{name}"
-        if isinstance(value, dict) and value:
-            yield from _leaves(value, path)
-        else:
-            yield path
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1024 * 1024), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

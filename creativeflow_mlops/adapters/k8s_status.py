@@ -1,0 +1,127 @@
+"""Reading Kubernetes objects back: a Deployment's rollout, an
+InferenceService's conditions, how a live workload differs from what was
+applied, GPU quantities. Plain Python on the API's dicts: no client, no
+Odoo."""
+
+import json
+from datetime import datetime
+
+from . import k8s_manifests as manifests
+from .targets import Observed, ServeStatus
+
+# managers that write a spec on their own, as the cluster works
+CONTROLLERS = {"kube-controller-manager", manifests.MANAGER}
+
+
+def gpu_count(quantities):
+    try:
+        return int(quantities.get(manifests.GPU, 0))
+    except (TypeError, ValueError):
+        return 0
+
+
+def pod_gpus(pod):
+    spec = pod.get("spec", {})
+    return sum(
+        gpu_count(c.get("resources", {}).get("requests", {}))
+        for c in spec.get("containers", [])
+    )
+
+
+def epoch(timestamp):
+    if not timestamp:
+        return 0.0
+    return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
+
+
+def _conditions(obj):
+    return {c["type"]: c for c in obj.get("status", {}).get("conditions", [])}
+
+
+def deployment_status(obj):
+    spec, status = obj.get("spec", {}), obj.get("status", {})
+    wanted = spec.get("replicas", 1)
+    conditions = _conditions(obj)
+    progressing = conditions.get("Progressing", {})
+    if progressing.get("reason") == "ProgressDeadlineExceeded":
+        return ServeStatus(False, progressing.get("message", ""), failed=True)
+    current = status.get("observedGeneration", 0) >= obj["metadata"].get(
+        "generation", 0
+    )
+    ready = status.get("readyReplicas", 0)
+    updated = status.get("updatedReplicas", 0)
+    available = conditions.get("Available", {}).get("status") == "True"
+    message = f"{ready}/{wanted} ready, {updated} updated" + (
+        "" if current else " (the controller has not seen the last change yet)"
+    )
+    return ServeStatus(
+        current and available and ready >= wanted and updated >= wanted,
+        message,
+        details={"ready": ready, "replicas": wanted},
+    )
+
+
+def inference_service_status(obj):
+    status = obj.get("status", {})
+    conditions = _conditions(obj)
+    failure = status.get("modelStatus", {}).get("lastFailureInfo")
+    if failure:
+        return ServeStatus(
+            False,
+            f"{failure.get('reason', 'failed')}: {failure.get('message', '')}",
+            failed=True,
+        )
+    ready = conditions.get("Ready", {})
+    if ready.get("status") == "True":
+        return ServeStatus(True, "InferenceService ready", details=status)
+    pending = [
+        f"{name}: {c.get('message') or c.get('reason') or c.get('status')}"
+        for name, c in conditions.items()
+        if c.get("status") != "True"
+    ]
+    return ServeStatus(False, "; ".join(pending) or "not ready yet")
+
+
+def compare(plan, workload, scales_itself=False):
+    """How the live workload differs from what was applied: a spec another
+    field manager changed, another replica count (unless an autoscaler
+    owns it), or another image."""
+    for entry in workload["metadata"].get("managedFields", []):
+        manager = entry.get("manager", "")
+        touched = entry.get("fieldsV1", {})
+        if manager in CONTROLLERS or "f:spec" not in touched:
+            continue
+        fields_changed = sorted(_leaves(touched["f:spec"], ".spec"))[:5]
+        return Observed(
+            "drifted",
+            f"{manager} changed {', '.join(fields_changed) or 'the spec'}",
+        )
+    annotations = workload["metadata"].get("annotations", {})
+    wanted = annotations.get(manifests.SCALED_ANNOTATION) or annotations.get(
+        manifests.REPLICAS_ANNOTATION
+    )
+    replicas = workload.get("spec", {}).get("replicas")
+    if (
+        not scales_itself
+        and wanted
+        and replicas is not None
+        and replicas != int(wanted)
+    ):
+        return Observed("drifted", f"{replicas} replicas where {wanted} were applied")
+    if plan.image:
+        images = json.dumps(workload.get("spec", {}))
+        if plan.image not in images:
+            return Observed("drifted", f"it no longer runs {plan.image}")
+    return Observed("in_sync")
+
+
+def _leaves(tree, prefix):
+    for key, value in tree.items():
+        name = key[2:] if key.startswith(("f:", "k:", "v:")) else key
+        if key == ".":
+            continue
+        path = f"{prefix}.{name}"
+        if isinstance(value, dict) and value:
+            yield from _leaves(value, path)
+        else:
+            yield path
