@@ -22,6 +22,11 @@
                               server alone, a bare stdlib server, a lean
                               uvicorn app, KServe and MLServer (wrk, 1 and 20
                               connections; benchmarks/serve.py)
+    benchmarks/run k8s        the kubernetes target on a real API server:
+                              approval to manifests applied (p50, p95), one
+                              reconciliation pass over 500 deployments, a
+                              100 MiB ModelCar pushed against a plain blob
+                              upload (benchmarks/k8s.py)
     benchmarks/run abuse      the model server while 48 MB bodies arrive:
                               peak memory and small calls' latency, now
                               against the server before its body caps and
@@ -420,6 +425,12 @@ def _bench_serve():
     bench_serve()
 
 
+def _bench_k8s():
+    from k8s import bench_k8s
+
+    bench_k8s()
+
+
 def _bench_abuse():
     from abuse import bench_abuse
 
@@ -434,6 +445,7 @@ BENCHMARKS = {
     "deploy": _bench_deploy,
     "serve": _bench_serve,
     "abuse": _bench_abuse,
+    "k8s": _bench_k8s,
 }
 
 

@@ -134,7 +134,7 @@ def through_odoo(stack, artifacts, label):
 class _Stack:
     """The product on a fresh database, as the system tests drive it."""
 
-    def __init__(self, work):
+    def __init__(self, work, env=None):
         self.db_settings = devstack.database_settings()
         os.environ["MLOPS_STATE_DIR"] = str(work / "state")
         odoo = devstack.find_odoo()
@@ -151,6 +151,7 @@ class _Stack:
             env={
                 "MLOPS_STORAGE_BENCH_ACCESS_KEY": testservers.ACCESS_KEY,
                 "MLOPS_STORAGE_BENCH_SECRET_KEY": testservers.SECRET_KEY,
+                **(env or {}),
             },
             name="bench-validation",
         ).start()

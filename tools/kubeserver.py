@@ -472,3 +472,59 @@ class Kubelet:
 
 def _now():
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class PrometheusApi:
+    """A Prometheus HTTP API (``/api/v1/query``) the tests set the answers
+    of: ``requests``, ``errors`` and ``p95`` (seconds), each None for no
+    series; every query received is kept in ``queries``."""
+
+    def __init__(self):
+        import http.server  # noqa: PLC0415
+        import threading  # noqa: PLC0415
+        import urllib.parse  # noqa: PLC0415
+
+        self.requests, self.errors, self.p95 = 0.0, 0.0, None
+        self.queries = []
+        api = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):  # noqa: N802 - http.server's name
+                params = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+                query = params.get("query", [""])[0]
+                api.queries.append(query)
+                if "summary_us" in query:
+                    value = api.p95
+                elif "request_success" in query:
+                    value = api.requests
+                else:
+                    value = api.errors
+                result = (
+                    [] if value is None else [{"metric": {}, "value": [0, str(value)]}]
+                )
+                body = json.dumps(
+                    {
+                        "status": "success",
+                        "data": {"resultType": "vector", "result": result},
+                    }
+                ).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.port = free_port()
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()

@@ -101,14 +101,18 @@ auth:
         self.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def push_base(self, registry):
+    def push_base(self, registry, modelcar=None):
         """The ModelCar base: busybox with sh, ln, sleep and cp; returns its
-        reference."""
-        from odoo.addons.creativeflow_mlops.adapters import modelcar  # noqa: PLC0415
-        from odoo.addons.creativeflow_mlops.adapters.oci_registry import (  # noqa: PLC0415
-            OCI_CONFIG,
-            OCI_LAYER,
-            OCI_MANIFEST,
+        reference. ``modelcar``: the adapter module (the addon's by default;
+        the benchmarks load the adapters on their own)."""
+        if modelcar is None:
+            from odoo.addons.creativeflow_mlops.adapters import (  # noqa: PLC0415
+                modelcar,
+            )
+        OCI_CONFIG, OCI_LAYER, OCI_MANIFEST = (  # noqa: N806
+            modelcar.OCI_CONFIG,
+            modelcar.OCI_LAYER,
+            modelcar.OCI_MANIFEST,
         )
 
         if not Path(BUSYBOX).exists():

@@ -48,6 +48,7 @@ SCALED_ANNOTATION = f"{GROUP}/scaled-to"
 GPU = "nvidia.com/gpu"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 HTTP_PORT = 8000
+METRICS_PORT = 8002
 MODELS_DIR = "/mnt/models"
 # where a ModelCar image keeps the model repository (KServe's contract)
 MODELCAR_DIR = "/models"
@@ -214,8 +215,13 @@ def deployment(plan, options, replicas=None):
             f"--http-port={HTTP_PORT}",
             "--allow-grpc=false",
             "--strict-readiness=true",
+            # the canary gates' p95 (adapters.prometheus)
+            "--metrics-config=summary_latencies=true",
         ],
-        "ports": [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}],
+        "ports": [
+            {"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"},
+            {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"},
+        ],
         "startupProbe": _probe("/v2/health/ready", 5, 120),
         "readinessProbe": _probe("/v2/health/ready", 5, 3),
         "livenessProbe": _probe("/v2/health/live", 10, 3),
@@ -265,7 +271,17 @@ def deployment(plan, options, replicas=None):
                 "type": "RollingUpdate",
                 "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
             },
-            "template": {"metadata": {"labels": pod_labels}, "spec": pod},
+            "template": {
+                "metadata": {
+                    "labels": pod_labels,
+                    # where Prometheus finds the server's metrics
+                    "annotations": {
+                        "prometheus.io/scrape": "true",
+                        "prometheus.io/port": str(METRICS_PORT),
+                    },
+                },
+                "spec": pod,
+            },
         },
     }
 

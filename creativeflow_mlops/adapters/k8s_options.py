@@ -59,6 +59,11 @@ class KubernetesOptions:
         "RawDeployment (Standard) or empty", "RawDeployment"
     )
     timeout_seconds: int = _int("seconds, from 1 to 120", 10)
+    # the canary gates' metrics (adapters.prometheus); none: no canary here
+    prometheus_url: str = _str("a Prometheus HTTP API's base URL, or empty")
+    prometheus_requests: str = _str("a PromQL template ({selector}, {window})")
+    prometheus_errors: str = _str("a PromQL template ({selector}, {window})")
+    prometheus_p95: str = _str("a PromQL template in seconds ({selector})")
 
 
 def check(options):
@@ -93,6 +98,10 @@ def check(options):
     ):
         if not low <= getattr(options, name) <= high:
             problems[name] = f"from {low} to {high}"
+    if options.prometheus_url and not options.prometheus_url.startswith(
+        ("http://", "https://")
+    ):
+        problems["prometheus_url"] = "an http(s) URL"
     if not options.public_url.startswith(("http://", "https://")):
         # the invoke URLs: where the gateway in front of the cluster
         # serves the routes

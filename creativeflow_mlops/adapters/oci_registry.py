@@ -94,7 +94,7 @@ class Registry:
     # ------------------------------------------------------------------
 
     def _send(self, method, url, scope, **kwargs):
-        kwargs.setdefault("timeout", (10, self.timeout))
+        kwargs.setdefault("timeout", self.timeout)
         headers = dict(kwargs.pop("headers", {}))
         token = self._tokens.get(scope)
         if token:
@@ -151,7 +151,7 @@ class Registry:
                 realm,
                 params=query,
                 auth=self.credentials,
-                timeout=(10, self.timeout),
+                timeout=self.timeout,
             )
         except requests.RequestException as error:
             raise RegistryUnavailable(

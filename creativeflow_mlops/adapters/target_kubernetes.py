@@ -22,6 +22,7 @@ import dataclasses
 import hashlib
 import json
 import re
+import time
 from pathlib import Path
 
 from . import k8s_manifests as manifests
@@ -29,6 +30,7 @@ from . import k8s_status, modelcar
 from .k8s_client import Cluster, connect
 from .k8s_options import KubernetesOptions, check
 from .oci_registry import Reference, Registry, RegistryRefused, RegistryUnavailable
+from .prometheus import Prometheus, PrometheusError, Queries
 from .targets import (
     Capabilities,
     Observed,
@@ -83,6 +85,7 @@ class KubernetesTarget(Target):
         "s3_secret_key",
         "registry_username",
         "registry_password",
+        "prometheus_token",
     )
 
     Options = KubernetesOptions
@@ -98,8 +101,8 @@ class KubernetesTarget(Target):
             formats=("onnx",),
             # a canary splits a route by replica ratio (plain mode)
             traffic_step=100 // options.canary_replicas if plain else 0,
-            # no metrics source for the gates yet (see docs/reference/targets.md)
-            analysis=False,
+            # the gates read the colour's traffic from Prometheus
+            analysis=bool(options.prometheus_url),
             max_replicas=100,
             resources=frozenset({"cpu", "memory", "gpu"}),
             builds_images=options.model_source == "image",
@@ -123,6 +126,19 @@ class KubernetesTarget(Target):
                 insecure=options.registry_insecure,
                 timeout=max(60, options.timeout_seconds),
             )
+        metrics = None
+        if options.prometheus_url:
+            defaults = Queries()
+            metrics = Prometheus(
+                options.prometheus_url,
+                Queries(
+                    options.prometheus_requests or defaults.requests,
+                    options.prometheus_errors or defaults.errors,
+                    options.prometheus_p95 or defaults.p95,
+                ),
+                timeout=options.timeout_seconds,
+                token=secrets.get("prometheus_token"),
+            )
         return cls(
             cluster,
             options,
@@ -130,10 +146,18 @@ class KubernetesTarget(Target):
             context.owner,
             registry=registry,
             root=context.root,
+            metrics=metrics,
         )
 
     def __init__(
-        self, cluster, options, s3_credentials=None, owner="", registry=None, root=""
+        self,
+        cluster,
+        options,
+        s3_credentials=None,
+        owner="",
+        registry=None,
+        root="",
+        metrics=None,
     ):
         self.cluster = cluster
         self.options = options
@@ -141,6 +165,7 @@ class KubernetesTarget(Target):
         self.owner = owner
         self.registry = registry
         self.root = Path(root) if root else None
+        self.metrics = metrics
         # the keys document last applied per route
         self._published = {}
 
@@ -498,6 +523,36 @@ class KubernetesTarget(Target):
 
     def route_url(self, route):
         return route_url_under(self.options.public_url, route)
+
+    # ------------------------------------------------------------------
+    # Metrics (the canary gates)
+    # ------------------------------------------------------------------
+
+    def reading(self, plan):
+        """A reading is a moment: Prometheus keeps the counters."""
+        if not self.metrics:
+            raise TargetFailed(
+                "no metrics source: set the target's prometheus_url for canaries"
+            )
+        return {"at": time.time()}
+
+    def analysis(self, plan, since):
+        if not self.metrics:
+            raise TargetFailed(
+                "no metrics source: set the target's prometheus_url for canaries"
+            )
+        now = time.time()
+        selector = (
+            f'namespace="{self.options.namespace}",'
+            f'pod=~"{manifests.colour_name(plan)}-.*"'
+        )
+        try:
+            total, errors, p95 = self.metrics.window(selector, since["at"], now)
+        except PrometheusError as error:
+            if error.transient:
+                raise TargetUnavailable(str(error)) from error
+            raise TargetFailed(str(error)) from error
+        return total, errors, p95, {"at": now}
 
     def publish_keys(self, route, allowed, elsewhere):
         """The route's invoke keys as a Secret, for the gateway in front of

@@ -27,7 +27,10 @@ from .common_storage import s3_backend
 PUBLIC = "https://models.example.com"
 
 
-class TestKubernetesTarget(MlopsCase):
+class KubernetesCase(MlopsCase):
+    """A kubernetes target on the session's control plane, a namespace of
+    its own and a played kubelet."""
+
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
@@ -108,8 +111,8 @@ class TestKubernetesTarget(MlopsCase):
             f"{manifests.service_name(route)}"
         )
 
-    # ------------------------------------------------------------------
 
+class TestKubernetesTarget(KubernetesCase):
     def test_the_kind_checks_its_options_and_declares_what_it_can(self):
         Target = self.env["mlops.deployment.target"]
         self.assertIn(
@@ -275,4 +278,113 @@ class TestKubernetesTarget(MlopsCase):
         self.assertEqual(left, [])
         self.assertEqual(
             self._service(route).status_code, 404, self._service(route).text
+        )
+
+
+class TestKubernetesCanary(KubernetesCase):
+    """Canary on the cluster: the route's pods in the ratio of the shares,
+    the gates reading a Prometheus HTTP API the test answers for."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        import kubeserver  # noqa: PLC0415
+
+        cls.prometheus = kubeserver.PrometheusApi()
+        cls.target.options = {
+            **cls.target.options,
+            "prometheus_url": cls.prometheus.url,
+            "canary_replicas": 10,
+        }
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.prometheus.close()
+        super().tearDownClass()
+
+    def _replicas(self, deployment):
+        return self.kube.get(
+            f"/apis/apps/v1/namespaces/{self.namespace}/deployments/"
+            f"mlops-d{deployment.id}"
+        ).json()["spec"]["replicas"]
+
+    def _in_staging(self, version):
+        with trap_jobs() as trap:
+            version.with_user(self.approver).action_approve_staging(
+                reason="staging", target="cluster"
+            )
+            self._run_pipeline(trap)
+        return version
+
+    def _canary(self):
+        with s3_backend(self.env, code="canary_s3", default=True):
+            stable_version = self._validated("1.0.0")
+            version = self._validated("2.0.0")
+        self._in_staging(stable_version)
+        with trap_jobs() as trap:
+            stable_version.with_user(self.approver).action_promote(reason="prod")
+            stable = self._run_pipeline(trap)
+        self.assertEqual((stable.environment, stable.state), ("production", "active"))
+        self._in_staging(version)
+        with trap_jobs() as trap:
+            version.with_user(self.approver).action_promote(
+                reason="canary", strategy="canary"
+            )
+            canary = self._run_pipeline(trap)
+            analyses = [
+                j for j in trap.enqueued_jobs if j.method_name == "_canary_analyze"
+            ]
+        self.assertEqual(canary.state, "rolling_out_canary", canary.message)
+        return stable, canary, analyses
+
+    def _analyze(self, canary):
+        with trap_jobs() as trap:
+            canary._canary_analyze(canary.config["step"])
+            return [j for j in trap.enqueued_jobs if j.method_name == "_canary_analyze"]
+
+    def test_a_canary_steps_by_replica_ratio_and_is_promoted(self):
+        self.assertIn("Canary: yes", self.target.capabilities_text)
+        stable, canary, _jobs = self._canary()
+        # 10 %: one pod of ten
+        self.assertEqual((self._replicas(stable), self._replicas(canary)), (9, 1))
+        service = self._service(serving.plan(canary).route).json()
+        self.assertNotIn(manifests.COLOUR_LABEL, service["spec"]["selector"])
+        self.prometheus.requests, self.prometheus.errors, self.prometheus.p95 = (
+            200.0, 0.0, 0.04,
+        )  # fmt: skip
+        self._analyze(canary)
+        self.assertEqual(canary.traffic_percent, 50)
+        self.assertEqual((self._replicas(stable), self._replicas(canary)), (5, 5))
+        # the gates asked for the canary's own pods over the step
+        self.assertIn(f'pod=~"mlops-d{canary.id}-.*"', self.prometheus.queries[-1])
+        self._analyze(canary)
+        self.assertEqual((canary.state, canary.traffic_percent), ("active", 100))
+        self.assertEqual(stable.state, "inactive_bluegreen")
+        # each colour back to its own replicas; the route on the canary's pods
+        self.assertEqual((self._replicas(stable), self._replicas(canary)), (1, 1))
+        service = self._service(serving.plan(canary).route).json()
+        self.assertEqual(
+            service["spec"]["selector"][manifests.COLOUR_LABEL], f"d{canary.id}"
+        )
+
+    def test_a_failing_canary_is_rolled_back_on_the_cluster(self):
+        stable, canary, _jobs = self._canary()
+        self.prometheus.requests, self.prometheus.errors, self.prometheus.p95 = (
+            100.0, 30.0, 0.04,
+        )  # fmt: skip
+        self._analyze(canary)
+        self.assertEqual(canary.state, "rolled_back")
+        self.assertIn("error rate 30.0%", canary.message or canary.message_ids[0].body)
+        self.assertEqual((stable.state, stable.traffic_percent), ("active", 100))
+        service = self._service(serving.plan(stable).route).json()
+        self.assertEqual(
+            service["spec"]["selector"][manifests.COLOUR_LABEL], f"d{stable.id}"
+        )
+        self.assertEqual(self._replicas(stable), 1)
+        # the canary's objects are going (foreground: their pods first)
+        answer = self.kube.get(
+            f"/apis/apps/v1/namespaces/{self.namespace}/deployments/mlops-d{canary.id}"
+        )
+        self.assertTrue(
+            answer.status_code == 404 or answer.json()["metadata"]["deletionTimestamp"]
         )
