@@ -318,6 +318,8 @@ def run_stage(run, stage_name):
                 return "succeeded", STAGES[stage_name](deployment)
         except StageNotRun as skipped:
             return "skipped", str(skipped)
+        except TargetUnavailable:
+            raise  # out of reach now: jobs.attempt has it tried again
         except (StageFailed, TargetFailed) as failure:
             return "failed", errors.describe(failure)
 

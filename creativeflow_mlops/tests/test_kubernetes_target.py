@@ -87,19 +87,21 @@ class KubernetesCase(MlopsCase):
             key=lambda j: order.index(j.args[0]),
         )
         for job in stages:
-            for _try in range(3):
+            for _try in range(60):
                 try:
                     with self.env.cr.savepoint():
                         job.perform()
                     break
                 except RetryableJobError:
-                    run = job.recordset
-                    deployment = run.deployment_id
+                    # not ready: the kubelet runs the pods, the controller
+                    # reports them ready a moment later
+                    deployment = job.recordset.deployment_id
                     self.kubelet.run(
                         self.namespace,
                         f"{manifests.COLOUR_LABEL}=d{deployment.id}",
                         expect=pods,
                     )
+                    time.sleep(0.1)
             else:
                 self.fail(f"{job.method_name} never finished")
         trap.enqueued_jobs = []
@@ -279,6 +281,59 @@ class TestKubernetesTarget(KubernetesCase):
         self.assertEqual(
             self._service(route).status_code, 404, self._service(route).text
         )
+
+    def test_an_api_server_out_of_reach_is_retried_and_nothing_recorded(self):
+        """apply while the API server cannot be reached: the job asks to be
+        retried, its stage stays pending and nothing says it was applied;
+        once the server is back, the same job applies. Forbidden by RBAC:
+        the run fails with the verb and resource the cluster named."""
+        with s3_backend(self.env, code="k8s_fault", default=True):
+            version = self._validated("3.0.0")
+            other = self._validated("3.1.0")
+        options = dict(self.target.options)
+        self.target.options = {**options, "server_url": "https://127.0.0.1:9"}
+        with trap_jobs() as trap:
+            version.with_user(self.approver).action_approve_staging(
+                reason="out of reach", target="cluster"
+            )
+            jobs = {
+                j.args[0]: j
+                for j in trap.enqueued_jobs
+                if j.method_name == "_run_stage"
+            }
+            for name in ("fetch_artifact", "build_image", "push_image"):
+                jobs[name].perform()
+            with self.assertRaisesRegex(RetryableJobError, "cannot be reached"):
+                with self.env.cr.savepoint():
+                    jobs["apply"].perform()
+            deployment = version.deployment_ids
+            apply = deployment.stage_ids.filtered(lambda s: s.name == "apply")
+            self.assertEqual(apply.state, "pending")
+            self.assertEqual(deployment.state, "deploying")
+            self.assertEqual(
+                self.kube.get(
+                    f"/apis/apps/v1/namespaces/{self.namespace}/deployments/"
+                    f"mlops-d{deployment.id}"
+                ).status_code,
+                404,
+            )
+            self.target.options = options
+            jobs["apply"].perform()
+            self.assertEqual(apply.state, "succeeded")
+        deployment.with_user(self.approver).action_undeploy()
+        # RBAC says no: a clear failure, not a retry
+        os.environ["MLOPS_TARGET_CLUSTER_TOKEN"] = self.kube.limited_token
+        try:
+            with trap_jobs() as trap:
+                other.with_user(self.approver).action_approve_staging(
+                    reason="forbidden", target="cluster"
+                )
+                self._run_pipeline(trap)
+        finally:
+            os.environ["MLOPS_TARGET_CLUSTER_TOKEN"] = self.kube.admin_token
+        failed = other.deployment_ids
+        self.assertEqual(failed.state, "failed")
+        self.assertIn('cannot patch resource "secrets"', failed.message)
 
 
 class TestKubernetesCanary(KubernetesCase):
