@@ -5,7 +5,7 @@ routes take and answer: the contract's objects (docs/reference/api.md) as
 ``services.serializers`` writes them. Routes name them in their
 declarations; ``openapi`` assembles the document."""
 
-from ..lifecycle import INTERFACE_TYPES, MODEL_FORMATS, TASK_TYPES
+from ..lifecycle import DRIFT_STATES, INTERFACE_TYPES, MODEL_FORMATS, TASK_TYPES
 from ..scanners import catalog
 from ..services import metadata, resources
 
@@ -154,6 +154,7 @@ SCHEMAS = {
             "traffic_percent",
             "endpoint_url",
             "target",
+            "drift",
             "created_at",
         ],
         "properties": {
@@ -169,6 +170,14 @@ SCHEMAS = {
             "endpoint_url": _nullable("string"),
             "target": _nullable("string"),
             "message": _nullable("string"),
+            "drift": {
+                "type": "string",
+                "enum": [key for key, _label in DRIFT_STATES],
+                "description": "What reconciliation found on the target "
+                "(docs/reference/targets.md).",
+            },
+            "drift_detail": _nullable("string"),
+            "image": _nullable("string"),
             "created_at": STAMP,
             "pipeline_run": {"type": ["object", "null"]},
             "live": {"type": ["object", "null"]},

@@ -163,6 +163,9 @@ CHILDREN = SQL(
                 'endpoint_url', %(endpoint_url)s,
                 'target', %(target)s,
                 'message', %(message)s,
+                'drift', %(drift)s,
+                'drift_detail', %(drift_detail)s,
+                'image', %(image)s,
                 'created_at', %(deployed_at)s
             ) ORDER BY d.id DESC)
             FROM mlops_deployment d WHERE d.version_id = %(v)s.id
@@ -182,6 +185,9 @@ CHILDREN = SQL(
         SQL("(SELECT t.code FROM mlops_deployment_target t WHERE t.id = d.target_id)")
     ),
     message=_text(SQL("d.message")),
+    drift=_selection(SQL("d.drift")),
+    drift_detail=_text(SQL("d.drift_detail")),
+    image=_text(SQL("d.image")),
     deployed_at=_timestamp(SQL("d.create_date")),
 )
 

@@ -102,6 +102,9 @@ def deployment(record, full=False):
         "endpoint_url": record.endpoint_url or None,
         "target": record.target or None,
         "message": record.message or None,
+        "drift": record.drift,
+        "drift_detail": record.drift_detail or None,
+        "image": record.image or None,
         "created_at": timestamp(record.create_date),
     }
     if full:

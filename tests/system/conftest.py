@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import devstack
+import kubeserver
 import pytest
 import systemstack
 import testservers
@@ -53,6 +54,8 @@ class Stack:
             env={
                 "MLOPS_STORAGE_SYS_ACCESS_KEY": testservers.ACCESS_KEY,
                 "MLOPS_STORAGE_SYS_SECRET_KEY": testservers.SECRET_KEY,
+                # the kubernetes target of code "cluster" (test_kubernetes.py)
+                "MLOPS_TARGET_CLUSTER_TOKEN": kubeserver.ADMIN_TOKEN,
                 # the CI provider of code "syslab" (test_ci_callback.py)
                 "MLOPS_CI_SYSLAB_TOKEN": CI_TOKEN,
                 # a cron set due now (set_cron) wakes Odoo's cron thread at
