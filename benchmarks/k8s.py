@@ -167,8 +167,17 @@ def reconciliation(kube):
     return results, setup
 
 
-def modelcar(oci, work):
-    """(seconds for build + push, seconds for a plain blob upload)."""
+def modelcar(oci, work, rounds=3):
+    """Medians of ``rounds`` (seconds for build + push, seconds for a plain
+    blob upload), fresh bytes each round."""
+    results = [_modelcar_round(oci, work) for _ in range(rounds)]
+    return (
+        statistics.median(r[0] for r in results),
+        statistics.median(r[1] for r in results),
+    )
+
+
+def _modelcar_round(oci, work):
     modelcar_module = serve.adapter("modelcar")
     oci_registry = serve.adapter("oci_registry")
     source = work / "big.onnx"
@@ -184,7 +193,7 @@ def modelcar(oci, work):
     registry.upload("plain/blob", digest, path=source)
     plain = time.perf_counter() - started
     started = time.perf_counter()
-    layer = modelcar_module.model_layer(source, "big", "model.onnx", work / "big.tar")
+    layer = modelcar_module.model_layer(source, "big", "model.onnx")
     pushed = modelcar_module.push(
         registry,
         oci_registry.Reference.parse(base),
@@ -239,7 +248,7 @@ def bench_k8s():
     if sum(passes[LIVE][1].values()) != sum(passes[50][1].values()):
         missed.append("reconciliation requests grow with the deployments")
     ratio = plain / ours
-    print(f"\nModelCar {MODELCAR_MIB} MiB: build + push {ours:.2f} s "
+    print(f"\nModelCar {MODELCAR_MIB} MiB, medians of 3: build + push {ours:.2f} s "
           f"({MODELCAR_MIB / ours:.0f} MiB/s); plain blob upload {plain:.2f} s "
           f"({MODELCAR_MIB / plain:.0f} MiB/s): {ratio:.2f}x")  # fmt: skip
     if ratio < 0.8:

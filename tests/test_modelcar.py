@@ -5,7 +5,9 @@ is the one uploaded, byte for byte."""
 import base64
 import hashlib
 import http.server
+import io
 import json
+import tarfile
 import threading
 
 import pytest
@@ -44,16 +46,39 @@ def model_file(tmp_path):
     return path
 
 
-def test_the_model_layer_is_the_same_bytes_for_the_same_artifact(tmp_path, model_file):
-    one = modelcar.model_layer(model_file, "mlp", "model.onnx", tmp_path / "a.tar")
-    two = modelcar.model_layer(model_file, "mlp", "model.onnx", tmp_path / "b.tar")
+def test_the_model_layer_is_a_tar_of_the_same_bytes_for_the_same_artifact(
+    tmp_path, model_file
+):
+    """Its digest is the one of the bytes sent; it reads back as a tar with
+    the model at /models/<model>/1/."""
+    one = modelcar.model_layer(model_file, "mlp", "model.onnx")
+    two = modelcar.model_layer(model_file, "mlp", "model.onnx")
     assert one.digest == two.digest
-    assert one.digest == f"sha256:{hashlib.sha256(one.path.read_bytes()).hexdigest()}"
+    sent = one.reader().read(10**9)
+    rest = one.reader()
+    data = b"".join(iter(lambda: rest.read(65536), b""))
+    assert len(data) == one.size == len(rest)
+    assert one.digest == f"sha256:{hashlib.sha256(data).hexdigest()}"
+    assert data.startswith(sent)
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        assert tar.getnames() == [
+            "models",
+            "models/mlp",
+            "models/mlp/1",
+            "models/mlp/1/model.onnx",
+        ]
+        member = tar.getmember("models/mlp/1/model.onnx")
+        assert (member.uid, member.mtime, member.mode) == (0, 0, 0o644)
+        assert tar.extractfile(member).read() == model_file.read_bytes()
+    assert (
+        one.files[str(model_file)]
+        == hashlib.sha256(model_file.read_bytes()).hexdigest()
+    )
 
 
 def test_build_push_and_pull_back(oci, base, tmp_path, model_file):
     registry = _client(oci)
-    layer = modelcar.model_layer(model_file, "mlp", "model.onnx", tmp_path / "l.tar")
+    layer = modelcar.model_layer(model_file, "mlp", "model.onnx")
     target = Reference.parse(f"{oci.host}/models/mlp:1.0.0")
     pushed = modelcar.push(
         registry, Reference.parse(base), target, layer, {"model": "mlp"}
@@ -79,7 +104,10 @@ def test_build_push_and_pull_back(oci, base, tmp_path, model_file):
     again = modelcar.push(
         registry, Reference.parse(base), target, layer, {"model": "mlp"}
     )
-    assert set(again.blobs.values()) == {"present"}
+    # (the base's layer is mounted again: for a blob already there that is
+    # one call, as a HEAD would be)
+    assert again.blobs[layer.digest] == "present"
+    assert sorted(again.blobs.values()) == ["mounted", "present", "present"]
     assert again.image == pushed.image
 
 

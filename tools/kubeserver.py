@@ -37,6 +37,7 @@ LIMITED_USER = "mlops-limited"
 class KubeServer:
     def __init__(self, workdir=None):
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="mlops-kube-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
         self.processes = []
         self.port = None
         self.admin_token = ADMIN_TOKEN

@@ -27,6 +27,7 @@ BUSYBOX = "/bin/busybox"
 class OciRegistry:
     def __init__(self, workdir=None):
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="mlops-registry-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = None
         self.process = None
         self.username = USERNAME
@@ -121,7 +122,7 @@ auth:
         entries += [
             (f"bin/{tool}", None, 0, "busybox") for tool in ("sh", "ln", "sleep", "cp")
         ]
-        layer = modelcar.tar_layer(entries, self.workdir / "base.tar")
+        layer = modelcar.tar_layer(entries)
         config = modelcar.json_bytes(
             {
                 "architecture": "amd64",
@@ -131,7 +132,7 @@ auth:
             }
         )
         config_digest = f"sha256:{hashlib.sha256(config).hexdigest()}"
-        registry.push_blob(BASE_REPOSITORY, layer.digest, path=layer.path)
+        registry.push_blob(BASE_REPOSITORY, layer.digest, reader=layer.reader)
         registry.push_blob(BASE_REPOSITORY, config_digest, data=config)
         manifest = modelcar.json_bytes(
             {

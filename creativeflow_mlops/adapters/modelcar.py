@@ -14,14 +14,17 @@ through ``adapters.oci_registry``. Plain Python: no Odoo.
   (``host/repository@sha256:...``) and what was sent.
 """
 
+import base64
 import hashlib
 import io
 import json
 import os
 import tarfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from .oci_registry import (
+    CHUNK,
     OCI_CONFIG,
     OCI_LAYER,
     OCI_MANIFEST,
@@ -34,9 +37,77 @@ MODELS = "models"
 
 @dataclass
 class Layer:
-    path: str
+    """An uncompressed tar layer as its parts: bytes (headers, padding) and
+    files (path, size) read when sent. Built without writing the tar: the
+    artifact is read once for the digest, and once more when pushed."""
+
+    parts: list
     digest: str
     size: int
+    # each file's own SHA-256 (hex), read in the same pass
+    files: dict = field(default_factory=dict)
+
+    def reader(self):
+        return _PartsReader(self.parts)
+
+    def to_json(self):
+        return {
+            "digest": self.digest,
+            "size": self.size,
+            "parts": [
+                {"bytes": base64.b64encode(p).decode()}
+                if isinstance(p, bytes)
+                else {"file": str(p[0]), "size": p[1]}
+                for p in self.parts
+            ],
+        }
+
+    @classmethod
+    def from_json(cls, data):
+        parts = [
+            base64.b64decode(p["bytes"]) if "bytes" in p else (p["file"], p["size"])
+            for p in data["parts"]
+        ]
+        return cls(parts, data["digest"], data["size"])
+
+
+# a file-like class: read is not the ORM's method
+# pylint: disable=method-required-super
+class _PartsReader:
+    """The layer's bytes, read in order (with a length: sent with a
+    Content-Length, not chunked)."""
+
+    def __init__(self, parts):
+        self.parts = list(parts)
+        self.size = sum(len(p) if isinstance(p, bytes) else p[1] for p in parts)
+        self.handle = None
+        self.index = 0
+
+    def __len__(self):
+        return self.size
+
+    def read(self, amount=-1):
+        amount = CHUNK if amount is None or amount < 0 else amount
+        while self.index < len(self.parts):
+            part = self.parts[self.index]
+            if isinstance(part, bytes):
+                self.index += 1
+                if part:
+                    return part
+                continue
+            if self.handle is None:
+                self.handle = open(part[0], "rb")  # noqa: SIM115 - closed at its end
+            data = self.handle.read(max(amount, CHUNK))
+            if data:
+                return data
+            self.handle.close()
+            self.handle = None
+            self.index += 1
+        return b""
+
+    def close(self):
+        if self.handle:
+            self.handle.close()
 
 
 @dataclass
@@ -63,46 +134,50 @@ def _info(name, kind=tarfile.DIRTYPE, size=0, mode=0o755, link=""):
     return info
 
 
-# a file-like class: write is not the ORM's method
-# pylint: disable=method-required-super
-class _Hashing:
-    """A write-only file that hashes what goes through it."""
-
-    def __init__(self, handle):
-        self.handle = handle
-        self.sha = hashlib.sha256()
-        self.size = 0
-
-    def write(self, data):
-        self.sha.update(data)
-        self.size += len(data)
-        return self.handle.write(data)
-
-    def flush(self):
-        self.handle.flush()
-
-
-def tar_layer(entries, destination):
+def tar_layer(entries):
     """A layer of ``entries``: (path in the image, a local file or None for
-    a folder, mode, symlink target or ""), in that order."""
-    with open(destination, "wb") as raw:
-        hashing = _Hashing(raw)
-        with tarfile.open(fileobj=hashing, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-            for name, source, mode, link in entries:
-                if link:
-                    tar.addfile(_info(name, tarfile.SYMTYPE, mode=0o777, link=link))
-                elif source is None:
-                    tar.addfile(_info(name, mode=mode))
-                else:
-                    size = os.path.getsize(source)
-                    with open(source, "rb") as handle:
-                        tar.addfile(
-                            _info(name, tarfile.REGTYPE, size, mode), fileobj=handle
-                        )
-    return Layer(destination, f"sha256:{hashing.sha.hexdigest()}", hashing.size)
+    a folder, mode, symlink target or ""), in that order; the same bytes for
+    the same files (owners, modes and times fixed)."""
+    parts = []
+    for name, source, mode, link in entries:
+        if link:
+            info = _info(name, tarfile.SYMTYPE, mode=0o777, link=link)
+        elif source is None:
+            info = _info(name, mode=mode)
+        else:
+            info = _info(name, tarfile.REGTYPE, os.path.getsize(source), mode)
+        parts.append(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
+        if source is not None and not link:
+            parts.append((str(source), info.size))
+            parts.append(b"\0" * (-info.size % tarfile.BLOCKSIZE))
+    # the end of the archive: two empty blocks, up to a whole record
+    written = sum(len(p) if isinstance(p, bytes) else p[1] for p in parts)
+    end = 2 * tarfile.BLOCKSIZE
+    parts.append(b"\0" * (end + (-(written + end) % tarfile.RECORDSIZE)))
+    digest, files, size = hashlib.sha256(), {}, 0
+    for part in parts:
+        if isinstance(part, bytes):
+            digest.update(part)
+            size += len(part)
+            continue
+        own = hashlib.sha256()
+        # the file's own digest on another core (hashlib lets go of the
+        # GIL): the layer costs one pass over the artifact, not two
+        with open(part[0], "rb") as handle, ThreadPoolExecutor(1) as helper:
+            pending = None
+            for chunk in iter(lambda h=handle: h.read(CHUNK), b""):
+                if pending:
+                    pending.result()
+                pending = helper.submit(own.update, chunk)
+                digest.update(chunk)
+                size += len(chunk)
+            if pending:
+                pending.result()
+        files[part[0]] = own.hexdigest()
+    return Layer(parts, f"sha256:{digest.hexdigest()}", size, files)
 
 
-def model_layer(source, model, filename, destination):
+def model_layer(source, model, filename):
     """The artifact at ``/models/<model>/1/<filename>``."""
     return tar_layer(
         [
@@ -111,7 +186,6 @@ def model_layer(source, model, filename, destination):
             (f"{MODELS}/{model}/1/", None, 0o755, ""),
             (f"{MODELS}/{model}/1/{filename}", source, 0o644, ""),
         ],
-        destination,
     )
 
 
@@ -140,7 +214,7 @@ def push(registry, base, target, layer, labels=None):
             target.repository, descriptor["digest"], source=base.repository
         )
     pushed.blobs[layer.digest] = registry.push_blob(
-        target.repository, layer.digest, path=layer.path
+        target.repository, layer.digest, reader=layer.reader
     )
     config.setdefault("rootfs", {"type": "layers", "diff_ids": []})
     config["rootfs"]["diff_ids"] = [*config["rootfs"].get("diff_ids", []), layer.digest]

@@ -18,10 +18,12 @@ renders. Plain Python: no Odoo.
 - ``delete`` removes a colour's objects by label, foreground.
 """
 
+import contextlib
 import dataclasses
-import hashlib
 import json
+import os
 import re
+import shutil
 import time
 from pathlib import Path
 
@@ -230,21 +232,25 @@ class KubernetesTarget(Target):
             raise StageNotRun("the cluster reads the artifact from S3: no image")
         folder = self._build_dir(plan)
         folder.mkdir(parents=True, exist_ok=True)
+        kept = folder / "artifact"
+        with contextlib.suppress(FileNotFoundError):
+            kept.unlink()
         with opener() as source:
-            found = _sha256(source)
-            if plan.artifact_sha256 and found != plan.artifact_sha256:
-                raise TargetFailed(
-                    f"the artifact read has SHA-256 {found}, not {plan.artifact_sha256}"
-                )
-            layer = modelcar.model_layer(
-                source,
-                plan.model_name,
-                manifests.model_file(plan),
-                folder / "model.tar",
-            )
-        (folder / "layer.json").write_text(
-            json.dumps({"digest": layer.digest, "size": layer.size})
+            # kept for push_image, which runs as a job of its own
+            try:
+                os.link(source, kept)
+            except OSError:
+                shutil.copyfile(source, kept)
+        layer = modelcar.model_layer(
+            str(kept), plan.model_name, manifests.model_file(plan)
         )
+        found = layer.files[str(kept)]
+        if plan.artifact_sha256 and found != plan.artifact_sha256:
+            kept.unlink()
+            raise TargetFailed(
+                f"the artifact read has SHA-256 {found}, not {plan.artifact_sha256}"
+            )
+        (folder / "layer.json").write_text(json.dumps(layer.to_json()))
         return (
             f"built the model layer {layer.digest} ({layer.size} bytes): "
             f"/models/{plan.model_name}/1/{manifests.model_file(plan)} on "
@@ -260,9 +266,7 @@ class KubernetesTarget(Target):
             built = json.loads((folder / "layer.json").read_text())
         except (OSError, ValueError):
             raise TargetFailed("build_image left no layer to push") from None
-        layer = modelcar.Layer(
-            str(folder / "model.tar"), built["digest"], built["size"]
-        )
+        layer = modelcar.Layer.from_json(built)
         tag = re.sub(r"[^A-Za-z0-9_.-]", "-", plan.version)[:128] or "latest"
         target = Reference.parse(f"{self.options.registry}/{plan.model_name}:{tag}")
         try:
@@ -659,11 +663,3 @@ class KubernetesTarget(Target):
             raise TargetFailed(f"Kubernetes {version}: " + "; ".join(problems))
         info["access"] = f"all {len(needed)} verbs allowed"
         return info
-
-
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1024 * 1024), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
