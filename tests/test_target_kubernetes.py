@@ -390,6 +390,53 @@ def test_blue_green_then_canary_split_then_back(kube_server, namespace):
     )
 
 
+def test_the_gateway_is_placed_on_the_cluster_and_rolls_when_keys_change(
+    kube_server, namespace
+):
+    """The invoke-key gateway's ConfigMap (hashes only), Deployment and
+    Service, valid for the current schema; a key revoked changes the pod
+    template's checksum (its pods roll); the routes' Services stay apart
+    from the gateway's."""
+    target = make_target(kube_server, namespace=namespace)
+    good, other = "a" * 64, "b" * 64
+    table = {
+        "c1-mlp-production": ({good: None}, {other}),
+        "c1-x-staging": ({other: None}, set()),
+    }
+    target.publish_key_table(table)
+    objects = manifests.gateway_objects(namespace, table, target.options)
+    for obj in objects:
+        _validate(obj)
+    base = f"/apis/apps/v1/namespaces/{namespace}/deployments/{manifests.GATEWAY}"
+    first = kube_server.get(base).json()
+    config = kube_server.get(
+        f"/api/v1/namespaces/{namespace}/configmaps/{manifests.GATEWAY}"
+    ).json()["data"]
+    assert f"{good}:c1-mlp-production 1" in config["grants.map"]
+    assert "c1-x-staging" in config["routes.map"]
+    assert kube_server.get(
+        f"/api/v1/namespaces/{namespace}/services/{manifests.GATEWAY}"
+    ).ok
+    # the same table again: nothing sent
+    calls = sum(target.cluster.calls.values())
+    target.publish_key_table(table)
+    assert sum(target.cluster.calls.values()) == calls
+    # revoked: the gateway rolls
+    target.publish_key_table({**table, "c1-mlp-production": ({}, {good, other})})
+    second = kube_server.get(base).json()
+    key = f"{manifests.GROUP}/config"
+    assert (
+        second["spec"]["template"]["metadata"]["annotations"][key]
+        != first["spec"]["template"]["metadata"]["annotations"][key]
+    )
+    assert second["metadata"]["generation"] == first["metadata"]["generation"] + 1
+    # a routing table without the gateway's name keeps its Service
+    target.switch_traffic({})
+    assert kube_server.get(
+        f"/api/v1/namespaces/{namespace}/services/{manifests.GATEWAY}"
+    ).ok
+
+
 def test_gpu_capacity_is_checked_before_pods_are_added(kube_server, namespace):
     """Allocatable GPUs minus what pods request, on the nodes the colour may
     run on: refused with the numbers, or a warning when so configured."""

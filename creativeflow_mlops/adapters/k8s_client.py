@@ -33,6 +33,7 @@ MANAGER = "creativeflow-mlops"
 RESOURCES = {
     ("", "Service"): ("services", True),
     ("", "Secret"): ("secrets", True),
+    ("", "ConfigMap"): ("configmaps", True),
     ("", "Pod"): ("pods", True),
     ("", "Event"): ("events", True),
     ("", "Node"): ("nodes", False),

@@ -27,6 +27,8 @@ label.
 import hashlib
 import re
 
+from . import gateway
+
 MANAGER = "creativeflow-mlops"
 GROUP = "mlops.creativeflow.io"
 MANAGED_BY = {"app.kubernetes.io/managed-by": MANAGER}
@@ -86,10 +88,6 @@ def service_name(route):
 
 def secret_name(plan):
     return dns_name(f"mlops-{plan.key}-s3")
-
-
-def keys_secret_name(route):
-    return dns_name(f"{route}-keys")
 
 
 def managed(owner=""):
@@ -415,19 +413,100 @@ def route_service(route, colour=None, owner=""):
     }
 
 
-def keys_secret(route, document, owner=""):
-    """The invoke keys a route takes, for the gateway in front of it (the
-    same document the local model servers read)."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {
-            "name": keys_secret_name(route),
-            "labels": {**managed(owner), ROUTE_LABEL: service_name(route)},
-        },
-        "type": "Opaque",
-        "stringData": {"keys.json": document},
+GATEWAY = "mlops-gateway"
+GATEWAY_PORT = 8080
+DEFAULT_GATEWAY_IMAGE = "docker.io/library/haproxy:2.6"
+
+
+def gateway_objects(namespace, table, options, owner=""):
+    """The invoke-key gateway on the cluster (``adapters.gateway``): its
+    configuration and maps in a ConfigMap (key hashes only), a Deployment
+    of HAProxy whose pod template carries their checksum (a key published
+    rolls the gateway's pods), and the Service the target's public URL
+    points at. ``table``: {route: (allowed, elsewhere)}."""
+    upstreams = {
+        route: f"{service_name(route)}.{namespace}.svc.cluster.local:80"
+        for route in table
     }
+    files = {
+        "haproxy.cfg": gateway.render_config(
+            f"0.0.0.0:{GATEWAY_PORT}", upstreams, "/etc/gateway"
+        ),
+        **gateway.render_maps(table),
+    }
+    common = {**managed(owner), f"{GROUP}/component": "gateway"}
+    pod = {
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": 1000,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "automountServiceAccountToken": False,
+        "containers": [
+            {
+                "name": "haproxy",
+                "image": options.gateway_image or DEFAULT_GATEWAY_IMAGE,
+                "args": ["haproxy", "-W", "-f", "/etc/gateway/haproxy.cfg"],
+                "ports": [
+                    {"name": "http", "containerPort": GATEWAY_PORT, "protocol": "TCP"}
+                ],
+                "readinessProbe": {
+                    "httpGet": {"path": "/__mlops/generation", "port": GATEWAY_PORT},
+                    "periodSeconds": 5,
+                },
+                "volumeMounts": [
+                    {"name": "config", "mountPath": "/etc/gateway", "readOnly": True},
+                    {"name": "run", "mountPath": "/var/run"},
+                ],
+                "securityContext": _security(),
+            }
+        ],
+        "volumes": [
+            {"name": "config", "configMap": {"name": GATEWAY}},
+            {"name": "run", "emptyDir": {}},
+        ],
+    }
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": GATEWAY, "labels": common},
+            "data": files,
+        },
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": GATEWAY, "labels": common},
+            "spec": {
+                "replicas": options.gateway_replicas,
+                "selector": {"matchLabels": common},
+                "template": {
+                    "metadata": {
+                        "labels": common,
+                        "annotations": {f"{GROUP}/config": gateway.checksum(files)},
+                    },
+                    "spec": pod,
+                },
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": GATEWAY, "labels": common},
+            "spec": {
+                "type": "ClusterIP",
+                "selector": common,
+                "ports": [
+                    {
+                        "name": "http",
+                        "port": 80,
+                        "targetPort": GATEWAY_PORT,
+                        "protocol": "TCP",
+                    }
+                ],
+            },
+        },
+    ]
 
 
 def colour_objects(plan, options, versions, credentials=None):

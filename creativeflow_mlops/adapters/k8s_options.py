@@ -59,6 +59,9 @@ class KubernetesOptions:
         "RawDeployment (Standard) or empty", "RawDeployment"
     )
     timeout_seconds: int = _int("seconds, from 1 to 120", 10)
+    # the invoke-key gateway in front of the routes (adapters.gateway)
+    gateway_image: str = _str("the gateway's HAProxy image")
+    gateway_replicas: int = _int("an integer from 1 to 20", 2)
     # the canary gates' metrics (adapters.prometheus); none: no canary here
     prometheus_url: str = _str("a Prometheus HTTP API's base URL, or empty")
     prometheus_requests: str = _str("a PromQL template ({selector}, {window})")
@@ -95,6 +98,7 @@ def check(options):
         ("target_cpu_percent", 1, 100),
         ("canary_replicas", 2, 100),
         ("timeout_seconds", 1, 120),
+        ("gateway_replicas", 1, 20),
     ):
         if not low <= getattr(options, name) <= high:
             problems[name] = f"from {low} to {high}"

@@ -55,6 +55,7 @@ NEEDED = [
     ("patch", "apps", "deployments/scale"),
     *[(verb, "", "services") for verb in ("get", "list", "create", "patch", "delete")],
     *[(verb, "", "secrets") for verb in ("get", "create", "patch", "deletecollection")],
+    *[(verb, "", "configmaps") for verb in ("get", "create", "patch")],
     ("list", "", "pods"),
     ("get", "", "pods/log"),
     ("list", "", "events"),
@@ -173,6 +174,10 @@ class KubernetesTarget(Target):
 
     def _managed(self):
         return manifests.managed(self.owner)
+
+    def _routes(self):
+        """The selector of the routes' Services (not the gateway's)."""
+        return f"{manifests.selector(**self._managed())},{manifests.ROUTE_LABEL}"
 
     def _owned(self, plan):
         """``plan`` with this target's owner label."""
@@ -452,9 +457,7 @@ class KubernetesTarget(Target):
             )
             self.cluster.apply(service, force=True)
         wanted = {manifests.service_name(route) for route in routes}
-        for service in self.cluster.list(
-            "v1", "Service", selector=manifests.selector(**self._managed())
-        ):
+        for service in self.cluster.list("v1", "Service", selector=self._routes()):
             if service["metadata"]["name"] not in wanted:
                 # nothing depends on a Service: gone at once
                 self.cluster.delete(
@@ -558,18 +561,20 @@ class KubernetesTarget(Target):
             raise TargetFailed(str(error)) from error
         return total, errors, p95, {"at": now}
 
-    def publish_keys(self, route, allowed, elsewhere):
-        """The route's invoke keys as a Secret, for the gateway in front of
-        the cluster (the document the local model servers read)."""
-        document = json.dumps(
-            {"keys": allowed, "elsewhere": sorted(elsewhere)}, sort_keys=True
+    def publish_key_table(self, table):
+        """The invoke-key gateway with every route's keys (its ConfigMap,
+        Deployment and Service): a key revoked or expired is refused once
+        the gateway's pods have rolled (seconds); a table as last applied
+        makes no call."""
+        objects = manifests.gateway_objects(
+            self.options.namespace, table, self.options, self.owner
         )
-        if self._published.get(route) == document:
-            return  # as this client last applied it: no call
-        self.cluster.apply(
-            manifests.keys_secret(route, document, self.owner), force=True
-        )
-        self._published[route] = document
+        document = json.dumps(objects, sort_keys=True)
+        if self._published.get("gateway") == document:
+            return
+        for obj in objects:
+            self.cluster.apply(obj, force=True)
+        self._published["gateway"] = document
 
     # ------------------------------------------------------------------
     # Reconciliation
@@ -586,7 +591,7 @@ class KubernetesTarget(Target):
         }
         services = {
             s["metadata"]["name"]
-            for s in self.cluster.list("v1", "Service", selector=managed)
+            for s in self.cluster.list("v1", "Service", selector=self._routes())
         }
         autoscalers = set()
         if kind == "Deployment" and any(

@@ -29,8 +29,9 @@ What a client does, for a ``ServePlan`` (one colour of one deployment):
   once, {route: [(colour key, percent)...]};
 - ``delete(plan)``: take the colour down;
 - ``route_url(route)``: the stable base URL of a route (OIP paths below);
-- ``publish_keys(route, allowed, elsewhere)``: the invoke keys a route takes
-  ({SHA-256: expiry or None}) and the known keys it refuses with a 403;
+- ``publish_key_table(table)``: the invoke keys each route takes
+  ({route: ({SHA-256: expiry or None}, the known keys it refuses with a
+  403)}), by default route by route (``publish_keys``);
 - ``reading(plan)`` and ``analysis(plan, since)``: a reading of the colour's
   traffic, and the requests, 5xx and p95 since an earlier reading (the
   canary's gates);
@@ -297,6 +298,11 @@ class Target(abc.ABC):
     def publish_keys(self, route, allowed, elsewhere):
         """What checks invoke keys in front of this target is not Odoo's."""
         return None
+
+    def publish_key_table(self, table):
+        """Every route's keys at once: {route: (allowed, elsewhere)}."""
+        for route, (allowed, elsewhere) in sorted(table.items()):
+            self.publish_keys(route, allowed, elsewhere)
 
     def reading(self, plan):
         raise TargetFailed(f"the {self.kind} target gives Odoo no metrics")

@@ -331,20 +331,18 @@ def publish_keys(env, extra=None):
         ) | (extra.sudo() if extra and extra.target_id == target else Deployment)
         if not deployments:
             continue
-        client = target._get_client()
-        seen = set()
+        table = {}
         for deployment in deployments:
             route = plan(deployment).route
-            if route in seen:
+            if route in table:
                 continue
-            seen.add(route)
             allowed = {
                 key.key_hash: epoch[key]
                 for key in keys
                 if key._allows(deployment.model_id, deployment.environment)
             }
-            elsewhere = {key.key_hash for key in keys} - set(allowed)
-            client.publish_keys(route, allowed, elsewhere)
+            table[route] = (allowed, {key.key_hash for key in keys} - set(allowed))
+        target._get_client().publish_key_table(table)
 
 
 def undeploy(deployments):

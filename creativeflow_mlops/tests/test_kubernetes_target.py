@@ -217,13 +217,14 @@ class TestKubernetesTarget(KubernetesCase):
         # the ledger says so, as on any target
         ledger = self.env["mlops.promotion"]._current(version.model_id, "staging")
         self.assertEqual(ledger.deployment_id, deployment)
-        # the invoke keys a gateway reads
-        self.assertEqual(
-            self.kube.get(
-                f"/api/v1/namespaces/{self.namespace}/secrets/"
-                f"{manifests.keys_secret_name(route)}"
-            ).status_code,
-            200,
+        # the invoke-key gateway in front of the cluster serves the route
+        gateway = self.kube.get(
+            f"/api/v1/namespaces/{self.namespace}/configmaps/{manifests.GATEWAY}"
+        ).json()
+        self.assertIn(route, gateway["data"]["routes.map"])
+        self.assertIn(
+            f"{route}.{self.namespace}.svc.cluster.local:80",
+            gateway["data"]["haproxy.cfg"],
         )
 
         # reconciliation: in sync, then deleted by hand
@@ -333,7 +334,7 @@ class TestKubernetesTarget(KubernetesCase):
             os.environ["MLOPS_TARGET_CLUSTER_TOKEN"] = self.kube.admin_token
         failed = other.deployment_ids
         self.assertEqual(failed.state, "failed")
-        self.assertIn('cannot patch resource "secrets"', failed.message)
+        self.assertIn('cannot patch resource "configmaps"', failed.message)
 
 
 class TestKubernetesCanary(KubernetesCase):
