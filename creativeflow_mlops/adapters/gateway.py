@@ -22,6 +22,7 @@ routes rewrites the configuration and reloads. ``gateway_objects`` (in
 Python: no Odoo.
 """
 
+import contextlib
 import hashlib
 import os
 import re
@@ -250,7 +251,7 @@ class KeyGateway:
         """Until a new connection reaches a process of this configuration."""
         deadline = time.monotonic() + TIMEOUT
         while time.monotonic() < deadline:
-            try:
+            with contextlib.suppress(requests.RequestException):
                 answer = requests.get(
                     f"{self.url}/__mlops/generation",
                     timeout=1,
@@ -258,8 +259,6 @@ class KeyGateway:
                 )
                 if answer.text == wanted:
                     return
-            except requests.RequestException:
-                pass
             time.sleep(0.05)
         raise GatewayError("the gateway does not serve its configuration")
 
