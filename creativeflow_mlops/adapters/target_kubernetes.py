@@ -98,6 +98,15 @@ class KubernetesTarget(Target):
         return check(options)
 
     @classmethod
+    def required_secrets(cls, options):
+        """A token with a server URL (a kubeconfig or the pod's account
+        carry their own), S3 keys for the S3 init container."""
+        names = ["token"] if options.server_url else []
+        if options.model_source == "s3":
+            names += ["s3_access_key", "s3_secret_key"]
+        return tuple(names)
+
+    @classmethod
     def capabilities(cls, options):
         plain = options.mode == "plain"
         return Capabilities(
@@ -638,7 +647,9 @@ class KubernetesTarget(Target):
                     workload["metadata"].get("creationTimestamp")
                 )
         after = self.cluster.calls
-        result.requests = {k: after[k] - before.get(k, 0) for k in after}
+        result.requests = {
+            k: after[k] - before.get(k, 0) for k in after if after[k] > before.get(k, 0)
+        }
         return result
 
     def check(self):

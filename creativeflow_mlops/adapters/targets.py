@@ -238,6 +238,11 @@ class Target(abc.ABC):
         return options
 
     @classmethod
+    def required_secrets(cls, options):
+        """The secrets ``options`` need (the others are optional)."""
+        return cls.secrets
+
+    @classmethod
     def default_options(cls, context):
         """Defaults that come from the server configuration."""
         return {}

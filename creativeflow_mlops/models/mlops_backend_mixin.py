@@ -61,11 +61,12 @@ class MlopsBackendMixin(models.AbstractModel):
         for backend in self:
             backend.has_credentials = all(
                 backend._backend_secret(name)
-                for name in backend._backend_secret_names()
+                for name in backend._backend_required_secrets()
             )
             backend.credentials_help = (
                 " / ".join(
-                    backend._secret_variable(n) for n in backend._backend_secret_names()
+                    backend._secret_variable(n)
+                    for n in backend._backend_required_secrets()
                 )
                 or False
             )
@@ -124,7 +125,7 @@ class MlopsBackendMixin(models.AbstractModel):
         return value or tools.config.get(key) or None
 
     def _require_secrets(self):
-        names = self._backend_secret_names()
+        names = self._backend_required_secrets()
         missing = [n for n in names if not self._backend_secret(n)]
         if missing:
             raise BackendUnavailable(
@@ -141,6 +142,10 @@ class MlopsBackendMixin(models.AbstractModel):
         """The secrets' names (a backend whose kind decides them overrides
         this)."""
         return self._backend_secrets
+
+    def _backend_required_secrets(self):
+        """The secrets its settings need (the others are optional)."""
+        return self._backend_secret_names()
 
     def _build_client(self):
         raise NotImplementedError

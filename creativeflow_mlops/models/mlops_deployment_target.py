@@ -83,6 +83,10 @@ class MlopsDeploymentTarget(models.Model):
                     self.env._("The options are not JSON: %s", error)
                 ) from None
 
+    @api.depends("code", "kind", "options")
+    def _compute_has_credentials(self):
+        return super()._compute_has_credentials()
+
     @api.depends("kind", "options")
     def _compute_capabilities_text(self):
         for target in self:
@@ -197,6 +201,12 @@ class MlopsDeploymentTarget(models.Model):
 
     def _backend_secret_names(self):
         return self._kind_class().secrets
+
+    def _backend_required_secrets(self):
+        try:
+            return self._kind_class().required_secrets(self._options())
+        except ValidationError:
+            return self._kind_class().secrets
 
     def _build_client(self):
         secrets = {

@@ -56,6 +56,9 @@ class Stack:
                 "MLOPS_STORAGE_SYS_SECRET_KEY": testservers.SECRET_KEY,
                 # the kubernetes target of code "cluster" (test_kubernetes.py)
                 "MLOPS_TARGET_CLUSTER_TOKEN": kubeserver.ADMIN_TOKEN,
+                # its pods' S3 init container reads the stack's bucket
+                "MLOPS_TARGET_CLUSTER_S3_ACCESS_KEY": testservers.ACCESS_KEY,
+                "MLOPS_TARGET_CLUSTER_S3_SECRET_KEY": testservers.SECRET_KEY,
                 # the CI provider of code "syslab" (test_ci_callback.py)
                 "MLOPS_CI_SYSLAB_TOKEN": CI_TOKEN,
                 # a cron set due now (set_cron) wakes Odoo's cron thread at
