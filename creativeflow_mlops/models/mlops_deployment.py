@@ -3,6 +3,7 @@
 from odoo import api, fields, models
 from odoo.exceptions import UserError
 
+from ..adapters.targets import TargetFailed
 from ..exceptions import InvalidInput, TransitionNotAllowed
 from ..lifecycle import (
     APPROVER,
@@ -13,7 +14,7 @@ from ..lifecycle import (
     ENVIRONMENTS,
     STRATEGIES,
 )
-from ..services import canary, jobs, registry_changes, serving
+from ..services import canary, errors, jobs, registry_changes, serving
 from ..services import deployment as deploy_service
 
 # a deployment in one of these states serves or may serve traffic
@@ -164,9 +165,10 @@ class MlopsDeployment(models.Model):
         undeployed: it is rolled back, replaced, or archived with its
         version."""
         self._check_can_undeploy()
-        deploy_service.undeploy(
-            self, self.env._("undeployed by %s", self.env.user.name)
-        )
+        with errors.target_call(", ".join(self.target_id.mapped("name"))):
+            deploy_service.undeploy(
+                self, self.env._("undeployed by %s", self.env.user.name)
+            )
         return True
 
     def action_rollback(self, reason=None):
@@ -174,13 +176,15 @@ class MlopsDeployment(models.Model):
         one action (Approver), and record why."""
         self.ensure_one()
         self._check_can_rollback(reason)
-        return deploy_service.switch_back(self, reason)
+        with errors.target_call(self.target_id.name):
+            return deploy_service.switch_back(self, reason)
 
     def action_canary_promote(self):
         """Give the canary all the traffic now (Approver)."""
         self._check_canary()
         for deployment in self:
-            canary.promote(jobs.as_platform(deployment))
+            with errors.target_call(deployment.target_id.name):
+                canary.promote(jobs.as_platform(deployment))
         return True
 
     def action_canary_abort(self, reason=None):
@@ -188,14 +192,15 @@ class MlopsDeployment(models.Model):
         all the traffic again."""
         self._check_canary()
         for deployment in self:
-            canary.abort(
-                jobs.as_platform(deployment),
-                self.env._(
-                    "aborted by %(user)s: %(reason)s",
-                    user=self.env.user.name,
-                    reason=reason or self.env._("no reason given"),
-                ),
-            )
+            with errors.target_call(deployment.target_id.name):
+                canary.abort(
+                    jobs.as_platform(deployment),
+                    self.env._(
+                        "aborted by %(user)s: %(reason)s",
+                        user=self.env.user.name,
+                        reason=reason or self.env._("no reason given"),
+                    ),
+                )
         return True
 
     def action_set_canary_share(self, percent):
@@ -208,7 +213,8 @@ class MlopsDeployment(models.Model):
         ):
             raise InvalidInput(self.env._("canary_percent is an integer from 1 to 99."))
         for deployment in self:
-            canary.set_share(jobs.as_platform(deployment), percent)
+            with errors.target_call(deployment.target_id.name):
+                canary.set_share(jobs.as_platform(deployment), percent)
         return True
 
     def action_set_replicas(self, replicas):
@@ -335,7 +341,11 @@ class MlopsDeployment(models.Model):
         ):
             return None
         client = self.target_id.sudo()._get_client()
-        status = client.verify(serving.plan(self))
+        try:
+            status = client.verify(serving.plan(self))
+        except TargetFailed as error:
+            # a read never fails for a target out of reach: it says so
+            return {"ready": None, "message": errors.describe(error)}
         return {"ready": status.ready, "message": status.message}
 
     @api.ondelete(at_uninstall=False)

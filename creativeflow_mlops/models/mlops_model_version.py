@@ -652,7 +652,10 @@ class MlopsModelVersion(models.Model):
         """Take down every deployment of the versions that is not already
         finished with (their open runs cancelled)."""
         live = self.sudo().deployment_ids.filtered(lambda d: d.state != "deleted")
-        deploy_service.undeploy(live, self.env._("archived by %s", self.env.user.name))
+        with errors.target_call(", ".join(live.target_id.mapped("name"))):
+            deploy_service.undeploy(
+                live, self.env._("archived by %s", self.env.user.name)
+            )
 
     def _enqueue_validation(self, scan_types=None, integrity_report=None):
         """Start a validation round on each version (services.validation)."""

@@ -11,8 +11,8 @@ import contextlib
 
 from ..adapters.ci import CIUnavailable
 from ..adapters.storage import IntegrityMismatch, StorageError, StorageUnavailable
-from ..adapters.targets import TargetUnavailable
-from ..exceptions import BackendUnavailable, MLOpsError, PayloadTooLarge
+from ..adapters.targets import TargetFailed, TargetUnavailable
+from ..exceptions import BackendUnavailable, Conflict, MLOpsError, PayloadTooLarge
 from ..utils import scrub_paths
 
 # what a later try may get through
@@ -55,3 +55,16 @@ def backend_call(refused=BackendUnavailable, what=None):
         yield
     except StorageError as error:
         raise to_contract(error, refused, what) from error
+
+
+@contextlib.contextmanager
+def target_call(target_name):
+    """``with target_call(name): client.do()`` in a request: a target out
+    of reach is a 503 (nothing changed: the transaction rolls back, try
+    again), one that refused a 409 with its reason."""
+    try:
+        yield
+    except TargetUnavailable as error:
+        raise BackendUnavailable(f"{target_name}: {describe(error)}") from error
+    except TargetFailed as error:
+        raise Conflict(f"{target_name}: {describe(error)}") from error

@@ -8,6 +8,7 @@ retires the idle blue-green colours kept long enough; ``publish_keys`` gives
 every route its invoke keys; ``undeploy`` takes deployments down.
 """
 
+import logging
 from datetime import timedelta
 
 import psycopg2
@@ -17,6 +18,8 @@ from odoo import fields
 from ..adapters.targets import ServePlan, TargetFailed
 from . import errors, jobs, settings
 from . import resources as resource_service
+
+_logger = logging.getLogger(__name__)
 
 # the deployments that take an environment's traffic
 SERVING = ("active", "rolling_out_canary")
@@ -161,7 +164,7 @@ def supervise(env):
         if changed or found.republish:
             _publish_unless_newer(target, done)
     # keys expire: the files say so, and a lost file comes back
-    publish_keys(env)
+    publish_keys(env, strict=False)
     return done
 
 
@@ -311,11 +314,14 @@ def _unknown(deployments, why):
     )
 
 
-def publish_keys(env, extra=None):
+def publish_keys(env, extra=None, strict=True):
     """Give every route its invoke keys: the active, unexpired keys whose
     scope covers the route's model and environment, and the hashes of the
     other keys (a 403 there). ``extra``: a deployment coming up, whose
-    route may not serve yet."""
+    route may not serve yet. Not ``strict`` (the supervisor), a target that
+    cannot take them is logged and the others still get theirs: what
+    checks keys refuses what it does not know, so a late table is never a
+    key let in."""
     Key = env["mlops.invoke.key"].sudo()
     keys = Key.search([])
     epoch = {
@@ -342,7 +348,14 @@ def publish_keys(env, extra=None):
                 if key._allows(deployment.model_id, deployment.environment)
             }
             table[route] = (allowed, {key.key_hash for key in keys} - set(allowed))
-        target._get_client().publish_key_table(table)
+        try:
+            target._get_client().publish_key_table(table)
+        except TargetFailed as error:
+            if strict:
+                raise
+            _logger.warning(
+                "the invoke keys of %s: %s", target.code, errors.describe(error)
+            )
 
 
 def undeploy(deployments):

@@ -16,7 +16,7 @@ from odoo.addons.queue_job.exception import RetryableJobError
 from odoo.addons.queue_job.tests.common import trap_jobs
 
 from ..adapters import k8s_manifests as manifests
-from ..exceptions import InvalidInput
+from ..exceptions import BackendUnavailable, InvalidInput
 from ..lifecycle import PIPELINE_STAGES
 from ..services import artifacts as artifact_service
 from ..services import serving
@@ -321,6 +321,17 @@ class TestKubernetesTarget(KubernetesCase):
             self.target.options = options
             jobs["apply"].perform()
             self.assertEqual(apply.state, "succeeded")
+        # out of reach again: undeploy is a 503 that changes nothing, and a
+        # read of the deployment says the cluster cannot be asked
+        self.target.options = {**options, "server_url": "https://127.0.0.1:9"}
+        with self.assertRaises(BackendUnavailable):
+            with self.env.cr.savepoint():
+                deployment.with_user(self.approver).action_undeploy()
+        self.assertEqual(deployment.state, "deploying")
+        live = deployment._live_status()
+        self.assertIsNone(live["ready"])
+        self.assertIn("cannot be reached", live["message"])
+        self.target.options = options
         deployment.with_user(self.approver).action_undeploy()
         # RBAC says no: a clear failure, not a retry
         os.environ["MLOPS_TARGET_CLUSTER_TOKEN"] = self.kube.limited_token
