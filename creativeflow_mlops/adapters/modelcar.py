@@ -1,6 +1,7 @@
 """ModelCar images: an artifact in the layout its runtime reads, as an OCI
-image on a base that has a shell (KServe's modelcar sidecar runs
-``ln -sf /proc/$$/root/models /mnt/models && sleep infinity``), built in
+image on a base that has a shell with ``ln`` and ``sleep`` (KServe's
+modelcar sidecar links the image's model folder where the server reads it,
+then sleeps), built in
 Python (layers are tar files written here; no Docker daemon) and pushed
 through ``adapters.oci_registry``. Plain Python: no Odoo.
 
