@@ -132,11 +132,11 @@ def approvals(kube, work):
             answer.raise_for_status()
             deployment_id = answer.json()["deployment_id"]
             path = (
-                f"/apis/apps/v1/namespaces/{namespace}/deployments/"
-                f"mlops-d{deployment_id}"
+                f"/apis/apps/v1/namespaces/{namespace}/deployments?labelSelector="
+                f"mlops.creativeflow.io/colour=d{deployment_id}"
             )
             deadline = time.monotonic() + 60
-            while kube.get(path).status_code != 200:
+            while not kube.get(path).json()["items"]:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"deployment {deployment_id} never applied")
                 time.sleep(0.01)

@@ -130,6 +130,28 @@ def test_a_revoked_key_is_refused_at_once_without_a_reload(gateway, upstream):
     assert _call(gateway, "c1-mlp-production", GOOD).status_code == 401
 
 
+def test_the_cluster_gateway_resolves_names_as_it_runs(tmp_path, upstream):
+    """On a cluster the upstreams are Services' names, asked of the DNS
+    servers of resolv.conf as the gateway runs (a Service re-created after
+    the gateway started is found again): HAProxy takes that configuration
+    and serves with it (the address here a literal: this machine's DNS
+    need not know any name)."""
+    address, _seen = upstream
+    made = KeyGateway(tmp_path / "named", free_port(), resolvers=True)
+    try:
+        made.apply({"c1-mlp-production": address}, _table())
+        config = (tmp_path / "named" / "haproxy.cfg").read_text()
+        assert "parse-resolv-conf" in config
+        assert f"server s1 {address} init-addr last,libc,none resolvers system" in (
+            config
+        )
+        answer = _call(made, "c1-mlp-production", GOOD)
+        assert answer.status_code == 200, answer.text
+        assert _call(made, "c1-mlp-production").status_code == 401
+    finally:
+        made.stop()
+
+
 def test_the_maps_hold_hashes_only():
     maps = render_maps(_table(now=1000))
     text = "".join(maps.values())

@@ -111,6 +111,36 @@ def test_build_push_and_pull_back(oci, base, tmp_path, model_file):
     assert again.image == pushed.image
 
 
+def test_a_declined_mount_copies_the_base_s_layers(oci, base, model_file):
+    """A registry that would rather take an upload than lend the base's
+    blobs (another registry's policy): they are read from the base and
+    uploaded, and the image pulls back whole."""
+    registry = _client(oci)
+    declined = []
+
+    def decline(repository, digest, source):
+        declined.append(digest)
+        return False
+
+    registry.mount = decline
+    layer = modelcar.model_layer(model_file, "mlp", "model.onnx")
+    pushed = modelcar.push(
+        registry,
+        Reference.parse(base),
+        Reference.parse(f"{oci.host}/declined/mlp:1.0.0"),
+        layer,
+        {"model": "mlp"},
+    )
+    assert sorted(pushed.blobs.values()) == ["copied", "uploaded", "uploaded"]
+    (copied,) = declined
+    assert registry.has_blob("declined/mlp", copied)
+    assert registry.get_blob("declined/mlp", copied) == registry.get_blob(
+        Reference.parse(base).repository, copied
+    )
+    data = modelcar.read_model(registry, pushed.image, "mlp", "model.onnx")
+    assert data == model_file.read_bytes()
+
+
 def test_a_bad_credential_is_refused_with_the_registry_s_answer(oci, base):
     with pytest.raises(RegistryRefused, match="401.*UNAUTHORIZED"):
         _client(oci, password="wrong").get_manifest("base/busybox", "1")

@@ -3,11 +3,13 @@ kube-controller-manager (tools/kubeserver.py), the tests playing the
 kubelet; its manifests against Kubernetes' current schemas
 (kubernetes-validate) and the InferenceService CRD the tests install."""
 
+import base64
 import contextlib
 import copy
 import dataclasses
 import hashlib
 import itertools
+import json
 from pathlib import Path
 
 import jsonschema
@@ -50,9 +52,9 @@ def options(kube=None, **values):
     return KubernetesTarget.parse_options(base)
 
 
-def make_target(kube, token=None, **values):
+def make_target(kube, token=None, owner="", **values):
     return KubernetesTarget.build(
-        TargetContext("/nonexistent"),
+        TargetContext("/nonexistent", owner=owner),
         options(kube, **values),
         {
             "token": token or kube.admin_token,
@@ -152,6 +154,22 @@ def test_plain_manifests_validate_against_the_current_schema():
     # the S3 init container reads its credentials from the deployment's Secret
     init = pod["initContainers"][0]
     assert init["envFrom"] == [{"secretRef": {"name": manifests.secret_name(plan)}}]
+    # AWS by default; the store the cluster's pods reach when named
+    assert {e["name"] for e in init["env"]} == {"ARTIFACT_URI", "MODEL_PATH", "HOME"}
+    store = options(s3_endpoint="http://minio.storage:9000", s3_region="eu-west-3")
+    (secret, deployment, *_rest) = manifests.colour_objects(plan, store, {}, {})
+    init = deployment["spec"]["template"]["spec"]["initContainers"][0]
+    env = {e["name"]: e["value"] for e in init["env"]}
+    assert env["AWS_ENDPOINT_URL"] == "http://minio.storage:9000"
+    assert env["AWS_DEFAULT_REGION"] == "eu-west-3"
+    # as KServe's storage initializer reads a Secret
+    assert secret["metadata"]["annotations"] == {
+        "serving.kserve.io/s3-endpoint": "minio.storage:9000",
+        "serving.kserve.io/s3-usehttps": "0",
+        "serving.kserve.io/s3-region": "eu-west-3",
+    }
+    with pytest.raises(ValueError, match="s3_endpoint"):
+        options(s3_endpoint="minio:9000")
 
 
 def test_modelcar_and_older_api_versions():
@@ -193,6 +211,17 @@ def test_inference_services_validate_against_the_crd():
             if o["kind"] == "InferenceService"
         ]
         jsonschema.validate(isvc, schema)
+        if source == "s3":
+            # the storage initializer's keys: a ServiceAccount naming the Secret
+            account = objects_of(plan, opts, "ServiceAccount")
+            _validate(account)
+            assert account["secrets"] == [{"name": manifests.secret_name(plan)}]
+            assert (
+                isvc["spec"]["predictor"]["serviceAccountName"]
+                == (account["metadata"]["name"])
+            )
+        else:
+            assert "serviceAccountName" not in isvc["spec"]["predictor"]
         model = isvc["spec"]["predictor"]["model"]
         assert model["protocolVersion"] == "v2"
         assert model["modelFormat"] == {"name": "onnx"}
@@ -203,6 +232,15 @@ def test_inference_services_validate_against_the_crd():
     broken["spec"]["predictor"]["model"]["storageUri"] = "ftp://x"
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(broken, schema)
+
+
+def objects_of(plan, opts, kind):
+    (found,) = [
+        o
+        for o in manifests.colour_objects(plan, opts, {}, {"AWS_ACCESS_KEY_ID": "a"})
+        if o["kind"] == kind
+    ]
+    return found
 
 
 def test_options_are_checked_by_the_kind():
@@ -242,6 +280,23 @@ def test_test_connection_names_the_version_and_every_refused_verb(
         limited.check()
     assert "deployments.apps" not in str(fewer.value).split("refused:")[1].split(",")[0]
     assert "get services" in str(fewer.value)
+    # everything in the namespace: what is left is the GPU check's reading
+    # of the whole cluster, unless that check is off
+    kube_server.grant(
+        LIMITED_USER,
+        namespace,
+        [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}],
+        name="everything",
+    )
+    with pytest.raises(TargetFailed) as cluster_wide:
+        limited.check()
+    assert str(cluster_wide.value).split("refused: ")[1] == (
+        "list nodes (cluster-wide), list pods (cluster-wide)"
+    )
+    unchecked = make_target(
+        kube_server, kube_server.limited_token, namespace=namespace, gpu_capacity="off"
+    )
+    assert unchecked.check()["access"].startswith("all ")
 
 
 def test_forbidden_names_the_verb_and_resource(kube_server, namespace):
@@ -286,6 +341,28 @@ def test_a_crash_looping_server_fails_verify_with_its_reason(
     kubelet.crash(namespace, f"{manifests.COLOUR_LABEL}={plan.key}")
     status = _until(lambda: target.verify(plan), lambda s: s.failed)
     assert "CrashLoopBackOff" in status.message
+
+
+def test_an_image_pull_fails_the_run_only_when_the_registry_refuses(
+    kube_server, namespace, kubelet
+):
+    """A pull that timed out is the kubelet's to retry: verify waits and
+    says why; a pull refused (unknown, unauthorized) fails at once."""
+    target = make_target(kube_server, namespace=namespace)
+    plan = make_plan()
+    target.apply(plan)
+    chosen = f"{manifests.COLOUR_LABEL}={plan.key}"
+    kubelet.crash(namespace, chosen, "ErrImagePull", message="dial tcp: i/o timeout")
+    status = _until(lambda: target.verify(plan), lambda s: "ErrImagePull" in s.message)
+    assert not status.ready and not status.failed
+    kubelet.crash(
+        namespace,
+        chosen,
+        "ImagePullBackOff",
+        message='pull access denied for "reg.local/mlp": unauthorized',
+    )
+    status = _until(lambda: target.verify(plan), lambda s: s.failed)
+    assert "unauthorized" in status.message
 
 
 def test_an_invalid_object_applies_nothing(kube_server, namespace):
@@ -407,20 +484,39 @@ def test_the_gateway_is_placed_on_the_cluster_and_rolls_when_keys_change(
     objects = manifests.gateway_objects(namespace, table, target.options)
     for obj in objects:
         _validate(obj)
-    base = f"/apis/apps/v1/namespaces/{namespace}/deployments/{manifests.GATEWAY}"
+    base = (
+        f"/apis/apps/v1/namespaces/{namespace}/deployments/{manifests.gateway_name()}"
+    )
     first = kube_server.get(base).json()
     config = kube_server.get(
-        f"/api/v1/namespaces/{namespace}/configmaps/{manifests.GATEWAY}"
+        f"/api/v1/namespaces/{namespace}/configmaps/{manifests.gateway_name()}"
     ).json()["data"]
     assert f"{good}:c1-mlp-production 1" in config["grants.map"]
     assert "c1-x-staging" in config["routes.map"]
     assert kube_server.get(
-        f"/api/v1/namespaces/{namespace}/services/{manifests.GATEWAY}"
+        f"/api/v1/namespaces/{namespace}/services/{manifests.gateway_name()}"
     ).ok
-    # the same table again: nothing sent
+    # the routes' pods take calls from the gateway's alone (metrics: anyone)
+    policy = kube_server.get(
+        f"/apis/networking.k8s.io/v1/namespaces/{namespace}/networkpolicies/"
+        f"{manifests.gateway_name()}"
+    ).json()["spec"]
+    assert policy["podSelector"]["matchExpressions"] == [
+        {"key": manifests.ROUTE_LABEL, "operator": "Exists"}
+    ]
+    callers, metrics = policy["ingress"]
+    assert (
+        callers["from"][0]["podSelector"]["matchLabels"][f"{manifests.GROUP}/component"]
+        == "gateway"
+    )
+    assert [p["port"] for p in callers["ports"]] == [8000, 8080]
+    assert "from" not in metrics
+    # the same table again (another worker's, say): sent, and nothing rolls
     calls = sum(target.cluster.calls.values())
     target.publish_key_table(table)
-    assert sum(target.cluster.calls.values()) == calls
+    assert sum(target.cluster.calls.values()) > calls
+    again = kube_server.get(base).json()
+    assert again["metadata"]["generation"] == first["metadata"]["generation"]
     # revoked: the gateway rolls
     target.publish_key_table({**table, "c1-mlp-production": ({}, {good, other})})
     second = kube_server.get(base).json()
@@ -433,7 +529,7 @@ def test_the_gateway_is_placed_on_the_cluster_and_rolls_when_keys_change(
     # a routing table without the gateway's name keeps its Service
     target.switch_traffic({})
     assert kube_server.get(
-        f"/api/v1/namespaces/{namespace}/services/{manifests.GATEWAY}"
+        f"/api/v1/namespaces/{namespace}/services/{manifests.gateway_name()}"
     ).ok
 
 
@@ -507,10 +603,52 @@ def test_reconciliation_lists_by_label_in_constant_calls(
         f"/api/v1/namespaces/{namespace}/services/{manifests.service_name(plans[2].route)}",
     )
     found = target.reconcile(plans)
+    # Odoo wants more replicas than were applied (a scale not yet sent)
+    wanted = target.reconcile([dataclasses.replace(plans[3], replicas=2)])
+    assert wanted.observed[plans[3].key].detail == (
+        "applied for 1 replicas where 2 are wanted"
+    )
     assert found.observed[plans[0].key].drift == "missing"
     assert found.observed[plans[1].key].drift == "drifted"
     assert found.observed[plans[1].key].detail == "5 replicas where 1 were applied"
     assert found.republish
+
+
+def test_two_targets_sharing_a_namespace_keep_apart(kube_server, namespace):
+    """Two Odoos (or two targets) deploying the same deployment number and
+    route into one namespace: each its own objects, gateway and Service,
+    and neither takes the other's for a stray."""
+    first = make_target(kube_server, namespace=namespace, owner="0123456789abcdef")
+    second = make_target(kube_server, namespace=namespace, owner="fedcba9876543210")
+    plan = make_plan(key="d7")
+    for target in (first, second):
+        target.apply(plan)
+        target.switch_traffic({plan.route: [(plan.key, 100)]})
+        target.publish_key_table({plan.route: ({"a" * 64: None}, set())})
+    names = {first.object_name(plan), second.object_name(plan)}
+    assert names == {"mlops-d7-01234567", "mlops-d7-fedcba98"}
+    listed = kube_server.get(
+        f"/apis/apps/v1/namespaces/{namespace}/deployments"
+    ).json()["items"]
+    assert names | {first.gateway_name(), second.gateway_name()} <= {
+        item["metadata"]["name"] for item in listed
+    }
+    services = {
+        item["metadata"]["name"]
+        for item in kube_server.get(f"/api/v1/namespaces/{namespace}/services").json()[
+            "items"
+        ]
+    }
+    assert {first.service_name(plan.route), second.service_name(plan.route)} <= services
+    for target in (first, second):
+        found = target.reconcile([plan])
+        assert found.observed[plan.key].drift == "in_sync"
+        assert not found.strays
+    # each gateway sends the route to its own Service
+    config = kube_server.get(
+        f"/api/v1/namespaces/{namespace}/configmaps/{second.gateway_name()}"
+    ).json()["data"]["haproxy.cfg"]
+    assert f"{second.service_name(plan.route)}.{namespace}.svc" in config
 
 
 def test_undeploy_leaves_nothing_on_the_cluster(kube_server, namespace, kubelet):
@@ -585,10 +723,24 @@ def test_a_modelcar_is_built_pushed_and_served_by_digest(
     served = dataclasses.replace(plan, image=image)
     target.apply(served)
     pod = kube_server.get(
-        f"/apis/apps/v1/namespaces/{namespace}/deployments/"
-        f"{manifests.colour_name(plan)}"
+        f"/apis/apps/v1/namespaces/{namespace}/deployments/{target.object_name(plan)}"
     ).json()["spec"]["template"]["spec"]
     assert pod["initContainers"][0]["image"] == image
+    # the kubelet pulls it with the registry's credentials, the colour's own
+    (pull,) = pod["imagePullSecrets"]
+    secret = kube_server.get(
+        f"/api/v1/namespaces/{namespace}/secrets/{pull['name']}"
+    ).json()
+    assert secret["type"] == "kubernetes.io/dockerconfigjson"
+    auths = json.loads(base64.b64decode(secret["data"][".dockerconfigjson"]))["auths"]
+    assert auths[oci_registry.host]["username"] == oci_registry.username
+    # or a Secret the namespace already holds, by name
+    named = dataclasses.replace(target.options, image_pull_secret="team-registry")
+    objects = manifests.colour_objects(served, named, {}, {}, target.pull_credentials)
+    assert [o["kind"] for o in objects] == ["Deployment"]
+    assert objects[0]["spec"]["template"]["spec"]["imagePullSecrets"] == [
+        {"name": "team-registry"}
+    ]
     # a tampered artifact is not built
     bad = dataclasses.replace(plan, artifact_sha256="0" * 64)
     with pytest.raises(TargetFailed, match="SHA-256"):
@@ -634,7 +786,16 @@ def test_kserve_mode_reads_the_inference_service_status(kube_server, namespace):
     )
     failed = target.verify(plan)
     assert failed.failed and "ModelLoadFailed: bad onnx" in failed.message
+    # the route reaches the predictor's port; S3 keys through its account
+    target.switch_traffic({plan.route: [(plan.key, 100)]})
+    service = kube_server.get(
+        f"/api/v1/namespaces/{namespace}/services/{target.service_name(plan.route)}"
+    ).json()
+    assert service["spec"]["ports"][0]["targetPort"] == 8080
+    account = f"/api/v1/namespaces/{namespace}/serviceaccounts/"
+    assert kube_server.get(account + target.object_name(plan)).ok
     target.delete(plan)
+    assert kube_server.get(account + target.object_name(plan)).status_code == 404
     # foreground: gone once the garbage collector has seen it has no dependents
     gone = _until(lambda: kube_server.get(path).status_code, lambda c: c == 404, 60)
     assert gone == 404

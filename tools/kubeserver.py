@@ -269,10 +269,10 @@ current-context: test
             {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}},
         )
 
-    def grant(self, user, namespace, rules, cluster_rules=()):
-        """Give ``user`` a Role of ``rules`` in ``namespace`` (and a
-        ClusterRole of ``cluster_rules``)."""
-        name = f"{user}-grant"
+    def grant(self, user, namespace, rules, name=None):
+        """Give ``user`` a Role of ``rules`` in ``namespace`` (``name``: a
+        second grant's)."""
+        name = name or f"{user}-grant"
         self.json(
             "POST",
             f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/roles",
@@ -402,7 +402,7 @@ class Kubelet:
             self._status(namespace, pod, ready)
         return [p["metadata"]["name"] for p in pods]
 
-    def _status(self, namespace, pod, ready, waiting=None):
+    def _status(self, namespace, pod, ready, waiting=None, message="back-off"):
         now = _now()
         flag = "True" if ready else "False"
         containers = [
@@ -412,7 +412,7 @@ class Kubelet:
                 "imageID": "",
                 "ready": ready,
                 "restartCount": 0 if not waiting else 5,
-                "state": {"waiting": {"reason": waiting, "message": "back-off"}}
+                "state": {"waiting": {"reason": waiting, "message": message}}
                 if waiting
                 else {"running": {"startedAt": now}},
             }
@@ -445,9 +445,16 @@ class Kubelet:
         )
 
     def crash(
-        self, namespace, selector, reason="CrashLoopBackOff", expect=1, timeout=20
+        self,
+        namespace,
+        selector,
+        reason="CrashLoopBackOff",
+        expect=1,
+        timeout=20,
+        message="back-off",
     ):
-        """Bind the matching pods and report their server crash-looping."""
+        """Bind the matching pods and report their server waiting for
+        ``reason`` (crash-looping by default) with ``message``."""
         deadline = time.monotonic() + timeout
         pods = []
         while len(pods) < expect and time.monotonic() < deadline:
@@ -455,7 +462,7 @@ class Kubelet:
             time.sleep(0.1)
         self.run(namespace, selector, ready=False)
         for pod in self.pods(namespace, selector):
-            self._status(namespace, pod, False, waiting=reason)
+            self._status(namespace, pod, False, waiting=reason, message=message)
 
     def let_go(self, namespace):
         """Pods being deleted go at once (a kubelet confirms their end)."""
@@ -478,7 +485,8 @@ def _now():
 class PrometheusApi:
     """A Prometheus HTTP API (``/api/v1/query``) the tests set the answers
     of: ``requests``, ``errors`` and ``p95`` (seconds), each None for no
-    series; every query received is kept in ``queries``."""
+    series, or a ``status`` other than 200 to answer every query with;
+    every query received is kept in ``queries``."""
 
     def __init__(self):
         import http.server  # noqa: PLC0415
@@ -486,6 +494,7 @@ class PrometheusApi:
         import urllib.parse  # noqa: PLC0415
 
         self.requests, self.errors, self.p95 = 0.0, 0.0, None
+        self.status = 200
         self.queries = []
         api = self
 
@@ -497,6 +506,11 @@ class PrometheusApi:
                 params = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
                 query = params.get("query", [""])[0]
                 api.queries.append(query)
+                if api.status != 200:
+                    self.send_response(api.status)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 if "summary_us" in query:
                     value = api.p95
                 elif "request_success" in query:

@@ -73,9 +73,12 @@ def render_maps(table):
     }
 
 
-def render_config(bind, upstreams, maps_dir, socket_path=None):
+def render_config(bind, upstreams, maps_dir, socket_path=None, resolvers=False):
     """The gateway's HAProxy configuration: ``upstreams`` {route:
-    "host:port"} (a route's server, or its Service on a cluster)."""
+    "host:port"} (a route's server, or its Service on a cluster).
+    ``resolvers``: names are asked of the system's DNS servers as the
+    gateway runs (a Service created or re-created after the gateway
+    started is found within seconds), not only when it starts."""
 
     def answer(kind, condition):
         status, message = ERRORS[kind]
@@ -95,6 +98,15 @@ def render_config(bind, upstreams, maps_dir, socket_path=None):
         "    timeout client 60s",
         "    timeout http-request 30s",
         "    timeout server 60s",
+    ]
+    if resolvers:
+        lines += [
+            "resolvers system",
+            "    parse-resolv-conf",
+            "    hold valid 10s",
+            "    hold nx 5s",
+        ]
+    lines += [
         "frontend mlops_gateway",
         f"    bind {bind}",
         # which routes this process serves: a reload is over when it says so
@@ -134,7 +146,8 @@ def render_config(bind, upstreams, maps_dir, socket_path=None):
             f"backend {backend_name(route)}",
             # a name that does not resolve yet leaves the server down,
             # not the gateway
-            f"    server s1 {address} init-addr last,libc,none",
+            f"    server s1 {address} init-addr last,libc,none"
+            + (" resolvers system" if resolvers else ""),
         ]
     return "\n".join(lines) + "\n"
 
@@ -157,11 +170,12 @@ def checksum(files):
 class KeyGateway:
     """The gateway as a process on this machine (its files under ``root``)."""
 
-    def __init__(self, root, port, host="127.0.0.1", haproxy=None):
+    def __init__(self, root, port, host="127.0.0.1", haproxy=None, resolvers=False):
         self.root = Path(root)
         self.port = port
         self.host = host
         self.haproxy = haproxy
+        self.resolvers = resolvers
 
     @property
     def url(self):
@@ -176,7 +190,11 @@ class KeyGateway:
         live when this returns."""
         self.root.mkdir(parents=True, exist_ok=True)
         config = render_config(
-            f"{self.host}:{self.port}", upstreams, self.root, self.socket_path
+            f"{self.host}:{self.port}",
+            upstreams,
+            self.root,
+            self.socket_path,
+            resolvers=self.resolvers,
         )
         maps = render_maps(table)
         config_path = self.root / "haproxy.cfg"

@@ -34,6 +34,7 @@ RESOURCES = {
     ("", "Service"): ("services", True),
     ("", "Secret"): ("secrets", True),
     ("", "ConfigMap"): ("configmaps", True),
+    ("", "ServiceAccount"): ("serviceaccounts", True),
     ("", "Pod"): ("pods", True),
     ("", "Event"): ("events", True),
     ("", "Node"): ("nodes", False),
@@ -41,6 +42,7 @@ RESOURCES = {
     ("apps", "Deployment"): ("deployments", True),
     ("autoscaling", "HorizontalPodAutoscaler"): ("horizontalpodautoscalers", True),
     ("policy", "PodDisruptionBudget"): ("poddisruptionbudgets", True),
+    ("networking.k8s.io", "NetworkPolicy"): ("networkpolicies", True),
     ("serving.kserve.io", "InferenceService"): ("inferenceservices", True),
 }
 
@@ -246,11 +248,12 @@ class Cluster:
             what=f"delete {kind}",
         )
 
-    def allowed(self, verb, group, resource, subresource=""):
-        """Whether the credentials may ``verb`` ``resource`` here
-        (SelfSubjectAccessReview)."""
+    def allowed(self, verb, group, resource, subresource="", namespaced=True):
+        """Whether the credentials may ``verb`` ``resource`` here, or across
+        the cluster when not ``namespaced`` (SelfSubjectAccessReview)."""
         attributes = {
-            "namespace": self.namespace,
+            # "": across the cluster (nodes, every namespace's pods)
+            "namespace": self.namespace if namespaced else "",
             "verb": verb,
             "group": group,
             "resource": resource,

@@ -24,7 +24,9 @@ lists them by selector (a few calls per pass) and undeploy deletes them by
 label.
 """
 
+import base64
 import hashlib
+import json
 import re
 
 from . import gateway
@@ -51,6 +53,8 @@ GPU = "nvidia.com/gpu"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 HTTP_PORT = 8000
 METRICS_PORT = 8002
+# where KServe's predictor container listens
+KSERVE_PORT = 8080
 MODELS_DIR = "/mnt/models"
 # where a ModelCar image keeps the model repository (KServe's contract)
 MODELCAR_DIR = "/models"
@@ -78,16 +82,37 @@ def dns_name(text, limit=63):
     return name
 
 
+def _named(base, owner):
+    """An object's name: ``base`` and its owner's first characters, so that
+    two targets (or two Odoos) sharing a namespace never write each other's
+    objects."""
+    return dns_name(f"{base}-{owner[:8]}" if owner else base)
+
+
 def colour_name(plan):
-    return dns_name(f"mlops-{plan.key}")
+    return _named(f"mlops-{plan.key}", plan.labels.get("owner", ""))
 
 
-def service_name(route):
+def route_label(route):
+    """The route as a label value (its objects are selected by it and by
+    their owner's label)."""
     return dns_name(route)
 
 
+def service_name(route, owner=""):
+    return _named(route, owner)
+
+
 def secret_name(plan):
-    return dns_name(f"mlops-{plan.key}-s3")
+    return _named(f"mlops-{plan.key}-s3", plan.labels.get("owner", ""))
+
+
+def gateway_name(owner=""):
+    return _named("mlops-gateway", owner)
+
+
+def pull_secret_name(plan):
+    return _named(f"mlops-{plan.key}-pull", plan.labels.get("owner", ""))
 
 
 def managed(owner=""):
@@ -101,7 +126,7 @@ def labels(plan):
     deployment, environment and company."""
     values = {
         **managed(plan.labels.get("owner", "")),
-        ROUTE_LABEL: service_name(plan.route),
+        ROUTE_LABEL: route_label(plan.route),
         COLOUR_LABEL: plan.key,
     }
     for name, key in LABELS.items():
@@ -183,6 +208,7 @@ def _model_source(plan, options):
             {"name": "ARTIFACT_URI", "value": plan.artifact_uri},
             {"name": "MODEL_PATH", "value": target},
             {"name": "HOME", "value": "/tmp"},
+            *_s3_environment(options),
         ],
         "envFrom": [{"secretRef": {"name": secret_name(plan)}}],
         "volumeMounts": [
@@ -193,6 +219,17 @@ def _model_source(plan, options):
     }
 
 
+def _s3_environment(options):
+    """The AWS CLI's endpoint and region (``AWS_ENDPOINT_URL``: a MinIO or
+    SeaweedFS in or beside the cluster)."""
+    values = []
+    if options.s3_endpoint:
+        values.append({"name": "AWS_ENDPOINT_URL", "value": options.s3_endpoint})
+    if options.s3_region:
+        values.append({"name": "AWS_DEFAULT_REGION", "value": options.s3_region})
+    return values
+
+
 def model_file(plan):
     """The file name Triton's model repository expects for the format."""
     return {"onnx": "model.onnx", "pytorch_torchscript": "model.pt"}.get(
@@ -200,7 +237,7 @@ def model_file(plan):
     )
 
 
-def deployment(plan, options, replicas=None):
+def deployment(plan, options, replicas=None, pull=None):
     """The colour's Deployment (plain mode)."""
     name = colour_name(plan)
     pod_labels = labels(plan)
@@ -248,6 +285,9 @@ def deployment(plan, options, replicas=None):
             {"name": "tmp", "emptyDir": {}},
         ],
     }
+    pulls = _pull_secrets(plan, options, pull)
+    if pulls:
+        pod["imagePullSecrets"] = pulls
     chosen = node_selector(plan, options)
     if chosen:
         pod["nodeSelector"] = chosen
@@ -284,14 +324,72 @@ def deployment(plan, options, replicas=None):
     }
 
 
-def s3_secret(plan, credentials):
-    """The deployment's own Secret for the S3 init container."""
+def s3_secret(plan, credentials, options):
+    """The deployment's own Secret for the S3 init container, annotated as
+    KServe's storage initializer reads it (endpoint, https, region)."""
+    annotations = {}
+    if options.s3_endpoint:
+        scheme, _sep, host = options.s3_endpoint.partition("://")
+        annotations[f"{KSERVE[0]}/s3-endpoint"] = host.rstrip("/")
+        annotations[f"{KSERVE[0]}/s3-usehttps"] = "1" if scheme == "https" else "0"
+    if options.s3_region:
+        annotations[f"{KSERVE[0]}/s3-region"] = options.s3_region
+    metadata = {"name": secret_name(plan), "labels": labels(plan)}
+    if annotations:
+        metadata["annotations"] = annotations
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": {"name": secret_name(plan), "labels": labels(plan)},
+        "metadata": metadata,
         "type": "Opaque",
         "stringData": dict(credentials),
+    }
+
+
+def pull_secret(plan, pull):
+    """The colour's registry credentials as the kubelet reads them
+    (``kubernetes.io/dockerconfigjson``) for its ModelCar image's host."""
+    host = plan.image.split("/", 1)[0]
+    token = base64.b64encode(f"{pull['username']}:{pull['password']}".encode())
+    config = {
+        "auths": {
+            host: {
+                "username": pull["username"],
+                "password": pull["password"],
+                "auth": token.decode(),
+            }
+        }
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": pull_secret_name(plan), "labels": labels(plan)},
+        "type": "kubernetes.io/dockerconfigjson",
+        "stringData": {".dockerconfigjson": json.dumps(config, sort_keys=True)},
+    }
+
+
+def _pull_secrets(plan, options, pull):
+    """The pod's imagePullSecrets: the one named by the target, or the
+    colour's own when the registry has credentials."""
+    if options.model_source != "image":
+        return []
+    if options.image_pull_secret:
+        return [{"name": options.image_pull_secret}]
+    if pull and pull.get("username"):
+        return [{"name": pull_secret_name(plan)}]
+    return []
+
+
+def service_account(plan):
+    """KServe mode with S3: the predictor's ServiceAccount, which names the
+    Secret its storage initializer takes the keys from."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": {"name": colour_name(plan), "labels": labels(plan)},
+        "secrets": [{"name": secret_name(plan)}],
+        "automountServiceAccountToken": False,
     }
 
 
@@ -340,7 +438,7 @@ def disruption_budget(plan, version="v1"):
     }
 
 
-def inference_service(plan, options):
+def inference_service(plan, options, pull=None):
     """The colour's InferenceService (kserve mode)."""
     if options.model_source == "image":
         if not plan.image:
@@ -366,6 +464,11 @@ def inference_service(plan, options):
         "labels": labels(plan),
         "model": model,
     }
+    if options.model_source == "s3":
+        predictor["serviceAccountName"] = colour_name(plan)
+    pulls = _pull_secrets(plan, options, pull)
+    if pulls:
+        predictor["imagePullSecrets"] = pulls
     chosen = node_selector(plan, options)
     if chosen:
         predictor["nodeSelector"] = chosen
@@ -390,30 +493,30 @@ def _colour_selector(plan):
     return {COLOUR_LABEL: plan.key, **managed(plan.labels.get("owner", ""))}
 
 
-def route_service(route, colour=None, owner=""):
+def route_service(route, colour=None, owner="", port=HTTP_PORT):
     """The route's Service: to ``colour``'s pods only, or (None) to every
-    pod of the route, in the proportion of their replicas."""
-    chosen = {ROUTE_LABEL: service_name(route), **managed(owner)}
+    pod of the route, in the proportion of their replicas; ``port``: the
+    servers' (``KSERVE_PORT`` for KServe's predictors)."""
+    chosen = {ROUTE_LABEL: route_label(route), **managed(owner)}
     if colour:
         chosen[COLOUR_LABEL] = colour
     return {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {
-            "name": service_name(route),
-            "labels": {**managed(owner), ROUTE_LABEL: service_name(route)},
+            "name": service_name(route, owner),
+            "labels": {**managed(owner), ROUTE_LABEL: route_label(route)},
         },
         "spec": {
             "type": "ClusterIP",
             "selector": chosen,
             "ports": [
-                {"name": "http", "port": 80, "targetPort": HTTP_PORT, "protocol": "TCP"}
+                {"name": "http", "port": 80, "targetPort": port, "protocol": "TCP"}
             ],
         },
     }
 
 
-GATEWAY = "mlops-gateway"
 GATEWAY_PORT = 8080
 DEFAULT_GATEWAY_IMAGE = "docker.io/library/haproxy:2.6"
 
@@ -422,18 +525,20 @@ def gateway_objects(namespace, table, options, owner=""):
     """The invoke-key gateway on the cluster (``adapters.gateway``): its
     configuration and maps in a ConfigMap (key hashes only), a Deployment
     of HAProxy whose pod template carries their checksum (a key published
-    rolls the gateway's pods), and the Service the target's public URL
-    points at. ``table``: {route: (allowed, elsewhere)}."""
+    rolls the gateway's pods), the NetworkPolicy that lets only it reach
+    the routes' pods, and the Service the target's public URL points at.
+    ``table``: {route: (allowed, elsewhere)}."""
     upstreams = {
-        route: f"{service_name(route)}.{namespace}.svc.cluster.local:80"
+        route: f"{service_name(route, owner)}.{namespace}.svc.cluster.local:80"
         for route in table
     }
     files = {
         "haproxy.cfg": gateway.render_config(
-            f"0.0.0.0:{GATEWAY_PORT}", upstreams, "/etc/gateway"
+            f"0.0.0.0:{GATEWAY_PORT}", upstreams, "/etc/gateway", resolvers=True
         ),
         **gateway.render_maps(table),
     }
+    name = gateway_name(owner)
     common = {**managed(owner), f"{GROUP}/component": "gateway"}
     pod = {
         "securityContext": {
@@ -462,7 +567,7 @@ def gateway_objects(namespace, table, options, owner=""):
             }
         ],
         "volumes": [
-            {"name": "config", "configMap": {"name": GATEWAY}},
+            {"name": "config", "configMap": {"name": name}},
             {"name": "run", "emptyDir": {}},
         ],
     }
@@ -470,13 +575,13 @@ def gateway_objects(namespace, table, options, owner=""):
         {
             "apiVersion": "v1",
             "kind": "ConfigMap",
-            "metadata": {"name": GATEWAY, "labels": common},
+            "metadata": {"name": name, "labels": common},
             "data": files,
         },
         {
             "apiVersion": "apps/v1",
             "kind": "Deployment",
-            "metadata": {"name": GATEWAY, "labels": common},
+            "metadata": {"name": name, "labels": common},
             "spec": {
                 "replicas": options.gateway_replicas,
                 "selector": {"matchLabels": common},
@@ -489,10 +594,11 @@ def gateway_objects(namespace, table, options, owner=""):
                 },
             },
         },
+        network_policy(name, common, owner),
         {
             "apiVersion": "v1",
             "kind": "Service",
-            "metadata": {"name": GATEWAY, "labels": common},
+            "metadata": {"name": name, "labels": common},
             "spec": {
                 "type": "ClusterIP",
                 "selector": common,
@@ -509,15 +615,50 @@ def gateway_objects(namespace, table, options, owner=""):
     ]
 
 
-def colour_objects(plan, options, versions, credentials=None):
-    """Every object of one colour, in the order they are applied."""
+def network_policy(name, gateway_labels, owner=""):
+    """The routes' pods take calls only from the gateway's (a pod elsewhere
+    in the cluster cannot go round the keys), and metrics from anyone
+    (Prometheus). Enforced where the cluster's network plugin enforces
+    NetworkPolicies."""
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": name, "labels": gateway_labels},
+        "spec": {
+            "podSelector": {
+                "matchLabels": managed(owner),
+                "matchExpressions": [{"key": ROUTE_LABEL, "operator": "Exists"}],
+            },
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {
+                    "from": [{"podSelector": {"matchLabels": gateway_labels}}],
+                    "ports": [
+                        {"protocol": "TCP", "port": HTTP_PORT},
+                        {"protocol": "TCP", "port": KSERVE_PORT},
+                    ],
+                },
+                {"ports": [{"protocol": "TCP", "port": METRICS_PORT}]},
+            ],
+        },
+    }
+
+
+def colour_objects(plan, options, versions, credentials=None, pull=None):
+    """Every object of one colour, in the order they are applied.
+    ``credentials``: the S3 keys; ``pull``: the registry's username and
+    password (model_source image)."""
     objects = []
     if options.model_source == "s3":
-        objects.append(s3_secret(plan, credentials or {}))
+        objects.append(s3_secret(plan, credentials or {}, options))
+    elif _pull_secrets(plan, options, pull) and not options.image_pull_secret:
+        objects.append(pull_secret(plan, pull))
     if options.mode == "kserve":
-        objects.append(inference_service(plan, options))
+        if options.model_source == "s3":
+            objects.append(service_account(plan))
+        objects.append(inference_service(plan, options, pull))
         return objects
-    objects.append(deployment(plan, options))
+    objects.append(deployment(plan, options, pull=pull))
     if options.max_replicas > plan.replicas:
         objects.append(autoscaler(plan, options, versions.get("autoscaling", "v2")))
     if plan.replicas > 1:

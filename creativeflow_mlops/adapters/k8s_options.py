@@ -37,6 +37,11 @@ class KubernetesOptions:
     server_image: str = _str("the OIP v2 server image (Triton by default)")
     model_source: str = _str("s3 or image (a ModelCar)", "s3")
     s3_image: str = _str("the image of the S3 init container")
+    s3_endpoint: str = _str(
+        "the S3 endpoint as the cluster's pods reach it, http(s)://host[:port]"
+        " (empty: AWS)"
+    )
+    s3_region: str = _str("the S3 region, or empty")
     registry: str = _str(
         "where ModelCar images go: host[:port]/prefix (model_source image)"
     )
@@ -44,6 +49,10 @@ class KubernetesOptions:
         "the ModelCar base (a shell with ln and sleep) on the same registry"
     )
     registry_insecure: bool = _bool("true for a plain-http registry", False)
+    image_pull_secret: str = _str(
+        "a dockerconfigjson Secret of the namespace the pods pull ModelCar images"
+        " with (empty: one made per deployment from the registry credentials)"
+    )
     node_selector: dict = field(
         default_factory=dict, metadata={"type": dict, "help": "labels"}
     )
@@ -91,6 +100,10 @@ def check(options):
         )
     if options.model_source == "image":
         problems.update(check_registry(options))
+    if options.s3_endpoint and not options.s3_endpoint.startswith(
+        ("http://", "https://")
+    ):
+        problems["s3_endpoint"] = "an http:// or https:// URL"
     if options.server_url and not options.server_url.startswith("https://"):
         problems["server_url"] = "an https:// URL"
     for name, low, high in (

@@ -97,9 +97,13 @@ def compare(plan, workload, scales_itself=False):
             f"{manager} changed {', '.join(fields_changed) or 'the spec'}",
         )
     annotations = workload["metadata"].get("annotations", {})
-    wanted = annotations.get(manifests.SCALED_ANNOTATION) or annotations.get(
-        manifests.REPLICAS_ANNOTATION
-    )
+    applied = annotations.get(manifests.REPLICAS_ANNOTATION)
+    if applied and int(applied) != plan.replicas:
+        return Observed(
+            "drifted",
+            f"applied for {applied} replicas where {plan.replicas} are wanted",
+        )
+    wanted = annotations.get(manifests.SCALED_ANNOTATION) or applied
     replicas = workload.get("spec", {}).get("replicas")
     if (
         not scales_itself

@@ -157,6 +157,10 @@ class Registry:
             raise RegistryUnavailable(
                 f"the registry's token service cannot be reached: {error}"
             ) from None
+        if token_answer.status_code in (429, 500, 502, 503, 504):
+            raise RegistryUnavailable(
+                f"the registry's token service answered {token_answer.status_code}"
+            )
         if token_answer.status_code != 200:
             raise RegistryRefused(
                 f"the token service refused ({token_answer.status_code}): "
@@ -229,11 +233,19 @@ class Registry:
     def push_blob(
         self, repository, digest, path=None, data=None, reader=None, source=None
     ):
-        """'present', 'mounted' or 'uploaded'."""
+        """'present', 'mounted', 'copied' or 'uploaded'. A mount the
+        registry declines (a source it will not lend from) is a copy: the
+        blob read from ``source`` and uploaded."""
         if source and source != repository:
             # a mount answers 201 for a blob already there too: one call
             if self.mount(repository, digest, source):
                 return "mounted"
+            if path is None and data is None and reader is None:
+                data = self.get_blob(source, digest)
+                if f"sha256:{hashlib.sha256(data).hexdigest()}" != digest:
+                    raise RegistryRefused(f"{source} gave other bytes for {digest}")
+                self.upload(repository, digest, data=data)
+                return "copied"
         elif self.has_blob(repository, digest):
             return "present"
         self.upload(repository, digest, path=path, data=data, reader=reader)

@@ -59,7 +59,7 @@ class Prometheus:
             raise PrometheusError(
                 f"Prometheus cannot be reached: {error}", transient=True
             ) from None
-        if answer.status_code >= 500:
+        if answer.status_code >= 500 or answer.status_code == 429:
             raise PrometheusError(
                 f"Prometheus answered {answer.status_code}", transient=True
             )

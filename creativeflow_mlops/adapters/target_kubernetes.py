@@ -56,6 +56,7 @@ NEEDED = [
     *[(verb, "", "services") for verb in ("get", "list", "create", "patch", "delete")],
     *[(verb, "", "secrets") for verb in ("get", "create", "patch", "deletecollection")],
     *[(verb, "", "configmaps") for verb in ("get", "create", "patch")],
+    *[(verb, "networking.k8s.io", "networkpolicies") for verb in ("create", "patch")],
     ("list", "", "pods"),
     ("get", "", "pods/log"),
     ("list", "", "events"),
@@ -72,7 +73,20 @@ KSERVE_NEEDED = [
     (verb, "serving.kserve.io", "inferenceservices")
     for verb in ("get", "list", "create", "patch", "deletecollection")
 ]
-CRASHING = {"CrashLoopBackOff", "ErrImagePull", "ImagePullBackOff", "InvalidImageName"}
+# KServe's storage initializer takes the S3 keys through a ServiceAccount
+KSERVE_S3_NEEDED = [
+    (verb, "", "serviceaccounts") for verb in ("create", "patch", "deletecollection")
+]
+# the GPU capacity check reads every node and every namespace's pods
+GPU_NEEDED = [("list", "", "nodes"), ("list", "", "pods")]
+CRASHING = {"CrashLoopBackOff", "InvalidImageName", "CreateContainerConfigError"}
+# an image pull that failed: retried by the kubelet, so a failure of the run
+# only when the registry's answer will not change (a timeout or a 5xx may)
+PULLING = {"ErrImagePull", "ImagePullBackOff"}
+PULL_REFUSED = re.compile(
+    r"not found|manifest unknown|unauthorized|denied|forbidden|no basic auth",
+    re.IGNORECASE,
+)
 
 
 @register
@@ -151,11 +165,18 @@ class KubernetesTarget(Target):
                 timeout=options.timeout_seconds,
                 token=secrets.get("prometheus_token"),
             )
+        pull = {}
+        if options.model_source == "image" and secrets.get("registry_username"):
+            pull = {
+                "username": secrets["registry_username"],
+                "password": secrets.get("registry_password") or "",
+            }
         return cls(
             cluster,
             options,
             credentials,
             context.owner,
+            pull_credentials=pull,
             registry=registry,
             root=context.root,
             metrics=metrics,
@@ -167,6 +188,7 @@ class KubernetesTarget(Target):
         options,
         s3_credentials=None,
         owner="",
+        pull_credentials=None,
         registry=None,
         root="",
         metrics=None,
@@ -174,12 +196,11 @@ class KubernetesTarget(Target):
         self.cluster = cluster
         self.options = options
         self.s3_credentials = s3_credentials or {}
+        self.pull_credentials = pull_credentials or {}
         self.owner = owner
         self.registry = registry
         self.root = Path(root) if root else None
         self.metrics = metrics
-        # the keys document last applied per route
-        self._published = {}
 
     def _managed(self):
         return manifests.managed(self.owner)
@@ -197,6 +218,16 @@ class KubernetesTarget(Target):
     # ------------------------------------------------------------------
     # Objects
     # ------------------------------------------------------------------
+
+    def object_name(self, plan):
+        """The name of the colour's workload (and of its companions) here."""
+        return manifests.colour_name(self._owned(plan))
+
+    def service_name(self, route):
+        return manifests.service_name(route, self.owner)
+
+    def gateway_name(self):
+        return manifests.gateway_name(self.owner)
 
     def _versions(self):
         if self.options.mode != "plain":
@@ -216,7 +247,11 @@ class KubernetesTarget(Target):
         plan = self._owned(plan)
         try:
             return manifests.colour_objects(
-                plan, self.options, self._versions(), self._secret_values()
+                plan,
+                self.options,
+                self._versions(),
+                self._secret_values(),
+                {k: "(secret)" for k in self.pull_credentials},
             )
         except ValueError as error:
             raise TargetFailed(str(error)) from error
@@ -301,9 +336,10 @@ class KubernetesTarget(Target):
             raise TargetFailed(str(error)) from error
         return pushed.image, f"pushed {pushed.image} ({pushed.summary()})"
 
-    def apply(self, plan, force=False):
+    def apply(self, plan, force=False, capacity=True):
         """Dry run of every object, then apply them all; returns without
-        waiting for the rollout (``verify`` does)."""
+        waiting for the rollout (``verify`` does). ``capacity``: check the
+        GPUs the colour's new pods need first."""
         plan = self._owned(plan)
         if self.options.model_source == "s3" and not plan.artifact_uri.startswith(
             "s3://"
@@ -313,10 +349,14 @@ class KubernetesTarget(Target):
                 f"one is not there ({plan.artifact_uri.split(':', 1)[0]} store): "
                 "store artifacts on an S3 backend, or build ModelCar images"
             )
-        warning = self.check_capacity(plan)
+        warning = self.check_capacity(plan) if capacity else ""
         try:
             objects = manifests.colour_objects(
-                plan, self.options, self._versions(), self.s3_credentials
+                plan,
+                self.options,
+                self._versions(),
+                self.s3_credentials,
+                self.pull_credentials,
             )
         except ValueError as error:
             raise TargetFailed(str(error)) from error
@@ -331,6 +371,14 @@ class KubernetesTarget(Target):
     def reapply(self, plan):
         """Apply again over what someone changed by hand (forced)."""
         return self.apply(plan, force=True)
+
+    def scale(self, plan):
+        """A serving colour applied again at ``plan.replicas`` (the count it
+        returns to, its autoscaler's minimum, a disruption budget past one
+        pod); a replica count changed by hand is a conflict reported, not
+        overwritten. A route split by a canary is split again by the
+        ``switch_traffic`` that follows."""
+        return self.apply(plan, capacity=False).message
 
     def check_capacity(self, plan):
         """Before a blue-green or canary colour adds GPU pods: the nodes'
@@ -392,12 +440,15 @@ class KubernetesTarget(Target):
             status = k8s_status.inference_service_status(obj)
         if status.ready or status.failed:
             return status
-        problem = self._crashing(plan)
-        if problem:
+        problem, final = self._crashing(plan)
+        if problem and final:
             return ServeStatus(False, problem, self.log_tail(plan), failed=True)
+        if problem:
+            return ServeStatus(False, f"{status.message}; {problem}", status.log)
         return status
 
     def _crashing(self, plan):
+        """(what is wrong with the colour's pods, whether it is final)."""
         pods = self.cluster.list(
             "v1",
             "Pod",
@@ -410,18 +461,23 @@ class KubernetesTarget(Target):
             if status.get("phase") == "Failed":
                 return (
                     f"pod {pod['metadata']['name']} failed: "
-                    f"{status.get('reason', '')} {status.get('message', '')}".strip()
+                    f"{status.get('reason', '')} {status.get('message', '')}".strip(),
+                    True,
                 )
             for container in status.get("containerStatuses", []) + status.get(
                 "initContainerStatuses", []
             ):
                 waiting = container.get("state", {}).get("waiting") or {}
-                if waiting.get("reason") in CRASHING:
-                    return (
-                        f"pod {pod['metadata']['name']}: {container['name']} "
-                        f"{waiting['reason']}: {waiting.get('message', '')}".strip()
-                    )
-        return ""
+                reason = waiting.get("reason")
+                if reason not in CRASHING | PULLING:
+                    continue
+                message = waiting.get("message", "")
+                problem = (
+                    f"pod {pod['metadata']['name']}: {container['name']} "
+                    f"{reason}: {message}".strip()
+                )
+                return problem, reason in CRASHING or bool(PULL_REFUSED.search(message))
+        return "", False
 
     def log_tail(self, plan):
         """The events and log tail of the colour's first pod."""
@@ -462,10 +518,13 @@ class KubernetesTarget(Target):
             elif kind == "Deployment":
                 self._restore(route)
             service = manifests.route_service(
-                route, colour or (None if positive else "none"), self.owner
+                route,
+                colour or (None if positive else "none"),
+                self.owner,
+                manifests.KSERVE_PORT if kind != "Deployment" else manifests.HTTP_PORT,
             )
             self.cluster.apply(service, force=True)
-        wanted = {manifests.service_name(route) for route in routes}
+        wanted = {manifests.service_name(route, self.owner) for route in routes}
         for service in self.cluster.list("v1", "Service", selector=self._routes()):
             if service["metadata"]["name"] not in wanted:
                 # nothing depends on a Service: gone at once
@@ -478,7 +537,7 @@ class KubernetesTarget(Target):
             "apps/v1",
             "Deployment",
             selector=manifests.selector(
-                **{manifests.ROUTE_LABEL: manifests.service_name(route)},
+                **{manifests.ROUTE_LABEL: manifests.route_label(route)},
                 **self._managed(),
             ),
         )
@@ -535,6 +594,8 @@ class KubernetesTarget(Target):
             self.cluster.delete_by_label(
                 f"policy/{versions['policy']}", "PodDisruptionBudget", chosen
             )
+        else:
+            self.cluster.delete_by_label("v1", "ServiceAccount", chosen)
         self.cluster.delete_by_label("v1", "Secret", chosen)
 
     def route_url(self, route):
@@ -559,8 +620,7 @@ class KubernetesTarget(Target):
             )
         now = time.time()
         selector = (
-            f'namespace="{self.options.namespace}",'
-            f'pod=~"{manifests.colour_name(plan)}-.*"'
+            f'namespace="{self.options.namespace}",pod=~"{self.object_name(plan)}-.*"'
         )
         try:
             total, errors, p95 = self.metrics.window(selector, since["at"], now)
@@ -573,17 +633,14 @@ class KubernetesTarget(Target):
     def publish_key_table(self, table):
         """The invoke-key gateway with every route's keys (its ConfigMap,
         Deployment and Service): a key revoked or expired is refused once
-        the gateway's pods have rolled (seconds); a table as last applied
-        makes no call."""
+        the gateway's pods have rolled (seconds). Always sent, never
+        remembered: another worker may have applied a newer table since,
+        and server-side apply of what the cluster holds changes nothing."""
         objects = manifests.gateway_objects(
             self.options.namespace, table, self.options, self.owner
         )
-        document = json.dumps(objects, sort_keys=True)
-        if self._published.get("gateway") == document:
-            return
         for obj in objects:
             self.cluster.apply(obj, force=True)
-        self._published["gateway"] = document
 
     # ------------------------------------------------------------------
     # Reconciliation
@@ -638,7 +695,7 @@ class KubernetesTarget(Target):
                 # an InferenceService's replicas are KServe's; an HPA's its own
                 scales_itself=kind != "Deployment" or plan.key in autoscalers,
             )
-            if manifests.service_name(plan.route) not in services:
+            if manifests.service_name(plan.route, self.owner) not in services:
                 result.republish = True
         wanted = {plan.key for plan in plans}
         for colour, workload in workloads.items():
@@ -660,12 +717,32 @@ class KubernetesTarget(Target):
             namespace = self.cluster.get("v1", "Namespace", self.options.namespace)
         except TargetFailed:
             namespace = True  # not readable with these credentials: not needed
-        needed = NEEDED + (KSERVE_NEEDED if self.options.mode == "kserve" else [])
+        kserve = self.options.mode == "kserve"
+        needed = [
+            *((*verb, True) for verb in NEEDED),
+            *((*verb, True) for verb in (KSERVE_NEEDED if kserve else [])),
+            *(
+                (*verb, True)
+                for verb in (
+                    KSERVE_S3_NEEDED
+                    if kserve and self.options.model_source == "s3"
+                    else []
+                )
+            ),
+            *(
+                (*verb, False)
+                for verb in (GPU_NEEDED if self.options.gpu_capacity != "off" else [])
+            ),
+        ]
         refused = []
-        for verb, group, resource in needed:
+        for verb, group, resource, namespaced in needed:
             name, _, sub = resource.partition("/")
-            if not self.cluster.allowed(verb, group, name, sub):
-                refused.append(f"{verb} {resource}" + (f".{group}" if group else ""))
+            if not self.cluster.allowed(verb, group, name, sub, namespaced):
+                refused.append(
+                    f"{verb} {resource}"
+                    + (f".{group}" if group else "")
+                    + ("" if namespaced else " (cluster-wide)")
+                )
         info = {
             "server": version,
             "namespace": self.options.namespace

@@ -288,6 +288,11 @@ class Target(abc.ABC):
         """Apply again over what was changed on the target by hand."""
         return self.apply(plan)
 
+    def scale(self, plan):
+        """Run a serving colour at ``plan.replicas``. A target whose colour
+        is one process (``max_replicas`` 1) has nothing to change."""
+        return ""
+
     @abc.abstractmethod
     def verify(self, plan): ...
 

@@ -218,11 +218,16 @@ class MlopsDeployment(models.Model):
         return True
 
     def action_set_replicas(self, replicas):
-        """Scale a deployment (Approver), up to what its target runs."""
+        """Scale a deployment (Approver), up to what its target runs; a
+        serving one is scaled on its target now (out of reach: a 503 that
+        changes nothing)."""
         for deployment in self:
             deployment._lifecycle_check_actor(APPROVER, self.env._("Scale"))
             deploy_service.check_replicas(deployment.target_id, replicas)
         self.sudo().write({"replicas": replicas})
+        for deployment in self:
+            with errors.target_call(deployment.target_id.name):
+                deploy_service.scale(jobs.as_platform(deployment))
         return True
 
     def action_reapply(self):

@@ -17,7 +17,7 @@ before acting, so a late or repeated job does nothing.
 
 from odoo import fields
 
-from ..adapters.targets import TargetFailed
+from ..adapters.targets import TargetFailed, TargetUnavailable
 from . import deployment as deploy_service
 from . import errors, jobs, serving, settings
 
@@ -98,25 +98,26 @@ def analyze(deployment, step):
         total, server_errors, p95, now = client.analysis(
             serving.plan(deployment), config["baseline"]
         )
+    except TargetUnavailable as error:
+        # the metrics cannot be read now: the step is held, as when too few
+        # requests came, and the canary keeps its share
+        return _hold(deployment, config, step, errors.describe(error))
     except TargetFailed as error:
         return abort(deployment, errors.describe(error))
     minimum = settings.get(env, "canary_min_requests")
     if total < minimum:
-        tries = config.get("try", 0) + 1
-        if tries >= settings.get(env, "canary_inconclusive_tries"):
-            return abort(
-                deployment,
-                env._(
-                    "inconclusive: %(total)s requests at step %(step)s, fewer than "
-                    "the %(minimum)s its gates need",
-                    total=int(total),
-                    step=step + 1,
-                    minimum=minimum,
-                ),
-            )
-        deployment.config = {**config, "try": tries}
-        _schedule(deployment)
-        return f"inconclusive ({int(total)} requests): step held again"
+        return _hold(
+            deployment,
+            config,
+            step,
+            env._(
+                "%(total)s requests at step %(step)s, fewer than the %(minimum)s "
+                "its gates need",
+                total=int(total),
+                step=step + 1,
+                minimum=minimum,
+            ),
+        )
     error_rate = server_errors / total
     limit_rate = settings.get(env, "canary_max_error_rate")
     limit_p95 = settings.get(env, "canary_max_p95_ms") / 1000
@@ -173,6 +174,17 @@ def analyze(deployment, step):
     serving.publish_routes(deployment.target_id)
     _schedule(deployment)
     return f"step {step + 1} passed: {share} percent"
+
+
+def _hold(deployment, config, step, why):
+    """An inconclusive analysis: the step is tried again later, and the
+    canary aborted once ``canary_inconclusive_tries`` in a row were."""
+    tries = config.get("try", 0) + 1
+    if tries >= settings.get(deployment.env, "canary_inconclusive_tries"):
+        return abort(deployment, deployment.env._("inconclusive: %s", why))
+    deployment.config = {**config, "try": tries}
+    _schedule(deployment)
+    return f"inconclusive ({why}): step {step + 1} held again"
 
 
 def set_share(deployment, percent):

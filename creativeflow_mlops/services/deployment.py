@@ -380,6 +380,24 @@ def _fetch_artifact(deployment):
     )
 
 
+def scale(deployment):
+    """A serving deployment to its ``replicas`` on its target, then its
+    routes again (a canary's split is sized anew)."""
+    if deployment.state not in SERVING:
+        return
+    message = _client(deployment).scale(plan(deployment))
+    publish_routes(deployment.target_id)
+    if message:
+        deployment.message_post(
+            body=deployment.env._(
+                "Scaled to %(replicas)s replicas: %(message)s",
+                replicas=deployment.replicas,
+                message=message,
+            ),
+            subtype_xmlid="mail.mt_note",
+        )
+
+
 def _build_image(deployment):
     return _client(deployment).build_image(
         plan(deployment), _opener(deployment.version_id)

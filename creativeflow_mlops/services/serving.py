@@ -164,7 +164,7 @@ def supervise(env):
         if changed or found.republish:
             _publish_unless_newer(target, done)
     # keys expire: the files say so, and a lost file comes back
-    publish_keys(env, strict=False)
+    publish_keys(env)
     return done
 
 
@@ -314,14 +314,16 @@ def _unknown(deployments, why):
     )
 
 
-def publish_keys(env, extra=None, strict=True):
+def publish_keys(env, extra=None):
     """Give every route its invoke keys: the active, unexpired keys whose
     scope covers the route's model and environment, and the hashes of the
     other keys (a 403 there). ``extra``: a deployment coming up, whose
-    route may not serve yet. Not ``strict`` (the supervisor), a target that
-    cannot take them is logged and the others still get theirs: what
-    checks keys refuses what it does not know, so a late table is never a
-    key let in."""
+    route may not serve yet; its target's failure is the stage's. Any other
+    target that cannot take them is logged and the others still get
+    theirs (a cluster out of reach neither blocks a key's revocation
+    elsewhere nor another target's rollout); the supervisor publishes again
+    each pass, and what checks keys refuses what it does not know, so a
+    late table is never a key let in."""
     Key = env["mlops.invoke.key"].sudo()
     keys = Key.search([])
     epoch = {
@@ -351,7 +353,7 @@ def publish_keys(env, extra=None, strict=True):
         try:
             target._get_client().publish_key_table(table)
         except TargetFailed as error:
-            if strict:
+            if extra and extra.target_id == target:
                 raise
             _logger.warning(
                 "the invoke keys of %s: %s", target.code, errors.describe(error)

@@ -107,10 +107,15 @@ class KubernetesCase(MlopsCase):
         trap.enqueued_jobs = []
         return deployment
 
+    def _name(self, deployment):
+        """The name of ``deployment``'s objects on the cluster (with its
+        target's owner)."""
+        return self.target._get_client().object_name(serving.plan(deployment))
+
     def _service(self, route):
         return self.kube.get(
             f"/api/v1/namespaces/{self.namespace}/services/"
-            f"{manifests.service_name(route)}"
+            f"{self.target._get_client().service_name(route)}"
         )
 
 
@@ -208,7 +213,7 @@ class TestKubernetesTarget(KubernetesCase):
         )
         pod = self.kube.get(
             f"/apis/apps/v1/namespaces/{self.namespace}/deployments/"
-            f"mlops-d{deployment.id}"
+            f"{self._name(deployment)}"
         ).json()["spec"]["template"]["spec"]
         self.assertEqual(
             pod["containers"][0]["resources"]["limits"],
@@ -219,11 +224,13 @@ class TestKubernetesTarget(KubernetesCase):
         self.assertEqual(ledger.deployment_id, deployment)
         # the invoke-key gateway in front of the cluster serves the route
         gateway = self.kube.get(
-            f"/api/v1/namespaces/{self.namespace}/configmaps/{manifests.GATEWAY}"
+            f"/api/v1/namespaces/{self.namespace}/configmaps/"
+            f"{self.target._get_client().gateway_name()}"
         ).json()
         self.assertIn(route, gateway["data"]["routes.map"])
         self.assertIn(
-            f"{route}.{self.namespace}.svc.cluster.local:80",
+            f"{self.target._get_client().service_name(route)}"
+            f".{self.namespace}.svc.cluster.local:80",
             gateway["data"]["haproxy.cfg"],
         )
 
@@ -233,7 +240,7 @@ class TestKubernetesTarget(KubernetesCase):
         self.kube._call(
             "DELETE",
             f"/apis/apps/v1/namespaces/{self.namespace}/deployments/"
-            f"mlops-d{deployment.id}",
+            f"{self._name(deployment)}",
         )
         done = serving.supervise(self.env)
         self.assertIn(f"d{deployment.id}", done["drifted"])
@@ -254,6 +261,18 @@ class TestKubernetesTarget(KubernetesCase):
         self.assertEqual(len(deployment.message_ids), messages)
         # Re-apply brings it back
         deployment.with_user(self.approver).action_reapply()
+        serving.supervise(self.env)
+        self.assertEqual(deployment.drift, "in_sync")
+        # scaled by an Approver: the cluster follows at once, still in sync
+        deployment.with_user(self.approver).action_set_replicas(3)
+        live = self.kube.get(
+            f"/apis/apps/v1/namespaces/{self.namespace}/deployments/"
+            f"{self._name(deployment)}"
+        ).json()
+        self.assertEqual(live["spec"]["replicas"], 3)
+        self.assertEqual(
+            live["metadata"]["annotations"][manifests.REPLICAS_ANNOTATION], "3"
+        )
         serving.supervise(self.env)
         self.assertEqual(deployment.drift, "in_sync")
 
@@ -314,7 +333,7 @@ class TestKubernetesTarget(KubernetesCase):
             self.assertEqual(
                 self.kube.get(
                     f"/apis/apps/v1/namespaces/{self.namespace}/deployments/"
-                    f"mlops-d{deployment.id}"
+                    f"{self._name(deployment)}"
                 ).status_code,
                 404,
             )
@@ -328,6 +347,15 @@ class TestKubernetesTarget(KubernetesCase):
             with self.env.cr.savepoint():
                 deployment.with_user(self.approver).action_undeploy()
         self.assertEqual(deployment.state, "deploying")
+        # keys are still created and revoked: the cluster gets its table
+        # on the supervisor's next pass, and refuses what it does not know
+        key, _token = (
+            self.env["mlops.invoke.key"]
+            .with_user(self.manager)
+            ._generate({"name": "meanwhile", "environment": "all"})
+        )
+        key.with_user(self.manager).action_archive()
+        self.assertFalse(key.active)
         live = deployment._live_status()
         self.assertIsNone(live["ready"])
         self.assertIn("cannot be reached", live["message"])
@@ -372,7 +400,7 @@ class TestKubernetesCanary(KubernetesCase):
     def _replicas(self, deployment):
         return self.kube.get(
             f"/apis/apps/v1/namespaces/{self.namespace}/deployments/"
-            f"mlops-d{deployment.id}"
+            f"{self._name(deployment)}"
         ).json()["spec"]["replicas"]
 
     def _in_staging(self, version):
@@ -423,7 +451,7 @@ class TestKubernetesCanary(KubernetesCase):
         self.assertEqual(canary.traffic_percent, 50)
         self.assertEqual((self._replicas(stable), self._replicas(canary)), (5, 5))
         # the gates asked for the canary's own pods over the step
-        self.assertIn(f'pod=~"mlops-d{canary.id}-.*"', self.prometheus.queries[-1])
+        self.assertIn(f'pod=~"{self._name(canary)}-.*"', self.prometheus.queries[-1])
         self._analyze(canary)
         self.assertEqual((canary.state, canary.traffic_percent), ("active", 100))
         self.assertEqual(stable.state, "inactive_bluegreen")
@@ -436,6 +464,20 @@ class TestKubernetesCanary(KubernetesCase):
 
     def test_a_failing_canary_is_rolled_back_on_the_cluster(self):
         stable, canary, _jobs = self._canary()
+        # Prometheus busy (429) then down (503): the step is held, the
+        # split kept, neither promoted nor aborted
+        for status in (429, 503):
+            self.prometheus.status = status
+            try:
+                again = self._analyze(canary)
+            finally:
+                self.prometheus.status = 200
+            self.assertEqual(len(again), 1)
+            self.assertEqual((canary.state, canary.traffic_percent), (
+                "rolling_out_canary", 10,
+            ))  # fmt: skip
+        self.assertEqual(canary.config["try"], 2)
+        self.assertEqual((self._replicas(stable), self._replicas(canary)), (9, 1))
         self.prometheus.requests, self.prometheus.errors, self.prometheus.p95 = (
             100.0, 30.0, 0.04,
         )  # fmt: skip
@@ -450,7 +492,8 @@ class TestKubernetesCanary(KubernetesCase):
         self.assertEqual(self._replicas(stable), 1)
         # the canary's objects are going (foreground: their pods first)
         answer = self.kube.get(
-            f"/apis/apps/v1/namespaces/{self.namespace}/deployments/mlops-d{canary.id}"
+            f"/apis/apps/v1/namespaces/{self.namespace}/deployments/"
+            f"{self._name(canary)}"
         )
         self.assertTrue(
             answer.status_code == 404 or answer.json()["metadata"]["deletionTimestamp"]

@@ -58,6 +58,15 @@ def cluster(stack, kube_server):
     thread.join(5)
 
 
+def _object(kube_server, path, **labels):
+    """The one object at ``path`` with ``labels`` (names carry the target's
+    owner, which only Odoo knows), or None."""
+    selector = ",".join(f"mlops.creativeflow.io/{k}={v}" for k, v in labels.items())
+    items = kube_server.get(f"{path}?labelSelector={selector}").json()["items"]
+    assert len(items) <= 1, items
+    return items[0] if items else None
+
+
 def _wait(rest, path, done, timeout=120):
     deadline = time.monotonic() + timeout
     while True:
@@ -112,11 +121,11 @@ def test_a_version_deploys_to_the_cluster_as_to_any_target(
     assert deployment["endpoint_url"] == f"{PUBLIC}/m/{route}/v2/models/{name}/infer"
     assert deployment["target"] == "cluster"
     # on the cluster: two pods' worth, the route's Service on this colour
-    live = kube_server.get(
-        f"/apis/apps/v1/namespaces/{cluster}/deployments/mlops-d{deployment_id}"
-    ).json()
+    deployments = f"/apis/apps/v1/namespaces/{cluster}/deployments"
+    services = f"/api/v1/namespaces/{cluster}/services"
+    live = _object(kube_server, deployments, colour=f"d{deployment_id}")
     assert live["spec"]["replicas"] == 2
-    service = kube_server.get(f"/api/v1/namespaces/{cluster}/services/{route}").json()
+    service = _object(kube_server, services, route=route)
     assert service["spec"]["selector"]["mlops.creativeflow.io/colour"] == (
         f"d{deployment_id}"
     )
@@ -134,7 +143,7 @@ def test_a_version_deploys_to_the_cluster_as_to_any_target(
     # deleted by hand on the cluster: the supervisor flags it
     kube_server._call(
         "DELETE",
-        f"/apis/apps/v1/namespaces/{cluster}/deployments/mlops-d{deployment_id}",
+        f"{deployments}/{live['metadata']['name']}",
     )
     before = stack.cron_lastcall(SUPERVISOR)
     stack.set_cron(SUPERVISOR, active=True)
@@ -185,7 +194,4 @@ def test_a_version_deploys_to_the_cluster_as_to_any_target(
     while left() and time.monotonic() < deadline:
         time.sleep(0.5)
     assert left() == []
-    assert (
-        kube_server.get(f"/api/v1/namespaces/{cluster}/services/{route}").status_code
-        == 404
-    )
+    assert _object(kube_server, services, route=route) is None
