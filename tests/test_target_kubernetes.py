@@ -467,6 +467,33 @@ def test_blue_green_then_canary_split_then_back(kube_server, namespace):
     )
 
 
+def test_a_split_keeps_the_stable_capacity_and_pins_autoscalers(kube_server, namespace):
+    """A stable colour of 12 pods split in tens: 20 pods (never fewer than
+    it had), 18 and 2; their autoscalers pinned to those counts while the
+    route is split, then back to their own bounds."""
+    target = make_target(
+        kube_server, namespace=namespace, canary_replicas=10, max_replicas=30
+    )
+    stable, canary = make_plan(replicas=12), make_plan(replicas=12)
+    target.apply(stable)
+    target.apply(canary)
+    hpa = f"/apis/autoscaling/v2beta2/namespaces/{namespace}/horizontalpodautoscalers"
+
+    def bounds(plan):
+        spec = kube_server.get(f"{hpa}/{manifests.colour_name(plan)}").json()["spec"]
+        return spec["minReplicas"], spec["maxReplicas"]
+
+    target.switch_traffic({stable.route: [(stable.key, 90), (canary.key, 10)]})
+    assert (
+        _replicas(kube_server, namespace, stable),
+        _replicas(kube_server, namespace, canary),
+    ) == (18, 2)
+    assert (bounds(stable), bounds(canary)) == ((18, 18), (2, 2))
+    target.switch_traffic({stable.route: [(canary.key, 100)]})
+    assert _replicas(kube_server, namespace, canary) == 12
+    assert (bounds(stable), bounds(canary)) == ((12, 30), (12, 30))
+
+
 def test_the_gateway_is_placed_on_the_cluster_and_rolls_when_keys_change(
     kube_server, namespace
 ):

@@ -21,6 +21,7 @@ renders. Plain Python: no Odoo.
 import contextlib
 import dataclasses
 import json
+import math
 import os
 import re
 import shutil
@@ -87,6 +88,12 @@ PULL_REFUSED = re.compile(
     r"not found|manifest unknown|unauthorized|denied|forbidden|no basic auth",
     re.IGNORECASE,
 )
+
+
+def _own_replicas(workload):
+    """The replicas a colour runs when it takes its route alone."""
+    annotations = workload["metadata"].get("annotations", {})
+    return int(annotations.get(manifests.REPLICAS_ANNOTATION, "1"))
 
 
 @register
@@ -544,18 +551,65 @@ class KubernetesTarget(Target):
 
     def _split(self, route, shares):
         """The route's colours scaled in the ratio of their shares (the
-        others to zero): the Service spreads requests over the pods."""
-        counts = manifests.split_replicas(shares, self.options.canary_replicas)
-        for workload in self._route_workloads(route):
+        others to zero): the Service spreads requests over the pods. The
+        pods split are ``canary_replicas`` (the precision), or as many times
+        that as the route's largest colour needs (a split never serves with
+        fewer pods than the stable colour had); an autoscaler is pinned to
+        its colour's count while the route is split, or it would undo it."""
+        workloads = self._route_workloads(route)
+        own = max((_own_replicas(w) for w in workloads), default=1)
+        total = self.options.canary_replicas * max(
+            1, math.ceil(own / self.options.canary_replicas)
+        )
+        counts = manifests.split_replicas(shares, total)
+        autoscalers = self._route_autoscalers(route)
+        for workload in workloads:
             colour = workload["metadata"]["labels"].get(manifests.COLOUR_LABEL)
-            self._scale(workload, counts.get(colour, 0))
+            count = counts.get(colour, 0)
+            self._scale(workload, count)
+            if count and workload["metadata"]["name"] in autoscalers:
+                self._bound(autoscalers[workload["metadata"]["name"]], count, count)
 
     def _restore(self, route):
-        """Colours scaled by a split return to their own replicas."""
+        """Colours scaled by a split return to their own replicas, and their
+        autoscalers to their own bounds."""
+        autoscalers = self._route_autoscalers(route)
         for workload in self._route_workloads(route):
-            annotations = workload["metadata"].get("annotations", {})
-            wanted = int(annotations.get(manifests.REPLICAS_ANNOTATION, "1"))
+            wanted = _own_replicas(workload)
             self._scale(workload, wanted)
+            if workload["metadata"]["name"] in autoscalers:
+                self._bound(
+                    autoscalers[workload["metadata"]["name"]],
+                    wanted,
+                    max(wanted, self.options.max_replicas),
+                )
+
+    def _route_autoscalers(self, route):
+        """{name: HorizontalPodAutoscaler} of the route's colours."""
+        if self.options.max_replicas <= 1:
+            return {}  # none is ever made
+        return {
+            h["metadata"]["name"]: h
+            for h in self.cluster.list(
+                f"autoscaling/{self._versions()['autoscaling']}",
+                "HorizontalPodAutoscaler",
+                selector=manifests.selector(
+                    **{manifests.ROUTE_LABEL: manifests.route_label(route)},
+                    **self._managed(),
+                ),
+            )
+        }
+
+    def _bound(self, autoscaler, low, high):
+        spec = autoscaler.get("spec", {})
+        if (spec.get("minReplicas"), spec.get("maxReplicas")) == (low, high):
+            return
+        self.cluster.patch(
+            f"autoscaling/{self._versions()['autoscaling']}",
+            "HorizontalPodAutoscaler",
+            autoscaler["metadata"]["name"],
+            {"spec": {"minReplicas": low, "maxReplicas": high}},
+        )
 
     def _scale(self, workload, replicas):
         """Scale a colour, noting the count on it: reconciliation tells a

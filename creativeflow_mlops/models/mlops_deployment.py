@@ -213,6 +213,8 @@ class MlopsDeployment(models.Model):
         ):
             raise InvalidInput(self.env._("canary_percent is an integer from 1 to 99."))
         for deployment in self:
+            deploy_service.check_share(deployment.target_id, percent)
+        for deployment in self:
             with errors.target_call(deployment.target_id.name):
                 canary.set_share(jobs.as_platform(deployment), percent)
         return True

@@ -443,7 +443,9 @@ class MlopsModelVersion(models.Model):
                 )
             )
         versions._check_can_promote()
-        versions._check_can_deploy("production", strategy, target)
+        versions._check_can_deploy(
+            "production", strategy, target, canary_percent=canary_percent
+        )
         versions._do_transition("production_pending")
         versions._do_deploy(
             "production", strategy, target, canary_percent=canary_percent
@@ -562,7 +564,13 @@ class MlopsModelVersion(models.Model):
         self._check_can_transition("staging_pending")
 
     def _check_can_deploy(
-        self, environment, strategy, target=None, resources=None, replicas=1
+        self,
+        environment,
+        strategy,
+        target=None,
+        resources=None,
+        replicas=1,
+        canary_percent=None,
     ):
         for version in self:
             deploy_service.check_request(
@@ -574,6 +582,7 @@ class MlopsModelVersion(models.Model):
                 if resources is not None
                 else deploy_service.staged_resources(version, environment),
                 replicas,
+                canary_percent,
             )
 
     def _do_deploy(

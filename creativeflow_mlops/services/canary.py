@@ -22,22 +22,40 @@ from . import deployment as deploy_service
 from . import errors, jobs, serving, settings
 
 
-def steps(env, first=None):
+def steps(env, first=None, precision=1):
     """The canary's shares, ending at 100: the setting's, or ``first`` and
-    the setting's steps above it (a promotion's ``canary_percent``)."""
+    the setting's steps above it (a promotion's ``canary_percent``); each
+    setting's share the nearest the target can give (``precision``: its
+    traffic step), so what is recorded is what is served."""
     if first:
-        return [first] + [share for share in steps(env) if share > first]
+        return [first] + [
+            share for share in steps(env, precision=precision) if share > first
+        ]
+    step = max(1, precision)
     values = []
     for part in settings.get(env, "canary_steps").split(","):
         try:
             value = int(part)
         except ValueError:
             continue
-        if 0 < value <= 100 and (not values or value > values[-1]):
+        if not 0 < value <= 100:
+            continue
+        value = max(step, round(value / step) * step)
+        if value > 100 - step:
+            value = 100
+        if not values or value > values[-1]:
             values.append(value)
     if not values or values[-1] != 100:
         values.append(100)
     return values
+
+
+def _steps(deployment, first=None):
+    return steps(
+        deployment.env,
+        first,
+        deployment.target_id._capabilities().traffic_step,
+    )
 
 
 def _previous(deployment):
@@ -48,7 +66,7 @@ def start(deployment, url):
     """The switch_traffic stage of a canary: the first step."""
     client = deployment.target_id._get_client()
     first = deployment.canary_percent or None
-    share = steps(deployment.env, first)[0]
+    share = _steps(deployment, first)[0]
     deployment.write(
         {
             "state": "rolling_out_canary",
@@ -142,7 +160,7 @@ def analyze(deployment, step):
                 limit=int(limit_p95 * 1000),
             ),
         )
-    shares = steps(env, config.get("first"))
+    shares = _steps(deployment, config.get("first"))
     deployment.message_post(
         body=env._(
             "Canary step %(step)s passed: %(total)s requests, %(errors)s errors.",

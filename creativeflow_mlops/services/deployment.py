@@ -55,7 +55,15 @@ class StageFailed(Exception):
 # ---------------------------------------------------------------------------
 
 
-def check_request(version, environment, strategy, target, resources=None, replicas=1):
+def check_request(
+    version,
+    environment,
+    strategy,
+    target,
+    resources=None,
+    replicas=1,
+    canary_percent=None,
+):
     """Refuse what cannot be deployed before anything is approved: what
     the target cannot do is asked of its capabilities, never its kind."""
     env = version.env
@@ -85,6 +93,8 @@ def check_request(version, environment, strategy, target, resources=None, replic
                 target.name,
             )
         )
+    if strategy == "canary" and canary_percent:
+        check_share(target, canary_percent)
     if version.model_format not in caps.formats:
         raise InvalidInput(
             env._(
@@ -150,6 +160,24 @@ def check_no_canary(model, environment):
                 id=canary.id,
             )
         )
+
+
+def check_share(target, percent):
+    """Refuse a canary share ``target`` cannot give exactly (a split by
+    replica ratio moves in steps of its precision)."""
+    step = target._capabilities().traffic_step
+    if step > 1 and percent % step:
+        error = InvalidInput(
+            target.env._(
+                "%(target)s splits traffic in steps of %(step)s %%: %(percent)s %% "
+                "cannot be served exactly; choose a multiple of %(step)s.",
+                target=target.name,
+                step=step,
+                percent=percent,
+            )
+        )
+        error.details = {"canary_percent": f"a multiple of {step} on {target.code}"}
+        raise error
 
 
 def check_replicas(target, replicas):

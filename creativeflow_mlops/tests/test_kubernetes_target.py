@@ -19,6 +19,7 @@ from ..adapters import k8s_manifests as manifests
 from ..exceptions import BackendUnavailable, InvalidInput
 from ..lifecycle import PIPELINE_STAGES
 from ..services import artifacts as artifact_service
+from ..services import canary as canary_service
 from ..services import serving
 from . import artifacts
 from .common import MlopsCase
@@ -411,10 +412,13 @@ class TestKubernetesCanary(KubernetesCase):
             self._run_pipeline(trap)
         return version
 
-    def _canary(self):
+    def _canary(self, *more):
+        """(stable, canary, analyses), and the versions ``more`` names
+        validated too."""
         with s3_backend(self.env, code="canary_s3", default=True):
             stable_version = self._validated("1.0.0")
             version = self._validated("2.0.0")
+            self.more = [self._validated(name) for name in more]
         self._in_staging(stable_version)
         with trap_jobs() as trap:
             stable_version.with_user(self.approver).action_promote(reason="prod")
@@ -460,6 +464,33 @@ class TestKubernetesCanary(KubernetesCase):
         service = self._service(serving.plan(canary).route).json()
         self.assertEqual(
             service["spec"]["selector"][manifests.COLOUR_LABEL], f"d{canary.id}"
+        )
+
+    def test_shares_are_what_the_split_can_give(self):
+        """Ten pods split a route in tens: 25 % asked is refused (at
+        promotion and by hand) naming the precision; configured steps are
+        taken to the nearest share the target gives."""
+        stable, canary, _jobs = self._canary("4.0.0")
+        with self.assertRaisesRegex(InvalidInput, "steps of 10 %"):
+            canary.with_user(self.approver).action_set_canary_share(25)
+        self.assertEqual(canary.traffic_percent, 10)
+        canary.with_user(self.approver).action_set_canary_share(30)
+        self.assertEqual((self._replicas(stable), self._replicas(canary)), (7, 3))
+        canary.with_user(self.approver).action_canary_abort(reason="done")
+        (version,) = self.more
+        self._in_staging(version)
+        with self.assertRaisesRegex(InvalidInput, "multiple of 10"):
+            version.with_user(self.approver).action_promote(
+                reason="canary", strategy="canary", canary_percent=25
+            )
+        self.env["ir.config_parameter"].sudo().set_param(
+            "creativeflow_mlops.canary_steps", "5,25,50,98"
+        )
+        self.assertEqual(
+            canary_service.steps(self.env, precision=10), [10, 20, 50, 100]
+        )
+        self.assertEqual(
+            canary_service.steps(self.env, precision=1), [5, 25, 50, 98, 100]
         )
 
     def test_a_failing_canary_is_rolled_back_on_the_cluster(self):
