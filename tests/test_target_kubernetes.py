@@ -415,6 +415,36 @@ def test_a_conflict_with_another_manager_is_reported_not_overwritten(
         f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}"
     ).json()["spec"]["template"]["spec"]["containers"][0]["image"]
     assert image == manifests.DEFAULT_SERVER_IMAGE
+    # a field Odoo never sets, added by hand: not a conflict, but drift, and
+    # Re-apply makes the object exactly Odoo's again
+    kube_server.json(
+        "PATCH",
+        f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}?fieldManager=kubectl-edit",
+        {
+            "spec": {
+                "template": {
+                    "spec": {
+                        "containers": [
+                            {"name": "server", "env": [{"name": "DEBUG", "value": "1"}]}
+                        ]
+                    }
+                }
+            }
+        },
+        content_type="application/strategic-merge-patch+json",
+    )
+    target.apply(plan)
+    observed = target.reconcile([plan]).observed[plan.key]
+    assert observed.drift == "drifted" and ".env" in observed.detail
+    status = target.reapply(plan)
+    assert f"replaced Deployment {name} whole" in status.message
+    assert target.reconcile([plan]).observed[plan.key].drift == "in_sync"
+    server = kube_server.get(
+        f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}"
+    ).json()["spec"]["template"]["spec"]["containers"][0]
+    assert "env" not in server
+    # and a Re-apply of what is already Odoo's replaces nothing
+    assert "replaced" not in target.reapply(plan).message
 
 
 def _service(kube, namespace, route):

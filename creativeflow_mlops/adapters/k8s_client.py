@@ -192,6 +192,22 @@ class Cluster:
             what=f"apply {obj['kind']}",
         )
 
+    def replace(self, obj, resource_version):
+        """Replace ``obj`` whole (an update at ``resource_version``): what
+        other managers added to it goes."""
+        body = {
+            **obj,
+            "metadata": {**obj["metadata"], "resourceVersion": resource_version},
+        }
+        return self.request(
+            "PUT",
+            self.path(obj["apiVersion"], obj["kind"], obj["metadata"]["name"]),
+            {"fieldManager": MANAGER},
+            body=body,
+            content_type="application/json",
+            what=f"replace {obj['kind']}",
+        )
+
     def get(self, api_version, kind, name):
         return self.request(
             "GET", self.path(api_version, kind, name), what=f"get {kind}"

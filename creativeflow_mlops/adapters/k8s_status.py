@@ -86,15 +86,10 @@ def compare(plan, workload, scales_itself=False):
     """How the live workload differs from what was applied: a spec another
     field manager changed, another replica count (unless an autoscaler
     owns it), or another image."""
-    for entry in workload["metadata"].get("managedFields", []):
-        manager = entry.get("manager", "")
-        touched = entry.get("fieldsV1", {})
-        if manager in CONTROLLERS or "f:spec" not in touched:
-            continue
-        fields_changed = sorted(_leaves(touched["f:spec"], ".spec"))[:5]
+    for manager, fields_changed in foreign_managers(workload).items():
         return Observed(
             "drifted",
-            f"{manager} changed {', '.join(fields_changed) or 'the spec'}",
+            f"{manager} changed {', '.join(fields_changed[:5]) or 'the spec'}",
         )
     annotations = workload["metadata"].get("annotations", {})
     applied = annotations.get(manifests.REPLICAS_ANNOTATION)
@@ -117,6 +112,24 @@ def compare(plan, workload, scales_itself=False):
         if plan.image not in images:
             return Observed("drifted", f"it no longer runs {plan.image}")
     return Observed("in_sync")
+
+
+def foreign_managers(obj):
+    """{manager: [spec fields]} of the managers other than Odoo and the
+    cluster's controllers that hold fields of ``obj``'s spec (or a
+    Secret's data)."""
+    found = {}
+    for entry in obj["metadata"].get("managedFields", []):
+        manager = entry.get("manager", "")
+        touched = entry.get("fieldsV1", {})
+        if manager in CONTROLLERS:
+            continue
+        for top in ("spec", "data", "stringData"):
+            if f"f:{top}" in touched:
+                found.setdefault(manager, []).extend(
+                    sorted(_leaves(touched[f"f:{top}"], f".{top}"))
+                )
+    return found
 
 
 def _leaves(tree, prefix):

@@ -357,16 +357,7 @@ class KubernetesTarget(Target):
                 "store artifacts on an S3 backend, or build ModelCar images"
             )
         warning = self.check_capacity(plan) if capacity else ""
-        try:
-            objects = manifests.colour_objects(
-                plan,
-                self.options,
-                self._versions(),
-                self.s3_credentials,
-                self.pull_credentials,
-            )
-        except ValueError as error:
-            raise TargetFailed(str(error)) from error
+        objects = self._objects(plan)
         for obj in objects:
             self.cluster.apply(obj, dry_run=True, force=force)
         for obj in objects:
@@ -375,9 +366,35 @@ class KubernetesTarget(Target):
         message = f"applied {names} in {self.options.namespace}"
         return ServeStatus(False, f"{message}; {warning}" if warning else message)
 
+    def _objects(self, plan):
+        """The colour's objects with their real credentials."""
+        try:
+            return manifests.colour_objects(
+                plan,
+                self.options,
+                self._versions(),
+                self.s3_credentials,
+                self.pull_credentials,
+            )
+        except ValueError as error:
+            raise TargetFailed(str(error)) from error
+
     def reapply(self, plan):
-        """Apply again over what someone changed by hand (forced)."""
-        return self.apply(plan, force=True)
+        """Apply again over what someone changed by hand: forced (Odoo's
+        fields taken back), then every object another manager still holds
+        fields of (a variable or a sidecar added, which Odoo never sets)
+        replaced whole, so that it is again exactly what Odoo renders."""
+        status = self.apply(plan, force=True)
+        replaced = []
+        for obj in self._objects(self._owned(plan)):
+            name = obj["metadata"]["name"]
+            live = self.cluster.get(obj["apiVersion"], obj["kind"], name)
+            if live and k8s_status.foreign_managers(live):
+                self.cluster.replace(obj, live["metadata"]["resourceVersion"])
+                replaced.append(f"{obj['kind']} {name}")
+        if replaced:
+            status.message += f"; replaced {', '.join(replaced)} whole"
+        return status
 
     def scale(self, plan):
         """A serving colour applied again at ``plan.replicas`` (the count it
