@@ -774,7 +774,10 @@ def test_a_modelcar_is_built_pushed_and_served_by_digest(
         target.fetch_artifact(plan, None)
     log = target.build_image(plan, lambda: contextlib.nullcontext(str(model)))
     assert "/models/mlp/1/model.onnx" in log
+    build = tmp_path / "images" / plan.key
+    assert (build / "layer.json").exists()
     image, log = target.push_image(plan)
+    assert not build.exists()  # pushed: the build's copy is gone
     assert image.startswith(f"{oci_registry.host}/mlops/mlp@sha256:")
     assert "uploaded" in log and "mounted" in log
     served = dataclasses.replace(plan, image=image)
@@ -803,6 +806,7 @@ def test_a_modelcar_is_built_pushed_and_served_by_digest(
     with pytest.raises(TargetFailed, match="SHA-256"):
         target.build_image(bad, lambda: contextlib.nullcontext(str(model)))
     # a wrong registry password: the push stage fails with the registry's answer
+    target.build_image(plan, lambda: contextlib.nullcontext(str(model)))
     refused = KubernetesTarget.build(
         TargetContext(str(tmp_path), owner="modelcar"),
         target.options,

@@ -341,6 +341,8 @@ class KubernetesTarget(Target):
             raise TargetUnavailable(str(error)) from error
         except RegistryRefused as error:
             raise TargetFailed(str(error)) from error
+        # in the registry now: the build's copy of the artifact goes
+        shutil.rmtree(folder, ignore_errors=True)
         return pushed.image, f"pushed {pushed.image} ({pushed.summary()})"
 
     def apply(self, plan, force=False, capacity=True):
@@ -649,6 +651,9 @@ class KubernetesTarget(Target):
 
     def delete(self, plan):
         self.remove_stray(plan.key)
+        if self.root:
+            # a build whose push never happened
+            shutil.rmtree(self._build_dir(plan), ignore_errors=True)
 
     def remove_stray(self, key):
         """Every object of the colour, by label, foreground."""

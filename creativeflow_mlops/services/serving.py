@@ -134,7 +134,12 @@ def supervise(env):
             [("target_id", "=", target.id), ("state", "in", ("requested", "deploying"))]
         )
         owned = {f"d{d.id}" for d in wanted | coming}
-        if not wanted and not target._capabilities().restarts:
+        if (
+            not wanted
+            and not target._capabilities().restarts
+            and not Deployment.search_count([("target_id", "=", target.id)], limit=1)
+        ):
+            # never deployed to: nothing of ours can be there
             continue
         client = target._get_client()
         try:

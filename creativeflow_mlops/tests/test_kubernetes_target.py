@@ -302,6 +302,17 @@ class TestKubernetesTarget(KubernetesCase):
         self.assertEqual(
             self._service(route).status_code, 404, self._service(route).text
         )
+        # its objects back (a delete that half failed, a restore from a
+        # backup): with nothing left to run on the target, the supervisor
+        # still removes them
+        self.target._get_client().apply(serving.plan(deployment))
+        done = serving.supervise(self.env)
+        self.assertIn(f"d{deployment.id}", done["stopped"])
+        workloads = self.kube.get(paths[0], params=chosen).json()["items"]
+        self.assertTrue(
+            all(w["metadata"].get("deletionTimestamp") for w in workloads),
+            workloads,
+        )
 
     def test_an_api_server_out_of_reach_is_retried_and_nothing_recorded(self):
         """apply while the API server cannot be reached: the job asks to be
