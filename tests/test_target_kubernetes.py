@@ -16,7 +16,7 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
-from kubeserver import LIMITED_USER, Kubelet
+from kubeserver import LIMITED_USER, Kubelet, TritonMetrics, host_address
 
 from odoo.addons.creativeflow_mlops.adapters import k8s_manifests as manifests
 from odoo.addons.creativeflow_mlops.adapters.target_kubernetes import KubernetesTarget
@@ -522,6 +522,37 @@ def test_a_split_keeps_the_stable_capacity_and_pins_autoscalers(kube_server, nam
     target.switch_traffic({stable.route: [(canary.key, 100)]})
     assert _replicas(kube_server, namespace, canary) == 12
     assert (bounds(stable), bounds(canary)) == ((12, 30), (12, 30))
+
+
+def test_canary_gates_read_the_pods_through_the_api_server(kube_server, namespace):
+    """No Prometheus: the gates read each Triton pod's /metrics through the
+    API server's proxy (the pods need not be reachable from Odoo) and take
+    the window's difference."""
+    address = host_address()
+    triton = TritonMetrics(address)
+    try:
+        kubelet = Kubelet(kube_server, node=f"node-{namespace}", pod_ip=address)
+        kubelet.register()
+        target = make_target(kube_server, namespace=namespace, max_replicas=2)
+        assert target.capabilities(target.options).analysis
+        plan = make_plan(replicas=2)
+        target.apply(plan)
+        kubelet.run(namespace, f"{manifests.COLOUR_LABEL}={plan.key}", expect=2)
+        triton.success, triton.failure = 40, 1
+        since = target.reading(plan)
+        assert len(since["pods"]) == 2
+        triton.success, triton.failure, triton.p95_us = 140, 6, 42000
+        total, errors, p95, now = target.analysis(plan, since)
+        # both pods answer from the one played server: twice its difference
+        assert (total, errors, p95) == (210, 10, 0.042)
+        assert set(now["pods"]) == set(since["pods"])
+        assert triton.requests == ["/metrics"] * 4
+        # a server restarted since (its counters from zero again)
+        triton.success, triton.failure = 3, 0
+        total, errors, _p95, _now = target.analysis(plan, now)
+        assert (total, errors) == (6, 0)
+    finally:
+        triton.close()
 
 
 def test_the_gateway_is_placed_on_the_cluster_and_rolls_when_keys_change(

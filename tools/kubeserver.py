@@ -316,11 +316,14 @@ class Kubelet:
     """The kubelet and scheduler, played: one Node, pods bound to it and
     reported as the tests say."""
 
-    def __init__(self, kube, node="gpu-node-1", gpus=0, labels=None):
+    def __init__(self, kube, node="gpu-node-1", gpus=0, labels=None, pod_ip=None):
         self.kube = kube
         self.node = node
         self.gpus = gpus
         self.labels = labels or {}
+        # the address the pods report: where the API server's proxy goes
+        # (a TritonMetrics serving them; loopback is refused by the proxy)
+        self.pod_ip = pod_ip or "10.244.0.10"
 
     def register(self):
         self.kube.json(
@@ -424,7 +427,7 @@ class Kubelet:
             {
                 "status": {
                     "phase": "Running",
-                    "podIP": "10.244.0.10",
+                    "podIP": self.pod_ip,
                     "hostIP": "10.0.0.1",
                     "startTime": now,
                     "conditions": [
@@ -480,6 +483,77 @@ class Kubelet:
 
 def _now():
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def host_address():
+    """This machine's first address that is not loopback (the API server's
+    pod proxy refuses loopback), or a clear error."""
+    found = subprocess.run(
+        ["hostname", "-I"], capture_output=True, text=True, timeout=10, check=False
+    ).stdout.split()
+    for address in found:
+        if "." in address and not address.startswith("127."):
+            return address
+    raise RuntimeError(
+        "no IPv4 address but loopback here: the pod proxy tests need one "
+        f"(hostname -I says {found})"
+    )
+
+
+class TritonMetrics:
+    """What Triton's ``/metrics`` says, on ``address``:``port`` (a pod's IP
+    and metrics port, as the played kubelet reports them): the tests set
+    ``success``, ``failure`` and ``p95_us`` (None: no summary yet); every
+    request's path and the host it was sent to are kept."""
+
+    def __init__(self, address, port=8002):
+        import http.server  # noqa: PLC0415
+        import threading  # noqa: PLC0415
+
+        self.success, self.failure, self.p95_us = 0, 0, None
+        self.requests = []
+        metrics = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):  # noqa: N802 - http.server's name
+                metrics.requests.append(self.path)
+                lines = [
+                    "# TYPE nv_inference_request_success counter",
+                    f'nv_inference_request_success{{model="mlp",version="1"}} '
+                    f"{metrics.success}",
+                    "# TYPE nv_inference_request_failure counter",
+                    f'nv_inference_request_failure{{model="mlp",reason="BACKEND",'
+                    f'version="1"}} {metrics.failure}',
+                    "# TYPE nv_inference_request_summary_us summary",
+                    f'nv_inference_request_summary_us_count{{model="mlp",version="1"}} '
+                    f"{metrics.success + metrics.failure}",
+                ]
+                if metrics.p95_us is not None:
+                    lines.append(
+                        f'nv_inference_request_summary_us{{model="mlp",quantile="0.95",'
+                        f'version="1"}} {metrics.p95_us}'
+                    )
+                body = ("\n".join(lines) + "\n").encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        try:
+            self.server = http.server.ThreadingHTTPServer((address, port), Handler)
+        except OSError as error:
+            raise RuntimeError(
+                f"the played Triton metrics cannot listen on {address}:{port}: {error}"
+            ) from None
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
 
 
 class PrometheusApi:

@@ -292,6 +292,34 @@ class Cluster:
     def version(self):
         return self.request("GET", "/version", what="version") or {}
 
+    def proxy_get(self, pod, port, path):
+        """GET ``path`` of a pod's ``port`` through the API server's proxy
+        (the pod need not be reachable from Odoo): its text."""
+        with self._lock:
+            self.calls["pod proxy"] += 1
+        try:
+            answer = self.api.call_api(
+                f"/api/v1/namespaces/{self.namespace}/pods/{pod}:{port}/proxy{path}",
+                "GET",
+                header_params={"Accept": "text/plain"},
+                auth_settings=["BearerToken"],
+                _preload_content=False,
+                _request_timeout=(self.timeout, self.timeout * 3),
+            )
+        except ApiException as error:
+            if error.status in (502, 503, 504):
+                raise TargetUnavailable(
+                    f"pod {pod} cannot be reached through the API server: "
+                    f"{error.status} {error.reason}"
+                ) from None
+            raise self._refusal(error, "GET", f"pods/{pod}/proxy{path}") from None
+        except (urllib3.exceptions.HTTPError, OSError) as error:
+            raise TargetUnavailable(
+                f"the Kubernetes API server cannot be reached: {error}"
+            ) from None
+        response = answer[0] if isinstance(answer, tuple) else answer
+        return response.data.decode("utf-8", "replace")
+
     def log(self, pod, container, lines=40):
         try:
             answer = self.api.call_api(

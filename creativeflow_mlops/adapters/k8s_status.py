@@ -6,6 +6,8 @@ Odoo."""
 import json
 from datetime import datetime
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from . import k8s_manifests as manifests
 from .targets import Observed, ServeStatus
 
@@ -112,6 +114,49 @@ def compare(plan, workload, scales_itself=False):
         if plan.image not in images:
             return Observed("drifted", f"it no longer runs {plan.image}")
     return Observed("in_sync")
+
+
+def triton_counters(text):
+    """{"success", "failure", "p95"} of a Triton server's Prometheus text:
+    its inference counters summed over its models, and the largest of its
+    models' 0.95 latency quantiles in seconds (None without the summary)."""
+    success = failure = 0.0
+    p95 = None
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            # the parser names a counter's samples with _total
+            name = sample.name.removesuffix("_total")
+            if name == "nv_inference_request_success":
+                success += sample.value
+            elif name == "nv_inference_request_failure":
+                failure += sample.value
+            elif (
+                sample.name == "nv_inference_request_summary_us"
+                and sample.labels.get("quantile") == "0.95"
+                and sample.value == sample.value  # NaN: no request yet
+            ):
+                p95 = max(p95 or 0.0, sample.value / 1e6)
+    return {"success": success, "failure": failure, "p95": p95}
+
+
+def pods_window(before, after):
+    """(requests, failures, p95 seconds or None) between two readings of a
+    colour's pods ({pod: counters}); a pod that started since counts from
+    zero, one that went takes its requests with it."""
+    total = errors = 0.0
+    p95 = None
+    for pod, now in after.items():
+        then = before.get(pod, {"success": 0.0, "failure": 0.0})
+        # a restarted server's counters start again: what it has counted
+        success = now["success"] - then["success"]
+        failure = now["failure"] - then["failure"]
+        if success < 0 or failure < 0:
+            success, failure = now["success"], now["failure"]
+        total += success + failure
+        errors += failure
+        if now["p95"] is not None:
+            p95 = max(p95 or 0.0, now["p95"])
+    return total, errors, p95
 
 
 def foreign_managers(obj):

@@ -60,6 +60,8 @@ NEEDED = [
     *[(verb, "networking.k8s.io", "networkpolicies") for verb in ("create", "patch")],
     ("list", "", "pods"),
     ("get", "", "pods/log"),
+    # the canary gates without Prometheus: Triton's /metrics of each pod
+    ("get", "", "pods/proxy"),
     ("list", "", "events"),
     *[
         (verb, "autoscaling", "horizontalpodautoscalers")
@@ -134,8 +136,9 @@ class KubernetesTarget(Target):
             formats=("onnx",),
             # a canary splits a route by replica ratio (plain mode)
             traffic_step=100 // options.canary_replicas if plain else 0,
-            # the gates read the colour's traffic from Prometheus
-            analysis=bool(options.prometheus_url),
+            # the gates read the colour's traffic from Prometheus, or from
+            # its Triton pods through the API server (plain mode)
+            analysis=plain or bool(options.prometheus_url),
             max_replicas=100,
             resources=frozenset({"cpu", "memory", "gpu"}),
             builds_images=options.model_source == "image",
@@ -682,18 +685,38 @@ class KubernetesTarget(Target):
     # ------------------------------------------------------------------
 
     def reading(self, plan):
-        """A reading is a moment: Prometheus keeps the counters."""
-        if not self.metrics:
+        """With Prometheus, a reading is a moment (it keeps the counters);
+        without, the counters of the colour's pods, each read through the
+        API server's proxy (one request per pod)."""
+        if self.metrics:
+            return {"at": time.time()}
+        if self.options.mode != "plain":
             raise TargetFailed(
                 "no metrics source: set the target's prometheus_url for canaries"
             )
-        return {"at": time.time()}
+        plan = self._owned(plan)
+        pods = self.cluster.list(
+            "v1",
+            "Pod",
+            selector=manifests.selector(
+                **{manifests.COLOUR_LABEL: plan.key}, **self._managed()
+            ),
+            fields="status.phase=Running",
+        )
+        counters = {}
+        for pod in pods:
+            name = pod["metadata"]["name"]
+            text = self.cluster.proxy_get(name, manifests.METRICS_PORT, "/metrics")
+            counters[name] = k8s_status.triton_counters(text)
+        return {"at": time.time(), "pods": counters}
 
     def analysis(self, plan, since):
         if not self.metrics:
-            raise TargetFailed(
-                "no metrics source: set the target's prometheus_url for canaries"
+            now = self.reading(plan)
+            total, errors, p95 = k8s_status.pods_window(
+                since.get("pods", {}), now["pods"]
             )
+            return total, errors, p95, now
         now = time.time()
         selector = (
             f'namespace="{self.options.namespace}",pod=~"{self.object_name(plan)}-.*"'
