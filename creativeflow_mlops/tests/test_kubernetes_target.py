@@ -9,6 +9,7 @@ import io
 import os
 import time
 import uuid
+from unittest.mock import patch
 
 from odoo.exceptions import ValidationError
 
@@ -386,6 +387,77 @@ class TestKubernetesTarget(KubernetesCase):
         failed = other.deployment_ids
         self.assertEqual(failed.state, "failed")
         self.assertIn('cannot patch resource "configmaps"', failed.message)
+
+    def test_odoo_killed_mid_rollout_resumes_from_the_cluster(self):
+        """The process dies in the middle of apply (one object sent, the
+        transaction lost) and again while the rollout runs: a new process
+        (no client kept) runs the same jobs again, apply sends what is
+        missing over what is there, and verify reads the rollout where the
+        cluster has it."""
+        from ..adapters.k8s_client import Cluster  # noqa: PLC0415
+
+        class Killed(BaseException):
+            """The process ending: no handler of the addon's catches it."""
+
+        with s3_backend(self.env, code="k8s_killed", default=True):
+            version = self._validated("5.0.0")
+        with trap_jobs() as trap:
+            version.with_user(self.approver).action_approve_staging(
+                reason="killed", target="cluster"
+            )
+            jobs = {
+                j.args[0]: j
+                for j in trap.enqueued_jobs
+                if j.method_name == "_run_stage"
+            }
+        for name in ("fetch_artifact", "build_image", "push_image"):
+            jobs[name].perform()
+        deployment = version.deployment_ids
+        sent = []
+        real_apply = Cluster.apply
+
+        def apply_then_die(cluster, obj, dry_run=False, force=False):
+            answer = real_apply(cluster, obj, dry_run=dry_run, force=force)
+            if not dry_run and obj["kind"] != "ConfigMap":
+                sent.append(obj["kind"])
+                if obj["kind"] == "Secret":
+                    raise Killed()
+            return answer
+
+        with patch.object(Cluster, "apply", apply_then_die):
+            with self.assertRaises(Killed):
+                with self.env.cr.savepoint():
+                    jobs["apply"].perform()
+        self.assertIn("Secret", sent)
+        apply = deployment.stage_ids.filtered(lambda s: s.name == "apply")
+        self.assertEqual((apply.state, deployment.state), ("pending", "deploying"))
+        # restarted: a new process builds its clients anew
+        type(self.target)._clients.clear()
+        jobs["apply"].perform()
+        self.assertEqual(apply.state, "succeeded")
+        with self.assertRaises(RetryableJobError):
+            with self.env.cr.savepoint():
+                jobs["verify"].perform()
+        # killed again while the pods come up, which they do meanwhile
+        type(self.target)._clients.clear()
+        self.kubelet.run(
+            self.namespace, f"{manifests.COLOUR_LABEL}=d{deployment.id}", expect=1
+        )
+        for _try in range(50):
+            try:
+                with self.env.cr.savepoint():
+                    jobs["verify"].perform()
+                break
+            except RetryableJobError:
+                time.sleep(0.1)
+        jobs["switch_traffic"].perform()
+        self.assertEqual(deployment.state, "active", deployment.message)
+        workloads = self.kube.get(
+            f"/apis/apps/v1/namespaces/{self.namespace}/deployments",
+            params={"labelSelector": f"{manifests.COLOUR_LABEL}=d{deployment.id}"},
+        ).json()["items"]
+        self.assertEqual(len(workloads), 1)
+        deployment.with_user(self.approver).action_undeploy()
 
 
 class TestKubernetesCanary(KubernetesCase):
