@@ -4,11 +4,13 @@ on a real Kubernetes API server (the tests playing the kubelet). A new kind
 adds its harness here."""
 
 import contextlib
+import hashlib
 import itertools
 import json
 import time
 
 import pytest
+import requests
 from addon_artifacts import artifacts
 from kubeserver import Kubelet
 
@@ -30,6 +32,28 @@ class LocalHarness:
     def __init__(self, tmp_path, model_file):
         self.model_file = str(model_file)
         self.target = LocalTarget(tmp_path / "local", free_port(), watchdog=False)
+        self.versions = {}  # version: colour
+
+    def serving(self, route):
+        """The colours a call to the route reaches: asked of the router with
+        a key of the route, answered by the model server (its version
+        header)."""
+        token = "ik_contract"
+        self.target.publish_key_table(
+            {route: ({hashlib.sha256(token.encode()).hexdigest(): None}, set())}
+        )
+        model = route.split("-")[1]
+        try:
+            answer = requests.get(
+                f"{self.target.router.base_url}/m/{route}/v2/models/{model}/ready",
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=5,
+            )
+        except requests.ConnectionError:
+            return set()  # no route yet: no router either
+        if answer.status_code != 200:
+            return set()
+        return {self.versions[answer.headers["X-MLOps-Version"]]}
 
     def artifact_uri(self):
         return f"file://{self.model_file}"
@@ -68,6 +92,24 @@ class KubernetesHarness:
             {"token": kube.admin_token},
         )
 
+        self.kube = kube
+        self.versions = {}
+
+    def serving(self, route):
+        """The colours the route's Service selects on the cluster."""
+        answer = self.kube.get(
+            f"/api/v1/namespaces/{self.namespace}/services/"
+            f"{self.target.service_name(route)}"
+        )
+        if answer.status_code != 200:
+            return set()
+        selector = answer.json()["spec"]["selector"]
+        pods = self.kube.get(
+            f"/api/v1/namespaces/{self.namespace}/pods",
+            params={"labelSelector": ",".join(f"{k}={v}" for k, v in selector.items())},
+        ).json()["items"]
+        return {p["metadata"]["labels"][manifests.COLOUR_LABEL] for p in pods}
+
     def artifact_uri(self):
         return "s3://models/mlp/model.onnx"
 
@@ -105,15 +147,17 @@ def harness(request, tmp_path, model_file):
 
 
 def _plan(harness, model="mlp"):
-    key = f"d{next(_numbers)}"
+    number = next(_numbers)
+    key, version = f"d{number}", f"1.0.{number}"
+    harness.versions[version] = key
     return ServePlan(
         key=key,
         route=f"c1-{model}-staging",
         model_name=model,
-        version="1.0.0",
+        version=version,
         artifact_uri=harness.artifact_uri(),
         artifact_sha256="0" * 64,
-        labels={"model": model, "version": "1.0.0", "deployment": key},
+        labels={"model": model, "version": version, "deployment": key},
     )
 
 
@@ -160,7 +204,9 @@ def test_a_colour_comes_up_and_takes_its_route(harness):
     json.dumps(harness.target.render(plan), default=str)
     assert not harness.target.verify(plan).ready
     _up(harness, plan)
+    assert harness.serving(plan.route) == set()
     harness.target.switch_traffic({plan.route: [(plan.key, 100)]})
+    assert harness.serving(plan.route) == {plan.key}
     assert harness.target.route_url(plan.route).endswith(f"/m/{plan.route}")
     found = harness.target.reconcile([plan])
     assert found.observed[plan.key].drift == "in_sync"
@@ -191,7 +237,9 @@ def test_blue_green_moves_the_route_and_keeps_the_idle_colour(harness):
     for plan in (blue, green):
         _up(harness, plan)
     harness.target.switch_traffic({blue.route: [(blue.key, 100)]})
+    assert harness.serving(blue.route) == {blue.key}
     harness.target.switch_traffic({blue.route: [(green.key, 100)]})
+    assert harness.serving(blue.route) == {green.key}
     found = harness.target.reconcile([blue, green])
     assert {found.observed[p.key].drift for p in (blue, green)} == {"in_sync"}
     assert harness.target.verify(blue).ready
