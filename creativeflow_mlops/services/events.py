@@ -68,6 +68,32 @@ def record(changes):
                 **changed._event_values(),
             }
         )
+    return _log(env, values)
+
+
+def record_happening(changed, what, data):
+    """Log what happened to ``changed`` without a change of its state (a
+    deployment drifted, an SLO breached): type ``<resource>.<what>``, its
+    state as it is, ``data`` added to the record's own."""
+    state = changed[changed._lifecycle_state_field]
+    values = changed._event_values()
+    return _log(
+        changed.env,
+        [
+            {
+                "type": f"{changed._event_resource}.{what}",
+                "resource": changed._event_resource,
+                "resource_id": changed.id,
+                "state": state,
+                "previous_state": state,
+                **values,
+                "data": {**(values.get("data") or {}), **data},
+            }
+        ],
+    )
+
+
+def _log(env, values):
     logged = env["mlops.event"].sudo().create(values)
     postcommit = env.cr.postcommit
     if PENDING not in postcommit.data:

@@ -16,7 +16,7 @@ import psycopg2
 from odoo import fields
 
 from ..adapters.targets import ServePlan, TargetFailed
-from . import errors, jobs, settings
+from . import errors, events, jobs, settings
 from . import resources as resource_service
 
 _logger = logging.getLogger(__name__)
@@ -302,6 +302,11 @@ def _record_drift(deployment, observed):
         detail=observed.detail,
     )
     deployment.message_post(body=message, subtype_xmlid="mail.mt_note")
+    events.record_happening(
+        deployment,
+        "drifted",
+        {"drift": observed.drift, "drift_detail": observed.detail},
+    )
     if deployment.deployed_by_id:
         # the version's activities are where an approver looks
         deployment.version_id.activity_schedule(

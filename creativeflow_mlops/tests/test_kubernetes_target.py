@@ -249,6 +249,12 @@ class TestKubernetesTarget(KubernetesCase):
         self.assertEqual(deployment.drift, "missing")
         self.assertIn("is gone", deployment.drift_detail)
         self.assertIn("is missing on Cluster", deployment.message_ids[0].body)
+        drifted = self.env["mlops.event"].search(
+            [("type", "=", "deployment.drifted"), ("resource_id", "=", deployment.id)]
+        )
+        self.assertEqual(len(drifted), 1)
+        self.assertEqual(drifted.data["drift"], "missing")
+        self.assertEqual(drifted.state, "active")
         self.assertTrue(
             version.activity_ids.filtered(
                 lambda a: (
