@@ -887,7 +887,13 @@ def test_kserve_mode_reads_the_inference_service_status(kube_server, namespace):
     account = f"/api/v1/namespaces/{namespace}/serviceaccounts/"
     assert kube_server.get(account + target.object_name(plan)).ok
     target.delete(plan)
-    assert kube_server.get(account + target.object_name(plan)).status_code == 404
+    # foreground: going (a deletion mark) until the garbage collector ends it
+    gone = _until(
+        lambda: kube_server.get(account + target.object_name(plan)),
+        lambda a: a.status_code == 404 or a.json()["metadata"].get("deletionTimestamp"),
+        30,
+    )
+    assert gone.status_code == 404 or gone.json()["metadata"]["deletionTimestamp"]
     # foreground: gone once the garbage collector has seen it has no dependents
     gone = _until(lambda: kube_server.get(path).status_code, lambda c: c == 404, 60)
     assert gone == 404

@@ -36,6 +36,7 @@ from .oci_registry import Reference, Registry, RegistryRefused, RegistryUnavaila
 from .prometheus import Prometheus, PrometheusError, Queries
 from .targets import (
     Capabilities,
+    MetricsWindow,
     Observed,
     Reconciliation,
     ServeStatus,
@@ -728,6 +729,11 @@ class KubernetesTarget(Target):
                 raise TargetUnavailable(str(error)) from error
             raise TargetFailed(str(error)) from error
         return total, errors, p95, {"at": now}
+
+    def window(self, plan, since):
+        """What the gates read, kept: requests, failures (as 5xx) and p95."""
+        total, errors, p95, now = self.analysis(plan, since)
+        return MetricsWindow(requests=total, errors_5xx=errors, p95=p95), now
 
     def publish_key_table(self, table):
         """The invoke-key gateway with every route's keys (its ConfigMap,

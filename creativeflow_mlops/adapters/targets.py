@@ -177,6 +177,22 @@ class Reconciliation:
     requests: dict = field(default_factory=dict)  # API calls by kind
 
 
+@dataclass
+class MetricsWindow:
+    """How a colour served over a window: answers by status class, latency
+    quantiles in seconds (None: no request, or the target does not say),
+    and what it used where the target reports it."""
+
+    requests: float = 0.0  # answers of every status
+    errors_4xx: float = 0.0
+    errors_5xx: float = 0.0
+    p50: float | None = None
+    p95: float | None = None
+    p99: float | None = None
+    cpu_cores: float | None = None
+    memory_bytes: float | None = None
+
+
 @dataclass(frozen=True)
 class TargetContext:
     """What Odoo tells a kind about where it runs: a folder of its own on
@@ -323,6 +339,13 @@ class Target(abc.ABC):
         now = self.reading(plan)
         return (*counters_window(since, now), now)
 
+    def window(self, plan, since):
+        """(``MetricsWindow``, the reading now) since the reading ``since``:
+        what monitoring keeps. From the counters ``reading`` gives here; a
+        kind whose ``analysis`` reads elsewhere says what it can."""
+        now = self.reading(plan)
+        return counters_metrics(since, now), now
+
     def log_tail(self, plan):
         return ""
 
@@ -423,3 +446,47 @@ def counters_window(before, after):
             p95 = bound
             break
     return total, server_errors, p95
+
+
+def histogram_quantile(q, buckets, count):
+    """The ``q`` quantile of cumulative ``buckets`` [[upper bound, n]...]
+    of ``count`` observations, interpolated within its bucket as
+    Prometheus' histogram_quantile does; above the largest bound, that
+    bound. None without observations."""
+    if not count or not buckets:
+        return None
+    rank = q * count
+    lower, below = 0.0, 0.0
+    for bound, cumulative in buckets:
+        if cumulative >= rank:
+            inside = cumulative - below
+            if inside <= 0:
+                return bound
+            return lower + (bound - lower) * (rank - below) / inside
+        lower, below = bound, cumulative
+    return buckets[-1][0]
+
+
+def counters_metrics(before, after):
+    """A ``MetricsWindow`` between two counter readings (``parse_metrics``
+    of a model server). A server restarted in between counts from zero:
+    what it counted since is the window."""
+    codes = set(before["requests"]) | set(after["requests"])
+    delta = {
+        c: after["requests"].get(c, 0) - before["requests"].get(c, 0) for c in codes
+    }
+    count = after.get("count", 0) - before.get("count", 0)
+    if any(n < 0 for n in delta.values()) or count < 0:
+        before = {"requests": {}, "buckets": [], "count": 0}
+        delta = dict(after["requests"])
+        count = after.get("count", 0)
+    old = {bound: n for bound, n in before["buckets"]}
+    buckets = [[bound, n - old.get(bound, 0)] for bound, n in after["buckets"]]
+    return MetricsWindow(
+        requests=sum(delta.values()),
+        errors_4xx=sum(n for c, n in delta.items() if c.startswith("4")),
+        errors_5xx=sum(n for c, n in delta.items() if c.startswith("5")),
+        p50=histogram_quantile(0.5, buckets, count),
+        p95=histogram_quantile(0.95, buckets, count),
+        p99=histogram_quantile(0.99, buckets, count),
+    )

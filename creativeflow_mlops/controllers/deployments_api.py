@@ -65,6 +65,19 @@ class MlopsDeploymentsApi(http.Controller):
         return _operate("deployments.get", id=deployment_id)
 
     @api_route(
+        "/deployments/<int:deployment_id>/metrics",
+        ["GET"],
+        summary="A deployment's kept metrics, one item per step",
+        query=(
+            ("window", {"type": "integer", "minimum": 1, "maximum": 43200}),
+            ("step", {"type": "integer", "minimum": 1, "maximum": 43200}),
+        ),
+        answer=(200, ref("DeploymentMetrics")),
+    )
+    def metrics(self, deployment_id, **_params):
+        return _operate("deployments.metrics", _query(), id=deployment_id)
+
+    @api_route(
         "/deployments/<int:deployment_id>",
         ["PATCH"],
         summary="Replicas, or a canary's share by hand",

@@ -279,6 +279,36 @@ SCHEMAS = {
             "data": OBJECT,
         },
     },
+    "DeploymentMetrics": {
+        "type": "object",
+        "required": ["items"],
+        "properties": {
+            "items": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": [
+                        "at",
+                        "requests",
+                        "errors_4xx",
+                        "errors_5xx",
+                        "p50_ms",
+                        "p95_ms",
+                        "p99_ms",
+                    ],  # fmt: skip
+                    "properties": {
+                        "at": {"type": "string", "format": "date-time"},
+                        "requests": INTEGER,
+                        "errors_4xx": INTEGER,
+                        "errors_5xx": INTEGER,
+                        "p50_ms": _nullable("number"),
+                        "p95_ms": _nullable("number"),
+                        "p99_ms": _nullable("number"),
+                    },
+                },
+            }
+        },
+    },
     "Feedback": {
         "type": "object",
         "required": ["id", "version_id", "rating", "submitted_at"],

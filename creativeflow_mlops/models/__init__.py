@@ -12,6 +12,8 @@ from . import mlops_validation_result
 from . import mlops_ci_provider
 from . import mlops_deployment_target
 from . import mlops_deployment
+from . import mlops_deployment_metric
+from . import mlops_slo
 from . import mlops_pipeline_run
 from . import mlops_pipeline_stage
 from . import mlops_pipeline_delivery

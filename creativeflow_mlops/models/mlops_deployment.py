@@ -106,6 +106,23 @@ class MlopsDeployment(models.Model):
         "checked yet.",
     )
     drift_detail = fields.Text(readonly=True, copy=False)
+    metrics_cursor = fields.Json(
+        readonly=True,
+        copy=False,
+        groups="base.group_system",
+        help="The target's last reading: where the next metrics window starts.",
+    )
+    metric_ids = fields.One2many(
+        "mlops.deployment.metric", "deployment_id", string="Metrics", readonly=True
+    )
+    slo_state = fields.Selection(
+        [("met", "Met"), ("breached", "Breached")],
+        string="SLO",
+        readonly=True,
+        copy=False,
+        help="Its SLO over the SLO's window, once it served enough requests.",
+    )
+    slo_detail = fields.Text(string="SLO Detail", readonly=True, copy=False)
     restart_count = fields.Integer(
         readonly=True, copy=False, help="Restarts of its model server in a row."
     )
@@ -231,6 +248,16 @@ class MlopsDeployment(models.Model):
             with errors.target_call(deployment.target_id.name):
                 deploy_service.scale(jobs.as_platform(deployment))
         return True
+
+    def action_view_metrics(self):
+        """Its metrics as a graph (and pivot and list)."""
+        self.ensure_one()
+        action = self.env["ir.actions.act_window"]._for_xml_id(
+            "creativeflow_mlops.mlops_deployment_metric_action"
+        )
+        action["domain"] = [("deployment_id", "=", self.id)]
+        action["context"] = {"graph_measure": "requests"}
+        return action
 
     def action_reapply(self):
         """Apply again what Odoo wants of a colour that drifted or went

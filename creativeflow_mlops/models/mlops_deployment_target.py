@@ -8,7 +8,7 @@ from odoo import api, fields, models, tools
 from odoo.exceptions import ValidationError
 
 from ..adapters.targets import OptionsInvalid, TargetContext, kind_selection, kinds
-from ..services import registry_changes
+from ..services import monitoring, registry_changes
 
 
 class MlopsDeploymentTarget(models.Model):
@@ -219,6 +219,11 @@ class MlopsDeploymentTarget(models.Model):
         return self._capabilities().formats
 
     @api.model
+    def _collect_metrics(self):
+        """Job: its live deployments' metrics since their last reading."""
+        self.ensure_one()
+        return monitoring.collect(self)
+
     def _route_name(self, model, environment):
         """The model and environment's route: stable across versions."""
         return f"c{model.company_id.id}-{model.slug}-{environment}"

@@ -71,17 +71,18 @@ def record(changes):
     return _log(env, values)
 
 
-def record_happening(changed, what, data):
+def record_happening(changed, what, data, event_type=None):
     """Log what happened to ``changed`` without a change of its state (a
-    deployment drifted, an SLO breached): type ``<resource>.<what>``, its
-    state as it is, ``data`` added to the record's own."""
+    deployment drifted, an SLO breached): type ``<resource>.<what>`` (or
+    ``event_type``), its state as it is, ``data`` added to the record's
+    own."""
     state = changed[changed._lifecycle_state_field]
     values = changed._event_values()
     return _log(
         changed.env,
         [
             {
-                "type": f"{changed._event_resource}.{what}",
+                "type": event_type or f"{changed._event_resource}.{what}",
                 "resource": changed._event_resource,
                 "resource_id": changed.id,
                 "state": state,

@@ -16,13 +16,15 @@ from datetime import UTC, datetime
 
 from ..exceptions import InvalidInput, MLOpsError, NotFound
 from ..lifecycle import DEPLOYMENT_STATES, ENVIRONMENTS, VERSION_STATES
-from . import endpoint_registry, events, reads, serializers
+from . import endpoint_registry, events, monitoring, reads, serializers
 
 MAX_LIMIT = 200
 # PostgreSQL takes a LIMIT or OFFSET up to int8; no page is that far
 MAX_OFFSET = 2**31 - 1
 MAX_REPLICAS = 16
 MAX_TEXT = 10_000
+# GET /deployments/<id>/metrics: 30 days of minutes at most
+MAX_METRICS_WINDOW = 30 * 24 * 60
 
 OPERATIONS = {}
 
@@ -405,6 +407,16 @@ def deployments_list(env, params):
 def deployments_get(env, params):
     record = get(env, "mlops.deployment", identifier(params), "deployment")
     return serializers.deployment(record, full=True)
+
+
+@operation("deployments.metrics")
+def deployments_metrics(env, params):
+    """The deployment's kept metrics over the last ``window`` minutes, one
+    item per ``step`` minutes (a step past the window: one item)."""
+    record = get(env, "mlops.deployment", identifier(params), "deployment")
+    window = integer(params, "window", 60, 1, MAX_METRICS_WINDOW)
+    step = min(integer(params, "step", 1, 1, MAX_METRICS_WINDOW), window)
+    return {"items": monitoring.series(record, window, step)}
 
 
 @operation("deployments.update", takes=["replicas", "canary_percent"])

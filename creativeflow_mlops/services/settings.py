@@ -54,6 +54,10 @@ SETTINGS = {
         # allowed (SSRF); a hook failing this many attempts in a row is disabled
         Setting("webhook_allow_private", bool, False),
         Setting("webhook_max_failures", int, 10),
+        # monitoring: minute buckets kept this long, then folded into hours;
+        # hour buckets kept this many days
+        Setting("metrics_minute_retention_hours", int, 48),
+        Setting("metrics_retention_days", int, 90),
     )
 }
 

@@ -11,6 +11,7 @@ from . import test_guarded_fields
 from . import test_kubernetes_target
 from . import test_lifecycle
 from . import test_local_direct_upload
+from . import test_monitoring
 from . import test_multi_company
 from . import test_openapi
 from . import test_pwa

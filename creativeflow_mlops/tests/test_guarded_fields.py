@@ -29,6 +29,7 @@ CONFIGURATION = {
     "mlops.ci.provider",
     "mlops.validation.policy",
     "mlops.model.tag",
+    "mlops.slo",
 }
 # magic columns Odoo sets itself on every model
 PASSWORD = "guarded-fields-pass"
@@ -104,6 +105,9 @@ class TestNoPathAroundTheServices(HttpCase):
             {"version_id": version.id, "scan_type": "format", "state": "passed"}
         )
         deployment = env["mlops.deployment"].create({"version_id": version.id})
+        env["mlops.deployment.metric"].create(
+            {"deployment_id": deployment.id, "at": "2026-01-01 00:00:00"}
+        )
         run = env["mlops.pipeline.run"].create({"deployment_id": deployment.id})
         env["mlops.pipeline.delivery"].create({"run_id": run.id, "signature": "ab"})
         env["mlops.version.approval"].create(
