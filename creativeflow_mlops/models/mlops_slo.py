@@ -36,7 +36,6 @@ class MlopsSlo(models.Model):
         ondelete="cascade",
     )
     max_error_rate = fields.Float(
-        string="Max Error Rate",
         digits=(16, 4),
         default=0.05,
         tracking=True,
