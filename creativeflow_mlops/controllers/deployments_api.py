@@ -7,7 +7,7 @@ from odoo import http
 from odoo.http import request
 
 from ..lifecycle import DEPLOYMENT_STATES
-from ..services import endpoint_registry, operations
+from ..services import endpoint_registry, operations, platform_metrics
 from .framework import _body, _operate, _query, api_route
 from .openapi_schemas import BODIES, ID, PAGE, STRING, page_of, ref
 
@@ -76,6 +76,19 @@ class MlopsDeploymentsApi(http.Controller):
     )
     def metrics(self, deployment_id, **_params):
         return _operate("deployments.metrics", _query(), id=deployment_id)
+
+    @api_route(
+        "/platform/metrics",
+        ["GET"],
+        summary="The addon's own figures, for Prometheus",
+        answer=(200, platform_metrics.CONTENT_TYPE),
+    )
+    def platform_metrics(self, **_params):
+        request.env["mlops.model"].check_access("read")
+        return request.make_response(
+            platform_metrics.exposition(request.env),
+            headers=[("Content-Type", platform_metrics.CONTENT_TYPE)],
+        )
 
     @api_route(
         "/deployments/<int:deployment_id>",

@@ -106,6 +106,10 @@ def _responses(route, operation_id=None):
     responses = {}
     if status == 204:
         responses["204"] = {"description": "Done, nothing to say"}
+    elif isinstance(schema, str):
+        # a media type of text (Prometheus' exposition)
+        content = {schema.split(";")[0]: {"schema": {"type": "string"}}}
+        responses[str(status)] = {"description": "Success", "content": content}
     else:
         content = {"application/json": {"schema": schema or {"type": "object"}}}
         responses[str(status)] = {"description": "Success", "content": content}

@@ -26,7 +26,46 @@ class MlopsDashboard(models.AbstractModel):
             "failing": self._failing_validations(),
             "stuck": self._stuck_validations(),
             "recent": self._recent_activity(),
+            "live": self._live_health(),
         }
+
+    @api.model
+    def _live_health(self):
+        """Each live deployment's last hour as monitoring kept it: requests,
+        5xx rate, worst p95, its SLO and drift; breaching ones first."""
+        deployments = self.env["mlops.deployment"].search(
+            [("state", "in", ("active", "rolling_out_canary"))], limit=LIST_LIMIT * 2
+        )
+        since = fields.Datetime.now() - timedelta(hours=1)
+        figures = {
+            deployment.id: (requests, errors, p95)
+            for deployment, requests, errors, p95 in self.env[
+                "mlops.deployment.metric"
+            ]._read_group(
+                [("deployment_id", "in", deployments.ids), ("at", ">=", since)],
+                ["deployment_id"],
+                ["requests:sum", "errors_5xx:sum", "p95_ms:max"],
+            )
+        }
+        rows = []
+        for deployment in deployments:
+            requests, errors, p95 = figures.get(deployment.id, (0, 0, None))
+            rows.append(
+                {
+                    "id": deployment.id,
+                    "name": deployment.display_name,
+                    "environment": deployment.environment,
+                    "requests": requests,
+                    "error_rate": round(100 * errors / requests, 2) if requests else 0,
+                    "p95_ms": round(p95) if p95 else None,
+                    "slo": deployment.slo_state or "",
+                    "drift": deployment.drift
+                    if deployment.drift in ("drifted", "missing")
+                    else "",
+                }
+            )
+        rows.sort(key=lambda r: (r["slo"] != "breached", not r["drift"], r["name"]))
+        return rows[:LIST_LIMIT]
 
     @api.model
     def _versions_by_state(self):

@@ -529,6 +529,15 @@ class MlopsModelVersion(models.Model):
     def action_view_deployments(self):
         return self._action_open_related("mlops.deployment", self.env._("Deployments"))
 
+    def action_view_metrics(self):
+        """How its deployments served, as a graph (and pivot and list)."""
+        self.ensure_one()
+        action = self.env["ir.actions.act_window"]._for_xml_id(
+            "creativeflow_mlops.mlops_deployment_metric_action"
+        )
+        action["domain"] = [("version_id", "=", self.id)]
+        return action
+
     def action_view_feedback(self):
         return self._action_open_related("mlops.feedback", self.env._("Feedback"))
 

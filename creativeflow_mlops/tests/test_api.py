@@ -5,6 +5,8 @@ import json
 import os
 from datetime import timedelta
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from odoo import fields
 from odoo.tests import HttpCase, JsonRpcException, new_test_user, tagged
 from odoo.tools import mute_logger
@@ -1261,3 +1263,28 @@ class TestApi(HttpCase):
         self.assertEqual(nfc.status_code, 202, nfc.text)
         self.assertEqual(nfd.status_code, 202, nfd.text)
         self.assertEqual(nfc.json()["model_id"], nfd.json()["model_id"])
+
+    def test_platform_metrics_are_prometheus_text_for_readers(self):
+        """Prometheus scrapes the addon's own figures with an API key; one
+        without MLOps rights gets the JSON 403 every route gives."""
+        self.env["mlops.model"].create({"name": "counted"})
+        url = f"{self.base_url()}{API}/platform/metrics"
+        answer = self.opener.get(
+            url, headers={"Authorization": f"Bearer {self.keys[self.user]}"}
+        )
+        self.assertEqual(answer.status_code, 200, answer.text)
+        self.assertTrue(answer.headers["Content-Type"].startswith("text/plain"))
+        families = {f.name: f for f in text_string_to_metric_families(answer.text)}
+        for name in (
+            "mlops_versions",
+            "mlops_deployments_live",
+            "mlops_deployments_slo_breached",
+            "mlops_queue_jobs",
+            "mlops_validation_duration_seconds",
+            "mlops_deployment_duration_seconds",
+        ):
+            self.assertIn(name, families)
+        refused = self.opener.get(
+            url, headers={"Authorization": f"Bearer {self.keys[self.outsider]}"}
+        )
+        self._assert_error(refused, 403, "forbidden")

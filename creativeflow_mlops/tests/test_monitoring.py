@@ -117,6 +117,10 @@ class TestMonitoring(LocalTargetCleanup, MlopsCase):
             (item["requests"], item["errors_4xx"], item["errors_5xx"]), (21, 1, 0)
         )
         self.assertEqual(item["p95_ms"], bucket.p95_ms)
+        # the Overview's live deployments, read with the user's rights
+        live = self.env["mlops.dashboard"].with_user(self.uploader).get_dashboard_data()
+        (row,) = [r for r in live["live"] if r["id"] == deployment.id]
+        self.assertEqual((row["requests"], row["error_rate"]), (21, 0))
 
     def test_minutes_roll_up_into_hours_and_old_hours_go(self):
         deployment = self._staging(self._validated("1.0.0"))
