@@ -65,8 +65,10 @@ def _table(now=None):
     }
 
 
-def _call(gateway, route, token=None, path="/v2/models/mlp/infer"):
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
+def _call(gateway, route, token=None, path="/v2/models/mlp/infer", headers=None):
+    headers = dict(headers or {})
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
     return requests.post(
         f"{gateway.url}/m/{route}{path}", json={}, headers=headers, timeout=5
     )
@@ -128,6 +130,22 @@ def test_a_revoked_key_is_refused_at_once_without_a_reload(gateway, upstream):
     assert gateway.apply(routes, revoked) == "reloaded"
     assert _call(gateway, "c1-new-staging", OTHER).status_code == 200
     assert _call(gateway, "c1-mlp-production", GOOD).status_code == 401
+
+
+def test_every_answer_names_its_call(gateway, upstream):
+    """X-Request-Id on every answer, the server's or the gateway's own
+    refusal: the caller's when plain, else one made by the gateway."""
+    address, _seen = upstream
+    gateway.apply({"c1-mlp-production": address}, _table())
+    mine = _call(gateway, "c1-mlp-production", GOOD, headers={"X-Request-Id": "n8n-7"})
+    assert mine.status_code == 200 and mine.headers["X-Request-Id"] == "n8n-7"
+    made = _call(gateway, "c1-mlp-production", GOOD)
+    assert len(made.headers["X-Request-Id"]) == 36  # a UUID
+    odd = _call(gateway, "c1-mlp-production", GOOD, headers={"X-Request-Id": "a b"})
+    assert len(odd.headers["X-Request-Id"]) == 36
+    refused = _call(gateway, "c1-mlp-production", headers={"X-Request-Id": "no-key"})
+    assert refused.status_code == 401 and refused.headers["X-Request-Id"] == "no-key"
+    assert len(_call(gateway, "c1-mlp-production").headers["X-Request-Id"]) == 36
 
 
 def test_the_cluster_gateway_resolves_names_as_it_runs(tmp_path, upstream):

@@ -107,6 +107,24 @@ def test_inference_matches_onnxruntime_and_is_counted(runtime, model_file):
     assert f"mlops_inference_latency_seconds_count{{{labels}}} 2.0" in metrics
 
 
+def test_every_answer_carries_a_request_id(runtime, model_file):
+    """The caller's own X-Request-Id is echoed; without one, or with one
+    too odd to echo, a new one is made, on errors and health answers too."""
+    handle = runtime.start(_spec_for(model_file))
+    mine = _infer(handle.port, [0.5] * 64, headers={"X-Request-Id": "n8n-run-42"})
+    assert mine.headers["X-Request-Id"] == "n8n-run-42"
+    made = {_infer(handle.port, [0.5] * 64).headers["X-Request-Id"] for _i in range(3)}
+    assert len(made) == 3 and all(len(rid) == 32 for rid in made)
+    odd = _infer(handle.port, [0.5] * 64, headers={"X-Request-Id": "x" * 129})
+    assert odd.headers["X-Request-Id"] != "x" * 129
+    spaced = _infer(handle.port, [0.5] * 64, headers={"X-Request-Id": "a b"})
+    assert len(spaced.headers["X-Request-Id"]) == 32
+    bad = _infer(handle.port, [1.0], headers={"X-Request-Id": "bad-call"})
+    assert bad.status_code == 400 and bad.headers["X-Request-Id"] == "bad-call"
+    health = requests.get(f"http://127.0.0.1:{handle.port}/v2/health/live", timeout=5)
+    assert len(health.headers["X-Request-Id"]) == 32
+
+
 def test_a_generic_oip_client_works_unchanged(runtime, model_file):
     handle = runtime.start(_spec_for(model_file))
     client = triton.InferenceServerClient(f"127.0.0.1:{handle.port}")

@@ -84,7 +84,8 @@ def render_config(bind, upstreams, maps_dir, socket_path=None, resolvers=False):
         status, message = ERRORS[kind]
         return (
             f"    http-request return status {status} content-type application/json"
-            f""" string '{{"error": "{message}"}}' {condition}"""
+            f""" string '{{"error": "{message}"}}'"""
+            f' hdr X-Request-Id "%[var(txn.rid)]" {condition}'
         )
 
     maps = {name: f"{maps_dir}/{name}" for name in MAPS}
@@ -112,6 +113,14 @@ def render_config(bind, upstreams, maps_dir, socket_path=None, resolvers=False):
         # which routes this process serves: a reload is over when it says so
         "    http-request return status 200 content-type text/plain"
         f' string "{generation(upstreams)}" if {{ path /__mlops/generation }}',
+        # every answer names its call: the caller's own id when it is plain
+        # (visible ASCII, 128 at most), else one made here (a server behind
+        # that says nothing of it, as Triton, still has one)
+        "    unique-id-format %[uuid()]",
+        "    http-request set-header X-Request-Id %[unique-id]"
+        " unless { req.hdr(x-request-id) -m reg ^[!-~]{1,128}$ }",
+        "    http-request set-var(txn.rid) req.hdr(x-request-id)",
+        "    http-response set-header X-Request-Id %[var(txn.rid)]",
         "    http-request set-var(txn.route) path,field(3,/)"
         f" if {{ path_beg {ROUTE_PREFIX} }}",
         answer(

@@ -16,6 +16,10 @@ One process serves one model version (an ONNX file, through onnxruntime on
 - ``GET /metrics``: Prometheus counters of requests and errors and a latency
   histogram, labelled by model and version.
 
+Every answer carries ``X-Request-Id``: the caller's own when it sent one (up
+to 128 visible ASCII characters), else one made here; feedback and business
+outcomes name a call by it.
+
 Errors are OIP bodies, ``{"error": "<message>"}``. With ``--keys``, every
 call but the health routes needs ``Authorization: Bearer <invoke key>``
 (``/metrics`` also takes the platform's key, with which Odoo reads it): the
@@ -37,6 +41,7 @@ import math
 import os
 import sys
 import time
+import uuid
 
 import numpy as np
 import onnxruntime
@@ -60,6 +65,9 @@ JSON_BYTES_PER_VALUE = 26
 JSON_OVERHEAD = 64 * 1024
 # an error body names what was wrong, never echoes a body back
 MAX_ERROR_CHARS = 1000
+# a caller's own request id is kept when it is this plain
+REQUEST_ID_CHARS = frozenset(range(0x21, 0x7F))
+MAX_REQUEST_ID = 128
 # inferences run at once (each in a worker thread, off the event loop)
 INFER_WORKERS = 2
 KEYS_RECHECK_SECONDS = 1.0
@@ -377,6 +385,7 @@ class App:
             return
         path, method = scope["path"], scope["method"]
         headers = dict(scope["headers"])
+        send = _with_request_id(send, request_id(headers.get(b"x-request-id")))
         try:
             if path in self.infer_paths:
                 if method != "POST":
@@ -480,6 +489,28 @@ async def _read_body(receive, headers, limit=MAX_BODY):
         chunks.append(chunk)
         if not message.get("more_body"):
             return b"".join(chunks)
+
+
+def request_id(given):
+    """The caller's request id when it is plain enough to echo, else a new
+    one."""
+    if given and len(given) <= MAX_REQUEST_ID and set(given) <= REQUEST_ID_CHARS:
+        return given
+    return uuid.uuid4().hex.encode()
+
+
+def _with_request_id(send, rid):
+    """``send`` adding ``X-Request-Id`` to the answer's headers."""
+
+    async def sending(message):
+        if message["type"] == "http.response.start":
+            message = {
+                **message,
+                "headers": [*message.get("headers", []), (b"x-request-id", rid)],
+            }
+        await send(message)
+
+    return sending
 
 
 async def _answer(send, status, body, *extra, content_type="application/json"):
