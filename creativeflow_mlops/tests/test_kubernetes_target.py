@@ -149,8 +149,20 @@ class TestKubernetesTarget(KubernetesCase):
                     "options": {"replicas": 2},
                 }
             )
-        self.assertIn("Canary: no", self.target.capabilities_text)
+        # plain mode: a canary by replica ratio, its gates reading the pods
+        # through the API server; kserve mode: no split of its own here
+        self.assertIn("Canary: yes", self.target.capabilities_text)
+        self.assertIn("in steps of 10 %", self.target.capabilities_text)
         self.assertIn("gpu", self.target.capabilities_text)
+        kserve = Target.create(
+            {
+                "name": "KServe",
+                "code": "kserve_caps",
+                "kind": "kubernetes",
+                "options": {**self.target.options, "mode": "kserve"},
+            }
+        )
+        self.assertIn("Canary: no", kserve.capabilities_text)
         local = self.env.ref("creativeflow_mlops.deployment_target_local")
         self.assertIn("Canary: yes", local.capabilities_text)
 
@@ -164,8 +176,16 @@ class TestKubernetesTarget(KubernetesCase):
 
     def test_what_the_cluster_cannot_do_is_refused_at_approval(self):
         version = self._validated("0.9.0")
+        kserve = self.env["mlops.deployment.target"].create(
+            {
+                "name": "KServe",
+                "code": "kserve_refuses",
+                "kind": "kubernetes",
+                "options": {**self.target.options, "mode": "kserve"},
+            }
+        )
         with self.assertRaisesRegex(InvalidInput, "canary needs a target"):
-            version._check_can_deploy("production", "canary", self.target)
+            version._check_can_deploy("production", "canary", kserve)
         local = self.env.ref("creativeflow_mlops.deployment_target_local")
         with self.assertRaisesRegex(InvalidInput, "at most 1 replicas"):
             version._check_can_deploy("staging", "rolling", local, replicas=3)
