@@ -393,14 +393,29 @@ class KubernetesTarget(Target):
         status = self.apply(plan, force=True)
         replaced = []
         for obj in self._objects(self._owned(plan)):
-            name = obj["metadata"]["name"]
-            live = self.cluster.get(obj["apiVersion"], obj["kind"], name)
-            if live and k8s_status.foreign_managers(live):
-                self.cluster.replace(obj, live["metadata"]["resourceVersion"])
-                replaced.append(f"{obj['kind']} {name}")
+            if self._replace_if_foreign(obj):
+                replaced.append(f"{obj['kind']} {obj['metadata']['name']}")
         if replaced:
             status.message += f"; replaced {', '.join(replaced)} whole"
         return status
+
+    def _replace_if_foreign(self, obj, tries=5):
+        """Replace ``obj`` whole when another manager holds fields of it.
+        A controller writing the object between our read and our replace
+        (a Deployment's revision annotation) is a conflict: read again."""
+        name = obj["metadata"]["name"]
+        for attempt in range(tries):
+            live = self.cluster.get(obj["apiVersion"], obj["kind"], name)
+            if not live or not k8s_status.foreign_managers(live):
+                return False
+            try:
+                self.cluster.replace(obj, live["metadata"]["resourceVersion"])
+                return True
+            except TargetFailed as error:
+                if "has been modified" not in str(error) or attempt == tries - 1:
+                    raise
+                time.sleep(0.2)
+        return False
 
     def scale(self, plan):
         """A serving colour applied again at ``plan.replicas`` (the count it

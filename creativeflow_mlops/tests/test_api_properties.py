@@ -19,9 +19,16 @@ from odoo.http import _generate_routing_rules
 from odoo.tests import HttpCase, new_test_user, tagged
 from odoo.tools import mute_logger
 
+from ..controllers.framework import ROUTES
 from ..lifecycle import USER
 
 API = "/mlops/api/v1"
+# routes whose success is text (Prometheus' exposition), by their rule
+TEXT_ANSWERS = {
+    f"{API}{route['path']}": route["answer"][1].split(";")[0]
+    for route in ROUTES
+    if isinstance(route["answer"][1], str)
+}
 # what a request could change
 TABLES = (
     "mlops_model",
@@ -203,7 +210,9 @@ class TestApiProperties(HttpCase):
         self.assertLess(response.status_code, 500, f"{what}: {response.text[:300]}")
         self.assertEqual(
             response.headers.get("Content-Type", "").split(";")[0],
-            "application/json",
+            TEXT_ANSWERS.get(rule, "application/json")
+            if response.status_code < 400
+            else "application/json",
             what,
         )
         if response.status_code >= 400:
