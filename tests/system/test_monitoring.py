@@ -3,6 +3,7 @@ servers and router under load. A production SLO breached by a version whose
 answers fail is rolled back by itself, and no call that both versions
 answer fails while it happens."""
 
+import os
 import threading
 import time
 from collections import Counter
@@ -10,9 +11,13 @@ from collections import Counter
 import pytest
 import requests
 import samples
+from browser import Chromium
+from test_backend_buttons import DEPLOYMENTS, _shoot
 
 APPROVER = "creativeflow_mlops.group_mlops_approver"
 COLLECT = "creativeflow_mlops.ir_cron_metrics_collect"
+METRICS = "/odoo/action-creativeflow_mlops.mlops_deployment_metric_action"
+SLOS = "/odoo/action-creativeflow_mlops.mlops_slo_action"
 ONE_ROW = {
     "inputs": [{"name": "x", "shape": [1, 64], "datatype": "FP32", "data": [0.5] * 64}]
 }
@@ -68,7 +73,7 @@ def test_an_slo_breach_rolls_production_back_without_a_failed_call(
         stack, approver, name, "2.0.0", samples.onnx_mlp(seed=32, fail=True)
     )
     (model_id,) = stack.admin.call("mlops.model", "search", [("name", "=", name)])
-    stack.admin.call(
+    slo = stack.admin.call(
         "mlops.slo",
         "create",
         {
@@ -147,3 +152,15 @@ def test_an_slo_breach_rolls_production_back_without_a_failed_call(
     )
     assert "automatic rollback" in line["reason"] and "error rate" in line["reason"]
     assert not stack.server.errors()
+    if os.environ.get("MLOPS_SCREENSHOTS"):
+        # the breached deployment, the metrics kept, the SLO (docs/screenshots)
+        with Chromium() as browser:
+            browser.set_cookie(
+                stack.server.url, "session_id", stack.admin.http.cookies["session_id"]
+            )
+            for path, selector, shot in (
+                (f"{DEPLOYMENTS}/{green}", ".o_form_view", "slo-breached-deployment"),
+                (METRICS, ".o_graph_renderer", "deployment-metrics"),
+                (f"{SLOS}/{slo}", ".o_form_view", "slo"),
+            ):
+                _shoot(browser, stack.server.url, path, selector, shot)
