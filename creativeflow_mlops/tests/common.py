@@ -105,6 +105,17 @@ class MlopsCase(TransactionCase):
         return self._bring_to(self._new_version(**vals), state)
 
 
+def invoke_headers(env, manager, name):
+    """Headers with a new invoke key for every model and environment, made
+    by ``manager``."""
+    _key, token = (
+        env["mlops.invoke.key"]
+        .with_user(manager)
+        ._generate({"name": name, "environment": "all"})
+    )
+    return {"Authorization": f"Bearer {token}"}
+
+
 class LocalTargetCleanup:
     """Mixed into a test case that runs deployments on the local target:
     whatever model servers and router a test started are stopped after it."""

@@ -23,7 +23,7 @@ from ..exceptions import Conflict, InvalidInput, NotFound, TransitionNotAllowed
 from ..services import artifacts as artifact_service
 from ..services import endpoint_registry, serving
 from . import artifacts
-from .common import LocalTargetCleanup, MlopsCase
+from .common import LocalTargetCleanup, MlopsCase, invoke_headers
 
 BODY = {
     "inputs": [{"name": "x", "shape": [1, 64], "datatype": "FP32", "data": [0.5] * 64}]
@@ -35,12 +35,7 @@ class TestDeployments(LocalTargetCleanup, MlopsCase):
     def setUpClass(cls):
         super().setUpClass()
         cls.target = cls.env.ref("creativeflow_mlops.deployment_target_local")
-        _key, token = (
-            cls.env["mlops.invoke.key"]
-            .with_user(cls.manager)
-            ._generate({"name": "tests", "environment": "all"})
-        )
-        cls.auth = {"Authorization": f"Bearer {token}"}
+        cls.auth = invoke_headers(cls.env, cls.manager, "tests")
 
     def _validated(self, data=None, version="1.0.0", model_format="onnx"):
         with trap_jobs() as trap:

@@ -109,6 +109,19 @@ class KubernetesCase(MlopsCase):
         trap.enqueued_jobs = []
         return deployment
 
+    def _before_apply(self, trap, version, reason):
+        """Approve ``version`` for staging on the cluster and run its stages
+        before ``apply``; {stage: its job}."""
+        version.with_user(self.approver).action_approve_staging(
+            reason=reason, target="cluster"
+        )
+        jobs = {
+            j.args[0]: j for j in trap.enqueued_jobs if j.method_name == "_run_stage"
+        }
+        for name in ("fetch_artifact", "build_image", "push_image"):
+            jobs[name].perform()
+        return jobs
+
     def _name(self, deployment):
         """The name of ``deployment``'s objects on the cluster (with its
         target's owner)."""
@@ -352,16 +365,7 @@ class TestKubernetesTarget(KubernetesCase):
         options = dict(self.target.options)
         self.target.options = {**options, "server_url": "https://127.0.0.1:9"}
         with trap_jobs() as trap:
-            version.with_user(self.approver).action_approve_staging(
-                reason="out of reach", target="cluster"
-            )
-            jobs = {
-                j.args[0]: j
-                for j in trap.enqueued_jobs
-                if j.method_name == "_run_stage"
-            }
-            for name in ("fetch_artifact", "build_image", "push_image"):
-                jobs[name].perform()
+            jobs = self._before_apply(trap, version, "out of reach")
             with self.assertRaisesRegex(RetryableJobError, "cannot be reached"):
                 with self.env.cr.savepoint():
                     jobs["apply"].perform()
@@ -428,16 +432,7 @@ class TestKubernetesTarget(KubernetesCase):
         with s3_backend(self.env, code="k8s_killed", default=True):
             version = self._validated("5.0.0")
         with trap_jobs() as trap:
-            version.with_user(self.approver).action_approve_staging(
-                reason="killed", target="cluster"
-            )
-            jobs = {
-                j.args[0]: j
-                for j in trap.enqueued_jobs
-                if j.method_name == "_run_stage"
-            }
-        for name in ("fetch_artifact", "build_image", "push_image"):
-            jobs[name].perform()
+            jobs = self._before_apply(trap, version, "killed")
         deployment = version.deployment_ids
         sent = []
         real_apply = Cluster.apply

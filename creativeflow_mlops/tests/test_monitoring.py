@@ -18,7 +18,7 @@ from odoo.addons.queue_job.tests.common import trap_jobs
 from ..services import artifacts as artifact_service
 from ..services import monitoring, operations
 from . import artifacts
-from .common import LocalTargetCleanup, MlopsCase
+from .common import LocalTargetCleanup, MlopsCase, invoke_headers
 
 ROW = [0.5] * 64
 
@@ -42,12 +42,7 @@ class TestMonitoring(LocalTargetCleanup, MlopsCase):
     def setUpClass(cls):
         super().setUpClass()
         cls.target = cls.env.ref("creativeflow_mlops.deployment_target_local")
-        _key, token = (
-            cls.env["mlops.invoke.key"]
-            .with_user(cls.manager)
-            ._generate({"name": "monitoring", "environment": "all"})
-        )
-        cls.auth = {"Authorization": f"Bearer {token}"}
+        cls.auth = invoke_headers(cls.env, cls.manager, "monitoring")
 
     def _validated(self, version, data=None):
         with trap_jobs() as trap:

@@ -29,7 +29,9 @@ def auth(invoke):
     return invoke
 
 
-def _wait(rest, path, done, timeout=120):
+def _wait(rest, path, done, timeout=120, every=None):
+    """``path``'s body once ``done`` says so; ``every``: called between
+    reads (a cron asked again, say)."""
     deadline = time.monotonic() + timeout
     while True:
         body = rest.get(path).json()
@@ -37,6 +39,8 @@ def _wait(rest, path, done, timeout=120):
             return body
         if time.monotonic() > deadline:
             raise TimeoutError(f"{path} after {timeout} s: {body}")
+        if every:
+            every()
         time.sleep(0.5)
 
 

@@ -14,6 +14,7 @@ import samples
 from browser import Chromium
 from kubeserver import Kubelet
 from test_backend_buttons import DEPLOYMENTS, _shoot
+from test_deployments import _wait
 
 APPROVER = "creativeflow_mlops.group_mlops_approver"
 SUPERVISOR = "creativeflow_mlops.ir_cron_runtime_supervisor"
@@ -65,17 +66,6 @@ def _object(kube_server, path, **labels):
     items = kube_server.get(f"{path}?labelSelector={selector}").json()["items"]
     assert len(items) <= 1, items
     return items[0] if items else None
-
-
-def _wait(rest, path, done, timeout=120):
-    deadline = time.monotonic() + timeout
-    while True:
-        body = rest.get(path).json()
-        if done(body):
-            return body
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{path} after {timeout} s: {body}")
-        time.sleep(0.5)
 
 
 def test_a_version_deploys_to_the_cluster_as_to_any_target(

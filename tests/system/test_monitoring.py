@@ -5,7 +5,6 @@ answer fails while it happens."""
 
 import os
 import threading
-import time
 from collections import Counter
 
 import pytest
@@ -13,6 +12,7 @@ import requests
 import samples
 from browser import Chromium
 from test_backend_buttons import DEPLOYMENTS, _shoot
+from test_deployments import _wait
 
 APPROVER = "creativeflow_mlops.group_mlops_approver"
 COLLECT = "creativeflow_mlops.ir_cron_metrics_collect"
@@ -29,19 +29,6 @@ TWO_ROWS = {
 @pytest.fixture(scope="module")
 def approver(stack):
     return stack.user("sys_slo_approver", [APPROVER])
-
-
-def _wait(rest, path, done, timeout=120, every=None):
-    deadline = time.monotonic() + timeout
-    while True:
-        body = rest.get(path).json()
-        if done(body):
-            return body
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{path} after {timeout} s: {body}")
-        if every:
-            every()
-        time.sleep(0.5)
 
 
 def _in_production(stack, approver, name, version, data):
