@@ -50,6 +50,11 @@ class ProcessSpec:
     keys_file: str | None = None
     threads: int = 1
     drain_seconds: float = 20.0
+    # the inference log: its spool folder, the share of calls kept, and the
+    # inputs, outputs and parameters never kept
+    log_dir: str | None = None
+    log_rate: float = 0.0
+    log_personal: tuple = ()
 
 
 @dataclass
@@ -150,6 +155,10 @@ class LocalRuntime:
         ]
         if spec.keys_file:
             command += ["--keys", spec.keys_file]
+        if spec.log_dir and spec.log_rate > 0:
+            command += ["--log-dir", spec.log_dir, "--log-rate", str(spec.log_rate)]
+            if spec.log_personal:
+                command += ["--log-personal", ",".join(spec.log_personal)]
         log = self.log_path(spec.key)
         with open(log, "ab") as out:
             out.write(f"--- start {time.strftime('%Y-%m-%dT%H:%M:%S')}\n".encode())

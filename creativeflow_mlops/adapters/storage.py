@@ -114,6 +114,20 @@ def object_key(prefix, owner, model, version, filename):
     return "/".join(parts)
 
 
+def inference_log_key(prefix, owner, model, deployment, name):
+    """``[prefix/]inference-log/<owner>/<model>/<deployment>/<name>.jsonl``:
+    a deployment's inference log, beside the models and apart from them."""
+    parts = [
+        *[_segment(p, "prefix") for p in (prefix or "").split("/") if p.strip("./")],
+        "inference-log",
+        _segment(owner, "owner"),
+        _segment(model, "model"),
+        _segment(deployment, "deployment"),
+        sanitize_filename(f"{name}.jsonl"),
+    ]
+    return "/".join(parts)
+
+
 class _Store:
     def put_stream(self, key, stream, content_type=None, max_size=None):
         """Copy a readable binary stream into the store."""

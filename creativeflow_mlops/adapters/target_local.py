@@ -98,6 +98,7 @@ class LocalTarget(Target):
             },
             restarts=True,
             logs=True,
+            inference_log=True,
         )
 
     @classmethod
@@ -153,7 +154,14 @@ class LocalTarget(Target):
             # invoke keys are always needed: no file, nobody gets in
             keys_file=self.keys_file(plan.route),
             threads=self.threads(plan),
+            log_dir=str(self.log_folder(plan.key)),
+            log_rate=plan.log_rate,
+            log_personal=tuple(plan.personal_fields),
         )
+
+    def log_folder(self, key):
+        """Where the colour's model server spools its inference log."""
+        return self.root / "inference-log" / key
 
     def render(self, plan):
         return {"kind": self.kind, "process": asdict(self._spec(plan, 0))}
@@ -218,6 +226,26 @@ class LocalTarget(Target):
 
     def log_tail(self, plan):
         return self.runtime.log_tail(plan.key)
+
+    def logged_files(self):
+        root = self.root / "inference-log"
+        found = {}
+        if not root.is_dir():
+            return found
+        for folder in sorted(root.iterdir()):
+            names = sorted(p.name for p in folder.glob("*.jsonl"))
+            if names:
+                found[folder.name] = [
+                    (name[: -len(".jsonl")], str(folder / name)) for name in names
+                ]
+            elif not self.runtime.find(folder.name):
+                # a stopped colour whose last file was collected
+                shutil.rmtree(folder, ignore_errors=True)
+        return found
+
+    def forget_logged(self, key, name):
+        with contextlib.suppress(FileNotFoundError):
+            (self.log_folder(key) / f"{name}.jsonl").unlink()
 
     def switch_traffic(self, routes):
         self.ensure_watchdog()

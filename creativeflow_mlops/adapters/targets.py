@@ -120,6 +120,8 @@ class Capabilities:
     restarts: bool = False
     # a colour's log tail can be read back
     logs: bool = False
+    # its model servers keep an inference log Odoo collects (``logged_files``)
+    inference_log: bool = False
 
     @property
     def canary(self):
@@ -145,6 +147,10 @@ class ServePlan:
     # the ModelCar image, once built: reference@sha256:...
     image: str = ""
     labels: dict = field(default_factory=dict)
+    # the inference log: the share of calls kept, and the inputs, outputs
+    # and parameters never kept
+    log_rate: float = 0.0
+    personal_fields: tuple = ()
 
 
 @dataclass
@@ -348,6 +354,15 @@ class Target(abc.ABC):
 
     def log_tail(self, plan):
         return ""
+
+    def logged_files(self):
+        """The inference log's whole files waiting to be collected, by
+        colour: {key: [(name, path)]}, oldest first."""
+        return {}
+
+    def forget_logged(self, key, name):
+        """Remove a collected file of the inference log."""
+        return None
 
     @abc.abstractmethod
     def reconcile(self, plans): ...

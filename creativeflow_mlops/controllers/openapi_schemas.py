@@ -134,6 +134,7 @@ SCHEMAS = {
             "parameters": {"type": ["object", "array"]},
             "metrics": {"type": ["object", "array"]},
             "signature": OBJECT,
+            "personal_fields": {"type": "array", "items": STRING},
             "lineage": OBJECT,
             "created_by": _nullable("string"),
             "created_at": STAMP,
@@ -422,6 +423,16 @@ METADATA = {
                 for key in metadata.SIGNATURE_KEYS
             },
             "additionalProperties": False,
+        },
+        "personal_fields": {
+            "type": ["array", "null"],
+            "maxItems": metadata.MAX_PERSONAL,
+            "items": {
+                "type": "string",
+                "pattern": f"^{metadata.PERSONAL_NAME}$",
+            },
+            "description": "Inputs, outputs and parameters the inference log "
+            "never keeps.",
         },
     },
     "additionalProperties": False,

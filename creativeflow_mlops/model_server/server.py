@@ -16,6 +16,10 @@ One process serves one model version (an ONNX file, through onnxruntime on
 - ``GET /metrics``: Prometheus counters of requests and errors and a latency
   histogram, labelled by model and version.
 
+With ``--log-dir``, a sample of the calls (``--log-rate``) is kept with what
+was asked and answered, less the inputs, outputs and parameters named by
+``--log-personal`` (``inference_log.py``), for Odoo to collect.
+
 Every answer carries ``X-Request-Id``: the caller's own when it sent one (up
 to 128 visible ASCII characters), else one made here; feedback and business
 outcomes name a call by it.
@@ -35,6 +39,7 @@ import argparse
 import asyncio
 import concurrent.futures
 import hashlib
+import importlib.util
 import json
 import logging
 import math
@@ -50,11 +55,25 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
 )
 
 _logger = logging.getLogger("mlops.runtime")
+
+
+def _load_sibling(name):
+    """``name``.py beside this file: the server runs by path, outside the
+    addon's package (which is Odoo's)."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"mlops_runtime_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+inference_log = _load_sibling("inference_log")
 
 # the largest body any model takes; a model whose inputs have fixed sizes
 # but for the batch takes what MAX_BATCH rows of them spell in JSON
@@ -212,7 +231,9 @@ class Model:
             }
         ).encode()
 
-    def infer(self, body):
+    def infer(self, body, keep=False):
+        """The answer to ``body`` as JSON; with ``keep``, and what of the
+        call the inference log may keep (``inference_log.scrub``)."""
         try:
             request = orjson.loads(body)
         except orjson.JSONDecodeError as error:
@@ -261,6 +282,8 @@ class Model:
         }
         if "id" in request:
             answer["id"] = request["id"]
+        if keep:
+            return orjson.dumps(answer), keep(request, answer)
         return orjson.dumps(answer)
 
     def _body_cap(self):
@@ -338,9 +361,10 @@ def _to_array(tensor):
 class App:
     """The ASGI application."""
 
-    def __init__(self, model, keys=None, workers=INFER_WORKERS):
+    def __init__(self, model, keys=None, workers=INFER_WORKERS, log=None):
         self.model = model
         self.keys = keys
+        self.log = log
         # parsing a body and running the model happen here, so the event
         # loop goes on answering health checks and small calls meanwhile
         self.workers = concurrent.futures.ThreadPoolExecutor(
@@ -367,6 +391,18 @@ class App:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
+        if log:
+            logged = Gauge(
+                "mlops_inference_log_records",
+                "Calls kept in the inference log, and dropped (Odoo not "
+                "collecting, or the disk refusing).",
+                [*labels, "outcome"],
+                registry=registry,
+            )
+            for outcome in ("kept", "dropped"):
+                logged.labels(
+                    model=model.name, version=model.version, outcome=outcome
+                ).set_function(lambda o=outcome: getattr(log, o))
         self.registry = registry
         self.labels = {"model": model.name, "version": model.version}
         self.observe = self.latency.labels(**self.labels).observe
@@ -379,18 +415,19 @@ class App:
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
+            await _lifespan(receive, send, self.log)
             return
         if scope["type"] != "http":
             return
         path, method = scope["path"], scope["method"]
         headers = dict(scope["headers"])
-        send = _with_request_id(send, request_id(headers.get(b"x-request-id")))
+        rid = request_id(headers.get(b"x-request-id"))
+        send = _with_request_id(send, rid)
         try:
             if path in self.infer_paths:
                 if method != "POST":
                     raise RequestError(405, "use POST")
-                await self._infer(headers, receive, send)
+                await self._infer(headers, receive, send, rid)
                 return
             if path in ("/v2/health/live", "/v2/health/ready"):
                 # the only routes open to anyone: the router's health checks
@@ -437,7 +474,7 @@ class App:
                 headers.get(b"authorization", b"").decode("latin-1"), platform
             )
 
-    async def _infer(self, headers, receive, send):
+    async def _infer(self, headers, receive, send, rid):
         if self.keys:
             try:
                 self._check_key(headers)
@@ -447,10 +484,11 @@ class App:
                 await _answer(send, error.status, _error(error))
                 return
         started = time.perf_counter()
+        keep = self._scrub if self.log and self.log.sampled() else False
         try:
             body = await _read_body(receive, headers, self.model.max_body)
             answer = await asyncio.get_running_loop().run_in_executor(
-                self.workers, self.model.infer, body
+                self.workers, self.model.infer, body, keep
             )
             del body
         except RequestError as error:
@@ -459,12 +497,35 @@ class App:
             self.errors.labels(
                 kind="server" if status >= 500 else "client", **self.labels
             ).inc()
-            self.observe(time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            self.observe(elapsed)
+            if keep:
+                self._log(rid, status, elapsed, {"error": str(error)[:MAX_ERROR_CHARS]})
             await _answer(send, status, _error(error), self.version_header)
             return
+        elapsed = time.perf_counter() - started
         self.ok()
-        self.observe(time.perf_counter() - started)
+        self.observe(elapsed)
+        if keep:
+            answer, kept = answer
+            self._log(rid, 200, elapsed, kept)
         await _answer(send, 200, answer, self.version_header)
+
+    def _scrub(self, request, answer):
+        return inference_log.scrub(request, answer, self.log.personal)
+
+    def _log(self, rid, status, elapsed, content):
+        self.log.add(
+            {
+                "request_id": rid.decode("ascii"),
+                "at": inference_log.stamp(time.time()),
+                "model": self.model.name,
+                "version": self.model.version,
+                "status": status,
+                "latency_ms": round(elapsed * 1000, 3),
+                **content,
+            }
+        )
 
 
 def _error(error):
@@ -523,12 +584,17 @@ async def _answer(send, status, body, *extra, content_type="application/json"):
     await send({"type": "http.response.body", "body": body})
 
 
-async def _lifespan(receive, send):
+async def _lifespan(receive, send, log=None):
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
+            if log:
+                log.start()
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
+            if log:
+                # the calls in flight were answered: what they left is written
+                await asyncio.get_running_loop().run_in_executor(None, log.stop)
             await send({"type": "lifespan.shutdown.complete"})
             return
 
@@ -546,6 +612,15 @@ def main(argv=None):
         "--max-batch", type=int, default=MAX_BATCH, help="rows one request may send"
     )
     parser.add_argument("--drain-seconds", type=float, default=20.0)
+    parser.add_argument("--log-dir", help="the inference log's spool folder")
+    parser.add_argument(
+        "--log-rate", type=float, default=0.0, help="the share of calls logged"
+    )
+    parser.add_argument(
+        "--log-personal",
+        default="",
+        help="inputs, outputs and parameters never logged (comma-separated)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -562,11 +637,15 @@ def main(argv=None):
         _logger.error("cannot load %s: %s", name, reason)
         return 3
     keys = Keys(args.keys) if args.keys else None
+    log = None
+    if args.log_dir and args.log_rate > 0:
+        personal = [n.strip() for n in args.log_personal.split(",") if n.strip()]
+        log = inference_log.InferenceLog(args.log_dir, args.log_rate, personal)
     _logger.info(
         "serving %s %s on %s:%s", args.name, args.version, args.host, args.port
     )
     config = uvicorn.Config(
-        App(model, keys),
+        App(model, keys, log=log),
         host=args.host,
         port=args.port,
         loop="uvloop",

@@ -14,6 +14,8 @@ from . import mlops_deployment_target
 from . import mlops_deployment
 from . import mlops_deployment_metric
 from . import mlops_slo
+from . import mlops_inference_batch
+from . import mlops_inference_record
 from . import mlops_pipeline_run
 from . import mlops_pipeline_stage
 from . import mlops_pipeline_delivery

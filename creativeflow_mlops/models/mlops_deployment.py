@@ -14,7 +14,7 @@ from ..lifecycle import (
     ENVIRONMENTS,
     STRATEGIES,
 )
-from ..services import canary, errors, jobs, registry_changes, serving
+from ..services import canary, errors, jobs, registry_changes, serving, settings
 from ..services import deployment as deploy_service
 
 # a deployment in one of these states serves or may serve traffic
@@ -95,6 +95,18 @@ class MlopsDeployment(models.Model):
         copy=False,
         help="The ModelCar image the deployment serves, with its digest "
         "(registry/repository@sha256:...), once built and pushed.",
+    )
+    inference_log_rate = fields.Float(
+        string="Logged Share",
+        default=lambda self: settings.get(self.env, "inference_log_rate"),
+        readonly=True,
+        digits=(16, 4),
+        help="The share of calls its model servers keep in the inference log, "
+        "with what was asked and answered (less the version's personal "
+        "fields): the setting when it was deployed.",
+    )
+    inference_batch_ids = fields.One2many(
+        "mlops.inference.batch", "deployment_id", string="Inference Log"
     )
     drift = fields.Selection(
         DRIFT_STATES,
@@ -257,6 +269,15 @@ class MlopsDeployment(models.Model):
         )
         action["domain"] = [("deployment_id", "=", self.id)]
         action["context"] = {"graph_measure": "requests"}
+        return action
+
+    def action_view_inference_log(self):
+        """The calls its model servers logged."""
+        self.ensure_one()
+        action = self.env["ir.actions.act_window"]._for_xml_id(
+            "creativeflow_mlops.mlops_inference_batch_action"
+        )
+        action["domain"] = [("deployment_id", "=", self.id)]
         return action
 
     def action_reapply(self):

@@ -8,7 +8,7 @@ from odoo import api, fields, models, tools
 from odoo.exceptions import ValidationError
 
 from ..adapters.targets import OptionsInvalid, TargetContext, kind_selection, kinds
-from ..services import monitoring, registry_changes
+from ..services import inference_log, monitoring, registry_changes
 
 
 class MlopsDeploymentTarget(models.Model):
@@ -223,6 +223,11 @@ class MlopsDeploymentTarget(models.Model):
         """Job: its live deployments' metrics since their last reading."""
         self.ensure_one()
         return monitoring.collect(self)
+
+    def _collect_inference_log(self):
+        """Job: the inference log files its model servers wrote, stored."""
+        self.ensure_one()
+        return inference_log.collect(self)
 
     def _route_name(self, model, environment):
         """The model and environment's route: stable across versions."""

@@ -24,6 +24,7 @@ from ..scanners import catalog
 from ..services import artifacts, errors, registry_changes, serving, validation
 from ..services import deployment as deploy_service
 from ..services import resources as resource_service
+from ..services.metadata import PERSONAL_SPACES
 
 FORM_UPLOAD_LIMIT = 64 * 1024**2
 # tries of the settle job, paced by its job function's retry pattern (XML)
@@ -44,6 +45,7 @@ IMMUTABLE_FIELDS = frozenset(
         "artifact_sha256",
         "artifact_filename",
         "artifact_content_type",
+        "personal_fields",
     }
 )
 
@@ -71,6 +73,7 @@ USER_FIELDS = frozenset(
         "parent_version_id",
         "artifact_upload",
         "artifact_filename",
+        "personal_fields",
     }
 )
 
@@ -177,6 +180,12 @@ class MlopsModelVersion(models.Model):
         string="Output Schema",
         compute="_compute_json_text",
         inverse="_inverse_json_text",
+    )
+    personal_fields = fields.Char(
+        help="Inputs, outputs and request parameters that hold personal data, "
+        "comma-separated: the inference log never keeps them (the model "
+        "server drops them before writing anything). Fixed once the version "
+        "leaves draft.",
     )
     # lineage
     source_run = fields.Char(help="Training run that produced the artifact.")
@@ -549,6 +558,14 @@ class MlopsModelVersion(models.Model):
     # ------------------------------------------------------------------
     # Business
     # ------------------------------------------------------------------
+
+    def _personal_field_names(self):
+        """The names the inference log never keeps."""
+        self.ensure_one()
+        names = (
+            n.strip(PERSONAL_SPACES) for n in (self.personal_fields or "").split(",")
+        )
+        return frozenset(name for name in names if name)
 
     def _check_can_validate(self, scan_types=None):
         self._check_can_transition("validating")

@@ -38,6 +38,7 @@ METADATA_FIELDS = {
     "metrics",
     "lineage",
     "signature",
+    "personal_fields",
 }
 LINEAGE_FIELDS = {
     "source_run": "source_run",
@@ -67,7 +68,7 @@ def store_artifact(version, stream, filename, content_type=None, max_size=None):
         what=env._("The artifact store cannot take the artifact now")
     ):
         stored = backend._get_store().put_stream(key, stream, content_type, max_size)
-    _forget_on_rollback(env, backend, key)
+    forget_on_rollback(env, backend, key)
     try:
         register_stored(version, backend, stored, filename, content_type)
     except BaseException:
@@ -173,6 +174,7 @@ def create_version(env, metadata):
         "metrics": metadata.get("metrics"),
         "input_schema": signature.get("inputs"),
         "output_schema": signature.get("outputs"),
+        "personal_fields": ",".join(metadata.get("personal_fields") or ()) or False,
     }
     values.update({field: lineage.get(key) for key, field in LINEAGE_FIELDS.items()})
     if lineage.get("parent_version"):
@@ -241,7 +243,7 @@ def register_streamed(env, metadata, writer, backend, filename, content_type=Non
                 what=env._("The artifact store cannot take the artifact now")
             ):
                 stored = writer.close()
-            _forget_on_rollback(env, backend, writer.key)
+            forget_on_rollback(env, backend, writer.key)
             register_stored(
                 version, backend, stored, writer.key.rsplit("/", 1)[-1], content_type
             )
@@ -251,7 +253,7 @@ def register_streamed(env, metadata, writer, backend, filename, content_type=Non
     return version
 
 
-def _forget_on_rollback(env, backend, key):
+def forget_on_rollback(env, backend, key):
     """The object goes if the transaction that records it is rolled back
     (say, another field of the same form save fails): no record, no object."""
     store = backend._get_store()

@@ -17,6 +17,11 @@ MAX_LINEAGE = 500
 VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
 LINEAGE_KEYS = ("source_run", "dataset", "git_commit", "parent_version")
 SIGNATURE_KEYS = ("inputs", "outputs")
+# personal fields: names of inputs, outputs or parameters
+MAX_PERSONAL = 100
+# (what the form's comma-separated list can hold: no comma, no space around)
+PERSONAL_NAME = r"[^,\x00 \t\r\n]([^,\x00]{0,126}[^,\x00 \t\r\n])?"
+PERSONAL_SPACES = " \t\r\n"
 # a media type (RFC 6838 names): it is sent to the store as a header
 CONTENT_TYPE_PATTERN = (
     r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}"
@@ -83,10 +88,32 @@ def check(raw):
             problems[f"lineage.{key}"] = f"unknown; known: {', '.join(LINEAGE_KEYS)}"
         elif value is not None:
             expect(f"lineage.{key}", lambda v=value: _text(v, MAX_LINEAGE))
-    signature = raw.get("signature") if isinstance(raw.get("signature"), dict) else {}
-    for key, value in signature.items():
+    problems.update(_signature_problems(raw.get("signature")))
+    if raw.get("personal_fields") is not None:
+        expect("personal_fields", lambda: _personal(raw["personal_fields"]))
+    return clean, problems
+
+
+def _signature_problems(signature):
+    problems = {}
+    for key, value in (signature if isinstance(signature, dict) else {}).items():
         if key not in SIGNATURE_KEYS:
             problems[f"signature.{key}"] = "unknown; known: inputs, outputs"
         elif value is not None and not isinstance(value, dict):
             problems[f"signature.{key}"] = "a JSON object of tensors by name"
-    return clean, problems
+    return problems
+
+
+def _personal(names):
+    """Names of inputs, outputs or parameters, as the version's
+    comma-separated field can hold them."""
+    if not (
+        isinstance(names, list)
+        and len(names) <= MAX_PERSONAL
+        and all(isinstance(n, str) and re.fullmatch(PERSONAL_NAME, n) for n in names)
+    ):
+        raise ValueError(
+            f"a list of up to {MAX_PERSONAL} names (1-128 characters, no comma, "
+            "no space around)"
+        )
+    return names

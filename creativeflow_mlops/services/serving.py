@@ -49,6 +49,8 @@ def plan(deployment):
         replicas=deployment.replicas,
         resources=resource_service.of(deployment),
         image=deployment.image or "",
+        log_rate=deployment.inference_log_rate,
+        personal_fields=tuple(version._personal_field_names()),
         labels={
             "model": model.slug,
             "version": version.version,

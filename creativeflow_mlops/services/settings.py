@@ -58,6 +58,9 @@ SETTINGS = {
         # hour buckets kept this many days
         Setting("metrics_minute_retention_hours", int, 48),
         Setting("metrics_retention_days", int, 90),
+        # the inference log: the share of calls a new deployment's model
+        # servers keep with what was asked and answered
+        Setting("inference_log_rate", float, 0.01),
     )
 }
 

@@ -1,5 +1,7 @@
 # Copyright 2026 CreativeFlow
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
+import shutil
+
 from odoo.tests.common import TransactionCase, new_test_user
 
 from ..lifecycle import APPROVER, MANAGER, USER
@@ -132,3 +134,5 @@ class LocalTargetCleanup:
         for key in list(client.runtime.running()):
             client.runtime.stop(key, timeout=5)
         client.router.stop()
+        # what the stopped servers left of their inference logs
+        shutil.rmtree(client.log_folder(""), ignore_errors=True)

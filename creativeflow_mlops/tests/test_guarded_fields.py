@@ -108,6 +108,23 @@ class TestNoPathAroundTheServices(HttpCase):
         env["mlops.deployment.metric"].create(
             {"deployment_id": deployment.id, "at": "2026-01-01 00:00:00"}
         )
+        batch = env["mlops.inference.batch"].create(
+            {
+                "name": "b1",
+                "deployment_id": deployment.id,
+                "source": "runtime",
+                "storage_backend_id": env["mlops.storage.backend"]._get_default().id,
+                "object_key": "inference-log/b1.jsonl",
+            }
+        )
+        env["mlops.inference.record"].create(
+            {
+                "batch_id": batch.id,
+                "deployment_id": deployment.id,
+                "company_id": deployment.company_id.id,
+                "request_id": "r1",
+            }
+        )
         run = env["mlops.pipeline.run"].create({"deployment_id": deployment.id})
         env["mlops.pipeline.delivery"].create({"run_id": run.id, "signature": "ab"})
         env["mlops.version.approval"].create(

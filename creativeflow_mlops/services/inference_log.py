@@ -1,0 +1,283 @@
+"""The inference log (docs/reference/monitoring.md): a sample of the calls
+each deployment answered, with what was asked and answered, kept in the
+object store as JSONL and indexed by request id in PostgreSQL.
+
+- The model server samples (the deployment's ``inference_log_rate``) and
+  drops the version's personal fields before it writes anything
+  (``model_server/inference_log.py``); the target keeps the files until
+  they are collected (``Target.logged_files``).
+- ``schedule`` (a cron, every minute) queues one ``collect`` job per target;
+  ``collect`` stores each whole file under the deployment
+  (``adapters.storage.inference_log_key``), records its batch and indexes
+  its calls, then lets the target forget the file once that is committed.
+  A file already kept (a job that died after its commit) is only
+  forgotten; a store out of reach leaves the files for the next pass.
+- ``store`` is also where KServe's payload logger ends
+  (``cloudevents``): the same scrubbing, the same batches.
+- ``read_batch`` and ``calls`` read the log back (feedback, drift).
+"""
+
+import logging
+import time
+
+import orjson
+
+from odoo import fields
+from odoo.tools import SQL
+
+from ..adapters.storage import (
+    StorageRefused,
+    StorageUnavailable,
+    inference_log_key,
+)
+from ..adapters.targets import TargetFailed
+from . import jobs
+from .artifacts import forget_on_rollback
+
+_logger = logging.getLogger(__name__)
+
+CHANNEL = "root.mlops.monitoring"
+# what one file may hold before it is refused whole (the model server
+# writes at most a thousand records a file)
+MAX_FILE_BYTES = 256 * 1024 * 1024
+
+
+def schedule(env):
+    """Cron: a collection job per target that keeps an inference log."""
+    targets = env["mlops.deployment.target"].sudo().search([])
+    minute = int(time.time() // 60)
+    queued = 0
+    for target in targets:
+        if not target._capabilities().inference_log:
+            continue
+        jobs.as_platform(target).with_delay(
+            channel=CHANNEL,
+            identity_key=f"mlops-inference-log-{target.id}-{minute}",
+            description=env._("Inference log of %s", target.name),
+        )._collect_inference_log()
+        queued += 1
+    return queued
+
+
+def collect(target):
+    """Job: every whole file the target's model servers wrote, stored and
+    indexed. Returns what it kept."""
+    env = target.env
+    client = target._get_client()
+    try:
+        waiting = client.logged_files()
+    except TargetFailed as error:
+        return f"the target cannot be read: {error}"
+    Deployment = env["mlops.deployment"].sudo()
+    kept = 0
+    for key, files in sorted(waiting.items()):
+        deployment = Deployment.browse(_deployment_id(key)).exists()
+        if not deployment or deployment.target_id != target:
+            # no deployment of this target: nothing to attribute them to
+            for name, _path in files:
+                _after_commit(env, client, key, name)
+            continue
+        for name, path in files:
+            if _kept_already(deployment, name):
+                _after_commit(env, client, key, name)
+                continue
+            try:
+                with open(path, "rb") as handle:
+                    data = handle.read(MAX_FILE_BYTES + 1)
+            except OSError as error:
+                _logger.warning("inference log %s not read: %s", path, error)
+                continue
+            try:
+                batch = store(deployment, name, data, "runtime")
+            except (StorageUnavailable, StorageRefused) as error:
+                # the files wait for the next pass
+                _logger.warning("inference log not stored: %s", error)
+                return f"{kept} batches kept; the store refused: {error}"
+            _after_commit(env, client, key, name)
+            kept += 1 if batch else 0
+    return f"{kept} batches kept"
+
+
+def _deployment_id(key):
+    return int(key[1:]) if key[:1] == "d" and key[1:].isdigit() else 0
+
+
+def _kept_already(deployment, name):
+    return bool(
+        deployment.env["mlops.inference.batch"]
+        .sudo()
+        .search_count(
+            [("deployment_id", "=", deployment.id), ("name", "=", name)], limit=1
+        )
+    )
+
+
+def _after_commit(env, client, key, name):
+    def forget():
+        try:
+            client.forget_logged(key, name)
+        except OSError as error:
+            _logger.warning("inference log %s/%s not removed: %s", key, name, error)
+
+    env.cr.postcommit.add(forget)
+
+
+def parse(data):
+    """The records of a JSONL file; lines that are not JSON objects are
+    skipped (a file cut short by a crash keeps its whole lines)."""
+    rows = []
+    for line in data.splitlines():
+        if not line.strip():
+            continue
+        try:
+            row = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
+
+
+def scrub(row, personal):
+    """``row`` without the inputs, outputs and parameters named
+    ``personal`` (the model server did so already; KServe's logger does
+    not)."""
+    if not personal:
+        return row
+    clean = dict(row)
+    for part in ("inputs", "outputs"):
+        if isinstance(clean.get(part), list):
+            clean[part] = [
+                t
+                for t in clean[part]
+                if not (isinstance(t, dict) and t.get("name") in personal)
+            ]
+    if isinstance(clean.get("parameters"), dict):
+        clean["parameters"] = {
+            k: v for k, v in clean["parameters"].items() if k not in personal
+        }
+    return clean
+
+
+def store(deployment, name, data, source):
+    """Keep ``data`` (JSONL) as ``deployment``'s log file ``name``: the
+    object, its batch, its calls' index. None when it holds no record."""
+    env = deployment.env
+    if len(data) > MAX_FILE_BYTES:
+        _logger.warning("inference log %s: larger than %d bytes", name, MAX_FILE_BYTES)
+        return None
+    personal = deployment.version_id._personal_field_names()
+    rows = [scrub(row, personal) for row in parse(data)]
+    if not rows:
+        return None
+    body = b"".join(orjson.dumps(row) + b"\n" for row in rows)
+    version = deployment.version_id
+    backend = (
+        version.storage_backend_id or env["mlops.storage.backend"].sudo()._get_default()
+    )
+    model = version.model_id
+    key = inference_log_key(
+        backend._object_prefix(),
+        f"c{model.company_id.id}",
+        model.slug,
+        f"d{deployment.id}",
+        name,
+    )
+    stored = backend._get_store().put_bytes(key, body, "application/x-ndjson")
+    forget_on_rollback(env, backend, key)
+    times = [fields.Datetime.to_datetime(_at(row)) for row in rows if _at(row)]
+    batch = (
+        env["mlops.inference.batch"]
+        .sudo()
+        .create(
+            {
+                "name": name,
+                "deployment_id": deployment.id,
+                "source": source,
+                "storage_backend_id": backend.id,
+                "object_key": key,
+                "uri": stored.uri,
+                "rows": len(rows),
+                "size": len(body),
+                "first_at": min(times) if times else False,
+                "last_at": max(times) if times else False,
+            }
+        )
+    )
+    _index(batch, rows)
+    return batch
+
+
+def _at(row):
+    """The record's time as Odoo stores it (naive UTC), or None."""
+    value = row.get("at")
+    if not isinstance(value, str) or len(value) < 19:
+        return None
+    return value[:19].replace("T", " ")
+
+
+def _index(batch, rows):
+    """One index row per call, in one statement."""
+    columns = {
+        "request_id": [],
+        "line": [],
+        "at": [],
+        "status": [],
+        "latency_ms": [],
+    }
+    for line, row in enumerate(rows):
+        request_id = row.get("request_id")
+        if not isinstance(request_id, str) or not request_id:
+            continue
+        columns["request_id"].append(request_id[:128])
+        columns["line"].append(line)
+        columns["at"].append(_at(row))
+        status = row.get("status")
+        columns["status"].append(status if isinstance(status, int) else None)
+        latency = row.get("latency_ms")
+        columns["latency_ms"].append(
+            float(latency) if isinstance(latency, int | float) else None
+        )
+    if not columns["request_id"]:
+        return
+    batch.env.cr.execute(
+        SQL(
+            "INSERT INTO mlops_inference_record "
+            "(batch_id, deployment_id, company_id, request_id, line, at, status, "
+            "latency_ms) "
+            "SELECT %s, %s, %s, r, l, a, s, m FROM unnest("
+            "%s::varchar[], %s::int[], %s::timestamp[], %s::int[], %s::float8[]"
+            ") AS t(r, l, a, s, m)",
+            batch.id,
+            batch.deployment_id.id,
+            batch.company_id.id,
+            columns["request_id"],
+            columns["line"],
+            columns["at"],
+            columns["status"],
+            columns["latency_ms"],
+        )
+    )
+    batch.env["mlops.inference.record"].invalidate_model()
+
+
+def read_batch(batch):
+    """The records of ``batch``, read back from the object store."""
+    store_ = batch.storage_backend_id._get_store()
+    with store_.open(batch.object_key) as handle:
+        return parse(handle.read())
+
+
+def calls(env, request_ids):
+    """{request id: its logged record} for those of ``request_ids`` that
+    were logged (and that the caller may read)."""
+    records = env["mlops.inference.record"].search(
+        [("request_id", "in", list(request_ids))]
+    )
+    found = {}
+    for batch in records.batch_id:
+        rows = batch.sudo()._read_rows()
+        for record in records.filtered(lambda r, b=batch: r.batch_id == b):
+            if record.line < len(rows):
+                found[record.request_id] = rows[record.line]
+    return found
