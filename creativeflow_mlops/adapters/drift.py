@@ -1,10 +1,11 @@
 """Drift between a reference window and a recent one, feature by feature,
 with Evidently's defaults (numpy and scipy only; no Odoo):
 
-- a numeric feature: the two-sample Kolmogorov-Smirnov test when the
-  reference holds at most ``LARGE`` values (drifted when p < 0.05), else the
-  Wasserstein distance normed by the reference's standard deviation
-  (drifted past 0.1);
+- a numeric feature (more than five distinct values in the reference;
+  fewer make it categorical, as Evidently has it): the two-sample
+  Kolmogorov-Smirnov test when the reference holds at most ``LARGE`` values
+  (drifted when p < 0.05), else the Wasserstein distance normed by the
+  reference's standard deviation (drifted past 0.1);
 - a categorical feature: the chi-square test on the categories' counts
   (small; p < 0.05), else the Jensen-Shannon distance of their shares
   (large; past 0.1);
@@ -15,6 +16,7 @@ with Evidently's defaults (numpy and scipy only; no Odoo):
 Every threshold and method is a parameter: the settings say them.
 """
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -53,6 +55,7 @@ class DriftReport:
     score: float  # the share of features that drifted
     drifted: bool
     features: list = field(default_factory=list)
+    share: float = SHARE  # the share at which the dataset drifts
 
 
 def is_numeric(values):
@@ -61,31 +64,56 @@ def is_numeric(values):
     ) and bool(values)
 
 
+# a numeric feature with this few distinct values is judged as categories
+FEW_VALUES = 5
+
+
 def choose_method(reference, numeric, large=LARGE):
     if numeric:
         return "ks" if len(reference) <= large else "wasserstein"
     return "chisquare" if len(reference) <= large else "jensenshannon"
 
 
-def feature_drift(name, reference, current, method=None, threshold=None, large=LARGE):
+def feature_drift(
+    name,
+    reference,
+    current,
+    method=None,
+    threshold=None,
+    large=LARGE,
+    p_value=P_VALUE,
+    distance_=DISTANCE,
+):
     """A ``FeatureDrift`` of one feature's values: ``method`` and
     ``threshold`` as asked, else Evidently's for its kind and size."""
     if not reference or not current:
         raise ValueError(f"{name}: both windows need values")
     numeric = is_numeric(reference) and is_numeric(current)
+    if not method and numeric and len(set(reference)) <= FEW_VALUES:
+        numeric = False
     method = method or choose_method(reference, numeric, large)
     if method in ("ks", "wasserstein", "psi") and not numeric:
         raise ValueError(f"{name}: {method} needs numbers")
     value = METHODS[method](reference, current)
     if threshold is None:
-        threshold = P_VALUE if method in TESTS else DISTANCE
+        threshold = p_value if method in TESTS else distance_
     drifted = value < threshold if method in TESTS else value > threshold
     return FeatureDrift(name, method, float(value), threshold, bool(drifted))
 
 
-def dataset_drift(reference, current, share=SHARE, methods=None, thresholds=None):
+def dataset_drift(
+    reference,
+    current,
+    share=SHARE,
+    methods=None,
+    thresholds=None,
+    p_value=P_VALUE,
+    distance=DISTANCE,
+    large=LARGE,
+):
     """A ``DriftReport`` of two windows, {feature: [values]} each, on the
-    features both have."""
+    features both have; ``p_value``, ``distance`` and ``large`` as
+    Evidently sets them unless said."""
     methods, thresholds = methods or {}, thresholds or {}
     names = sorted(set(reference) & set(current))
     if not names:
@@ -97,11 +125,14 @@ def dataset_drift(reference, current, share=SHARE, methods=None, thresholds=None
             list(current[name]),
             methods.get(name),
             thresholds.get(name),
+            large,
+            p_value,
+            distance,
         )
         for name in names
     ]
     score = sum(f.drifted for f in features) / len(features)
-    return DriftReport(score, score >= share, features)
+    return DriftReport(score, score >= share, features, share)
 
 
 # ---------------------------------------------------------------------------
@@ -122,9 +153,10 @@ def _wasserstein(reference, current):
 
 
 def _shares(reference, current):
-    categories = sorted(set(reference) | set(current), key=str)
-    ref = np.array([reference.count(c) for c in categories], dtype=float)
-    cur = np.array([current.count(c) for c in categories], dtype=float)
+    ref_counts, cur_counts = Counter(reference), Counter(current)
+    categories = sorted(set(ref_counts) | set(cur_counts), key=str)
+    ref = np.array([ref_counts[c] for c in categories], dtype=float)
+    cur = np.array([cur_counts[c] for c in categories], dtype=float)
     return ref, cur
 
 

@@ -78,6 +78,16 @@ class MlopsDeploymentsApi(http.Controller):
         return _operate("deployments.metrics", _query(), id=deployment_id)
 
     @api_route(
+        "/deployments/<int:deployment_id>/drift",
+        ["GET"],
+        summary="A deployment's latest drift report",
+        answer=(200, ref("DriftReport")),
+        errors=(404,),
+    )
+    def drift(self, deployment_id, **_params):
+        return _operate("deployments.drift", id=deployment_id)
+
+    @api_route(
         "/platform/metrics",
         ["GET"],
         summary="The addon's own figures, for Prometheus",

@@ -280,6 +280,55 @@ SCHEMAS = {
             "data": OBJECT,
         },
     },
+    "DriftReport": {
+        "type": "object",
+        "required": ["score", "drifted", "features", "reference", "current", "at"],
+        "properties": {
+            "score": {"type": "number", "minimum": 0, "maximum": 1},
+            "drifted": {"type": "boolean"},
+            "features": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["name", "method", "value", "threshold", "drifted"],
+                    "properties": {
+                        "name": STRING,
+                        "method": {
+                            "type": "string",
+                            "enum": [
+                                "ks",
+                                "wasserstein",
+                                "chisquare",
+                                "jensenshannon",
+                                "psi",
+                            ],
+                        },
+                        "value": {"type": "number"},
+                        "threshold": {"type": "number"},
+                        "drifted": {"type": "boolean"},
+                    },
+                },
+            },
+            "reference": {
+                "type": "object",
+                "properties": {
+                    "source": {"type": "string", "enum": ["staging", "own"]},
+                    "rows": INTEGER,
+                    "from": _nullable("string"),
+                    "to": _nullable("string"),
+                },
+            },
+            "current": {
+                "type": "object",
+                "properties": {
+                    "rows": INTEGER,
+                    "from": _nullable("string"),
+                    "to": _nullable("string"),
+                },
+            },
+            "at": STRING,
+        },
+    },
     "DeploymentMetrics": {
         "type": "object",
         "required": ["items"],

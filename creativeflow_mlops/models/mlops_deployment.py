@@ -14,7 +14,15 @@ from ..lifecycle import (
     ENVIRONMENTS,
     STRATEGIES,
 )
-from ..services import canary, errors, jobs, registry_changes, serving, settings
+from ..services import (
+    canary,
+    drift_reports,
+    errors,
+    jobs,
+    registry_changes,
+    serving,
+    settings,
+)
 from ..services import deployment as deploy_service
 
 # a deployment in one of these states serves or may serve traffic
@@ -107,6 +115,21 @@ class MlopsDeployment(models.Model):
     )
     inference_batch_ids = fields.One2many(
         "mlops.inference.batch", "deployment_id", string="Inference Log"
+    )
+    data_drift_score = fields.Float(
+        readonly=True,
+        copy=False,
+        digits=(16, 2),
+        help="The share of input features that moved in the last drift report.",
+    )
+    data_drifted = fields.Boolean(
+        string="Data Drifted",
+        readonly=True,
+        copy=False,
+        help="The last drift report found the inputs moved from the reference.",
+    )
+    drift_report_ids = fields.One2many(
+        "mlops.drift.report", "deployment_id", string="Drift Reports"
     )
     drift = fields.Selection(
         DRIFT_STATES,
@@ -270,6 +293,20 @@ class MlopsDeployment(models.Model):
         action["domain"] = [("deployment_id", "=", self.id)]
         action["context"] = {"graph_measure": "requests"}
         return action
+
+    def action_view_drift(self):
+        """Its drift reports, the latest first."""
+        self.ensure_one()
+        action = self.env["ir.actions.act_window"]._for_xml_id(
+            "creativeflow_mlops.mlops_drift_report_action"
+        )
+        action["domain"] = [("deployment_id", "=", self.id)]
+        return action
+
+    def _compute_drift(self):
+        """Job: a drift report of its recent inputs."""
+        self.ensure_one()
+        return drift_reports.compute(self)
 
     def action_view_inference_log(self):
         """The calls its model servers logged."""

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 from ..exceptions import InvalidInput, MLOpsError, NotFound
 from ..lifecycle import DEPLOYMENT_STATES, ENVIRONMENTS, VERSION_STATES
-from . import endpoint_registry, events, monitoring, reads, serializers
+from . import drift_reports, endpoint_registry, events, monitoring, reads, serializers
 
 MAX_LIMIT = 200
 # PostgreSQL takes a LIMIT or OFFSET up to int8; no page is that far
@@ -417,6 +417,18 @@ def deployments_metrics(env, params):
     window = integer(params, "window", 60, 1, MAX_METRICS_WINDOW)
     step = min(integer(params, "step", 1, 1, MAX_METRICS_WINDOW), window)
     return {"items": monitoring.series(record, window, step)}
+
+
+@operation("deployments.drift")
+def deployments_drift(env, params):
+    """The deployment's latest drift report."""
+    record = get(env, "mlops.deployment", identifier(params), "deployment")
+    report = env["mlops.drift.report"].search(
+        [("deployment_id", "=", record.id)], order="at desc, id desc", limit=1
+    )
+    if not report:
+        raise NotFound(env._("No drift report of deployment %s yet.", record.id))
+    return drift_reports.to_json(report)
 
 
 @operation("deployments.update", takes=["replicas", "canary_percent"])

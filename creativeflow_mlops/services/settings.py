@@ -61,6 +61,18 @@ SETTINGS = {
         # the inference log: the share of calls a new deployment's model
         # servers keep with what was asked and answered
         Setting("inference_log_rate", float, 0.01),
+        # data drift (Evidently's defaults): a feature moved below this
+        # p-value or past this distance; the data drifts when this share of
+        # its features moved; a window past this many values is judged by
+        # distances; calls read per window, and the fewest judged
+        Setting("drift_p_value", float, 0.05),
+        Setting("drift_distance", float, 0.1),
+        Setting("drift_share", float, 0.5),
+        Setting("drift_large_window", int, 1000),
+        Setting("drift_max_rows", int, 10000),
+        Setting("drift_min_rows", int, 100),
+        Setting("drift_window_hours", int, 24),
+        Setting("drift_max_features", int, 100),
     )
 }
 

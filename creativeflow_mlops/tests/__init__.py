@@ -6,6 +6,7 @@ from . import test_ci_callback
 from . import test_dashboard
 from . import test_deployments
 from . import test_deployments_api
+from . import test_drift_reports
 from . import test_events
 from . import test_guarded_fields
 from . import test_inference_log

@@ -125,6 +125,12 @@ class TestNoPathAroundTheServices(HttpCase):
                 "request_id": "r1",
             }
         )
+        env["mlops.drift.report"].create(
+            {
+                "deployment_id": deployment.id,
+                "feature_ids": [(0, 0, {"name": "x[0]", "method": "ks", "value": 0.5})],
+            }
+        )
         run = env["mlops.pipeline.run"].create({"deployment_id": deployment.id})
         env["mlops.pipeline.delivery"].create({"run_id": run.id, "signature": "ab"})
         env["mlops.version.approval"].create(
