@@ -27,6 +27,10 @@
                               reconciliation pass over 500 deployments, a
                               100 MiB ModelCar pushed against a plain blob
                               upload (benchmarks/k8s.py)
+    benchmarks/run monitor    drift on 100,000 rows x 50 features against
+                              Evidently's DataDriftPreset; the inference
+                              log's cost at 20 connections; its ingestion
+                              into S3 and PostgreSQL (benchmarks/monitor.py)
     benchmarks/run abuse      the model server while 48 MB bodies arrive:
                               peak memory and small calls' latency, now
                               against the server before its body caps and
@@ -431,6 +435,12 @@ def _bench_k8s():
     bench_k8s()
 
 
+def _bench_monitor():
+    from monitor import bench_monitor
+
+    bench_monitor()
+
+
 def _bench_abuse():
     from abuse import bench_abuse
 
@@ -446,6 +456,7 @@ BENCHMARKS = {
     "serve": _bench_serve,
     "abuse": _bench_abuse,
     "k8s": _bench_k8s,
+    "monitor": _bench_monitor,
 }
 
 

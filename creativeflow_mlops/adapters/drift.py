@@ -59,9 +59,17 @@ class DriftReport:
 
 
 def is_numeric(values):
-    return all(
+    if isinstance(values, np.ndarray):
+        return values.size > 0 and values.dtype.kind in "iuf"
+    return bool(values) and all(
         isinstance(v, int | float) and not isinstance(v, bool) for v in values
-    ) and bool(values)
+    )
+
+
+def _distinct(values):
+    if isinstance(values, np.ndarray):
+        return np.unique(values).size
+    return len(set(values))
 
 
 # a numeric feature with this few distinct values is judged as categories
@@ -86,11 +94,14 @@ def feature_drift(
 ):
     """A ``FeatureDrift`` of one feature's values: ``method`` and
     ``threshold`` as asked, else Evidently's for its kind and size."""
-    if not reference or not current:
+    if not len(reference) or not len(current):
         raise ValueError(f"{name}: both windows need values")
     numeric = is_numeric(reference) and is_numeric(current)
-    if not method and numeric and len(set(reference)) <= FEW_VALUES:
+    if not method and numeric and _distinct(reference) <= FEW_VALUES:
         numeric = False
+    if numeric:
+        reference = np.asarray(reference, dtype=float)
+        current = np.asarray(current, dtype=float)
     method = method or choose_method(reference, numeric, large)
     if method in ("ks", "wasserstein", "psi") and not numeric:
         raise ValueError(f"{name}: {method} needs numbers")
@@ -111,9 +122,9 @@ def dataset_drift(
     distance=DISTANCE,
     large=LARGE,
 ):
-    """A ``DriftReport`` of two windows, {feature: [values]} each, on the
-    features both have; ``p_value``, ``distance`` and ``large`` as
-    Evidently sets them unless said."""
+    """A ``DriftReport`` of two windows, {feature: values} each (lists or
+    numpy arrays), on the features both have; ``p_value``, ``distance`` and
+    ``large`` as Evidently sets them unless said."""
     methods, thresholds = methods or {}, thresholds or {}
     names = sorted(set(reference) & set(current))
     if not names:
@@ -121,8 +132,8 @@ def dataset_drift(
     features = [
         feature_drift(
             name,
-            list(reference[name]),
-            list(current[name]),
+            reference[name],
+            current[name],
             methods.get(name),
             thresholds.get(name),
             large,
@@ -153,7 +164,7 @@ def _wasserstein(reference, current):
 
 
 def _shares(reference, current):
-    ref_counts, cur_counts = Counter(reference), Counter(current)
+    ref_counts, cur_counts = Counter(list(reference)), Counter(list(current))
     categories = sorted(set(ref_counts) | set(cur_counts), key=str)
     ref = np.array([ref_counts[c] for c in categories], dtype=float)
     cur = np.array([cur_counts[c] for c in categories], dtype=float)
