@@ -355,6 +355,11 @@ class Target(abc.ABC):
     def log_tail(self, plan):
         return ""
 
+    def object_name(self, plan):
+        """The name of the colour's workload on the target (what a payload
+        logger's events name)."""
+        return plan.key
+
     def logged_files(self):
         """The inference log's whole files waiting to be collected, by
         colour: {key: [(name, path)]}, oldest first."""

@@ -3,6 +3,7 @@ from . import multipart
 from . import registry_api
 from . import deployments_api
 from . import ci_api
+from . import inference_log_api
 from . import rpc_api
 from . import openapi
 from . import pwa

@@ -164,18 +164,25 @@ def api_route(
     body=None,
     answer=(200, None),
     errors=(),
+    headers=(),
     **kwargs,
 ):
     """A REST route: JSON errors, nothing committed on error. ``auth``:
-    ``bearer`` (an Odoo API key, the caller's rights) or ``signature``
-    (the route checks an HMAC signature itself, as the public user).
+    ``bearer`` (an Odoo API key, the caller's rights), ``signature`` (the
+    route checks an HMAC signature itself, as the public user) or
+    ``target_key`` (the route checks a target's inference log key itself).
 
     The rest is what the OpenAPI document says of it: ``summary``,
-    ``query`` ((name, schema) pairs), ``body`` (a JSON Schema, or
+    ``query`` ((name, schema) pairs), ``headers`` ((name, description)
+    pairs it needs), ``body`` (a JSON Schema, or
     ``"multipart"``), ``answer`` ((status, schema)) and the ``errors`` it
     answers beyond those every route may (400, 401, 403, 404, 415, 422,
     503)."""
-    challenge = {"bearer": "Bearer", "signature": 'HMAC-SHA256 realm="mlops"'}[auth]
+    challenge = {
+        "bearer": "Bearer",
+        "signature": 'HMAC-SHA256 realm="mlops"',
+        "target_key": 'Bearer realm="inference-log"',
+    }[auth]
 
     def decorator(func):
         ROUTES.append(
@@ -188,6 +195,7 @@ def api_route(
                 "body": body,
                 "answer": answer,
                 "errors": errors,
+                "headers": headers,
                 "name": func.__name__,
             }
         )

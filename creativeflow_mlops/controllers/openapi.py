@@ -130,6 +130,10 @@ def _responses(route, operation_id=None):
     return responses
 
 
+# the security scheme of each route that checks its own credentials
+SECURITY = {"signature": "signature", "target_key": "inferenceLogKey"}
+
+
 def _operation(route, method, path_params):
     operation_id = f"{route['name']}_{method.lower()}"
     operation = {
@@ -139,11 +143,21 @@ def _operation(route, method, path_params):
         + [
             {"name": name, "in": "query", "required": False, "schema": schema}
             for name, schema in route["query"]
+        ]
+        + [
+            {
+                "name": name,
+                "in": "header",
+                "required": True,
+                "description": description,
+                "schema": {"type": "string"},
+            }
+            for name, description in route.get("headers", ())
         ],
         "responses": _responses(route, operation_id),
     }
-    if route["auth"] == "signature":
-        operation["security"] = [{"signature": []}]
+    if route["auth"] in ("signature", "target_key"):
+        operation["security"] = [{SECURITY[route["auth"]]: []}]
     body = route["body"]
     if body == "multipart":
         operation["requestBody"] = {
@@ -247,6 +261,12 @@ def document(base_url, upload_bytes=None):
                     "name": "X-MLOps-Signature",
                     "description": "sha256=<hex HMAC-SHA256 of '<X-MLOps-Timestamp>."
                     "<raw body>'> with the pipeline run's secret.",
+                },
+                "inferenceLogKey": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A deployment target's inference log key "
+                    "(the target's form: New Inference Log Key).",
                 },
             },
         },

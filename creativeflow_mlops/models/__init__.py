@@ -16,6 +16,7 @@ from . import mlops_deployment_metric
 from . import mlops_slo
 from . import mlops_inference_batch
 from . import mlops_inference_record
+from . import mlops_inference_event
 from . import mlops_drift_report
 from . import mlops_drift_feature
 from . import mlops_pipeline_run

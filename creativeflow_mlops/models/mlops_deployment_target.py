@@ -3,9 +3,10 @@
 import hashlib
 import json
 import os
+import secrets
 
 from odoo import api, fields, models, tools
-from odoo.exceptions import ValidationError
+from odoo.exceptions import AccessError, ValidationError
 
 from ..adapters.targets import OptionsInvalid, TargetContext, kind_selection, kinds
 from ..services import inference_log, monitoring, registry_changes
@@ -56,6 +57,15 @@ class MlopsDeploymentTarget(models.Model):
         help="The pipeline that deploys to an external target.",
     )
     is_default = fields.Boolean(string="Default", help="Where deployments go.")
+    inference_log_key_hash = fields.Char(
+        readonly=True, copy=False, groups="base.group_system"
+    )
+    has_inference_log_key = fields.Boolean(
+        string="Inference Log Key",
+        compute="_compute_has_inference_log_key",
+        help="A payload logger (KServe's) may post this target's calls to "
+        "POST /inference-log with the key.",
+    )
     capabilities_text = fields.Text(
         string="Capabilities",
         compute="_compute_capabilities_text",
@@ -88,6 +98,10 @@ class MlopsDeploymentTarget(models.Model):
         return super()._compute_has_credentials()
 
     @api.depends("kind", "options")
+    def _compute_has_inference_log_key(self):
+        for target in self:
+            target.has_inference_log_key = bool(target.sudo().inference_log_key_hash)
+
     def _compute_capabilities_text(self):
         for target in self:
             try:
@@ -223,6 +237,27 @@ class MlopsDeploymentTarget(models.Model):
         """Job: its live deployments' metrics since their last reading."""
         self.ensure_one()
         return monitoring.collect(self)
+
+    def action_new_inference_log_key(self):
+        """A new key for the target's payload logger, shown once (Manager);
+        the one before stops working."""
+        self.ensure_one()
+        if not self.env.user.has_group("creativeflow_mlops.group_mlops_manager"):
+            raise AccessError(
+                self.env._("Only MLOps managers make inference log keys.")
+            )
+        token = secrets.token_urlsafe(32)
+        self.sudo().inference_log_key_hash = inference_log.key_digest(token)
+        return {
+            "type": "ir.actions.client",
+            "tag": "display_notification",
+            "params": {
+                "title": self.env._("Inference log key of %s (shown once)", self.name),
+                "message": token,
+                "type": "warning",
+                "sticky": True,
+            },
+        }
 
     def _collect_inference_log(self):
         """Job: the inference log files its model servers wrote, stored."""

@@ -12,13 +12,20 @@ object store as JSONL and indexed by request id in PostgreSQL.
   its calls, then lets the target forget the file once that is committed.
   A file already kept (a job that died after its commit) is only
   forgotten; a store out of reach leaves the files for the next pass.
-- ``store`` is also where KServe's payload logger ends
-  (``cloudevents``): the same scrubbing, the same batches.
+- KServe's payload logger posts each call's request and response as two
+  CloudEvents (``accept_event``, behind ``POST /inference-log`` with the
+  target's inference log key): each is stripped of the personal fields and
+  waits (``mlops.inference.event``) until ``collect`` joins it with its
+  pair, or gives up waiting after ``PAIR_WAIT_SECONDS``, and stores the
+  calls as a ``cloudevents`` batch: the same records, the same index.
 - ``read_batch`` and ``calls`` read the log back (feedback, drift).
 """
 
+import hashlib
 import logging
 import time
+import uuid
+from datetime import timedelta
 
 import orjson
 
@@ -31,8 +38,10 @@ from ..adapters.storage import (
     inference_log_key,
 )
 from ..adapters.targets import TargetFailed
+from ..exceptions import InvalidInput, Unauthorized
 from . import jobs
 from .artifacts import forget_on_rollback
+from .serving import KEEP_RUNNING, plan
 
 _logger = logging.getLogger(__name__)
 
@@ -40,15 +49,27 @@ CHANNEL = "root.mlops.monitoring"
 # what one file may hold before it is refused whole (the model server
 # writes at most a thousand records a file)
 MAX_FILE_BYTES = 256 * 1024 * 1024
+# a CloudEvent's body (a call's request or response)
+MAX_EVENT_BYTES = 16 * 1024 * 1024
+# a request whose response has not come by then is kept alone
+PAIR_WAIT_SECONDS = 120
+EVENT_TYPES = {
+    "org.kubeflow.serving.inference.request": "request",
+    "org.kubeflow.serving.inference.response": "response",
+}
 
 
 def schedule(env):
-    """Cron: a collection job per target that keeps an inference log."""
+    """Cron: a collection job per target that keeps an inference log, or
+    whose payload logger sent events."""
     targets = env["mlops.deployment.target"].sudo().search([])
+    waiting = set(
+        env["mlops.inference.event"].sudo().search([]).deployment_id.target_id.ids
+    )
     minute = int(time.time() // 60)
     queued = 0
     for target in targets:
-        if not target._capabilities().inference_log:
+        if not target._capabilities().inference_log and target.id not in waiting:
             continue
         jobs.as_platform(target).with_delay(
             channel=CHANNEL,
@@ -65,11 +86,14 @@ def collect(target):
     env = target.env
     client = target._get_client()
     try:
+        kept = _pair_events(target)
+    except (StorageUnavailable, StorageRefused) as error:
+        return f"the store refused the payload logger's calls: {error}"
+    try:
         waiting = client.logged_files()
     except TargetFailed as error:
         return f"the target cannot be read: {error}"
     Deployment = env["mlops.deployment"].sudo()
-    kept = 0
     for key, files in sorted(waiting.items()):
         deployment = Deployment.browse(_deployment_id(key)).exists()
         if not deployment or deployment.target_id != target:
@@ -281,3 +305,152 @@ def calls(env, request_ids):
             if record.line < len(rows):
                 found[record.request_id] = rows[record.line]
     return found
+
+
+# ---------------------------------------------------------------------------
+# KServe's payload logger
+# ---------------------------------------------------------------------------
+
+
+def key_digest(token):
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def target_for_key(env, authorization):
+    """The target whose inference log key is the bearer token sent, or
+    ``Unauthorized``."""
+    scheme, _sep, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized(
+            env._("Send the target's inference log key as 'Authorization: Bearer'.")
+        )
+    target = (
+        env["mlops.deployment.target"]
+        .sudo()
+        .search([("inference_log_key_hash", "=", key_digest(token.strip()))], limit=1)
+    )
+    if not target:
+        raise Unauthorized(env._("The inference log key is not valid."))
+    return target
+
+
+def accept_event(target, headers, payload):
+    """Keep one CloudEvent of KServe's payload logger for ``target``: the
+    deployment it names (``ce-inferenceservicename``: the colour's object
+    on the target), its id and kind, its body without personal fields."""
+    env = target.env
+    problems = {}
+    request_id = (headers.get("ce-id") or "").strip()
+    if not request_id or len(request_id) > 128:
+        problems["ce-id"] = "the call's id, 1 to 128 characters"
+    kind = EVENT_TYPES.get(headers.get("ce-type") or "")
+    if not kind:
+        problems["ce-type"] = f"one of {', '.join(sorted(EVENT_TYPES))}"
+    deployment = _deployment_named(target, headers.get("ce-inferenceservicename"))
+    if not deployment:
+        problems["ce-inferenceservicename"] = "a deployment serving on this target"
+    if not isinstance(payload, dict):
+        problems["body"] = "the call's JSON object"
+    if problems:
+        error = InvalidInput(env._("The CloudEvent is not one of this target's calls."))
+        error.details = problems
+        raise error
+    personal = deployment.version_id._personal_field_names()
+    Event = env["mlops.inference.event"].sudo()
+    if Event.search_count(
+        [
+            ("deployment_id", "=", deployment.id),
+            ("request_id", "=", request_id),
+            ("kind", "=", kind),
+        ],
+        limit=1,
+    ):
+        return None  # delivered again: kept once
+    return Event.create(
+        {
+            "deployment_id": deployment.id,
+            "request_id": request_id,
+            "kind": kind,
+            "payload": scrub(payload, personal),
+        }
+    )
+
+
+def _deployment_named(target, name):
+    if not name:
+        return None
+    client = target._get_client()
+    deployments = (
+        target.env["mlops.deployment"]
+        .sudo()
+        .search([("target_id", "=", target.id), ("state", "in", KEEP_RUNNING)])
+    )
+    for deployment in deployments:
+        if client.object_name(plan(deployment)) == name:
+            return deployment
+    return None
+
+
+def _pair_events(target):
+    """Store the payload logger's calls of ``target`` that have both halves,
+    or waited long enough for the other; the number of batches kept."""
+    env = target.env
+    Event = env["mlops.inference.event"].sudo()
+    events = Event.search([("deployment_id.target_id", "=", target.id)])
+    if not events:
+        return 0
+    stale = fields.Datetime.now() - timedelta(seconds=PAIR_WAIT_SECONDS)
+    kept = 0
+    for deployment in events.deployment_id:
+        rows, done = [], Event.browse()
+        mine = events.filtered(lambda e, d=deployment: e.deployment_id == d)
+        for request_id in dict.fromkeys(mine.mapped("request_id")):
+            halves = mine.filtered(lambda e, r=request_id: e.request_id == r)
+            request = halves.filtered(lambda e: e.kind == "request")[:1]
+            response = halves.filtered(lambda e: e.kind == "response")[:1]
+            if not (request and response) and min(halves.mapped("received_at")) > stale:
+                continue  # its other half may still come
+            rows.append(_event_row(deployment, request_id, request, response))
+            done |= halves
+        if rows:
+            body = b"".join(orjson.dumps(row) + b"\n" for row in rows)
+            store(deployment, f"ce-{uuid.uuid4().hex}", body, "cloudevents")
+            done.unlink()
+            kept += 1
+    return kept
+
+
+def _event_row(deployment, request_id, request, response):
+    first = (request or response).received_at
+    row = {
+        "request_id": request_id,
+        "at": first.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+        "model": deployment.model_id.slug,
+        "version": deployment.version_id.version,
+        "status": 200 if response else None,
+        "inputs": _tensors(request.payload, "inputs", "instances") if request else [],
+        "outputs": _tensors(response.payload, "outputs", "predictions")
+        if response
+        else [],
+    }
+    parameters = (request.payload or {}).get("parameters") if request else None
+    if isinstance(parameters, dict):
+        row["parameters"] = parameters
+    return row
+
+
+def _tensors(payload, v2, v1):
+    """The tensors of an Open Inference Protocol payload (``inputs``,
+    ``outputs``), or KServe's v1 ``instances``/``predictions`` as one
+    tensor of that name."""
+    payload = payload or {}
+    if isinstance(payload.get(v2), list):
+        return payload[v2]
+    rows = payload.get(v1)
+    if not isinstance(rows, list) or not rows:
+        return []
+    if all(isinstance(r, list) for r in rows) and len({len(r) for r in rows}) == 1:
+        width = len(rows[0])
+        data = [value for r in rows for value in r]
+        return [{"name": v1, "shape": [len(rows), width], "data": data}]
+    return [{"name": v1, "shape": [len(rows)], "data": rows}]

@@ -125,6 +125,9 @@ class TestNoPathAroundTheServices(HttpCase):
                 "request_id": "r1",
             }
         )
+        env["mlops.inference.event"].create(
+            {"deployment_id": deployment.id, "request_id": "r1", "kind": "request"}
+        )
         env["mlops.drift.report"].create(
             {
                 "deployment_id": deployment.id,

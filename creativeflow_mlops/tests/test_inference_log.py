@@ -5,15 +5,18 @@ sample real calls, the collector stores them in the object store and
 indexes them by request id; personal fields never reach storage."""
 
 import io
+import json
 import time
 
 import requests
 
 from odoo.exceptions import AccessError, UserError
+from odoo.tests import HttpCase, new_test_user, tagged
 
 from odoo.addons.queue_job.tests.common import trap_jobs
 
 from ..exceptions import InvalidInput
+from ..lifecycle import MANAGER
 from ..services import artifacts as artifact_service
 from ..services import inference_log
 from ..services.settings import SETTINGS
@@ -184,3 +187,132 @@ class TestInferenceLog(LocalTargetCleanup, MlopsCase):
         handle = client.runtime.find(f"d{deployment.id}")
         with open(f"/proc/{handle.pid}/cmdline", "rb") as cmdline:
             self.assertNotIn(b"--log-dir", cmdline.read())
+
+
+@tagged("post_install", "-at_install")
+class TestPayloadLoggerEvents(HttpCase):
+    """``POST /inference-log``: KServe's payload logger CloudEvents, as its
+    agent sends them (binary mode: ``ce-*`` headers, the payload as the
+    body), joined into the same log."""
+
+    URL = "/mlops/api/v1/inference-log"
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.manager = new_test_user(cls.env, login="ce_manager", groups=MANAGER)
+        cls.target = cls.env.ref("creativeflow_mlops.deployment_target_local")
+        model = cls.env["mlops.model"].create({"name": "kserve-logged"})
+        version = cls.env["mlops.model.version"].create(
+            {
+                "model_id": model.id,
+                "version": "1.0.0",
+                "personal_fields": "email",
+                "state": "validating",
+            }
+        )
+        cls.deployment = cls.env["mlops.deployment"].create(
+            {"version_id": version.id, "target_id": cls.target.id}
+        )
+        cls.deployment.write({"state": "deploying"})
+        cls.deployment.write({"state": "active"})
+        cls.key = cls.target.with_user(cls.manager).action_new_inference_log_key()[
+            "params"
+        ]["message"]
+
+    def _post(self, kind, call_id, payload, key=None, name=None, **headers):
+        return self.url_open(
+            self.URL,
+            data=json.dumps(payload),
+            headers={
+                "Content-Type": "application/json",
+                "Authorization": f"Bearer {key or self.key}",
+                "Ce-Specversion": "1.0",
+                "Ce-Id": call_id,
+                "Ce-Type": f"org.kubeflow.serving.inference.{kind}",
+                "Ce-Source": "http://localhost:9081/",
+                "Ce-Inferenceservicename": name or f"d{self.deployment.id}",
+                "Ce-Namespace": "models",
+                "Ce-Component": "predictor",
+                **headers,
+            },
+        )
+
+    REQUEST = {
+        "inputs": [
+            {"name": "email", "shape": [1], "datatype": "BYTES", "data": [SECRET]},
+            {"name": "x", "shape": [1, 2], "datatype": "FP32", "data": [0.5, 1.5]},
+        ]
+    }
+    RESPONSE = {
+        "model_name": "kserve-logged",
+        "outputs": [{"name": "y", "shape": [1], "datatype": "FP32", "data": [0.9]}],
+    }
+
+    def test_request_and_response_become_one_logged_call(self):
+        self.assertEqual(self._post("request", "c-1", self.REQUEST).status_code, 202)
+        answer = self._post("response", "c-1", self.RESPONSE)
+        self.assertEqual((answer.status_code, answer.json()), (202, {"kept": True}))
+        # delivered again: kept once
+        self.assertEqual(
+            self._post("response", "c-1", self.RESPONSE).json(), {"kept": False}
+        )
+        # nothing personal waits in PostgreSQL either
+        waiting = self.env["mlops.inference.event"].search(
+            [("deployment_id", "=", self.deployment.id)]
+        )
+        self.assertEqual(len(waiting), 2)
+        self.assertNotIn(SECRET, json.dumps(waiting.mapped("payload")))
+        self.assertEqual(inference_log.collect(self.target), "1 batches kept")
+        (batch,) = self.env["mlops.inference.batch"].search(
+            [("deployment_id", "=", self.deployment.id)]
+        )
+        self.assertEqual((batch.source, batch.rows), ("cloudevents", 1))
+        (row,) = batch._read_rows()
+        self.assertEqual(row["request_id"], "c-1")
+        self.assertEqual([t["name"] for t in row["inputs"]], ["x"])
+        self.assertEqual(row["outputs"][0]["data"], [0.9])
+        self.assertFalse(waiting.exists())
+
+    def test_a_request_without_its_response_waits_then_is_kept_alone(self):
+        self._post("request", "c-2", self.REQUEST)
+        self.assertEqual(inference_log.collect(self.target), "0 batches kept")
+        self.env.cr.execute(
+            "UPDATE mlops_inference_event SET received_at = received_at - "
+            "interval '10 minutes' WHERE request_id = 'c-2'"
+        )
+        self.env["mlops.inference.event"].invalidate_model()
+        self.assertEqual(inference_log.collect(self.target), "1 batches kept")
+        (row,) = (
+            self.env["mlops.inference.batch"]
+            .search([("deployment_id", "=", self.deployment.id)])
+            ._read_rows()
+        )
+        self.assertEqual(
+            (row["request_id"], row["status"], row["outputs"]), ("c-2", None, [])
+        )
+
+    def test_refusals_change_nothing(self):
+        Event = self.env["mlops.inference.event"]
+        cases = [
+            (self._post("request", "r1", self.REQUEST, key="wrong"), 401),
+            (
+                self.url_open(
+                    self.URL,
+                    data=json.dumps(self.REQUEST),
+                    headers={"Content-Type": "application/json"},
+                ),
+                401,
+            ),
+            (self._post("request", "r2", self.REQUEST, name="mlops-d0-other"), 422),
+            (self._post("request", "r3", self.REQUEST, **{"Ce-Type": "x.y"}), 422),
+            (self._post("request", "", self.REQUEST), 422),
+            (self._post("request", "r4", [1, 2]), 400),
+        ]
+        for answer, status in cases:
+            self.assertEqual(answer.status_code, status, answer.text)
+            self.assertIn("error", answer.json())
+        self.assertFalse(Event.search([]))
+        # a new key: the old one is refused
+        self.target.with_user(self.manager).action_new_inference_log_key()
+        self.assertEqual(self._post("request", "r5", self.REQUEST).status_code, 401)
