@@ -37,6 +37,7 @@
         "views/mlops_deployment_metric_views.xml",
         "views/mlops_inference_batch_views.xml",
         "views/mlops_drift_report_views.xml",
+        "views/mlops_experiment_views.xml",
         "views/mlops_deployment_views.xml",
         "views/mlops_slo_views.xml",
         "views/mlops_feedback_views.xml",

@@ -147,6 +147,30 @@ PIPELINE_TRANSITIONS = tuple(
 
 PIPELINE_CREATE_STATES = {"queued": SYSTEM}
 
+EXPERIMENT_STATES = [
+    ("draft", "Draft"),
+    ("running", "Running"),
+    ("stopped", "Stopped"),
+    ("concluded", "Concluded"),
+]
+
+EXPERIMENT_TRANSITIONS = (
+    Transition("draft", "running", APPROVER, "Start"),
+    # by hand, or by the platform at its end
+    Transition("running", "stopped", APPROVER, "Stop"),
+    Transition("stopped", "concluded", APPROVER, "Conclude"),
+)
+
+EXPERIMENT_CREATE_STATES = {"draft": APPROVER}
+
+# an experiment's primary metric
+EXPERIMENT_METRICS = [
+    ("rating", "Feedback Rating"),
+    ("error_rate", "Error Rate"),
+    ("latency_p95", "Latency (p95)"),
+    ("outcome", "Business Outcome"),
+]
+
 # in their order; a provider may skip some (saying why)
 PIPELINE_STAGES = [
     ("fetch_artifact", "Fetch Artifact"),

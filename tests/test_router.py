@@ -105,6 +105,33 @@ def test_routes_split_and_switch(servers, router):
     assert missing.status_code == 404 and missing.json()["error"]
 
 
+def test_a_caller_keeps_its_colour_at_the_weights_shares(servers, router):
+    """``X-MLOps-Caller`` (an experiment's sticky assignment): one caller
+    always gets the same colour, callers spread by the weights, and the
+    split follows a change of the weights without a reload."""
+    _runtime, handles = servers
+    router.apply([_route(handles, 70, 30)])
+    url = f"{_url(router, 'c1-mlp-production')}/v2/models/mlp/infer"
+    with requests.Session() as session:
+
+        def colour(caller):
+            answer = session.post(
+                url, json=BODY, headers={"X-MLOps-Caller": caller}, timeout=5
+            )
+            assert answer.status_code == 200, answer.text
+            return answer.headers["X-MLOps-Version"]
+
+        callers = [f"user-{n}" for n in range(400)]
+        first = {caller: colour(caller) for caller in callers}
+        assert all(colour(caller) == first[caller] for caller in callers[:50])
+        green = sum(v == "2.0.0" for v in first.values()) / len(callers)
+        assert abs(green - 0.30) <= 0.08, green
+        router.apply([_route(handles, 50, 50)])
+        again = {caller: colour(caller) for caller in callers}
+        green = sum(v == "2.0.0" for v in again.values()) / len(callers)
+        assert abs(green - 0.50) <= 0.08, green
+
+
 @contextlib.contextmanager
 def _constant_load(url, clients=4):
     """``clients`` threads posting to ``url`` until the block ends; yields

@@ -96,6 +96,16 @@ def render():
         lc.PIPELINE_TRANSITIONS,
         lc.PIPELINE_CREATE_STATES,
     )
+    lines += _states(
+        "Experiment states (`mlops.experiment.state`)", lc.EXPERIMENT_STATES
+    )
+    lines += _transitions(
+        lc,
+        "Experiment transitions",
+        lc.EXPERIMENT_TRANSITIONS,
+        lc.EXPERIMENT_CREATE_STATES,
+    )
+    lines += _states("Experiment metrics", lc.EXPERIMENT_METRICS)
     lines += _states("Pipeline stages, in their order", lc.PIPELINE_STAGES)
     lines += _states("Stage states", lc.STAGE_STATES)
     lines += _states("Validation result states", lc.VALIDATION_STATES)

@@ -92,6 +92,10 @@ CLI_ERROR = re.compile(
 )
 
 
+# the header by which a caller keeps one colour of a split route
+CALLER_HEADER = "X-MLOps-Caller"
+
+
 class RouterError(Exception):
     pass
 
@@ -189,6 +193,10 @@ class HAProxyRouter:
             "    retries 3",
             "    option redispatch 1",
             "    retry-on conn-failure empty-response",
+            # a caller that names itself keeps one colour (an experiment's
+            # arm) at the weights' shares; without the header, round robin
+            f"    balance hdr({CALLER_HEADER})",
+            "    hash-type consistent",
         ]
         # every answer the router makes itself is OIP JSON, as the model
         # servers' are (see ROUTER_ERRORS for the few HAProxy 2.6 makes

@@ -270,7 +270,9 @@ SCHEMAS = {
         "properties": {
             "id": INTEGER,
             "type": STRING,
-            "resource": {"enum": ["version", "deployment", "pipeline_run"]},
+            "resource": {
+                "enum": ["version", "deployment", "pipeline_run", "experiment"]
+            },
             "resource_id": INTEGER,
             "model_id": _nullable("integer"),
             "version_id": _nullable("integer"),
@@ -278,6 +280,58 @@ SCHEMAS = {
             "previous_state": _nullable("string"),
             "at": STAMP,
             "data": OBJECT,
+        },
+    },
+    "Experiment": {
+        "type": "object",
+        "required": ["id", "model_id", "environment", "state", "metric", "arms"],
+        "properties": {
+            "id": INTEGER,
+            "name": STRING,
+            "model_id": INTEGER,
+            "environment": STRING,
+            "state": {"enum": ["draft", "running", "stopped", "concluded"]},
+            "metric": STRING,
+            "outcome_name": _nullable("string"),
+            "alpha": {"type": "number"},
+            "started_at": STAMP,
+            "stopped_at": STAMP,
+            "ends_at": STAMP,
+            "results_at": STAMP,
+            "verdict": {"enum": ["winner", "no_difference", None]},
+            "winner_version_id": _nullable("integer"),
+            "arms": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["version_id", "weight", "n", "probability_best"],
+                    "properties": {
+                        "version_id": INTEGER,
+                        "version": STRING,
+                        "weight": INTEGER,
+                        "deployment_id": _nullable("integer"),
+                        "n": INTEGER,
+                        "mean": {"type": "number"},
+                        "value": {"type": "number"},
+                        "difference": _nullable("number"),
+                        "interval": {"type": ["array", "null"]},
+                        "p_value": _nullable("number"),
+                        "always_valid_p_value": _nullable("number"),
+                        "probability_best": {"type": "number"},
+                    },
+                },
+            },
+        },
+    },
+    "Outcome": {
+        "type": "object",
+        "required": ["id", "request_id", "name", "value", "deployment_id"],
+        "properties": {
+            "id": INTEGER,
+            "request_id": STRING,
+            "name": STRING,
+            "value": {"type": "number"},
+            "deployment_id": _nullable("integer"),
         },
     },
     "DriftReport": {
@@ -629,6 +683,68 @@ BODIES = {
             "generation_request_id": {"type": ["string", "null"], "maxLength": 200},
         },
         "anyOf": [{"required": ["version_id"]}, {"required": ["deployment_id"]}],
+        "additionalProperties": False,
+    },
+    "experiment": {
+        "type": "object",
+        "required": ["model_id", "arms"],
+        "properties": {
+            "model_id": ID,
+            "environment": {"enum": ["staging", "production"]},
+            "arms": {
+                "type": "array",
+                "minItems": 2,
+                "maxItems": 10,
+                "description": "Versions of the model, each with its share of "
+                "the traffic; the weights add up to 100, each version once. "
+                "The first arm is the control.",
+                "items": {
+                    "type": "object",
+                    "required": ["version_id", "weight"],
+                    "properties": {
+                        "version_id": ID,
+                        "weight": {"type": "integer", "minimum": 0, "maximum": 100},
+                    },
+                    "additionalProperties": False,
+                },
+            },
+            "metric": {"enum": ["rating", "error_rate", "latency_p95", "outcome"]},
+            "outcome_name": {
+                "type": ["string", "null"],
+                "maxLength": 100,
+                "pattern": "^[^\\u0000]*$",
+                "description": "Needed (not empty) when the metric is outcome.",
+            },
+            "higher_is_better": {"type": "boolean"},
+            "alpha": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 0.5},
+            "ends_at": {"type": ["string", "null"], "format": "date-time"},
+            "name": {
+                "type": ["string", "null"],
+                "maxLength": 200,
+                "pattern": "^[^\\u0000]*$",
+            },
+        },
+        "additionalProperties": False,
+    },
+    "outcome": {
+        "type": "object",
+        "required": ["request_id", "name", "value"],
+        "properties": {
+            "request_id": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 128,
+                "pattern": "^[^\\u0000]*$",
+                "description": "The X-Request-Id of the call the outcome is of.",
+            },
+            "name": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 100,
+                "pattern": "^[^\\u0000]*$",
+            },
+            "value": {"type": "number"},
+        },
         "additionalProperties": False,
     },
     "callback": {

@@ -19,6 +19,9 @@ from . import mlops_inference_record
 from . import mlops_inference_event
 from . import mlops_drift_report
 from . import mlops_drift_feature
+from . import mlops_experiment
+from . import mlops_experiment_arm
+from . import mlops_outcome
 from . import mlops_pipeline_run
 from . import mlops_pipeline_stage
 from . import mlops_pipeline_delivery

@@ -123,7 +123,6 @@ class MlopsDeployment(models.Model):
         help="The share of input features that moved in the last drift report.",
     )
     data_drifted = fields.Boolean(
-        string="Data Drifted",
         readonly=True,
         copy=False,
         help="The last drift report found the inputs moved from the reference.",

@@ -8,6 +8,7 @@ RESOURCES = [
     ("version", "Model Version"),
     ("deployment", "Deployment"),
     ("pipeline_run", "Pipeline Run"),
+    ("experiment", "Experiment"),
 ]
 
 

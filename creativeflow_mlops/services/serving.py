@@ -72,6 +72,8 @@ def routes(target):
         table.setdefault(route, []).append(
             (f"d{deployment.id}", deployment.traffic_percent)
         )
+    # a running experiment splits its route by its arms' weights
+    table.update(target.env["mlops.experiment"]._running_routes(target))
     return table
 
 
@@ -232,6 +234,7 @@ def _tend(deployment, client, observed, retire_before, now):
     if (
         deployment.state == "inactive_bluegreen"
         and deployment.write_date < retire_before
+        and deployment not in deployment.env["mlops.experiment"]._pinned_deployments()
     ):
         deployment.write({"state": "deleted"})
         client.delete(plan(deployment))

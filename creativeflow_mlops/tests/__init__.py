@@ -8,6 +8,7 @@ from . import test_deployments
 from . import test_deployments_api
 from . import test_drift_reports
 from . import test_events
+from . import test_experiments
 from . import test_guarded_fields
 from . import test_inference_log
 from . import test_kubernetes_target

@@ -38,6 +38,9 @@ TABLES = (
     "mlops_version_approval",
     "mlops_deployment",
     "mlops_feedback",
+    "mlops_experiment",
+    "mlops_outcome",
+    "mlops_inference_event",
     "queue_job",
     "mail_message",
     "mail_activity",
@@ -223,10 +226,13 @@ class TestApiProperties(HttpCase):
             self.assertIsInstance(error.get("details", {}), dict, what)
             if response.status_code == 401:
                 # the CI callback and the local store's part URLs are
-                # signed, not authenticated by a key
+                # signed, not authenticated by a key; the payload logger's
+                # route takes a target's key, not an Odoo API key
                 challenge = (
                     'HMAC-SHA256 realm="mlops"'
                     if rule.endswith("/ci/callback") or "/uploads/parts/" in rule
+                    else 'Bearer realm="inference-log"'
+                    if rule.endswith("/inference-log")
                     else "Bearer"
                 )
                 self.assertEqual(

@@ -125,6 +125,21 @@ class TestNoPathAroundTheServices(HttpCase):
                 "request_id": "r1",
             }
         )
+        env["mlops.experiment"].create(
+            {
+                "name": "ab",
+                "model_id": model.id,
+                "arm_ids": [(0, 0, {"version_id": version.id, "weight": 100})],
+            }
+        )
+        env["mlops.outcome"].create(
+            {
+                "request_id": "r1",
+                "name": "conversion",
+                "value": 1.0,
+                "company_id": env.company.id,
+            }
+        )
         env["mlops.inference.event"].create(
             {"deployment_id": deployment.id, "request_id": "r1", "kind": "request"}
         )
