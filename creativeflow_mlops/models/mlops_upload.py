@@ -122,6 +122,21 @@ class MlopsUpload(models.Model):
         if not isinstance(metadata, dict):
             raise InvalidInput(env._("metadata must be a JSON object"))
         metadata = dict(metadata)
+        # the top-level names obey the metadata's rules, used or not
+        given = {
+            k: payload[k] for k in ("model", "version") if payload.get(k) is not None
+        }
+        if given:
+            _clean, problems = metadata_rules.check(
+                {"model": "m", "version": "1", "model_format": "onnx", **given}
+            )
+            problems = {k: v for k, v in problems.items() if k in given}
+            if problems:
+                error = InvalidInput(
+                    env._("The upload's model or version is not valid.")
+                )
+                error.details = problems
+                raise error
         metadata.setdefault("model", payload.get("model"))
         metadata.setdefault("version", payload.get("version"))
         sha256 = metadata.pop("sha256", None) or payload.get("sha256")

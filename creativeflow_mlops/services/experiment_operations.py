@@ -6,7 +6,7 @@ JSON-RPC share them; docs/reference/api.md): ``experiments.create``,
 import math
 from datetime import UTC, datetime
 
-from ..exceptions import InvalidInput
+from ..exceptions import Conflict, InvalidInput
 from ..lifecycle import ENVIRONMENTS, EXPERIMENT_METRICS
 from . import experiments
 from .operations import choice, get, identifier, integer, operation, text
@@ -31,10 +31,11 @@ def _arms(params):
         )
     if any(weight is None for _version, weight in clean):
         raise InvalidInput("each arm needs a weight from 0 to 100")
+    # what the body's schema cannot say: a conflict with the arms' rules
     if sum(weight for _version, weight in clean) != 100:
-        raise InvalidInput("the arms' weights add up to 100")
+        raise Conflict("the arms' weights add up to 100")
     if len({version for version, _weight in clean}) != len(clean):
-        raise InvalidInput("each arm is another version")
+        raise Conflict("each arm is another version")
     return clean
 
 
@@ -85,7 +86,7 @@ def experiments_create(env, params):
     metric = choice(params, "metric", [m for m, _l in EXPERIMENT_METRICS], "rating")
     outcome = text(params, "outcome_name", 100)
     if metric == "outcome" and not outcome:
-        raise InvalidInput("a business outcome metric needs outcome_name")
+        raise Conflict("a business outcome metric needs outcome_name")
     higher = params.get("higher_is_better", True)
     if not isinstance(higher, bool):
         raise InvalidInput("higher_is_better is true or false")
@@ -145,9 +146,9 @@ def experiments_stop(env, params):
 def outcomes_create(env, params):
     request_id = text(params, "request_id", 128)
     name = text(params, "name", 100)
-    if not request_id or not request_id.strip():
+    if not request_id:
         raise InvalidInput("request_id is the call's X-Request-Id")
-    if not name or not name.strip():
+    if not name:
         raise InvalidInput("name is the outcome's name")
     value = params.get("value")
     if (

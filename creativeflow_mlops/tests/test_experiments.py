@@ -13,7 +13,7 @@ import requests
 
 from odoo.addons.queue_job.tests.common import trap_jobs
 
-from ..exceptions import InvalidInput, TransitionNotAllowed
+from ..exceptions import Conflict, InvalidInput, TransitionNotAllowed
 from ..services import artifacts as artifact_service
 from ..services import experiments, operations, serving
 from . import artifacts
@@ -170,7 +170,7 @@ class TestExperiments(LocalTargetCleanup, MlopsCase):
         self.assertIn("arms.2.version_id", refused.exception.details)
         self.assertEqual(experiment.state, "draft")
         # weights that do not add up, through the API
-        with self.assertRaises(InvalidInput):
+        with self.assertRaises(Conflict):
             self._create(first, second, weights=(50, 40))
         # one running experiment per model and environment
         running = self._create(first, second)
