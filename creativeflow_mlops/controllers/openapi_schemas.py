@@ -134,7 +134,6 @@ SCHEMAS = {
             "parameters": {"type": ["object", "array"]},
             "metrics": {"type": ["object", "array"]},
             "signature": OBJECT,
-            "personal_fields": {"type": "array", "items": STRING},
             "lineage": OBJECT,
             "created_by": _nullable("string"),
             "created_at": STAMP,

@@ -59,7 +59,6 @@ def version(record, full=False):
             "inputs": record.input_schema or None,
             "outputs": record.output_schema or None,
         },
-        "personal_fields": sorted(record._personal_field_names()),
         "lineage": {
             "source_run": record.source_run or None,
             "dataset": record.dataset or None,
