@@ -25,7 +25,7 @@ from odoo import fields
 
 from ..adapters import drift
 from ..adapters.storage import StorageRefused, StorageUnavailable
-from . import events, jobs, settings
+from . import events, jobs, monitoring, settings
 from .serving import SERVING
 
 _logger = logging.getLogger(__name__)
@@ -206,12 +206,7 @@ def _alert(deployment, report):
         total=len(report.feature_ids),
         names=", ".join(moved[:10]) + (", ..." if len(moved) > 10 else ""),
     )
-    deployment.message_post(body=detail, subtype_xmlid="mail.mt_note")
-    owner = deployment.model_id.owner_id
-    if owner:
-        deployment.version_id.activity_schedule(
-            "mail.mail_activity_data_todo", user_id=owner.id, summary=detail[:250]
-        )
+    monitoring.tell_owner(deployment, detail)
     events.record_happening(
         deployment,
         "drift_detected",

@@ -312,6 +312,17 @@ def evaluate(deployment):
     return state
 
 
+def tell_owner(deployment, detail):
+    """Say ``detail`` in the deployment's chatter and as an activity for the
+    model's owner on the version."""
+    deployment.message_post(body=detail, subtype_xmlid="mail.mt_note")
+    owner = deployment.model_id.owner_id
+    if owner:
+        deployment.version_id.activity_schedule(
+            "mail.mail_activity_data_todo", user_id=owner.id, summary=detail[:250]
+        )
+
+
 def breach(deployment, slo, measured, problems):
     """An SLO breached: said once, everywhere it matters; in production
     with automatic rollback, rolled back through the normal path."""
@@ -325,12 +336,7 @@ def breach(deployment, slo, measured, problems):
         problems="; ".join(problems),
     )
     deployment.write({"slo_state": "breached", "slo_detail": detail})
-    deployment.message_post(body=detail, subtype_xmlid="mail.mt_note")
-    owner = deployment.model_id.owner_id
-    if owner:
-        deployment.version_id.activity_schedule(
-            "mail.mail_activity_data_todo", user_id=owner.id, summary=detail[:250]
-        )
+    tell_owner(deployment, detail)
     events.record_happening(
         deployment,
         "breached",
