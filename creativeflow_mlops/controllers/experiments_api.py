@@ -19,6 +19,7 @@ class MlopsExperimentsApi(http.Controller):
         summary="An A/B experiment between versions of a model (draft)",
         body=BODIES["experiment"],
         answer=(201, ref("Experiment")),
+        errors=(409,),
     )
     def experiments_create(self, **_params):
         return _operate("experiments.create", _body())

@@ -4,6 +4,7 @@ JSON-RPC share them; docs/reference/api.md): ``experiments.create``,
 ``outcomes.create``."""
 
 import math
+import re
 from datetime import UTC, datetime
 
 from ..exceptions import Conflict, InvalidInput
@@ -12,6 +13,9 @@ from . import experiments
 from .operations import choice, get, identifier, integer, operation, text
 
 MAX_ARMS = 10
+RFC3339 = re.compile(
+    r"(\d{4}-\d{2}-\d{2})[Tt](\d{2}:\d{2}:\d{2})(?:\.\d+)?([Zz]|[+-]\d{2}:\d{2})\Z"
+)
 
 
 def _arms(params):
@@ -44,18 +48,28 @@ def _missing(name):
 
 
 def _when(params, name):
+    """An RFC 3339 date-time (the schema's ``format``), as naive UTC to the
+    second: any case of T and Z, any fraction, a leap second as :59."""
     raw = params.get(name)
     if raw is None:
         return None
-    if not isinstance(raw, str):
-        raise InvalidInput(f"{name} is an ISO 8601 date and time")
+    found = isinstance(raw, str) and RFC3339.match(raw)
+    if not found:
+        raise InvalidInput(f"{name} is an RFC 3339 date and time")
+    day, clock, offset = found.groups()
+    clock = clock[:6] + min(clock[6:], "59")
+    offset = "+00:00" if offset in ("Z", "z") else offset
+    if day.startswith("0000"):
+        raise Conflict(f"{name} is out of range")
     try:
-        moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(f"{day}T{clock}{offset}")
     except ValueError:
-        raise InvalidInput(f"{name} is an ISO 8601 date and time") from None
-    if moment.tzinfo:
-        moment = moment.astimezone(UTC).replace(tzinfo=None)
-    return moment.replace(microsecond=0)
+        raise InvalidInput(f"{name} is an RFC 3339 date and time") from None
+    try:
+        return moment.astimezone(UTC).replace(tzinfo=None)
+    except OverflowError:
+        # a valid stamp past what Python holds once in UTC
+        raise Conflict(f"{name} is out of range") from None
 
 
 @operation(
@@ -101,9 +115,7 @@ def experiments_create(env, params):
     for version_id, weight in _arms(params):
         version = get(env, "mlops.model.version", version_id, "version")
         if version.model_id != model:
-            raise InvalidInput(
-                f"version {version_id} is not a version of model {model.id}"
-            )
+            raise Conflict(f"version {version_id} is not a version of model {model.id}")
         arms.append((0, 0, {"version_id": version.id, "weight": weight}))
     experiment = env["mlops.experiment"].create(
         {

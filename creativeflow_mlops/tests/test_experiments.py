@@ -31,11 +31,11 @@ class TestExperiments(LocalTargetCleanup, MlopsCase):
         cls.target = cls.env.ref("creativeflow_mlops.deployment_target_local")
         cls.auth = invoke_headers(cls.env, cls.manager, "experiments")
 
-    def _validated(self, version):
+    def _validated(self, version, model="compared"):
         with trap_jobs() as trap:
             record = artifact_service.register_upload(
                 self.env(user=self.uploader),
-                {"model": "compared", "version": version, "model_format": "onnx"},
+                {"model": model, "version": version, "model_format": "onnx"},
                 io.BytesIO(artifacts.onnx_mlp(seed=len(version))),
                 "model.onnx",
             )
@@ -190,6 +190,33 @@ class TestExperiments(LocalTargetCleanup, MlopsCase):
             with self.assertRaises(Exception) as caught:
                 forbidden()
             self.assertIn("Access", type(caught.exception).__name__)
+
+    def test_ends_at_is_any_rfc3339_stamp(self):
+        first, second = self._validated("1.0.0"), self._validated("2.0.0")
+        for raw, kept in (
+            ("2030-01-02T03:04:05Z", "2030-01-02 03:04:05"),
+            ("2030-01-02t05:04:05.123456789+02:00", "2030-01-02 03:04:05"),
+            ("2030-06-30T23:59:60z", "2030-06-30 23:59:59"),
+        ):
+            experiment = self._create(first, second, ends_at=raw)
+            self.assertEqual(str(experiment.ends_at), kept, raw)
+        for raw, refusal in (
+            ("2030-01-02", InvalidInput),
+            ("2030-13-02T03:04:05Z", InvalidInput),
+            ("0000-01-01T00:00:00Z", Conflict),
+            ("9999-12-31T23:59:59-01:00", Conflict),
+        ):
+            with self.assertRaises(refusal, msg=raw):
+                self._create(first, second, ends_at=raw)
+        # a version of another model is a conflict the schema cannot state
+        other = self._validated("1.0.0", model="other")
+        with self.assertRaises(Conflict):
+            self._create(first, other)
+        self.assertFalse(
+            self.env["mlops.experiment"].search_count(
+                [("ends_at", "=", False), ("model_id", "=", first.model_id.id)]
+            )
+        )
 
     def test_outcomes_find_their_call(self):
         _first, _second, blue, green = self._two_in_production()
