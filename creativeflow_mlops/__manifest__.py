@@ -11,7 +11,7 @@
     "license": "LGPL-3",
     "application": True,
     "uninstall_hook": "uninstall_hook",
-    "depends": ["base", "mail", "web", "queue_job"],
+    "depends": ["base", "mail", "web", "analytic", "queue_job"],
     "external_dependencies": {"python": ["minio", "onnx", "onnxruntime", "numpy"]},
     "data": [
         "security/mlops_security.xml",
@@ -41,6 +41,8 @@
         "views/mlops_deployment_views.xml",
         "views/mlops_slo_views.xml",
         "views/mlops_feedback_views.xml",
+        "views/mlops_feedback_export_views.xml",
+        "views/account_analytic_line_views.xml",
         "views/res_config_settings_views.xml",
         "views/mlops_invoke_key_views.xml",
         "views/mlops_dashboard_views.xml",

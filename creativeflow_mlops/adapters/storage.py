@@ -94,10 +94,13 @@ def _segment(value, what):
     return segment
 
 
+def _prefix_parts(prefix):
+    return [_segment(p, "prefix") for p in (prefix or "").split("/") if p.strip("./")]
+
+
 def models_root(prefix):
     """The folder every artifact key starts with: ``[prefix/]models``."""
-    parts = [_segment(p, "prefix") for p in (prefix or "").split("/") if p.strip("./")]
-    return "/".join([*parts, "models"])
+    return "/".join([*_prefix_parts(prefix), "models"])
 
 
 def object_key(prefix, owner, model, version, filename):
@@ -118,12 +121,25 @@ def inference_log_key(prefix, owner, model, deployment, name):
     """``[prefix/]inference-log/<owner>/<model>/<deployment>/<name>.jsonl``:
     a deployment's inference log, beside the models and apart from them."""
     parts = [
-        *[_segment(p, "prefix") for p in (prefix or "").split("/") if p.strip("./")],
+        *_prefix_parts(prefix),
         "inference-log",
         _segment(owner, "owner"),
         _segment(model, "model"),
         _segment(deployment, "deployment"),
         sanitize_filename(f"{name}.jsonl"),
+    ]
+    return "/".join(parts)
+
+
+def feedback_export_key(prefix, owner, model, export_id):
+    """``[prefix/]feedback-export/<owner>/<model>/<export id>.jsonl``: a
+    model's feedback with its calls, for retraining."""
+    parts = [
+        *_prefix_parts(prefix),
+        "feedback-export",
+        _segment(owner, "owner"),
+        _segment(model, "model"),
+        sanitize_filename(f"{export_id}.jsonl"),
     ]
     return "/".join(parts)
 

@@ -7,7 +7,12 @@ from odoo import http
 from odoo.http import request
 
 from ..lifecycle import DEPLOYMENT_STATES
-from ..services import endpoint_registry, operations, platform_metrics
+from ..services import (  # noqa: F401 pylint: disable=unused-import
+    endpoint_registry,
+    feedback_export_operations,  # registers the operations the routes run
+    operations,
+    platform_metrics,
+)
 from .framework import _body, _operate, _query, api_route
 from .openapi_schemas import BODIES, ID, PAGE, STRING, page_of, ref
 
@@ -208,3 +213,23 @@ class MlopsDeploymentsApi(http.Controller):
     )
     def version_feedback(self, version_id, **_params):
         return _operate("feedback.list", _query(), id=version_id)
+
+    @api_route(
+        "/feedback/export",
+        ["POST"],
+        summary="Export a model's feedback with its calls, for retraining",
+        body=BODIES["feedback_export"],
+        answer=(202, ref("FeedbackExportAccepted")),
+        errors=(409,),
+    )
+    def feedback_export(self, **_params):
+        return _operate("feedback.export", _body())
+
+    @api_route(
+        "/feedback/export/<int:export_id>",
+        ["GET"],
+        summary="A feedback export: its state and its file",
+        answer=(200, ref("FeedbackExport")),
+    )
+    def feedback_export_get(self, export_id, **_params):
+        return _operate("feedback.export_get", id=export_id)

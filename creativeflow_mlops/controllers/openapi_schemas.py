@@ -333,6 +333,44 @@ SCHEMAS = {
             "deployment_id": _nullable("integer"),
         },
     },
+    "FeedbackExportAccepted": {
+        "type": "object",
+        "required": ["export_id", "state"],
+        "properties": {"export_id": INTEGER, "state": {"enum": ["queued"]}},
+    },
+    "FeedbackExport": {
+        "type": "object",
+        "required": ["export_id", "model_id", "state", "artifact", "lines"],
+        "properties": {
+            "export_id": INTEGER,
+            "model_id": INTEGER,
+            "since": STAMP,
+            "until": STAMP,
+            "state": {"enum": ["queued", "done", "failed"]},
+            "artifact": {
+                "description": "The JSONL object, once done.",
+                "oneOf": [
+                    {
+                        "type": "object",
+                        "required": ["uri", "sha256", "size", "download_url"],
+                        "properties": {
+                            "uri": STRING,
+                            "sha256": STRING,
+                            "size": INTEGER,
+                            "download_url": STRING,
+                        },
+                    },
+                    {"type": "null"},
+                ],
+            },
+            "lines": INTEGER,
+            "logged_lines": INTEGER,
+            "error": _nullable("string"),
+            "versions": {"type": "array", "items": INTEGER},
+            "created_at": STAMP,
+            "finished_at": STAMP,
+        },
+    },
     "DriftReport": {
         "type": "object",
         "required": ["score", "drifted", "features", "reference", "current", "at"],
@@ -515,6 +553,24 @@ METADATA = {
                     "pattern": "^[^\\u0000]*$",
                 }
                 for key in metadata.LINEAGE_KEYS
+                if key != "feedback_export"
+            }
+            | {
+                "feedback_export": {
+                    "description": "The finished feedback export of the same "
+                    "model this version was trained on, by its id or URI "
+                    "(another is a 409).",
+                    "anyOf": [
+                        {"type": "integer", "minimum": 1},
+                        {
+                            "type": "string",
+                            "minLength": 1,
+                            "maxLength": metadata.MAX_LINEAGE,
+                            "pattern": "^[^\\u0000]*$",
+                        },
+                        {"type": "null"},
+                    ],
+                }
             },
             "additionalProperties": False,
         },
@@ -682,6 +738,18 @@ BODIES = {
             "generation_request_id": {"type": ["string", "null"], "maxLength": 200},
         },
         "anyOf": [{"required": ["version_id"]}, {"required": ["deployment_id"]}],
+        "additionalProperties": False,
+    },
+    "feedback_export": {
+        "type": "object",
+        "required": ["model_id"],
+        "description": "The model's feedback submitted in [since, until); "
+        "until comes after since.",
+        "properties": {
+            "model_id": ID,
+            "since": {"type": ["string", "null"], "format": "date-time"},
+            "until": {"type": ["string", "null"], "format": "date-time"},
+        },
         "additionalProperties": False,
     },
     "experiment": {

@@ -227,6 +227,20 @@ class MlopsApi(http.Controller):
         short-lived presigned URL for S3. A browser comes with its session
         (and is sent to the login page without one); a script with its API
         key as a bearer token, and gets its errors in the contract's JSON."""
+        return self._serve_download(lambda: self._artifact_response(version_id))
+
+    @http.route(
+        "/mlops/feedback-exports/<int:export_id>/download",
+        type="http",
+        auth="public",
+        methods=["GET", "HEAD"],
+        save_session=False,
+    )
+    def export_download(self, export_id, **_params):
+        """A finished feedback export's JSONL, as an artifact is served."""
+        return self._serve_download(lambda: self._export_response(export_id))
+
+    def _serve_download(self, respond):
         wants_json = _wants_json()
         try:
             if request.httprequest.headers.get("Authorization"):
@@ -237,11 +251,11 @@ class MlopsApi(http.Controller):
                         "/web/login", {"redirect": request.httprequest.full_path}
                     )
                 _authenticate()  # the JSON 401
-            return self._artifact_response(version_id)
+            return respond()
         except Exception as error:  # noqa: BLE001 - answered as the client asked
             status, code, message, details = _translate(error)
             if status >= 500 and status != 503:
-                _logger.exception("MLOps artifact download %s failed", version_id)
+                _logger.exception("MLOps download %s failed", request.httprequest.path)
             if not wants_json:
                 if isinstance(error, werkzeug.exceptions.HTTPException):
                     raise
@@ -260,22 +274,43 @@ class MlopsApi(http.Controller):
             raise NotFound(f"No version {version_id}.")
         if not version.artifact_object_key:
             raise NotFound(f"Version {version_id} has no artifact.")
-        store = version.storage_backend_id.sudo()._get_store()
-        path = store.local_path(version.artifact_object_key)
+        return self._stored_response(
+            version.storage_backend_id,
+            version.artifact_object_key,
+            version.artifact_filename,
+            version.artifact_content_type,
+        )
+
+    def _export_response(self, export_id):
+        export = request.env["mlops.feedback.export"].browse(export_id).exists()
+        if not export or not export.has_access("read"):
+            raise NotFound(f"No feedback export {export_id}.")
+        if export.state != "done":
+            raise NotFound(f"Feedback export {export_id} is {export.state}.")
+        return self._stored_response(
+            export.storage_backend_id,
+            export.object_key,
+            f"feedback-export-{export.id}.jsonl",
+            "application/x-ndjson",
+        )
+
+    def _stored_response(self, backend, key, filename, content_type):
+        """An object of a store: streamed from a local one, a redirect to a
+        presigned URL for S3."""
+        store = backend.sudo()._get_store()
+        path = store.local_path(key)
         if path is None:
             with errors.backend_call():
-                url = store.presigned_get(
-                    version.artifact_object_key, filename=version.artifact_filename
-                )
+                url = store.presigned_get(key, filename=filename)
             return request.redirect(url, code=303, local=False)
         if not path.exists():
-            raise NotFound(f"The artifact of version {version_id} is missing.")
+            raise NotFound(f"{filename or key} is missing from its store.")
         stream = http.Stream(
             type="path",
             path=str(path),
             size=path.stat().st_size,
-            mimetype=version.artifact_content_type or "application/octet-stream",
-            download_name=version.artifact_filename or path.name,
+            mimetype=content_type or "application/octet-stream",
+            download_name=filename or path.name,
             conditional=False,
         )
         return stream.get_response(as_attachment=True)

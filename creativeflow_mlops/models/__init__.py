@@ -28,6 +28,8 @@ from . import mlops_pipeline_delivery
 from . import mlops_promotion
 from . import mlops_invoke_key
 from . import mlops_feedback
+from . import mlops_feedback_export
+from . import account_analytic_line
 from . import res_config_settings
 from . import mlops_upload
 from . import mlops_dashboard

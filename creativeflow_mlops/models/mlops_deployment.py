@@ -16,8 +16,10 @@ from ..lifecycle import (
 )
 from ..services import (
     canary,
+    costs,
     drift_reports,
     errors,
+    experiments,
     jobs,
     registry_changes,
     serving,
@@ -97,6 +99,15 @@ class MlopsDeployment(models.Model):
         readonly=True,
     )
     deployed_at = fields.Datetime(readonly=True, copy=False)
+    # what its pods cost (services/costs.py)
+    cost_booked_until = fields.Datetime(readonly=True, copy=False)
+    cost_total = fields.Float(
+        string="Cost",
+        readonly=True,
+        copy=False,
+        digits=(16, 2),
+        help="What its pods cost, as booked to the model's analytic account.",
+    )
     message = fields.Text(string="Last Message", copy=False)
     image = fields.Char(
         readonly=True,
@@ -292,6 +303,17 @@ class MlopsDeployment(models.Model):
         action["domain"] = [("deployment_id", "=", self.id)]
         action["context"] = {"graph_measure": "requests"}
         return action
+
+    def _lifecycle_after_transition(self, transition):
+        result = super()._lifecycle_after_transition(transition)
+        if transition.target not in experiments.ARM_STATES:
+            experiments.arm_left(self)
+        return result
+
+    @api.model
+    def _cron_book_costs(self):
+        """Cron: book what every deployment's pods cost since last time."""
+        return costs.book(self.env)
 
     def action_view_drift(self):
         """Its drift reports, the latest first."""

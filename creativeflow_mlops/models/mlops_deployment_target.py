@@ -8,6 +8,7 @@ import secrets
 from odoo import api, fields, models, tools
 from odoo.exceptions import AccessError, ValidationError
 
+from ..adapters import costing
 from ..adapters.targets import OptionsInvalid, TargetContext, kind_selection, kinds
 from ..services import inference_log, monitoring, registry_changes
 
@@ -66,12 +67,35 @@ class MlopsDeploymentTarget(models.Model):
         help="A payload logger (KServe's) may post this target's calls to "
         "POST /inference-log with the key.",
     )
+    # what a pod costs per hour, in the company's currency (services/costs.py)
+    cost_gpu_hour = fields.Float(
+        string="GPU Hour", digits=(16, 4), help="The price of one GPU for an hour."
+    )
+    cost_cpu_hour = fields.Float(
+        string="CPU Core Hour",
+        digits=(16, 4),
+        help="The price of one CPU core for an hour.",
+    )
+    cost_memory_gib_hour = fields.Float(
+        string="Memory GiB Hour",
+        digits=(16, 4),
+        help="The price of one GiB of memory for an hour.",
+    )
     capabilities_text = fields.Text(
         string="Capabilities",
         compute="_compute_capabilities_text",
         help="What the target can do, as its kind declares it: the checks "
         "at approval ask this, never the kind.",
     )
+
+    _sql_constraints = [
+        (
+            "cost_prices_positive",
+            "CHECK (cost_gpu_hour >= 0 AND cost_cpu_hour >= 0 "
+            "AND cost_memory_gib_hour >= 0)",
+            "A price is not negative.",
+        ),
+    ]
 
     def init(self):
         # the endpoint registry's change log (services.registry_changes)
@@ -202,6 +226,15 @@ class MlopsDeploymentTarget(models.Model):
                     problems=error,
                 )
             ) from None
+
+    def _cost_prices(self):
+        """Its hourly prices, for ``adapters.costing``."""
+        self.ensure_one()
+        return costing.Prices(
+            gpu_hour=self.cost_gpu_hour,
+            cpu_hour=self.cost_cpu_hour,
+            memory_gib_hour=self.cost_memory_gib_hour,
+        )
 
     def _capabilities(self):
         """What the target can do (``adapters.targets.Capabilities``)."""

@@ -38,7 +38,7 @@ class MlopsFeedback(models.Model):
         "res.users", default=lambda self: self.env.user, index=True
     )
     generation_request_id = fields.Char(index=True)
-    rating = fields.Integer(help="From 1 (worst) to 5 (best).")
+    rating = fields.Integer(help="From 1 (worst) to 5 (best).", aggregator="avg")
     comment = fields.Text()
     data = fields.Json(string="Structured Feedback")
     submitted_at = fields.Datetime(default=fields.Datetime.now, readonly=True)

@@ -5,7 +5,7 @@ from odoo.exceptions import UserError
 
 from ..adapters.storage import object_key
 from ..lifecycle import TASK_TYPES
-from ..services import registry_changes
+from ..services import costs, registry_changes
 from ..utils import slugify
 
 # versions that carry no live or approved artifact; a model made only of
@@ -20,7 +20,7 @@ class MlopsModel(models.Model):
     _order = "name"
     _guarded_user_fields = frozenset(
         {"name", "description", "task_type", "owner_id", "company_id", "tag_ids"}
-        | {"active"}
+        | {"active", "cost_analytic_account_id", "cost_monthly_budget"}
     )
 
     name = fields.Char(required=True, tracking=True)
@@ -66,8 +66,42 @@ class MlopsModel(models.Model):
     version_count = fields.Integer(compute="_compute_counts")
     deployment_count = fields.Integer(compute="_compute_counts")
     feedback_count = fields.Integer(compute="_compute_counts")
+    # what its deployments cost (services/costs.py)
+    cost_analytic_account_id = fields.Many2one(
+        "account.analytic.account",
+        string="Analytic Account",
+        ondelete="restrict",
+        check_company=True,
+        tracking=True,
+        help="Where its deployments' costs are booked; one is made for the "
+        "model at its first booking when none is chosen.",
+    )
+    cost_currency_id = fields.Many2one(related="company_id.currency_id")
+    cost_monthly_budget = fields.Monetary(
+        string="Monthly Budget",
+        currency_field="cost_currency_id",
+        tracking=True,
+        help="Its owner is told (a note and an activity) when a month's cost "
+        "passes it; empty: no budget.",
+    )
+    cost_budget_warned = fields.Char(
+        readonly=True, help="The month (YYYY-MM) whose budget was passed and said."
+    )
+    cost_month = fields.Monetary(
+        string="Cost This Month",
+        currency_field="cost_currency_id",
+        compute="_compute_costs",
+    )
+    cost_total = fields.Monetary(
+        string="Cost", currency_field="cost_currency_id", compute="_compute_costs"
+    )
 
     _sql_constraints = [
+        (
+            "cost_monthly_budget_positive",
+            "CHECK (cost_monthly_budget IS NULL OR cost_monthly_budget >= 0)",
+            "A budget is not negative.",
+        ),
         (
             "name_company_uniq",
             "unique (name, company_id)",
@@ -126,6 +160,19 @@ class MlopsModel(models.Model):
             model.version_count = versions.get(model, 0)
             model.deployment_count = deployments.get(model, 0)
             model.feedback_count = feedback.get(model, 0)
+
+    def _compute_costs(self):
+        lines = self.env["account.analytic.line"].sudo()
+        totals = dict(
+            lines._read_group(
+                [("mlops_model_id", "in", self.ids)], ["mlops_model_id"], ["amount:sum"]
+            )
+        )
+        month = costs.month_cost(self)
+        for model in self:
+            # costs are booked as negative amounts, as Odoo's analytic lines do
+            model.cost_total = -totals.get(model, 0.0)
+            model.cost_month = month.get(model.id, 0.0)
 
     def init(self):
         # the endpoint registry's change log (services.registry_changes)
@@ -212,3 +259,33 @@ class MlopsModel(models.Model):
 
     def action_view_feedback(self):
         return self._action_open_related("mlops.feedback", self.env._("Feedback"))
+
+    def action_view_costs(self):
+        """Its deployments' analytic lines, by version."""
+        self.ensure_one()
+        action = self.env["ir.actions.act_window"]._for_xml_id(
+            "creativeflow_mlops.mlops_cost_line_action"
+        )
+        action["domain"] = [("mlops_model_id", "=", self.id)]
+        return action
+
+    def _cost_analytic_account(self):
+        """The analytic account its costs are booked to: its own, else one
+        made now in the project plan (the platform's)."""
+        self.ensure_one()
+        if not self.cost_analytic_account_id:
+            plan, _others = self.env["account.analytic.plan"].sudo()._get_all_plans()
+            account = (
+                self.env["account.analytic.account"]
+                .sudo()
+                .create(
+                    {
+                        "name": self.env._("AI model %s", self.name),
+                        "code": f"MLOPS-{self.slug}"[:64],
+                        "plan_id": plan.id,
+                        "company_id": self.company_id.id,
+                    }
+                )
+            )
+            self.sudo().cost_analytic_account_id = account
+        return self.cost_analytic_account_id

@@ -71,6 +71,7 @@ USER_FIELDS = frozenset(
         "dataset",
         "git_commit",
         "parent_version_id",
+        "feedback_export_id",
         "artifact_upload",
         "artifact_filename",
         "personal_fields",
@@ -196,6 +197,14 @@ class MlopsModelVersion(models.Model):
         domain="[('model_id', '=', model_id), ('id', '!=', id)]",
         ondelete="set null",
     )
+    feedback_export_id = fields.Many2one(
+        "mlops.feedback.export",
+        string="Trained on Feedback",
+        domain="[('model_id', '=', model_id), ('state', '=', 'done')]",
+        ondelete="restrict",
+        index="btree_not_null",
+        help="The feedback export (with its calls) this version was trained on.",
+    )
     # related records
     approval_ids = fields.One2many(
         "mlops.version.approval", "version_id", string="Approvals", readonly=True
@@ -218,6 +227,18 @@ class MlopsModelVersion(models.Model):
     validation_count = fields.Integer(compute="_compute_counts")
     deployment_count = fields.Integer(compute="_compute_counts")
     feedback_count = fields.Integer(compute="_compute_counts")
+    cost_total = fields.Monetary(
+        string="Cost",
+        currency_field="cost_currency_id",
+        compute="_compute_cost_total",
+        help="What its deployments' pods cost, as booked.",
+    )
+    cost_currency_id = fields.Many2one(related="company_id.currency_id")
+    rating_average = fields.Float(
+        compute="_compute_counts",
+        digits=(16, 2),
+        help="The mean of the version's feedback ratings (those rated).",
+    )
     approval_count = fields.Integer(compute="_compute_counts")
     is_production = fields.Boolean(compute="_compute_is_production")
 
@@ -310,12 +331,34 @@ class MlopsModelVersion(models.Model):
         validations = count("mlops.validation.result")
         deployments = count("mlops.deployment")
         feedback = count("mlops.feedback")
+        ratings = dict(
+            self.env["mlops.feedback"]._read_group(
+                [("version_id", "in", self.ids), ("rating", ">", 0)],
+                ["version_id"],
+                ["rating:avg"],
+            )
+        )
         approvals = count("mlops.version.approval")
         for version in self:
             version.validation_count = validations.get(version, 0)
             version.deployment_count = deployments.get(version, 0)
             version.feedback_count = feedback.get(version, 0)
+            version.rating_average = ratings.get(version, 0.0)
             version.approval_count = approvals.get(version, 0)
+
+    def _compute_cost_total(self):
+        totals = dict(
+            self.env["account.analytic.line"]
+            .sudo()
+            ._read_group(
+                [("mlops_version_id", "in", self.ids)],
+                ["mlops_version_id"],
+                ["amount:sum"],
+            )
+        )
+        for version in self:
+            # booked as negative amounts, as Odoo's analytic lines do
+            version.cost_total = -totals.get(version, 0.0)
 
     @api.depends("state")
     def _compute_is_production(self):
@@ -356,6 +399,20 @@ class MlopsModelVersion(models.Model):
                 raise ValidationError(
                     self.env._(
                         "The parent version must be another version of the same model."
+                    )
+                )
+
+    @api.constrains("feedback_export_id", "model_id")
+    def _check_feedback_export_id(self):
+        for version in self:
+            export = version.feedback_export_id
+            if export and (
+                export.model_id != version.model_id or export.state != "done"
+            ):
+                raise ValidationError(
+                    self.env._(
+                        "A version is trained on a finished feedback export of "
+                        "its own model."
                     )
                 )
 
@@ -545,6 +602,15 @@ class MlopsModelVersion(models.Model):
             "creativeflow_mlops.mlops_deployment_metric_action"
         )
         action["domain"] = [("version_id", "=", self.id)]
+        return action
+
+    def action_view_costs(self):
+        """Its deployments' analytic lines."""
+        self.ensure_one()
+        action = self.env["ir.actions.act_window"]._for_xml_id(
+            "creativeflow_mlops.mlops_cost_line_action"
+        )
+        action["domain"] = [("mlops_version_id", "=", self.id)]
         return action
 
     def action_view_feedback(self):

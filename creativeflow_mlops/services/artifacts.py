@@ -44,7 +44,8 @@ LINEAGE_FIELDS = {
     "source_run": "source_run",
     "dataset": "dataset",
     "git_commit": "git_commit",
-}  # and parent_version, looked up among the model's versions
+}  # parent_version, looked up among the model's versions, and
+# feedback_export, among its finished exports
 
 
 def store_artifact(version, stream, filename, content_type=None, max_size=None):
@@ -183,6 +184,12 @@ def create_version(env, metadata):
             limit=1,
         )
         values["parent_version_id"] = parent.id
+    if lineage.get("feedback_export") is not None:
+        values["feedback_export_id"] = (
+            env["mlops.feedback.export"]
+            ._find_named(model, lineage["feedback_export"])
+            .id
+        )
     return env["mlops.model.version"].create(values)
 
 

@@ -380,14 +380,7 @@ def siblings(deployment, states):
 def tell_approver(deployment, message):
     """A failure in the version's chatter, and an activity for whoever
     approved the deployment."""
-    version = deployment.version_id
-    version.message_post(body=message, subtype_xmlid="mail.mt_note")
-    if deployment.deployed_by_id:
-        version.activity_schedule(
-            "mail.mail_activity_data_todo",
-            user_id=deployment.deployed_by_id.id,
-            summary=message[:250],
-        )
+    jobs.tell(deployment.version_id, message, deployment.deployed_by_id)
 
 
 def _client(deployment):

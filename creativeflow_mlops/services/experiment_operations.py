@@ -4,18 +4,21 @@ JSON-RPC share them; docs/reference/api.md): ``experiments.create``,
 ``outcomes.create``."""
 
 import math
-import re
-from datetime import UTC, datetime
 
 from ..exceptions import Conflict, InvalidInput
 from ..lifecycle import ENVIRONMENTS, EXPERIMENT_METRICS
 from . import experiments
-from .operations import choice, get, identifier, integer, operation, text
+from .operations import (
+    choice,
+    date_time,
+    get,
+    identifier,
+    integer,
+    operation,
+    text,
+)
 
 MAX_ARMS = 10
-RFC3339 = re.compile(
-    r"(\d{4}-\d{2}-\d{2})[Tt](\d{2}:\d{2}:\d{2})(?:\.\d+)?([Zz]|[+-]\d{2}:\d{2})\Z"
-)
 
 
 def _arms(params):
@@ -45,31 +48,6 @@ def _arms(params):
 
 def _missing(name):
     raise InvalidInput(f"{name} is required")
-
-
-def _when(params, name):
-    """An RFC 3339 date-time (the schema's ``format``), as naive UTC to the
-    second: any case of T and Z, any fraction, a leap second as :59."""
-    raw = params.get(name)
-    if raw is None:
-        return None
-    found = isinstance(raw, str) and RFC3339.match(raw)
-    if not found:
-        raise InvalidInput(f"{name} is an RFC 3339 date and time")
-    day, clock, offset = found.groups()
-    clock = clock[:6] + min(clock[6:], "59")
-    offset = "+00:00" if offset in ("Z", "z") else offset
-    if day.startswith("0000"):
-        raise Conflict(f"{name} is out of range")
-    try:
-        moment = datetime.fromisoformat(f"{day}T{clock}{offset}")
-    except ValueError:
-        raise InvalidInput(f"{name} is an RFC 3339 date and time") from None
-    try:
-        return moment.astimezone(UTC).replace(tzinfo=None)
-    except OverflowError:
-        # a valid stamp past what Python holds once in UTC
-        raise Conflict(f"{name} is out of range") from None
 
 
 @operation(
@@ -126,7 +104,7 @@ def experiments_create(env, params):
             "outcome_name": outcome or False,
             "higher_is_better": higher,
             "alpha": float(alpha),
-            "ends_at": _when(params, "ends_at") or False,
+            "ends_at": date_time(params, "ends_at") or False,
             "arm_ids": arms,
         }
     )

@@ -134,6 +134,35 @@ def conclude(experiment):
     )
 
 
+def arm_left(deployment):
+    """``deployment`` stopped serving its route (rolled back, undeployed,
+    retired): a running experiment one of whose arms it serves is stopped,
+    and says why; the route goes back to its deployments' own shares."""
+    env = deployment.env
+    running = (
+        env["mlops.experiment"]
+        .sudo()
+        .search(
+            [("state", "=", "running"), ("arm_ids.deployment_id", "=", deployment.id)]
+        )
+    )
+    for experiment in jobs.as_platform(running):
+        experiment.write({"state": "stopped", "stopped_at": fields.Datetime.now()})
+        experiment.message_post(
+            body=env._(
+                "Stopped: %(deployment)s, which served an arm, is %(state)s.",
+                deployment=deployment.display_name,
+                state=deployment.state,
+            ),
+            subtype_xmlid="mail.mt_note",
+        )
+    return running
+
+
+def _serving_arms(experiment):
+    return experiment.arm_ids.filtered(lambda a: a.deployment_id.state in ARM_STATES)
+
+
 def _publish(experiment):
     for target in experiment.arm_ids.deployment_id.target_id:
         publish_routes(target)
@@ -149,8 +178,10 @@ def routes(target):
     )
     table = {}
     for experiment in running:
-        arms = experiment.arm_ids.filtered("deployment_id")
-        if arms:
+        # never a share for a colour that left the route (``arm_left``
+        # stops the experiment in the same transaction)
+        arms = _serving_arms(experiment)
+        if len(arms) >= 2:
             route = plan(arms[0].deployment_id).route
             table[route] = [(f"d{a.deployment_id.id}", a.weight) for a in arms]
     return table
@@ -162,7 +193,7 @@ def pinned(env):
         env["mlops.experiment"]
         .sudo()
         .search([("state", "=", "running")])
-        .arm_ids.deployment_id
+        .arm_ids.deployment_id.filtered(lambda d: d.state in ARM_STATES)
     )
 
 

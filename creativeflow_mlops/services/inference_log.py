@@ -49,6 +49,8 @@ CHANNEL = "root.mlops.monitoring"
 # what one file may hold before it is refused whole (the model server
 # writes at most a thousand records a file)
 MAX_FILE_BYTES = 256 * 1024 * 1024
+# log files ``calls`` keeps read between two calls
+CACHED_BATCHES = 20
 # a CloudEvent's body (a call's request or response)
 MAX_EVENT_BYTES = 16 * 1024 * 1024
 # a request whose response has not come by then is kept alone
@@ -292,15 +294,23 @@ def read_batch(batch):
         return parse(handle.read())
 
 
-def calls(env, request_ids):
+def calls(env, request_ids, model=None, cache=None):
     """{request id: its logged record} for those of ``request_ids`` that
-    were logged (and that the caller may read)."""
-    records = env["mlops.inference.record"].search(
-        [("request_id", "in", list(request_ids))]
-    )
+    were logged (and that the caller may read), of ``model``'s deployments
+    only when it is given. ``cache`` ({batch id: rows}) keeps the files
+    read for the next call; it is emptied past ``CACHED_BATCHES``."""
+    domain = [("request_id", "in", list(request_ids))]
+    if model is not None:
+        domain.append(("deployment_id.model_id", "=", model.id))
+    records = env["mlops.inference.record"].search(domain)
+    cache = {} if cache is None else cache
     found = {}
     for batch in records.batch_id:
-        rows = batch.sudo()._read_rows()
+        if batch.id not in cache:
+            if len(cache) >= CACHED_BATCHES:
+                cache.clear()
+            cache[batch.id] = batch.sudo()._read_rows()
+        rows = cache[batch.id]
         for record in records.filtered(lambda r, b=batch: r.batch_id == b):
             if record.line < len(rows):
                 found[record.request_id] = rows[record.line]

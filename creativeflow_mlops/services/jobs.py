@@ -2,6 +2,7 @@
 
 - ``lock``: the row lock that serializes the jobs working on one record;
 - ``as_platform``: who the platform's own messages and activities come from;
+- ``tell``: a note in a chatter, and an activity for whoever must act;
 - ``attempt``: the error policy. A transient backend failure is retried by
   queue_job (paced by the job function's retry pattern in XML) until the
   last try, which settles what the job was for instead; a database
@@ -52,6 +53,17 @@ def as_platform(records):
     activity it schedules) is the platform's, not the user whose upload
     queued the job."""
     return records.with_user(SUPERUSER_ID).sudo()
+
+
+def tell(note_on, message, user, activity_on=None, kind="mail.mail_activity_data_todo"):
+    """``message`` as a note on ``note_on``, and as an activity of ``kind``
+    for ``user`` (when there is one) on ``activity_on`` (``note_on`` unless
+    said): where the person who must act looks."""
+    note_on.message_post(body=message, subtype_xmlid="mail.mt_note")
+    if user:
+        (activity_on or note_on).activity_schedule(
+            kind, user_id=user.id, summary=message[:250]
+        )
 
 
 def is_last_attempt(env):

@@ -15,7 +15,13 @@ MAX_NAME = 200
 MAX_TEXT_BYTES = 256 * 1024
 MAX_LINEAGE = 500
 VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
-LINEAGE_KEYS = ("source_run", "dataset", "git_commit", "parent_version")
+LINEAGE_KEYS = (
+    "source_run",
+    "dataset",
+    "git_commit",
+    "parent_version",
+    "feedback_export",
+)
 SIGNATURE_KEYS = ("inputs", "outputs")
 # personal fields: names of inputs, outputs or parameters
 MAX_PERSONAL = 100
@@ -54,6 +60,15 @@ def _text(value, limit_bytes):
     return value
 
 
+def _export_named(value):
+    """A feedback export, by its id or its URI."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    if isinstance(value, str) and value:
+        return _text(value, MAX_LINEAGE)
+    raise ValueError("a feedback export's id, or its URI")
+
+
 def check(raw):
     """``(clean, problems)``: the metadata with normalized values, and
     {path: what is expected} for every field that is not right."""
@@ -86,6 +101,8 @@ def check(raw):
     for key, value in lineage.items():
         if key not in LINEAGE_KEYS:
             problems[f"lineage.{key}"] = f"unknown; known: {', '.join(LINEAGE_KEYS)}"
+        elif key == "feedback_export" and value is not None:
+            expect(f"lineage.{key}", lambda v=value: _export_named(v))
         elif value is not None:
             expect(f"lineage.{key}", lambda v=value: _text(v, MAX_LINEAGE))
     problems.update(_signature_problems(raw.get("signature")))

@@ -315,12 +315,7 @@ def evaluate(deployment):
 def tell_owner(deployment, detail):
     """Say ``detail`` in the deployment's chatter and as an activity for the
     model's owner on the version."""
-    deployment.message_post(body=detail, subtype_xmlid="mail.mt_note")
-    owner = deployment.model_id.owner_id
-    if owner:
-        deployment.version_id.activity_schedule(
-            "mail.mail_activity_data_todo", user_id=owner.id, summary=detail[:250]
-        )
+    jobs.tell(deployment, detail, deployment.model_id.owner_id, deployment.version_id)
 
 
 def breach(deployment, slo, measured, problems):

@@ -12,9 +12,10 @@ The multipart upload (``POST /models/upload``) is the REST face's alone: it
 streams a body JSON-RPC does not carry.
 """
 
+import re
 from datetime import UTC, datetime
 
-from ..exceptions import InvalidInput, MLOpsError, NotFound
+from ..exceptions import Conflict, InvalidInput, MLOpsError, NotFound
 from ..lifecycle import DEPLOYMENT_STATES, ENVIRONMENTS, VERSION_STATES
 from . import drift_reports, endpoint_registry, events, monitoring, reads, serializers
 
@@ -25,6 +26,10 @@ MAX_REPLICAS = 16
 MAX_TEXT = 10_000
 # GET /deployments/<id>/metrics: 30 days of minutes at most
 MAX_METRICS_WINDOW = 30 * 24 * 60
+# the date-times of a body (the schemas' ``format: date-time``)
+RFC3339 = re.compile(
+    r"(\d{4}-\d{2}-\d{2})[Tt](\d{2}:\d{2}:\d{2})(?:\.\d+)?([Zz]|[+-]\d{2}:\d{2})"
+)
 
 OPERATIONS = {}
 
@@ -101,6 +106,31 @@ def text(params, name, limit=MAX_TEXT):
     if len(raw) > limit:
         raise InvalidInput(f"{name} is at most {limit} characters")
     return raw
+
+
+def date_time(params, name):
+    """An RFC 3339 date-time (the schema's ``format``), as naive UTC to the
+    second: any case of T and Z, any fraction, a leap second as :59."""
+    raw = params.get(name)
+    if raw is None:
+        return None
+    found = isinstance(raw, str) and RFC3339.fullmatch(raw)
+    if not found:
+        raise InvalidInput(f"{name} is an RFC 3339 date and time")
+    day, clock, offset = found.groups()
+    clock = clock[:6] + min(clock[6:], "59")
+    offset = "+00:00" if offset in ("Z", "z") else offset
+    if day.startswith("0000"):
+        raise Conflict(f"{name} is out of range")
+    try:
+        local = datetime.fromisoformat(f"{day}T{clock}{offset}")
+    except ValueError:
+        raise InvalidInput(f"{name} is an RFC 3339 date and time") from None
+    try:
+        return local.astimezone(UTC).replace(tzinfo=None)
+    except OverflowError:
+        # a valid stamp past what Python holds once in UTC
+        raise Conflict(f"{name} is out of range") from None
 
 
 def choice(params, name, choices, default=None):

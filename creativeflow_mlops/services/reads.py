@@ -94,7 +94,8 @@ VERSION = SQL(
             'source_run', %(source_run)s,
             'dataset', %(dataset)s,
             'git_commit', %(git_commit)s,
-            'parent_version', %(parent)s
+            'parent_version', %(parent)s,
+            'feedback_export', %(v)s.feedback_export_id
         ),
         'created_by', %(created_by)s,
         'created_at', %(created_at)s""",

@@ -64,6 +64,7 @@ def version(record, full=False):
             "dataset": record.dataset or None,
             "git_commit": record.git_commit or None,
             "parent_version": record.parent_version_id.version or None,
+            "feedback_export": record.feedback_export_id.id or None,
         },
         "created_by": record.uploaded_by_id.login or None,
         "created_at": timestamp(record.create_date),

@@ -306,19 +306,13 @@ def _record_drift(deployment, observed):
         target=deployment.target_id.name,
         detail=observed.detail,
     )
-    deployment.message_post(body=message, subtype_xmlid="mail.mt_note")
+    # the version's activities are where an approver looks
+    jobs.tell(deployment, message, deployment.deployed_by_id, deployment.version_id)
     events.record_happening(
         deployment,
         "drifted",
         {"drift": observed.drift, "drift_detail": observed.detail},
     )
-    if deployment.deployed_by_id:
-        # the version's activities are where an approver looks
-        deployment.version_id.activity_schedule(
-            "mail.mail_activity_data_todo",
-            user_id=deployment.deployed_by_id.id,
-            summary=message[:250],
-        )
     return "drifted"
 
 

@@ -156,6 +156,24 @@ class TestExperiments(LocalTargetCleanup, MlopsCase):
         )
         self.assertEqual(event.data["winner_version_id"], second.id)
 
+    def test_an_arm_that_leaves_the_route_stops_the_experiment(self):
+        first, second, blue, green = self._two_in_production()
+        experiment = self._create(first, second)
+        experiment.with_user(self.approver).action_start()
+        route = serving.plan(green).route
+        self.assertEqual(len(serving.routes(self.target)[route]), 2)
+        # the idle colour retired (as the supervisor or an undeploy does)
+        with trap_jobs():
+            blue.sudo().write({"state": "deleted"})
+        self.assertEqual(experiment.state, "stopped")
+        self.assertIn("which served an arm", experiment.message_ids[0].body)
+        # no share of the route goes to the colour that left
+        self.assertEqual(serving.routes(self.target)[route], [(f"d{green.id}", 100)])
+        self.assertNotIn(blue, experiments.pinned(self.env))
+        # its results are still concluded from what it saw
+        experiment.with_user(self.approver).action_conclude()
+        self.assertEqual(experiment.verdict, "no_difference")
+
     def test_what_cannot_start_is_refused(self):
         first, second, _blue, _green = self._two_in_production()
         third = self._validated("3.0.0")  # validated: served nowhere

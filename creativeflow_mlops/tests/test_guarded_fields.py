@@ -170,6 +170,16 @@ class TestNoPathAroundTheServices(HttpCase):
             }
         )
         env["mlops.feedback"].create({"version_id": version.id, "rating": 3})
+        env["mlops.feedback.export"].create({"model_id": model.id})
+        account = model._cost_analytic_account()
+        env["account.analytic.line"].create(
+            {
+                "name": "cost",
+                account.plan_id._column_name(): account.id,
+                "amount": -1.0,
+                "mlops_deployment_id": deployment.id,
+            }
+        )
         env["mlops.invoke.key"].with_user(cls.roles["manager"])._generate(
             {"name": "n8n"}
         )

@@ -49,6 +49,19 @@ def _shoot(browser, url, path, selector, name):
     browser.screenshot(str(Path(folder) / f"{name}.png"))
 
 
+def shoot_as_admin(stack, pages):
+    """Each of ``pages`` ((path, selector, file name)) seen by the admin,
+    saved when ``MLOPS_SCREENSHOTS`` names a folder."""
+    if not os.environ.get("MLOPS_SCREENSHOTS"):
+        return
+    with Chromium() as browser:
+        browser.set_cookie(
+            stack.server.url, "session_id", stack.admin.http.cookies["session_id"]
+        )
+        for path, selector, name in pages:
+            _shoot(browser, stack.server.url, path, selector, name)
+
+
 def _serves(entry, invoke):
     answer = requests.post(entry["invoke_url"], json=BODY, headers=invoke, timeout=30)
     assert answer.status_code == 200, answer.text

@@ -5,7 +5,10 @@ A seeded generator writes a program of steps; each step is one to three
 actions sent at the same moment from separate callers (REST for deploy,
 promote, PATCH, rollback and DELETE; the web client's JSON-RPC for a
 canary's promote and abort, archive and the supervisor's run now; a
-SIGKILL for a model server; a pause). Every answer must be one the
+SIGKILL for a model server; a pause). A/B experiments join them from a
+second stream of the same seed (so the deployment program a kept seed
+replays is unchanged): one is made and started on two versions, or
+stopped, as one more caller of a step. Every answer must be one the
 contract names (2xx, or a JSON 409/422 saying why), never a 5xx or an HTML
 page. After each step the invariants are checked on one snapshot of the
 database (read-only, REPEATABLE READ: an observer, not a driver); every
@@ -51,6 +54,8 @@ BODY = {
 # what an action may answer: its success, or a refusal the contract names
 REST_ANSWERS = {200, 202, 204, 404, 409, 422}
 SERVING = ("active", "rolling_out_canary")
+# the colours an experiment's arm may be served by
+ARM_STATES = ("active", "inactive_bluegreen")
 # what the web client's JSON-RPC may answer instead of doing it
 REFUSALS = {
     "odoo.addons.creativeflow_mlops.exceptions.TransitionNotAllowed",
@@ -88,6 +93,11 @@ class Program:
         self.stack, self.approver, self.invoke = world
         self.seed = seed
         self.random = random.Random(seed)
+        # experiments draw from their own stream: the deployment program of
+        # a kept seed stays what it was
+        self.experiment_random = random.Random(seed ^ 0x5EED)
+        self.model_id = None
+        self.experiments = {}
         self.name = f"mbt-{seed}"
         self.uploaded = 0
         self.seen = Counter()
@@ -155,7 +165,21 @@ class Program:
                 [model_id],
             )
             ledger = cr.fetchall()
+            cr.execute(
+                "SELECT e.id, e.environment, e.state, a.version_id, a.deployment_id, "
+                "d.state FROM mlops_experiment e "
+                "JOIN mlops_experiment_arm a ON a.experiment_id = e.id "
+                "LEFT JOIN mlops_deployment d ON d.id = a.deployment_id "
+                "WHERE e.model_id = %s ORDER BY e.id, a.id",
+                [model_id],
+            )
+            experiments = defaultdict(lambda: {"arms": []})
+            for e, environment, state, version_id, d, d_state in cr.fetchall():
+                experiments[e].update(environment=environment, state=state)
+                experiments[e]["arms"].append((version_id, d, d_state))
         self.db.rollback()
+        self.model_id = model_id
+        self.experiments = dict(experiments)
         return versions, deployments, runs, ledger
 
     def check(self, when):
@@ -251,6 +275,20 @@ class Program:
             sum(v["state"] == "production" for v in versions.values()) <= 1,
             "more than one version in production",
         )
+        running = Counter()
+        for experiment_id, experiment in self.experiments.items():
+            if experiment["state"] != "running":
+                continue
+            running[experiment["environment"]] += 1
+            # an arm whose colour left the route stops the experiment
+            expect(
+                all(d_state in ARM_STATES for _v, _d, d_state in experiment["arms"]),
+                f"experiment {experiment_id} runs with arms {experiment['arms']}",
+            )
+        expect(
+            all(n <= 1 for n in running.values()),
+            f"running experiments per environment: {dict(running)}",
+        )
         assert not problems, self._report(when, problems)
         return versions, deployments
 
@@ -315,6 +353,55 @@ class Program:
                     raise
                 time.sleep(0.5)
         return "busy"
+
+    def choose_experiment(self, deployments):
+        """An experiment action, from the second stream, or None."""
+        rnd = self.experiment_random
+        if rnd.random() >= 0.25:
+            return None
+        running = sorted(
+            i for i, e in self.experiments.items() if e["state"] == "running"
+        )
+        if running and rnd.random() < 0.5:
+            experiment = rnd.choice(running)
+            return (
+                "experiment_stop",
+                experiment,
+                lambda: self._rest("post", f"/experiments/{experiment}/stop"),
+            )
+        # two versions with a colour on the production route, mostly
+        served = sorted(
+            {
+                d["version_id"]
+                for d in deployments.values()
+                if d["environment"] == "production" and d["state"] in ARM_STATES
+            }
+        )
+        pool = served if len(served) >= 2 and rnd.random() < 0.8 else []
+        pool = pool or sorted({d["version_id"] for d in deployments.values()})
+        if len(pool) < 2:
+            return None
+        arms = rnd.sample(pool, 2)
+        weight = rnd.choice([10, 50, 90])
+        body = {
+            "model_id": self.model_id,
+            "environment": "production",
+            "metric": "error_rate",
+            "arms": [
+                {"version_id": arms[0], "weight": weight},
+                {"version_id": arms[1], "weight": 100 - weight},
+            ],
+        }
+        return "experiment_start", tuple(arms), lambda: self._experiment(body)
+
+    def _experiment(self, body):
+        answer = self.approver.http.post(
+            f"{self.approver.base}/experiments", json=body, timeout=120
+        )
+        assert answer.status_code in REST_ANSWERS | {201}, answer.text[:300]
+        if answer.status_code != 201:
+            return str(answer.status_code)
+        return self._rest("post", f"/experiments/{answer.json()['id']}/start")
 
     def choose(self, versions, deployments):
         """One action, its arguments drawn from what exists now (any state:
@@ -514,6 +601,13 @@ class Program:
                 wrong.append(
                     f"{environment}: announced {announced}, serving {expected}"
                 )
+            # a running experiment's arms share the route
+            answering = announced | {
+                versions[v]["version"]
+                for e in self.experiments.values()
+                if e["state"] == "running" and e["environment"] == environment
+                for v, _d, _s in e["arms"]
+            }
             try:
                 answer = requests.post(
                     entry["invoke_url"], json=BODY, headers=self.invoke, timeout=10
@@ -523,7 +617,7 @@ class Program:
                 continue
             if answer.status_code != 200:
                 wrong.append(f"{environment}: {answer.status_code} {answer.text[:200]}")
-            elif answer.headers.get("X-MLOps-Version") not in announced:
+            elif answer.headers.get("X-MLOps-Version") not in answering:
                 wrong.append(
                     f"{environment}: answered by "
                     f"{answer.headers.get('X-MLOps-Version')}, announced {announced}"
@@ -538,6 +632,9 @@ class Program:
         for step in range(1, steps + 1):
             width = self.random.choice([1, 1, 2, 2, 3])
             batch = [self.choose(versions, deployments) for _ in range(width)]
+            experiment = self.choose_experiment(deployments)
+            if experiment:
+                batch.append(experiment)
             with ThreadPoolExecutor(len(batch)) as pool:
                 outcomes = list(pool.map(lambda action: action[2](), batch))
             for (kind, argument, _call), outcome in zip(batch, outcomes, strict=True):

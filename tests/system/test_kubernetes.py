@@ -4,16 +4,14 @@ thread playing the kubelet), driven only from outside: REST, JSON-RPC and
 the cluster's own API. The same faces as the local target: the version's
 approval, the endpoint in the registry, the events, drift and undeploy."""
 
-import os
 import threading
 import time
 import uuid
 
 import pytest
 import samples
-from browser import Chromium
 from kubeserver import Kubelet
-from test_backend_buttons import DEPLOYMENTS, _shoot
+from test_backend_buttons import DEPLOYMENTS, shoot_as_admin
 from test_deployments import _wait
 
 APPROVER = "creativeflow_mlops.group_mlops_approver"
@@ -141,26 +139,14 @@ def test_a_version_deploys_to_the_cluster_as_to_any_target(
     flagged = approver.get(f"/deployments/{deployment_id}").json()
     assert flagged["drift"] == "missing", flagged
     assert "is gone" in flagged["drift_detail"]
-    if os.environ.get("MLOPS_SCREENSHOTS"):
-        # the target's form and the flagged deployment's (docs/screenshots)
-        with Chromium() as browser:
-            browser.set_cookie(
-                stack.server.url, "session_id", stack.admin.http.cookies["session_id"]
-            )
-            _shoot(
-                browser,
-                stack.server.url,
-                f"{TARGETS}/{target[0]}",
-                ".o_form_view",
-                "kubernetes-target",
-            )
-            _shoot(
-                browser,
-                stack.server.url,
-                f"{DEPLOYMENTS}/{deployment_id}",
-                ".o_form_view",
-                "kubernetes-deployment",
-            )
+    # the target's form and the flagged deployment's (docs/screenshots)
+    shoot_as_admin(
+        stack,
+        [
+            (f"{TARGETS}/{target[0]}", ".o_form_view", "kubernetes-target"),
+            (f"{DEPLOYMENTS}/{deployment_id}", ".o_form_view", "kubernetes-deployment"),
+        ],
+    )
 
     # undeploy: nothing of it left on the cluster
     answer = approver.http.delete(

@@ -3,15 +3,13 @@ servers and router under load. A production SLO breached by a version whose
 answers fail is rolled back by itself, and no call that both versions
 answer fails while it happens."""
 
-import os
 import threading
 from collections import Counter
 
 import pytest
 import requests
 import samples
-from browser import Chromium
-from test_backend_buttons import DEPLOYMENTS, _shoot
+from test_backend_buttons import DEPLOYMENTS, shoot_as_admin
 from test_deployments import _wait
 
 APPROVER = "creativeflow_mlops.group_mlops_approver"
@@ -139,15 +137,12 @@ def test_an_slo_breach_rolls_production_back_without_a_failed_call(
     )
     assert "automatic rollback" in line["reason"] and "error rate" in line["reason"]
     assert not stack.server.errors()
-    if os.environ.get("MLOPS_SCREENSHOTS"):
-        # the breached deployment, the metrics kept, the SLO (docs/screenshots)
-        with Chromium() as browser:
-            browser.set_cookie(
-                stack.server.url, "session_id", stack.admin.http.cookies["session_id"]
-            )
-            for path, selector, shot in (
-                (f"{DEPLOYMENTS}/{green}", ".o_form_view", "slo-breached-deployment"),
-                (METRICS, ".o_graph_renderer", "deployment-metrics"),
-                (f"{SLOS}/{slo}", ".o_form_view", "slo"),
-            ):
-                _shoot(browser, stack.server.url, path, selector, shot)
+    # the breached deployment, the metrics kept, the SLO (docs/screenshots)
+    shoot_as_admin(
+        stack,
+        [
+            (f"{DEPLOYMENTS}/{green}", ".o_form_view", "slo-breached-deployment"),
+            (METRICS, ".o_graph_renderer", "deployment-metrics"),
+            (f"{SLOS}/{slo}", ".o_form_view", "slo"),
+        ],
+    )
