@@ -312,8 +312,13 @@ class MlopsDeployment(models.Model):
 
     @api.model
     def _cron_book_costs(self):
-        """Cron: book what every deployment's pods cost since last time."""
-        return costs.book(self.env)
+        """Cron: a job per deployment whose pods ran since its last booking."""
+        return costs.schedule(self.env)
+
+    def _book_cost(self, now):
+        """Job (queue_job): book what its pods cost up to ``now``."""
+        self.ensure_one()
+        return costs.book(self, now)
 
     def action_view_drift(self):
         """Its drift reports, the latest first."""

@@ -2,12 +2,14 @@
 Odoo's analytic accounting: one analytic account per model, one analytic
 line per deployment and booking.
 
-- ``book`` (a cron, hourly) takes every deployment whose pods ran since it
-  was last booked: the time in ``RUNNING`` states from its state changes
-  (the event ledger, ``mlops.event``), times its replicas and resources
-  (``adapters.costing``), priced at its target's hourly prices. The line
-  carries the hours of each resource; the deployment keeps up to when it is
-  booked, so a booking is never counted twice, whatever runs it again.
+- ``schedule`` (a cron, hourly) queues a ``book`` job for every deployment
+  whose pods ran since it was last booked (identity: the deployment and
+  the minute). A booking is the time in ``RUNNING`` states from its state
+  changes (the event ledger, ``mlops.event``), times its replicas and
+  resources (``adapters.costing``), priced at its target's hourly prices.
+  The line carries the hours of each resource; the deployment keeps up to
+  when it is booked (its row locked), so no minute is booked twice,
+  whatever runs the job again.
 - The model's analytic account is the one its owner chose, else one made
   for it in the project plan at its first booking.
 - A model with a monthly budget passed this month: a note and an activity
@@ -23,15 +25,17 @@ from ..adapters import costing
 from . import jobs
 from .serving import KEEP_RUNNING
 
+CHANNEL = "root.mlops.monitoring"
 # the states in which a deployment's pods run (and cost)
 RUNNING = ("deploying", *KEEP_RUNNING)
 # a booking covers whole minutes up to the last one
 STEP = timedelta(minutes=1)
 
 
-def book(env, now=None):
-    """Cron: book what every deployment's pods cost since its last booking;
-    the number of lines booked."""
+def schedule(env, now=None):
+    """Cron: a booking job per deployment whose pods ran since its last
+    booking (identity: the deployment and the minute booked up to); the
+    number queued."""
     now = (now or fields.Datetime.now()).replace(second=0, microsecond=0)
     Deployment = env["mlops.deployment"].sudo()
     # running now, or stopped since their last booking
@@ -52,11 +56,23 @@ def book(env, now=None):
         )
     )
     due = Deployment.browse([row[0] for row in env.cr.fetchall()])
-    lines = env["account.analytic.line"]
     for deployment in due:
-        lines |= book_deployment(deployment, now)
-    warn_budgets(lines.mapped("mlops_model_id"))
-    return len(lines)
+        jobs.as_platform(deployment).with_delay(
+            channel=CHANNEL,
+            identity_key=f"mlops-cost-{deployment.id}-{now:%Y%m%d%H%M}",
+            description=env._("Cost of %s", deployment.display_name),
+        )._book_cost(now)
+    return len(due)
+
+
+def book(deployment, now):
+    """Job: book what ``deployment``'s pods cost up to ``now``, then check
+    its model's budget; what happened, as the job's result."""
+    line = book_deployment(deployment, now)
+    if not line:
+        return "nothing ran since the last booking"
+    warn_budgets(line.mlops_model_id)
+    return f"{line.unit_amount:.2f} h, {-line.amount:.2f} {line.currency_id.name}"
 
 
 def _changes(deployment):

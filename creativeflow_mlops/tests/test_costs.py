@@ -10,6 +10,8 @@ from datetime import timedelta
 from odoo import fields
 from odoo.exceptions import AccessError
 
+from odoo.addons.queue_job.tests.common import trap_jobs
+
 from ..services import costs
 from .common import MlopsCase
 
@@ -41,6 +43,13 @@ class TestCosts(MlopsCase):
                 }
             )
         )
+
+    def _book(self, now):
+        """The cron at ``now``, and the jobs it queued."""
+        with trap_jobs() as trap:
+            queued = costs.schedule(self.env, now=now)
+            trap.perform_enqueued_jobs()
+        return queued
 
     def _ledger(self, deployment, moves):
         """State changes at the minutes given, from ``self.t0``."""
@@ -75,7 +84,7 @@ class TestCosts(MlopsCase):
         # ran 70 minutes, 2 replicas of 1 GPU, half a core and 8 GiB
         hours = 70 / 60
         expected = hours * 2 * (1 * 2.0 + 0.5 * 0.1 + 8 * 0.01)
-        costs.book(self.env, now=self.t0 + timedelta(hours=2))
+        self._book(self.t0 + timedelta(hours=2))
         line = deployment.env["account.analytic.line"].search(
             [("mlops_deployment_id", "=", deployment.id)]
         )
@@ -93,7 +102,7 @@ class TestCosts(MlopsCase):
         self.assertAlmostEqual(model.cost_total, expected, places=2)
         # booked again, at the same time or later: nothing is counted twice
         for later in (2, 3):
-            costs.book(self.env, now=self.t0 + timedelta(hours=later))
+            self._book(self.t0 + timedelta(hours=later))
         self.assertEqual(
             deployment.env["account.analytic.line"].search_count(
                 [("mlops_deployment_id", "=", deployment.id)]
@@ -111,7 +120,7 @@ class TestCosts(MlopsCase):
         hourly = 2 * (2.0 + 0.05 + 0.08)
         Line = self.env["account.analytic.line"]
         for hour in (1, 2, 3):
-            costs.book(self.env, now=self.now + timedelta(hours=hour))
+            self._book(self.now + timedelta(hours=hour))
             lines = Line.search([("mlops_deployment_id", "=", deployment.id)])
             self.assertEqual(len(lines), hour)
             # the first hour started when it was deployed, within the minute
@@ -124,7 +133,7 @@ class TestCosts(MlopsCase):
         )
         self.assertEqual(len(activities), 1)
         self.assertEqual(model.cost_budget_warned, self.now.strftime("%Y-%m"))
-        costs.book(self.env, now=self.now + timedelta(hours=4))
+        self._book(self.now + timedelta(hours=4))
         self.assertEqual(
             len(model.activity_ids.filtered(lambda a: "budget" in (a.summary or ""))),
             1,
@@ -138,7 +147,7 @@ class TestCosts(MlopsCase):
             }
         )
         model.with_user(self.approver).cost_analytic_account_id = other
-        costs.book(self.env, now=self.now + timedelta(hours=5))
+        self._book(self.now + timedelta(hours=5))
         newest = Line.search(
             [("mlops_deployment_id", "=", deployment.id)], order="id desc", limit=1
         )
@@ -147,7 +156,7 @@ class TestCosts(MlopsCase):
     def test_what_users_may_read_and_write(self):
         deployment = self._deployment()
         deployment.sudo().write({"state": "deploying"})
-        costs.book(self.env, now=self.now + timedelta(hours=1))
+        self._book(self.now + timedelta(hours=1))
         account = self.version.model_id.cost_analytic_account_id
         self.env["account.analytic.line"].create(
             {"name": "rent", account.plan_id._column_name(): account.id, "amount": -100}

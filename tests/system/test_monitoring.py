@@ -4,16 +4,20 @@ answers fail is rolled back by itself, and no call that both versions
 answer fails while it happens."""
 
 import threading
+import time
 from collections import Counter
 
 import pytest
 import requests
 import samples
+import systemstack
 from test_backend_buttons import DEPLOYMENTS, shoot_as_admin
-from test_deployments import _wait
+from test_deployments import _deploy, _validated, _wait
 
 APPROVER = "creativeflow_mlops.group_mlops_approver"
 COLLECT = "creativeflow_mlops.ir_cron_metrics_collect"
+BOOK_COSTS = "creativeflow_mlops.ir_cron_book_costs"
+COSTS = "/odoo/action-creativeflow_mlops.mlops_cost_line_action"
 METRICS = "/odoo/action-creativeflow_mlops.mlops_deployment_metric_action"
 SLOS = "/odoo/action-creativeflow_mlops.mlops_slo_action"
 ONE_ROW = {
@@ -145,4 +149,60 @@ def test_an_slo_breach_rolls_production_back_without_a_failed_call(
             (METRICS, ".o_graph_renderer", "deployment-metrics"),
             (f"{SLOS}/{slo}", ".o_form_view", "slo"),
         ],
+    )
+
+
+def test_what_pods_cost_is_booked_by_the_jobs_once(stack, approver, name):
+    """The cost cron through the real runner: twice, a minute apart; the
+    lines of one deployment follow each other without a gap or an overlap,
+    and add up to the time it ran, at the target's prices."""
+    (local,) = stack.admin.call(
+        "mlops.deployment.target", "search", [("code", "=", "local")]
+    )
+    prices = {"cost_gpu_hour": 0, "cost_cpu_hour": 0.6, "cost_memory_gib_hour": 0}
+    stack.admin.call("mlops.deployment.target", "write", [local], prices)
+    version_id, _data = _validated(stack, name, "1.0.0", seed=51)
+    deployment = _deploy(approver, version_id, "deploy", resources={"cpu": "2"})
+    assert deployment["state"] == "active", deployment
+    cron = stack.record_id(BOOK_COSTS)
+    lines = []
+    for _round in range(2):
+        # a minute more of running, then the cron and the jobs it queues
+        time.sleep(61)
+        stack.admin.call("ir.cron", "method_direct_trigger", [cron])
+        systemstack.wait_for(
+            lambda: (
+                not stack.jobs(
+                    [("method_name", "=", "_book_cost"), ("state", "!=", "done")]
+                )
+            ),
+            timeout=60,
+        )
+        lines = stack.admin.call(
+            "account.analytic.line",
+            "search_read",
+            [("mlops_deployment_id", "=", deployment["id"])],
+            fields=["mlops_period_start", "mlops_period_end", "unit_amount", "amount"],
+            order="mlops_period_start",
+        )
+    assert len(lines) == 2, lines
+    assert lines[0]["mlops_period_end"] == lines[1]["mlops_period_start"], lines
+    hours = sum(line["unit_amount"] for line in lines)
+    # it ran from its deployment to the last booking, within a minute
+    assert 1.0 / 60 < hours < 3.1 / 60, hours
+    # one replica of 2 CPUs at 0.6 an hour
+    assert abs(-sum(line["amount"] for line in lines) - hours * 2 * 0.6) < 1e-3
+    (booked,) = stack.admin.call(
+        "mlops.deployment", "read", [deployment["id"]], ["cost_booked_until"]
+    )
+    assert booked["cost_booked_until"] == lines[1]["mlops_period_end"]
+    # the costs per model and version (docs/screenshots)
+    shoot_as_admin(
+        stack, [(f"{COSTS}?view_type=pivot", ".o_pivot", "deployment-costs")]
+    )
+    stack.admin.call(
+        "mlops.deployment.target",
+        "write",
+        [local],
+        dict.fromkeys(prices, 0),
     )
