@@ -4,7 +4,7 @@
     "name": "CreativeFlow MLOps",
     "summary": "Model registry, validation, approvals and GPU deployments "
     "for AI models, inside Odoo",
-    "version": "18.0.1.1.0",
+    "version": "18.0.1.2.0",
     "category": "Productivity/MLOps",
     "website": "https://github.com/creativeflow/creativeflow_mlops",
     "author": "CreativeFlow",

@@ -74,6 +74,21 @@ def test_running_time_follows_the_state_changes():
     assert costing.running_seconds("active", [], at(5), at(5), RUNNING) == 0.0
 
 
+def test_a_period_is_cut_at_each_months_first_day():
+    start, end = datetime(2026, 11, 30, 23, 30), datetime(2027, 1, 1, 0, 30)
+    assert costing.months(start, end) == [
+        (start, datetime(2026, 12, 1)),
+        (datetime(2026, 12, 1), datetime(2027, 1, 1)),
+        (datetime(2027, 1, 1), end),
+    ]
+    inside = (datetime(2026, 12, 1), datetime(2026, 12, 31, 23, 59))
+    assert costing.months(*inside) == [inside]
+    # up to midnight of the first: nothing of the next month
+    assert costing.months(start, datetime(2026, 12, 1)) == [
+        (start, datetime(2026, 12, 1))
+    ]
+
+
 def test_usage_and_cost():
     used = costing.usage(5400, replicas=2, gpu=1, cpu="500m", memory="8Gi")
     assert used == costing.Usage(

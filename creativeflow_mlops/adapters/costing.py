@@ -6,10 +6,12 @@ hours that makes at its resources, priced per hour.
 - ``running_seconds`` is the time spent in the states whose pods run,
   between two instants, from the state before the first instant and the
   changes after it;
+- ``months`` cuts a period at the months' first days;
 - ``usage`` and ``cost``: the hours of each resource, and their price.
 """
 
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 
 # the suffixes of resource.Quantity
@@ -70,6 +72,21 @@ def running_seconds(state_before, changes, start, end, running):
     if state in running:
         total += (end - since).total_seconds()
     return total
+
+
+def months(start, end):
+    """[start, end) cut at the first of each month: [(from, to)...], so a
+    month's cost is booked in its month."""
+    cuts = []
+    while True:
+        following = (start.replace(day=1) + timedelta(days=32)).replace(
+            day=1, hour=0, minute=0, second=0, microsecond=0
+        )
+        if following >= end:
+            cuts.append((start, end))
+            return cuts
+        cuts.append((start, following))
+        start = following
 
 
 @dataclass(frozen=True)

@@ -228,7 +228,9 @@ class MlopsDeploymentTarget(models.Model):
             ) from None
 
     def _cost_prices(self):
-        """Its hourly prices, for ``adapters.costing``."""
+        """Its hourly prices, for ``adapters.costing`` (none: free)."""
+        if not self:
+            return costing.Prices()
         self.ensure_one()
         return costing.Prices(
             gpu_hour=self.cost_gpu_hour,

@@ -1,6 +1,6 @@
 # Copyright 2026 CreativeFlow
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
-from odoo import api, fields, models
+from odoo import api, fields, models, tools
 
 from ..services import events, webhooks
 
@@ -45,6 +45,13 @@ class MlopsEvent(models.Model):
 
     def init(self):
         events.install(self.env.cr)
+        # a record's ledger, in order (the costs read a deployment's)
+        tools.create_index(
+            self.env.cr,
+            "mlops_event_resource_ledger_index",
+            self._table,
+            ["resource", "resource_id", "at"],
+        )
 
     @api.model
     def _settle(self):

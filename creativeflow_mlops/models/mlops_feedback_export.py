@@ -5,6 +5,7 @@ from odoo.exceptions import ValidationError
 
 from ..exceptions import LifecycleAccessError
 from ..services import feedback_exports
+from .mlops_model_version import BigInteger
 
 EXPORT_STATES = [("queued", "Queued"), ("done", "Done"), ("failed", "Failed")]
 
@@ -46,7 +47,7 @@ class MlopsFeedbackExport(models.Model):
     object_key = fields.Char(readonly=True)
     uri = fields.Char(string="URI", readonly=True, index=True)
     sha256 = fields.Char(string="SHA-256", readonly=True)
-    size = fields.Integer(string="Bytes", readonly=True)
+    size = BigInteger(string="Bytes", readonly=True)
     lines = fields.Integer(readonly=True, help="One per feedback.")
     logged_lines = fields.Integer(
         string="With Their Call",

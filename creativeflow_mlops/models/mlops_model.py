@@ -73,6 +73,7 @@ class MlopsModel(models.Model):
         ondelete="restrict",
         check_company=True,
         tracking=True,
+        groups="analytic.group_analytic_accounting",
         help="Where its deployments' costs are booked; one is made for the "
         "model at its first booking when none is chosen.",
     )
@@ -271,21 +272,22 @@ class MlopsModel(models.Model):
 
     def _cost_analytic_account(self):
         """The analytic account its costs are booked to: its own, else one
-        made now in the project plan (the platform's)."""
+        made now in the project plan (the platform's; the field is analytic
+        accounting's)."""
         self.ensure_one()
-        if not self.cost_analytic_account_id:
+        model = self.sudo()
+        if not model.cost_analytic_account_id:
             plan, _others = self.env["account.analytic.plan"].sudo()._get_all_plans()
-            account = (
+            model.cost_analytic_account_id = (
                 self.env["account.analytic.account"]
                 .sudo()
                 .create(
                     {
-                        "name": self.env._("AI model %s", self.name),
-                        "code": f"MLOPS-{self.slug}"[:64],
+                        "name": self.env._("AI model %s", model.name),
+                        "code": f"MLOPS-{model.slug}"[:64],
                         "plan_id": plan.id,
-                        "company_id": self.company_id.id,
+                        "company_id": model.company_id.id,
                     }
                 )
             )
-            self.sudo().cost_analytic_account_id = account
-        return self.cost_analytic_account_id
+        return model.cost_analytic_account_id

@@ -68,64 +68,73 @@ def schedule(env, now=None):
 def book(deployment, now):
     """Job: book what ``deployment``'s pods cost up to ``now``, then check
     its model's budget; what happened, as the job's result."""
-    line = book_deployment(deployment, now)
-    if not line:
+    lines = book_deployment(deployment, now)
+    if not lines:
         return "nothing ran since the last booking"
-    warn_budgets(line.mlops_model_id)
-    return f"{line.unit_amount:.2f} h, {-line.amount:.2f} {line.currency_id.name}"
-
-
-def _changes(deployment):
-    """(state before any change, [(at, state)...]) from the ledger."""
-    events = (
-        deployment.env["mlops.event"]
-        .sudo()
-        .search(
-            [
-                ("resource", "=", "deployment"),
-                ("resource_id", "=", deployment.id),
-                ("state", "!=", False),
-            ],
-            order="at, seq, id",
-        )
+    warn_budgets(lines.mlops_model_id)
+    return (
+        f"{sum(lines.mapped('unit_amount')):.2f} h, "
+        f"{-sum(lines.mapped('amount')):.2f} {lines[0].currency_id.name}"
     )
-    changes = [
-        (event.at, event.state)
-        for event in events
-        if event.state != event.previous_state
+
+
+def _changes(deployment, start):
+    """(its state at ``start``, [(at, state)...] from then on), from the
+    ledger: the changes since ``start`` and the last one before it."""
+    Event = deployment.env["mlops.event"].sudo()
+    domain = [
+        ("resource", "=", "deployment"),
+        ("resource_id", "=", deployment.id),
+        ("state", "!=", False),
     ]
-    first = events[:1]
-    return (first.previous_state or "requested") if first else deployment.state, changes
+    before = Event.search(
+        [*domain, ("at", "<", start)], order="at desc, seq desc, id desc", limit=1
+    )
+    since = Event.search([*domain, ("at", ">=", start)], order="at, seq, id")
+    if before:
+        state = before.state
+    elif since:
+        state = since[0].previous_state or "requested"
+    else:
+        state = deployment.state
+    changes = [(e.at, e.state) for e in since if e.state != e.previous_state]
+    return state, changes
 
 
 def book_deployment(deployment, now):
-    """The analytic line of what ``deployment`` cost from its last booking
+    """The analytic lines of what ``deployment`` cost from its last booking
     to ``now`` (none when its pods did not run), its booking moved on."""
     jobs.lock(deployment)
+    lines = deployment.env["account.analytic.line"]
     start = deployment.cost_booked_until or deployment.create_date.replace(
         second=0, microsecond=0
     )
     if now - start < STEP:
-        return deployment.env["account.analytic.line"]
-    state_before, changes = _changes(deployment)
-    seconds = costing.running_seconds(
-        state_before, changes, start, now, frozenset(RUNNING)
-    )
-    values = {"cost_booked_until": now}
-    line = deployment.env["account.analytic.line"]
-    if seconds > 0:
-        used = costing.usage(
-            seconds,
-            deployment.replicas,
-            deployment.gpu,
-            deployment.cpu,
-            deployment.memory,
+        return lines
+    state_before, changes = _changes(deployment, start)
+    prices = deployment.target_id._cost_prices()
+    for first, last in costing.months(start, now):
+        seconds = costing.running_seconds(
+            state_before, changes, first, last, frozenset(RUNNING)
         )
-        amount = costing.cost(used, deployment.target_id._cost_prices())
-        line = _line(deployment, start, now, used, amount)
-        values["cost_total"] = deployment.cost_total + amount
-    deployment.write(values)
-    return line
+        if seconds > 0:
+            used = costing.usage(
+                seconds,
+                deployment.replicas,
+                deployment.gpu,
+                deployment.cpu,
+                deployment.memory,
+            )
+            amount = costing.cost(used, prices)
+            lines |= _line(deployment, first, last, used, amount)
+    deployment.write(
+        {
+            "cost_booked_until": now,
+            # what was booked, in the currency's rounding
+            "cost_total": deployment.cost_total - sum(lines.mapped("amount")),
+        }
+    )
+    return lines
 
 
 def _line(deployment, start, end, used, amount):
@@ -148,7 +157,9 @@ def _line(deployment, start, end, used, amount):
                     hours=used.hours,
                 ),
                 account.plan_id._column_name(): account.id,
-                "date": end.date(),
+                # the day of its last instant (UTC): a period ending at
+                # midnight is the day before's
+                "date": (end - timedelta(microseconds=1)).date(),
                 "amount": -amount,
                 "unit_amount": used.hours,
                 "company_id": deployment.company_id.id,
@@ -164,8 +175,9 @@ def _line(deployment, start, end, used, amount):
 
 
 def month_cost(models, today=None):
-    """{model id: what its deployments cost this month}."""
-    today = today or fields.Date.context_today(models)
+    """{model id: what its deployments cost this month (UTC, as lines are
+    dated)}."""
+    today = today or fields.Date.today()
     first = today.replace(day=1)
     groups = (
         models.env["account.analytic.line"]
@@ -182,7 +194,7 @@ def month_cost(models, today=None):
 def warn_budgets(models, today=None):
     """The owner of each model whose month passed its budget is told, once
     a month."""
-    today = today or fields.Date.context_today(models)
+    today = today or fields.Date.today()
     month = today.strftime("%Y-%m")
     budgeted = models.sudo().filtered(
         lambda m: m.cost_monthly_budget and m.cost_budget_warned != month

@@ -17,6 +17,7 @@ personal fields), as one JSONL object in the object store.
   it, and the export lists the versions trained on it.
 """
 
+import json
 import tempfile
 
 import orjson
@@ -28,7 +29,7 @@ from ..adapters.storage import feedback_export_key
 from ..exceptions import Conflict
 from . import jobs
 from .artifacts import forget_on_rollback
-from .inference_log import calls, scrub
+from .inference_log import BatchRows, calls, scrub
 from .serializers import timestamp
 
 CHANNEL = "root.mlops.monitoring"
@@ -68,8 +69,8 @@ def _feedback(export):
 
 def line(feedback, call):
     """One exported line: the feedback, and its call when it was logged.
-    The feedback's structured data leaves the version's personal fields
-    out too."""
+    The feedback's structured data (an object) leaves the version's
+    personal fields out of its keys too."""
     version = feedback.version_id
     personal = version._personal_field_names()
     data = feedback.data
@@ -107,6 +108,15 @@ def build(export):
     return f"{written['lines']} feedback, {written['logged_lines']} with their call"
 
 
+def _json_line(row):
+    try:
+        return orjson.dumps(row) + b"\n"
+    except orjson.JSONEncodeError:
+        # an integer past 64 bits in feedback's data: the standard library
+        # writes any JSON the API accepted
+        return json.dumps(row).encode() + b"\n"
+
+
 def _write(export):
     """The export's lines, stored: the values the export keeps."""
     env, model = export.env, export.model_id
@@ -115,17 +125,17 @@ def _write(export):
         backend._object_prefix(), f"c{model.company_id.id}", model.slug, export.id
     )
     lines = logged = 0
-    read_cache = {}
+    read = BatchRows()
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
         for ids in split_every(CHUNK, _feedback(export).ids):
             chunk = env["mlops.feedback"].sudo().browse(ids)
             requested = {f.generation_request_id for f in chunk}
-            found = calls(env, requested - {False}, model=model, cache=read_cache)
+            found = calls(env, requested - {False}, model=model, read=read)
             for feedback in chunk:
                 call = found.get(feedback.generation_request_id)
                 logged += call is not None
                 lines += 1
-                spool.write(orjson.dumps(line(feedback, call)) + b"\n")
+                spool.write(_json_line(line(feedback, call)))
             chunk.invalidate_recordset()
         spool.seek(0)
         stored = backend._get_store().put_stream(key, spool, "application/x-ndjson")
@@ -147,7 +157,9 @@ def find(env, model, named):
     say); the model's ``_find_named``."""
     Export = env["mlops.feedback.export"]
     domain = [("model_id", "=", model.id), ("state", "=", "done")]
-    if isinstance(named, int) or (isinstance(named, str) and named.isdigit()):
+    if isinstance(named, int) or (
+        isinstance(named, str) and named.isascii() and named.isdigit()
+    ):
         export = Export.search([*domain, ("id", "=", int(named))], limit=1)
     else:
         export = Export.search([*domain, ("uri", "=", named)], limit=1)

@@ -25,6 +25,7 @@ import hashlib
 import logging
 import time
 import uuid
+from collections import defaultdict
 from datetime import timedelta
 
 import orjson
@@ -49,8 +50,8 @@ CHANNEL = "root.mlops.monitoring"
 # what one file may hold before it is refused whole (the model server
 # writes at most a thousand records a file)
 MAX_FILE_BYTES = 256 * 1024 * 1024
-# log files ``calls`` keeps read between two calls
-CACHED_BATCHES = 20
+# what ``BatchRows`` keeps read at most (the files' bytes)
+CACHED_BYTES = 64 * 1024 * 1024
 # a CloudEvent's body (a call's request or response)
 MAX_EVENT_BYTES = 16 * 1024 * 1024
 # a request whose response has not come by then is kept alone
@@ -294,24 +295,42 @@ def read_batch(batch):
         return parse(handle.read())
 
 
-def calls(env, request_ids, model=None, cache=None):
+class BatchRows:
+    """The rows of log files, each read once and kept until the files kept
+    hold ``limit`` bytes (then the oldest are let go together)."""
+
+    def __init__(self, limit=CACHED_BYTES):
+        self.limit = limit
+        self.kept = {}
+        self.size = 0
+
+    def __call__(self, batch):
+        rows = self.kept.get(batch.id)
+        if rows is None:
+            if self.kept and self.size + batch.size > self.limit:
+                self.kept.clear()
+                self.size = 0
+            rows = self.kept[batch.id] = batch.sudo()._read_rows()
+            self.size += batch.size
+        return rows
+
+
+def calls(env, request_ids, model=None, read=None):
     """{request id: its logged record} for those of ``request_ids`` that
     were logged (and that the caller may read), of ``model``'s deployments
-    only when it is given. ``cache`` ({batch id: rows}) keeps the files
-    read for the next call; it is emptied past ``CACHED_BATCHES``."""
+    only when it is given. ``read`` (a ``BatchRows``) keeps the files read
+    for the next call."""
     domain = [("request_id", "in", list(request_ids))]
     if model is not None:
         domain.append(("deployment_id.model_id", "=", model.id))
-    records = env["mlops.inference.record"].search(domain)
-    cache = {} if cache is None else cache
+    read = read or BatchRows()
+    by_batch = defaultdict(list)
+    for record in env["mlops.inference.record"].search(domain):
+        by_batch[record.batch_id].append(record)
     found = {}
-    for batch in records.batch_id:
-        if batch.id not in cache:
-            if len(cache) >= CACHED_BATCHES:
-                cache.clear()
-            cache[batch.id] = batch.sudo()._read_rows()
-        rows = cache[batch.id]
-        for record in records.filtered(lambda r, b=batch: r.batch_id == b):
+    for batch, records in by_batch.items():
+        rows = read(batch)
+        for record in records:
             if record.line < len(rows):
                 found[record.request_id] = rows[record.line]
     return found

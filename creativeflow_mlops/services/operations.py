@@ -28,7 +28,8 @@ MAX_TEXT = 10_000
 MAX_METRICS_WINDOW = 30 * 24 * 60
 # the date-times of a body (the schemas' ``format: date-time``)
 RFC3339 = re.compile(
-    r"(\d{4}-\d{2}-\d{2})[Tt](\d{2}:\d{2}:\d{2})(?:\.\d+)?([Zz]|[+-]\d{2}:\d{2})"
+    r"([0-9]{4}-[0-9]{2}-[0-9]{2})[Tt]([0-9]{2}:[0-9]{2}:[0-9]{2})(?:\.[0-9]+)?"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})"
 )
 
 OPERATIONS = {}
@@ -118,7 +119,8 @@ def date_time(params, name):
     if not found:
         raise InvalidInput(f"{name} is an RFC 3339 date and time")
     day, clock, offset = found.groups()
-    clock = clock[:6] + min(clock[6:], "59")
+    if clock.endswith(":60"):
+        clock = clock[:6] + "59"  # a leap second
     offset = "+00:00" if offset in ("Z", "z") else offset
     if day.startswith("0000"):
         raise Conflict(f"{name} is out of range")

@@ -9,6 +9,7 @@ from datetime import timedelta
 
 from odoo import fields
 from odoo.exceptions import AccessError
+from odoo.tests import new_test_user
 
 from odoo.addons.queue_job.tests.common import trap_jobs
 
@@ -17,6 +18,16 @@ from .common import MlopsCase
 
 
 class TestCosts(MlopsCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.accountant = new_test_user(
+            cls.env,
+            login="mlops_accountant",
+            groups="creativeflow_mlops.group_mlops_approver,"
+            "analytic.group_analytic_accounting",
+        )
+
     def setUp(self):
         super().setUp()
         self.target = self.env.ref("creativeflow_mlops.deployment_target_local")
@@ -146,24 +157,54 @@ class TestCosts(MlopsCase):
                 "plan_id": model.cost_analytic_account_id.plan_id.id,
             }
         )
-        model.with_user(self.approver).cost_analytic_account_id = other
+        # the account is analytic accounting's to choose
+        with self.assertRaises(AccessError):
+            model.with_user(self.approver).cost_analytic_account_id = other
+        model.with_user(self.accountant).cost_analytic_account_id = other
         self._book(self.now + timedelta(hours=5))
         newest = Line.search(
             [("mlops_deployment_id", "=", deployment.id)], order="id desc", limit=1
         )
         self.assertEqual(newest.account_id, other)
 
+    def test_a_booking_across_a_month_is_booked_in_each_month(self):
+        self.t0 = fields.Datetime.to_datetime("2026-11-30 23:30:00")
+        deployment = self._deployment(replicas=1, gpu=1, cpu=False, memory=False)
+        deployment.sudo().cost_booked_until = self.t0
+        self._ledger(
+            deployment, [(0, "requested", "deploying"), (60, "deploying", "failed")]
+        )
+        self._book(self.t0 + timedelta(hours=2))
+        lines = self.env["account.analytic.line"].search(
+            [("mlops_deployment_id", "=", deployment.id)], order="date"
+        )
+        self.assertEqual(
+            [(str(line.date), line.unit_amount, line.amount) for line in lines],
+            [("2026-11-30", 0.5, -1.0), ("2026-12-01", 0.5, -1.0)],
+        )
+        self.assertAlmostEqual(deployment.cost_total, 2.0)
+
     def test_what_users_may_read_and_write(self):
         deployment = self._deployment()
         deployment.sudo().write({"state": "deploying"})
         self._book(self.now + timedelta(hours=1))
-        account = self.version.model_id.cost_analytic_account_id
+        model = self.version.model_id
+        account = model._cost_analytic_account()
         self.env["account.analytic.line"].create(
             {"name": "rent", account.plan_id._column_name(): account.id, "amount": -100}
         )
-        seen = self.env["account.analytic.line"].with_user(self.user).search([])
-        self.assertTrue(seen)
-        self.assertTrue(all(seen.mapped("mlops_deployment_id")))
+        # MLOps users see what it costs, on the model and the version...
+        self.assertGreater(model.with_user(self.user).cost_total, 0)
+        self.assertGreater(self.version.with_user(self.user).cost_total, 0)
+        # ...not analytic accounting's lines, which its own group reads whole
+        with self.assertRaises(AccessError):
+            self.env["account.analytic.line"].with_user(self.user).search([])
+        seen = (
+            self.env["account.analytic.line"]
+            .with_user(self.accountant)
+            .search([("account_id", "=", account.id)])
+        )
+        self.assertEqual(len(seen), 2)
         for who, values in (
             (self.manager, {"cost_total": 0}),
             (self.manager, {"cost_booked_until": False}),
@@ -171,8 +212,9 @@ class TestCosts(MlopsCase):
             with self.assertRaises(AccessError):
                 deployment.with_user(who).write(values)
         with self.assertRaises(AccessError):
-            self.version.model_id.with_user(self.manager).write(
-                {"cost_budget_warned": "2000-01"}
-            )
+            model.with_user(self.manager).write({"cost_budget_warned": "2000-01"})
+        # an accountant edits lines, not the platform's fields on them
         with self.assertRaises(AccessError):
-            seen[:1].with_user(self.user).write({"amount": 0})
+            seen.filtered("mlops_deployment_id").with_user(self.accountant).write(
+                {"mlops_gpu_hours": 0}
+            )

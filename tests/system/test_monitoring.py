@@ -159,7 +159,14 @@ def test_what_pods_cost_is_booked_by_the_jobs_once(stack, approver, name):
     (local,) = stack.admin.call(
         "mlops.deployment.target", "search", [("code", "=", "local")]
     )
-    prices = {"cost_gpu_hour": 0, "cost_cpu_hour": 0.6, "cost_memory_gib_hour": 0}
+    # the admin reads analytic lines as analytic accounting does
+    stack.admin.call(
+        "res.users",
+        "write",
+        [stack.record_id("base.user_admin")],
+        {"groups_id": [(4, stack.record_id("analytic.group_analytic_accounting"))]},
+    )
+    prices = {"cost_gpu_hour": 0, "cost_cpu_hour": 60.0, "cost_memory_gib_hour": 0}
     stack.admin.call("mlops.deployment.target", "write", [local], prices)
     version_id, _data = _validated(stack, name, "1.0.0", seed=51)
     deployment = _deploy(approver, version_id, "deploy", resources={"cpu": "2"})
@@ -190,8 +197,8 @@ def test_what_pods_cost_is_booked_by_the_jobs_once(stack, approver, name):
     hours = sum(line["unit_amount"] for line in lines)
     # it ran from its deployment to the last booking, within a minute
     assert 1.0 / 60 < hours < 3.1 / 60, hours
-    # one replica of 2 CPUs at 0.6 an hour
-    assert abs(-sum(line["amount"] for line in lines) - hours * 2 * 0.6) < 1e-3
+    # one replica of 2 CPUs at 60 an hour, each line rounded to the cent
+    assert abs(-sum(line["amount"] for line in lines) - hours * 2 * 60) <= 0.011
     (booked,) = stack.admin.call(
         "mlops.deployment", "read", [deployment["id"]], ["cost_booked_until"]
     )
