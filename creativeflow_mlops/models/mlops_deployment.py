@@ -306,7 +306,10 @@ class MlopsDeployment(models.Model):
 
     def _lifecycle_after_transition(self, transition):
         result = super()._lifecycle_after_transition(transition)
-        if transition.target not in experiments.ARM_STATES:
+        # only a colour that could serve an arm leaves one: the pipeline's
+        # own moves (requested, deploying...) look nothing up
+        arms = experiments.ARM_STATES
+        if transition.source in arms and transition.target not in arms:
             experiments.arm_left(self)
         return result
 
