@@ -919,3 +919,101 @@ def _until(read, done, timeout=20):
         time.sleep(0.2)
         value = read()
     return value
+
+
+def _company_plan(company, model="shared", **values):
+    plan = make_plan(model=model, route=f"c{company}-{model}-production", **values)
+    return dataclasses.replace(plan, labels={**plan.labels, "company": str(company)})
+
+
+def test_a_namespace_per_company(kube_server, kubelet):
+    """Two companies' deployments of a model with the same name: each in its
+    company's namespace, made by the target with the policy letting the
+    gateway (in the target's namespace) reach it; the gateway names each
+    route's Service in its namespace; reconciliation still lists once per
+    kind; undeploying and strays find the right namespace."""
+    base = f"pc{next(_numbers)}"
+    kube_server.create_namespace(base)
+    owner = hashlib.sha256(base.encode()).hexdigest()[:16]
+    target = make_target(kube_server, namespace=base, owner=owner,
+                         namespace_per_company=True)  # fmt: skip
+    first, second = _company_plan(1), _company_plan(2)
+    for plan in (first, second):
+        assert f"in {base}-c{plan.labels['company']}" in target.apply(plan).message
+    target.switch_traffic({p.route: [(p.key, 100)] for p in (first, second)})
+    for plan in (first, second):
+        namespace = f"{base}-c{plan.labels['company']}"
+        made = kube_server.get(f"/api/v1/namespaces/{namespace}").json()
+        assert made["metadata"]["labels"][manifests.OWNER_LABEL] == owner
+        live = kube_server.get(
+            f"/apis/apps/v1/namespaces/{namespace}/deployments/"
+            f"{target.object_name(plan)}"
+        )
+        assert live.status_code == 200, live.text
+        service = kube_server.get(
+            f"/api/v1/namespaces/{namespace}/services/{target.service_name(plan.route)}"
+        ).json()
+        assert service["spec"]["selector"][manifests.COLOUR_LABEL] == plan.key
+        policy = kube_server.get(
+            f"/apis/networking.k8s.io/v1/namespaces/{namespace}/networkpolicies/"
+            f"{target.gateway_name()}"
+        ).json()
+        (source,) = policy["spec"]["ingress"][0]["from"]
+        assert source["namespaceSelector"]["matchLabels"] == {
+            "kubernetes.io/metadata.name": base
+        }
+        # the pods of the company's namespace run and verify
+        kubelet.run(namespace, f"{manifests.COLOUR_LABEL}={plan.key}", expect=1)
+        assert _until(lambda plan=plan: target.verify(plan), lambda s: s.ready).ready
+    # nothing of theirs in the target's own namespace
+    here = kube_server.get(f"/apis/apps/v1/namespaces/{base}/deployments").json()
+    assert here["items"] == []
+    target.publish_key_table(
+        {p.route: ({"a" * 64: None}, set()) for p in (first, second)}
+    )
+    config = kube_server.get(
+        f"/api/v1/namespaces/{base}/configmaps/{target.gateway_name()}"
+    ).json()["data"]["haproxy.cfg"]
+    for plan in (first, second):
+        namespace = f"{base}-c{plan.labels['company']}"
+        upstream = f"{target.service_name(plan.route)}.{namespace}.svc.cluster.local"
+        assert upstream in config
+    # one list per kind for both companies; a stray in a company found
+    stray = _company_plan(2, model="gone")
+    target.apply(stray)
+    found = target.reconcile([first, second])
+    assert {o.drift for o in found.observed.values()} == {"in_sync"}
+    assert stray.key in found.strays and not found.republish
+    assert found.requests["list Deployment"] == 1
+    target.remove_stray(stray.key)
+    target.delete(first)
+    deployments = [
+        (d["metadata"]["namespace"], d["metadata"]["labels"][manifests.COLOUR_LABEL])
+        for d in kube_server.get(
+            "/apis/apps/v1/deployments",
+            params={
+                "labelSelector": f"{manifests.OWNER_LABEL}={owner},"
+                f"{manifests.COLOUR_LABEL}"
+            },
+        ).json()["items"]
+        if not d["metadata"].get("deletionTimestamp")
+    ]
+    assert deployments == [(f"{base}-c2", second.key)]
+
+
+def test_test_connection_with_a_namespace_per_company_asks_cluster_wide(
+    kube_server, namespace
+):
+    limited = make_target(
+        kube_server, kube_server.limited_token, namespace=namespace,
+        namespace_per_company=True,
+    )  # fmt: skip
+    with pytest.raises(TargetFailed) as refused:
+        limited.check()
+    assert "create namespaces (cluster-wide)" in str(refused.value)
+    assert "list deployments.apps (cluster-wide)" in str(refused.value)
+    info = make_target(kube_server, namespace=namespace,
+                       namespace_per_company=True).check()  # fmt: skip
+    assert info["namespace"] == f"{namespace} (and one per company)"
+    with pytest.raises(ValueError, match="50 characters"):
+        options(namespace="n" * 51, namespace_per_company=True)

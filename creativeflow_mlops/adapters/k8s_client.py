@@ -18,6 +18,7 @@ message (RBAC's names the verb and resource; a 422 names the field).
 """
 
 import collections
+import copy
 import json
 import threading
 
@@ -86,6 +87,18 @@ class Cluster:
         self.calls = collections.Counter()
         self._versions = {}
         self._lock = threading.Lock()
+        self._siblings = {namespace: self}
+
+    def in_namespace(self, namespace):
+        """The same server and credentials in another namespace: one count
+        of calls, one discovery cache."""
+        with self._lock:
+            sibling = self._siblings.get(namespace)
+            if sibling is None:
+                sibling = copy.copy(self)
+                sibling.namespace = namespace
+                self._siblings[namespace] = sibling
+        return sibling
 
     # ------------------------------------------------------------------
     # Requests

@@ -521,15 +521,17 @@ GATEWAY_PORT = 8080
 DEFAULT_GATEWAY_IMAGE = "docker.io/library/haproxy:2.6"
 
 
-def gateway_objects(namespace, table, options, owner=""):
+def gateway_objects(namespace, table, options, owner="", route_namespace=None):
     """The invoke-key gateway on the cluster (``adapters.gateway``): its
     configuration and maps in a ConfigMap (key hashes only), a Deployment
     of HAProxy whose pod template carries their checksum (a key published
     rolls the gateway's pods), the NetworkPolicy that lets only it reach
     the routes' pods, and the Service the target's public URL points at.
-    ``table``: {route: (allowed, elsewhere)}."""
+    ``table``: {route: (allowed, elsewhere)}; ``route_namespace``: where a
+    route's Service is (the gateway's own namespace when not given)."""
+    where = route_namespace or (lambda _route: namespace)
     upstreams = {
-        route: f"{service_name(route, owner)}.{namespace}.svc.cluster.local:80"
+        route: f"{service_name(route, owner)}.{where(route)}.svc.cluster.local:80"
         for route in table
     }
     files = {
@@ -539,7 +541,7 @@ def gateway_objects(namespace, table, options, owner=""):
         **gateway.render_maps(table),
     }
     name = gateway_name(owner)
-    common = {**managed(owner), f"{GROUP}/component": "gateway"}
+    common = gateway_labels(owner)
     pod = {
         "securityContext": {
             "runAsNonRoot": True,
@@ -615,15 +617,50 @@ def gateway_objects(namespace, table, options, owner=""):
     ]
 
 
-def network_policy(name, gateway_labels, owner=""):
+def gateway_labels(owner=""):
+    return {**managed(owner), f"{GROUP}/component": "gateway"}
+
+
+def company_namespace(base, company):
+    """Where a company's deployments go (``namespace_per_company``)."""
+    return f"{base}-c{company}"
+
+
+def namespace_objects(namespace, base, owner=""):
+    """A company's namespace, made by the target (labelled as its own, so
+    undeploying a colour finds it), and the NetworkPolicy that lets the
+    gateway in ``base`` reach its routes' pods. The namespace is selected
+    by ``kubernetes.io/metadata.name``, which the API server sets on every
+    namespace from Kubernetes 1.21 (label ``base`` so by hand before)."""
+    policy = network_policy(
+        gateway_name(owner), gateway_labels(owner), owner, gateway_namespace=base
+    )
+    policy["metadata"]["labels"] = managed(owner)
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": namespace, "labels": managed(owner)},
+        },
+        policy,
+    ]
+
+
+def network_policy(name, allowed, owner="", gateway_namespace=""):
     """The routes' pods take calls only from the gateway's (a pod elsewhere
     in the cluster cannot go round the keys), and metrics from anyone
     (Prometheus). Enforced where the cluster's network plugin enforces
-    NetworkPolicies."""
+    NetworkPolicies. ``gateway_namespace``: the gateway's, when the routes
+    are in another."""
+    source = {"podSelector": {"matchLabels": allowed}}
+    if gateway_namespace:
+        source["namespaceSelector"] = {
+            "matchLabels": {"kubernetes.io/metadata.name": gateway_namespace}
+        }
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": {"name": name, "labels": gateway_labels},
+        "metadata": {"name": name, "labels": allowed},
         "spec": {
             "podSelector": {
                 "matchLabels": managed(owner),
@@ -632,7 +669,7 @@ def network_policy(name, gateway_labels, owner=""):
             "policyTypes": ["Ingress"],
             "ingress": [
                 {
-                    "from": [{"podSelector": {"matchLabels": gateway_labels}}],
+                    "from": [source],
                     "ports": [
                         {"protocol": "TCP", "port": HTTP_PORT},
                         {"protocol": "TCP", "port": KSERVE_PORT},

@@ -26,6 +26,11 @@ def _bool(help_text, default):
 @dataclass
 class KubernetesOptions:
     namespace: str = _str("a namespace name", "mlops")
+    namespace_per_company: bool = _bool(
+        "true: each company's deployments in <namespace>-c<company id>, made"
+        " when first needed (the gateway stays in namespace)",
+        False,
+    )
     mode: str = _str("plain or kserve", "plain")
     server_url: str = _str("the API server's https URL (with the token secret)")
     kubeconfig: str = _str("a kubeconfig path on Odoo's machine")
@@ -83,6 +88,9 @@ def check(options):
     problems = {}
     if not dns_label(options.namespace):
         problems["namespace"] = "a DNS label: a-z, 0-9 and -, 63 at most"
+    elif options.namespace_per_company and len(options.namespace) > 50:
+        # room for the company's suffix, -c<id>
+        problems["namespace"] = "50 characters at most with namespace_per_company"
     if options.mode not in MODES:
         problems["mode"] = " or ".join(MODES)
     if options.model_source not in SOURCES:

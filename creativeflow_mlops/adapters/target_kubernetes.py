@@ -45,6 +45,7 @@ from .targets import (
     TargetFailed,
     TargetUnavailable,
     register,
+    route_company,
     route_url_under,
 )
 
@@ -81,6 +82,8 @@ KSERVE_NEEDED = [
 KSERVE_S3_NEEDED = [
     (verb, "", "serviceaccounts") for verb in ("create", "patch", "deletecollection")
 ]
+# a namespace per company: made by the target, found again by label
+NAMESPACE_NEEDED = [(verb, "", "namespaces") for verb in ("list", "create", "patch")]
 # the GPU capacity check reads every node and every namespace's pods
 GPU_NEEDED = [("list", "", "nodes"), ("list", "", "pods")]
 CRASHING = {"CrashLoopBackOff", "InvalidImageName", "CreateContainerConfigError"}
@@ -212,6 +215,8 @@ class KubernetesTarget(Target):
         self.registry = registry
         self.root = Path(root) if root else None
         self.metrics = metrics
+        # the companies' namespaces made (namespace_per_company)
+        self._made = set()
 
     def _managed(self):
         return manifests.managed(self.owner)
@@ -225,6 +230,48 @@ class KubernetesTarget(Target):
         if not self.owner:
             return plan
         return dataclasses.replace(plan, labels={**plan.labels, "owner": self.owner})
+
+    # ------------------------------------------------------------------
+    # Namespaces: the target's, or one per company
+    # ------------------------------------------------------------------
+
+    def namespace_of(self, company):
+        """Where a company's deployments are."""
+        if not self.options.namespace_per_company or not company:
+            return self.options.namespace
+        return manifests.company_namespace(self.options.namespace, company)
+
+    def _at(self, plan):
+        """The API server, in the plan's namespace."""
+        return self.cluster.in_namespace(self.namespace_of(plan.labels.get("company")))
+
+    def _at_route(self, route):
+        return self.cluster.in_namespace(self.namespace_of(route_company(route)))
+
+    def _namespaces(self):
+        """Every namespace this target may have objects in."""
+        names = [self.options.namespace]
+        if self.options.namespace_per_company:
+            names += [
+                n["metadata"]["name"]
+                for n in self.cluster.list(
+                    "v1", "Namespace", selector=manifests.selector(**self._managed())
+                )
+            ]
+        return names
+
+    def _ensure_namespace(self, cluster):
+        """A company's namespace and the policy that lets the gateway in,
+        applied once per process (idempotent: server-side apply)."""
+        if cluster.namespace == self.options.namespace or (
+            cluster.namespace in self._made
+        ):
+            return
+        for obj in manifests.namespace_objects(
+            cluster.namespace, self.options.namespace, self.owner
+        ):
+            cluster.apply(obj, force=True)
+        self._made.add(cluster.namespace)
 
     # ------------------------------------------------------------------
     # Objects
@@ -364,12 +411,14 @@ class KubernetesTarget(Target):
             )
         warning = self.check_capacity(plan) if capacity else ""
         objects = self._objects(plan)
+        cluster = self._at(plan)
+        self._ensure_namespace(cluster)
         for obj in objects:
-            self.cluster.apply(obj, dry_run=True, force=force)
+            cluster.apply(obj, dry_run=True, force=force)
         for obj in objects:
-            self.cluster.apply(obj, force=force)
+            cluster.apply(obj, force=force)
         names = ", ".join(f"{o['kind']} {o['metadata']['name']}" for o in objects)
-        message = f"applied {names} in {self.options.namespace}"
+        message = f"applied {names} in {cluster.namespace}"
         return ServeStatus(False, f"{message}; {warning}" if warning else message)
 
     def _objects(self, plan):
@@ -392,24 +441,25 @@ class KubernetesTarget(Target):
         replaced whole, so that it is again exactly what Odoo renders."""
         status = self.apply(plan, force=True)
         replaced = []
+        cluster = self._at(plan)
         for obj in self._objects(self._owned(plan)):
-            if self._replace_if_foreign(obj):
+            if self._replace_if_foreign(cluster, obj):
                 replaced.append(f"{obj['kind']} {obj['metadata']['name']}")
         if replaced:
             status.message += f"; replaced {', '.join(replaced)} whole"
         return status
 
-    def _replace_if_foreign(self, obj, tries=5):
+    def _replace_if_foreign(self, cluster, obj, tries=5):
         """Replace ``obj`` whole when another manager holds fields of it.
         A controller writing the object between our read and our replace
         (a Deployment's revision annotation) is a conflict: read again."""
         name = obj["metadata"]["name"]
         for attempt in range(tries):
-            live = self.cluster.get(obj["apiVersion"], obj["kind"], name)
+            live = cluster.get(obj["apiVersion"], obj["kind"], name)
             if not live or not k8s_status.foreign_managers(live):
                 return False
             try:
-                self.cluster.replace(obj, live["metadata"]["resourceVersion"])
+                cluster.replace(obj, live["metadata"]["resourceVersion"])
                 return True
             except TargetFailed as error:
                 if "has been modified" not in str(error) or attempt == tries - 1:
@@ -475,7 +525,7 @@ class KubernetesTarget(Target):
     def verify(self, plan):
         plan = self._owned(plan)
         api_version, kind = self._workload()
-        obj = self.cluster.get(api_version, kind, manifests.colour_name(plan))
+        obj = self._at(plan).get(api_version, kind, manifests.colour_name(plan))
         if obj is None:
             return ServeStatus(False, f"{kind} {manifests.colour_name(plan)} is gone",
                                failed=True)  # fmt: skip
@@ -494,7 +544,7 @@ class KubernetesTarget(Target):
 
     def _crashing(self, plan):
         """(what is wrong with the colour's pods, whether it is final)."""
-        pods = self.cluster.list(
+        pods = self._at(plan).list(
             "v1",
             "Pod",
             selector=manifests.selector(
@@ -527,8 +577,9 @@ class KubernetesTarget(Target):
     def log_tail(self, plan):
         """The events and log tail of the colour's first pod."""
         plan = self._owned(plan)
+        cluster = self._at(plan)
         try:
-            pods = self.cluster.list(
+            pods = cluster.list(
                 "v1",
                 "Pod",
                 selector=manifests.selector(
@@ -538,18 +589,14 @@ class KubernetesTarget(Target):
             if not pods:
                 return "no pod yet"
             pod = pods[0]["metadata"]["name"]
-            events = self.cluster.list(
-                "v1", "Event", fields=f"involvedObject.name={pod}"
-            )
+            events = cluster.list("v1", "Event", fields=f"involvedObject.name={pod}")
         except TargetFailed as error:
             return f"the cluster cannot be read: {error}"
         lines = [
             f"{e.get('type', '')} {e.get('reason', '')}: {e.get('message', '')}"
             for e in events[-10:]
         ]
-        return "\n".join(
-            [f"pod {pod}", *lines, self.cluster.log(pod, "server")]
-        ).strip()
+        return "\n".join([f"pod {pod}", *lines, cluster.log(pod, "server")]).strip()
 
     def switch_traffic(self, routes):
         """Every route's Service as the table says; routes gone lose their
@@ -558,27 +605,39 @@ class KubernetesTarget(Target):
         for route, shares in sorted(routes.items()):
             positive = {key: percent for key, percent in shares if percent > 0}
             colour = next(iter(positive)) if len(positive) == 1 else None
+            cluster = self._at_route(route)
             if len(positive) > 1 and kind == "Deployment":
-                self._split(route, positive)
+                self._split(cluster, route, positive)
             elif kind == "Deployment":
-                self._restore(route)
+                self._restore(cluster, route)
             service = manifests.route_service(
                 route,
                 colour or (None if positive else "none"),
                 self.owner,
                 manifests.KSERVE_PORT if kind != "Deployment" else manifests.HTTP_PORT,
             )
-            self.cluster.apply(service, force=True)
-        wanted = {manifests.service_name(route, self.owner) for route in routes}
-        for service in self.cluster.list("v1", "Service", selector=self._routes()):
-            if service["metadata"]["name"] not in wanted:
+            self._ensure_namespace(cluster)
+            cluster.apply(service, force=True)
+        wanted = {
+            (self._at_route(route).namespace, manifests.service_name(route, self.owner))
+            for route in routes
+        }
+        for service in self.cluster.list(
+            "v1",
+            "Service",
+            selector=self._routes(),
+            everywhere=self.options.namespace_per_company,
+        ):
+            namespace = service["metadata"].get("namespace", self.options.namespace)
+            name = service["metadata"]["name"]
+            if (namespace, name) not in wanted:
                 # nothing depends on a Service: gone at once
-                self.cluster.delete(
-                    "v1", "Service", service["metadata"]["name"], "Background"
+                self.cluster.in_namespace(namespace).delete(
+                    "v1", "Service", name, "Background"
                 )
 
-    def _route_workloads(self, route):
-        return self.cluster.list(
+    def _route_workloads(self, cluster, route):
+        return cluster.list(
             "apps/v1",
             "Deployment",
             selector=manifests.selector(
@@ -587,48 +646,51 @@ class KubernetesTarget(Target):
             ),
         )
 
-    def _split(self, route, shares):
+    def _split(self, cluster, route, shares):
         """The route's colours scaled in the ratio of their shares (the
         others to zero): the Service spreads requests over the pods. The
         pods split are ``canary_replicas`` (the precision), or as many times
         that as the route's largest colour needs (a split never serves with
         fewer pods than the stable colour had); an autoscaler is pinned to
         its colour's count while the route is split, or it would undo it."""
-        workloads = self._route_workloads(route)
+        workloads = self._route_workloads(cluster, route)
         own = max((_own_replicas(w) for w in workloads), default=1)
         total = self.options.canary_replicas * max(
             1, math.ceil(own / self.options.canary_replicas)
         )
         counts = manifests.split_replicas(shares, total)
-        autoscalers = self._route_autoscalers(route)
+        autoscalers = self._route_autoscalers(cluster, route)
         for workload in workloads:
             colour = workload["metadata"]["labels"].get(manifests.COLOUR_LABEL)
             count = counts.get(colour, 0)
-            self._scale(workload, count)
+            self._scale(cluster, workload, count)
             if count and workload["metadata"]["name"] in autoscalers:
-                self._bound(autoscalers[workload["metadata"]["name"]], count, count)
+                self._bound(
+                    cluster, autoscalers[workload["metadata"]["name"]], count, count
+                )
 
-    def _restore(self, route):
+    def _restore(self, cluster, route):
         """Colours scaled by a split return to their own replicas, and their
         autoscalers to their own bounds."""
-        autoscalers = self._route_autoscalers(route)
-        for workload in self._route_workloads(route):
+        autoscalers = self._route_autoscalers(cluster, route)
+        for workload in self._route_workloads(cluster, route):
             wanted = _own_replicas(workload)
-            self._scale(workload, wanted)
+            self._scale(cluster, workload, wanted)
             if workload["metadata"]["name"] in autoscalers:
                 self._bound(
+                    cluster,
                     autoscalers[workload["metadata"]["name"]],
                     wanted,
                     max(wanted, self.options.max_replicas),
                 )
 
-    def _route_autoscalers(self, route):
+    def _route_autoscalers(self, cluster, route):
         """{name: HorizontalPodAutoscaler} of the route's colours."""
         if self.options.max_replicas <= 1:
             return {}  # none is ever made
         return {
             h["metadata"]["name"]: h
-            for h in self.cluster.list(
+            for h in cluster.list(
                 f"autoscaling/{self._versions()['autoscaling']}",
                 "HorizontalPodAutoscaler",
                 selector=manifests.selector(
@@ -638,25 +700,25 @@ class KubernetesTarget(Target):
             )
         }
 
-    def _bound(self, autoscaler, low, high):
+    def _bound(self, cluster, autoscaler, low, high):
         spec = autoscaler.get("spec", {})
         if (spec.get("minReplicas"), spec.get("maxReplicas")) == (low, high):
             return
-        self.cluster.patch(
+        cluster.patch(
             f"autoscaling/{self._versions()['autoscaling']}",
             "HorizontalPodAutoscaler",
             autoscaler["metadata"]["name"],
             {"spec": {"minReplicas": low, "maxReplicas": high}},
         )
 
-    def _scale(self, workload, replicas):
+    def _scale(self, cluster, workload, replicas):
         """Scale a colour, noting the count on it: reconciliation tells a
         count Odoo chose from one changed by hand."""
         annotations = workload["metadata"].get("annotations", {})
         if workload["spec"].get("replicas") != replicas or annotations.get(
             manifests.SCALED_ANNOTATION
         ) != str(replicas):
-            self.cluster.patch(
+            cluster.patch(
                 "apps/v1",
                 "Deployment",
                 workload["metadata"]["name"],
@@ -669,29 +731,36 @@ class KubernetesTarget(Target):
             )
 
     def delete(self, plan):
-        self.remove_stray(plan.key)
+        self._remove(self._at(plan), plan.key)
         if self.root:
             # a build whose push never happened
             shutil.rmtree(self._build_dir(plan), ignore_errors=True)
 
     def remove_stray(self, key):
-        """Every object of the colour, by label, foreground."""
+        """Every object of the colour, in whichever of the target's
+        namespaces it is."""
+        for namespace in self._namespaces():
+            self._remove(self.cluster.in_namespace(namespace), key)
+
+    def _remove(self, cluster, key):
+        """Every object of the colour in ``cluster``'s namespace, by label,
+        foreground."""
         chosen = manifests.selector(**{manifests.COLOUR_LABEL: key}, **self._managed())
         api_version, kind = self._workload()
-        self.cluster.delete_by_label(api_version, kind, chosen)
+        cluster.delete_by_label(api_version, kind, chosen)
         if kind == "Deployment":
             versions = self._versions()
-            self.cluster.delete_by_label(
+            cluster.delete_by_label(
                 f"autoscaling/{versions['autoscaling']}",
                 "HorizontalPodAutoscaler",
                 chosen,
             )
-            self.cluster.delete_by_label(
+            cluster.delete_by_label(
                 f"policy/{versions['policy']}", "PodDisruptionBudget", chosen
             )
         else:
-            self.cluster.delete_by_label("v1", "ServiceAccount", chosen)
-        self.cluster.delete_by_label("v1", "Secret", chosen)
+            cluster.delete_by_label("v1", "ServiceAccount", chosen)
+        cluster.delete_by_label("v1", "Secret", chosen)
 
     def route_url(self, route):
         return route_url_under(self.options.public_url, route)
@@ -711,7 +780,8 @@ class KubernetesTarget(Target):
                 "no metrics source: set the target's prometheus_url for canaries"
             )
         plan = self._owned(plan)
-        pods = self.cluster.list(
+        cluster = self._at(plan)
+        pods = cluster.list(
             "v1",
             "Pod",
             selector=manifests.selector(
@@ -722,7 +792,7 @@ class KubernetesTarget(Target):
         counters = {}
         for pod in pods:
             name = pod["metadata"]["name"]
-            text = self.cluster.proxy_get(name, manifests.METRICS_PORT, "/metrics")
+            text = cluster.proxy_get(name, manifests.METRICS_PORT, "/metrics")
             counters[name] = k8s_status.triton_counters(text)
         return {"at": time.time(), "pods": counters}
 
@@ -735,7 +805,7 @@ class KubernetesTarget(Target):
             return total, errors, p95, now
         now = time.time()
         selector = (
-            f'namespace="{self.options.namespace}",pod=~"{self.object_name(plan)}-.*"'
+            f'namespace="{self._at(plan).namespace}",pod=~"{self.object_name(plan)}-.*"'
         )
         try:
             total, errors, p95 = self.metrics.window(selector, since["at"], now)
@@ -757,7 +827,11 @@ class KubernetesTarget(Target):
         remembered: another worker may have applied a newer table since,
         and server-side apply of what the cluster holds changes nothing."""
         objects = manifests.gateway_objects(
-            self.options.namespace, table, self.options, self.owner
+            self.options.namespace,
+            table,
+            self.options,
+            self.owner,
+            route_namespace=lambda route: self._at_route(route).namespace,
         )
         for obj in objects:
             self.cluster.apply(obj, force=True)
@@ -771,13 +845,19 @@ class KubernetesTarget(Target):
         before = dict(self.cluster.calls)
         managed = manifests.selector(**self._managed())
         api_version, kind = self._workload()
+        # one namespace, or every company's: one list call either way
+        everywhere = self.options.namespace_per_company
         workloads = {
             w["metadata"]["labels"].get(manifests.COLOUR_LABEL): w
-            for w in self.cluster.list(api_version, kind, selector=managed)
+            for w in self.cluster.list(
+                api_version, kind, selector=managed, everywhere=everywhere
+            )
         }
         services = {
-            s["metadata"]["name"]
-            for s in self.cluster.list("v1", "Service", selector=self._routes())
+            (s["metadata"].get("namespace"), s["metadata"]["name"])
+            for s in self.cluster.list(
+                "v1", "Service", selector=self._routes(), everywhere=everywhere
+            )
         }
         autoscalers = set()
         if kind == "Deployment" and any(
@@ -789,6 +869,7 @@ class KubernetesTarget(Target):
                     f"autoscaling/{self._versions()['autoscaling']}",
                     "HorizontalPodAutoscaler",
                     selector=managed,
+                    everywhere=everywhere,
                 )
             }
         result = Reconciliation()
@@ -815,7 +896,10 @@ class KubernetesTarget(Target):
                 # an InferenceService's replicas are KServe's; an HPA's its own
                 scales_itself=kind != "Deployment" or plan.key in autoscalers,
             )
-            if manifests.service_name(plan.route, self.owner) not in services:
+            if (
+                self._at(plan).namespace,
+                manifests.service_name(plan.route, self.owner),
+            ) not in services:
                 result.republish = True
         wanted = {plan.key for plan in plans}
         for colour, workload in workloads.items():
@@ -838,11 +922,15 @@ class KubernetesTarget(Target):
         except TargetFailed:
             namespace = True  # not readable with these credentials: not needed
         kserve = self.options.mode == "kserve"
+        # a namespace per company: the verbs in every namespace, as the
+        # companies' namespaces are made when first needed
+        here = not self.options.namespace_per_company
         needed = [
-            *((*verb, True) for verb in NEEDED),
-            *((*verb, True) for verb in (KSERVE_NEEDED if kserve else [])),
+            *((*verb, here) for verb in NEEDED),
+            *((*verb, here) for verb in (KSERVE_NEEDED if kserve else [])),
+            *((*verb, False) for verb in ([] if here else NAMESPACE_NEEDED)),
             *(
-                (*verb, True)
+                (*verb, here)
                 for verb in (
                     KSERVE_S3_NEEDED
                     if kserve and self.options.model_source == "s3"
@@ -866,7 +954,8 @@ class KubernetesTarget(Target):
         info = {
             "server": version,
             "namespace": self.options.namespace
-            + ("" if namespace else " (missing: create it)"),
+            + ("" if namespace else " (missing: create it)")
+            + ("" if here else " (and one per company)"),
             "mode": self.options.mode,
         }
         if refused or not namespace:

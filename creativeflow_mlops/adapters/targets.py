@@ -380,6 +380,18 @@ class Target(abc.ABC):
     def check(self): ...
 
 
+def route_name(company, slug, environment):
+    """A model's route in an environment: stable across its versions,
+    unique per company."""
+    return f"c{company}-{slug}-{environment}"
+
+
+def route_company(route):
+    """The company of a ``route_name`` (its id as text)."""
+    head = route.split("-", 1)[0]
+    return head[1:] if head[:1] == "c" and head[1:].isdigit() else ""
+
+
 def route_url_under(base, route):
     """A route's URL below a base URL (empty when there is none)."""
     return f"{base.rstrip('/')}{route_path(route)}" if base else ""

@@ -9,7 +9,13 @@ from odoo import api, fields, models, tools
 from odoo.exceptions import AccessError, ValidationError
 
 from ..adapters import costing
-from ..adapters.targets import OptionsInvalid, TargetContext, kind_selection, kinds
+from ..adapters.targets import (
+    OptionsInvalid,
+    TargetContext,
+    kind_selection,
+    kinds,
+    route_name,
+)
 from ..services import inference_log, monitoring, registry_changes
 
 
@@ -301,4 +307,4 @@ class MlopsDeploymentTarget(models.Model):
 
     def _route_name(self, model, environment):
         """The model and environment's route: stable across versions."""
-        return f"c{model.company_id.id}-{model.slug}-{environment}"
+        return route_name(model.company_id.id, model.slug, environment)
