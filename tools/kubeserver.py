@@ -372,9 +372,18 @@ class Kubelet:
         )
         return answer.json().get("items", [])
 
-    def run(self, namespace, selector="", ready=True, timeout=20, expect=None):
+    def run(
+        self,
+        namespace,
+        selector="",
+        ready=True,
+        timeout=20,
+        expect=None,
+        pending_only=False,
+    ):
         """Bind the matching pods here and report them Running (and Ready).
-        Waits until ``expect`` pods exist (when given). Returns their names."""
+        Waits until ``expect`` pods exist (when given); ``pending_only``:
+        the pods not reported Ready yet only. Returns their names."""
         deadline = time.monotonic() + timeout
         while True:
             pods = [
@@ -385,6 +394,8 @@ class Kubelet:
             if expect is None or len(pods) >= expect or time.monotonic() > deadline:
                 break
             time.sleep(0.1)
+        if pending_only:
+            pods = [p for p in pods if not _ready(p)]
         for pod in pods:
             name = pod["metadata"]["name"]
             if not pod["spec"].get("nodeName"):
@@ -479,6 +490,13 @@ class Kubelet:
                 )
                 gone += 1
         return gone
+
+
+def _ready(pod):
+    return any(
+        c["type"] == "Ready" and c["status"] == "True"
+        for c in pod.get("status", {}).get("conditions", [])
+    )
 
 
 def _now():

@@ -439,6 +439,8 @@ class KubernetesTarget(Target):
         fields taken back), then every object another manager still holds
         fields of (a variable or a sidecar added, which Odoo never sets)
         replaced whole, so that it is again exactly what Odoo renders."""
+        # the company's namespace too, should it have been deleted by hand
+        self._made.discard(self._at(plan).namespace)
         status = self.apply(plan, force=True)
         replaced = []
         cluster = self._at(plan)

@@ -72,6 +72,11 @@ def _fresh_seed():
 
 @pytest.fixture(scope="module")
 def world(stack, invoke):
+    return configure(stack, invoke)
+
+
+def configure(stack, invoke):
+    """Fast canaries and an approver: what every program needs."""
     for name, value in {
         "canary_steps": "50,100",
         "canary_step_seconds": 2,
@@ -87,7 +92,36 @@ def world(stack, invoke):
 
 
 class Program:
-    """One seed's run: the model it owns, its callers, and what it saw."""
+    """One seed's run: the model it owns, its callers, and what it saw.
+    Subclasses run the same lifecycle on another target: their actions
+    (``KINDS``, ``extra_action``), what a deploy asks (``DEPLOY``) and how
+    what serves is checked (``serving_disagrees``)."""
+
+    # (action, weight)
+    KINDS = (
+        ("deploy", 5),
+        ("promote_blue_green", 4),
+        ("promote_canary", 3),
+        ("rollback", 3),
+        ("undeploy", 3),
+        ("patch", 2),
+        ("canary_promote", 2),
+        ("canary_abort", 2),
+        ("archive", 1),
+        ("kill", 1),
+        ("supervise", 1),
+        ("pause", 3),
+    )
+    # the actions on one deployment: a deploy instead when there is none
+    ON_DEPLOYMENT = {
+        "rollback",
+        "undeploy",
+        "patch",
+        "canary_promote",
+        "canary_abort",
+        "kill",
+    }
+    DEPLOY = {}
 
     def __init__(self, world, seed):
         self.stack, self.approver, self.invoke = world
@@ -137,8 +171,8 @@ class Program:
             versions = {i: {"version": v, "state": s} for i, v, s in cr.fetchall()}
             cr.execute(
                 "SELECT id, version_id, environment, state, traffic_percent, "
-                "extract(epoch FROM now() - create_date) FROM mlops_deployment "
-                "WHERE model_id = %s",
+                "extract(epoch FROM now() - create_date), drift "
+                "FROM mlops_deployment WHERE model_id = %s",
                 [model_id],
             )
             deployments = {
@@ -148,8 +182,9 @@ class Program:
                     "state": s,
                     "traffic": t,
                     "age": float(a),
+                    "drift": drift,
                 }
-                for i, v, e, s, t, a in cr.fetchall()
+                for i, v, e, s, t, a, drift in cr.fetchall()
             }
             cr.execute(
                 "SELECT deployment_id, state FROM mlops_pipeline_run "
@@ -418,28 +453,11 @@ class Program:
 
         deployment = pick(deployments, *SERVING) if deployments else None
         kinds = [
-            ("deploy", 5),
-            ("promote_blue_green", 4),
-            ("promote_canary", 3),
-            ("rollback", 3),
-            ("undeploy", 3),
-            ("patch", 2),
-            ("canary_promote", 2),
-            ("canary_abort", 2),
-            ("archive", 1 if len(live_versions) > 3 else 0),
-            ("kill", 1),
-            ("supervise", 1),
-            ("pause", 3),
+            (k, 0 if k == "archive" and len(live_versions) <= 3 else w)
+            for k, w in self.KINDS
         ]
         kind = rnd.choices([k for k, _w in kinds], [w for _k, w in kinds])[0]
-        if deployment is None and kind in (
-            "rollback",
-            "undeploy",
-            "patch",
-            "canary_promote",
-            "canary_abort",
-            "kill",
-        ):
+        if deployment is None and kind in self.ON_DEPLOYMENT:
             kind = "deploy"
         reason = {"reason": f"seed {self.seed}"}
         version = pick(
@@ -466,7 +484,9 @@ class Program:
             return (
                 kind,
                 version,
-                lambda: self._rest("post", f"/versions/{version}/deploy", reason),
+                lambda: self._rest(
+                    "post", f"/versions/{version}/deploy", {**reason, **self.DEPLOY}
+                ),
             )
         if kind.startswith("promote"):
             body = {**reason, "strategy": kind.removeprefix("promote_")}
@@ -527,12 +547,18 @@ class Program:
                     "mlops.model.version", "action_archive_version", [version]
                 ),
             )
+        if kind != "pause":
+            return self.extra_action(kind, deployment, deployments)
+        seconds = rnd.choice([0.5, 1, 2, 4])
+        return kind, seconds, lambda: time.sleep(seconds) or "slept"
+
+    def extra_action(self, kind, deployment, deployments):
+        """(kind, argument, call) of the actions beyond the lifecycle's."""
         if kind == "kill":
             return kind, deployment, lambda: self.kill(deployment)
         if kind == "supervise":
             return kind, None, self.supervise
-        seconds = rnd.choice([0.5, 1, 2, 4])
-        return kind, seconds, lambda: time.sleep(seconds) or "slept"
+        raise AssertionError(f"no action {kind}")
 
     # -- settling: the router serves what /endpoints announces ------------------
 
@@ -556,7 +582,7 @@ class Program:
         deadline = time.monotonic() + 90
         while True:
             self.supervise()
-            wrong = self._router_disagrees(deployments)
+            wrong = self.serving_disagrees(deployments)
             if not wrong:
                 return
             assert time.monotonic() < deadline, self._report(when, wrong)
@@ -577,7 +603,7 @@ class Program:
                 except requests.RequestException:
                     pass
 
-    def _router_disagrees(self, deployments):
+    def serving_disagrees(self, deployments):
         entries = self._entries()
         wrong = []
         versions, _deployments, _runs, _ledger = self.snapshot()
