@@ -32,7 +32,8 @@ def upstream():
 
         def _answer(self):
             seen.append((self.path, self.headers.get("Authorization")))
-            body = json.dumps({"path": self.path}).encode()
+            body = json.dumps({"path": self.path, "host": self.headers.get("Host")})
+            body = body.encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
@@ -90,7 +91,7 @@ def test_keys_are_checked_before_any_server_is_reached(gateway, upstream):
     good = _call(gateway, route, GOOD)
     assert good.status_code == 200
     # the route's prefix goes, the path below it stays
-    assert good.json() == {"path": "/v2/models/mlp/infer"}
+    assert good.json()["path"] == "/v2/models/mlp/infer"
     # the other model's key on its own route; the health routes need none
     assert _call(gateway, "c1-other-production", OTHER).status_code == 200
     assert _call(gateway, route, path="/v2/health/ready").status_code == 200
@@ -165,6 +166,8 @@ def test_the_cluster_gateway_resolves_names_as_it_runs(tmp_path, upstream):
         )
         answer = _call(made, "c1-mlp-production", GOOD)
         assert answer.status_code == 200, answer.text
+        # the upstream's own name as Host: what a Knative ingress routes by
+        assert answer.json()["host"] == address.rsplit(":", 1)[0]
         assert _call(made, "c1-mlp-production").status_code == 401
     finally:
         made.stop()

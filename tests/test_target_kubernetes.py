@@ -16,9 +16,16 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
-from kubeserver import LIMITED_USER, Kubelet, TritonMetrics, host_address
+from kubeserver import (
+    LIMITED_USER,
+    KServeController,
+    Kubelet,
+    TritonMetrics,
+    host_address,
+)
 
 from odoo.addons.creativeflow_mlops.adapters import k8s_manifests as manifests
+from odoo.addons.creativeflow_mlops.adapters import k8s_revisions as revisions
 from odoo.addons.creativeflow_mlops.adapters.target_kubernetes import KubernetesTarget
 from odoo.addons.creativeflow_mlops.adapters.targets import (
     ServePlan,
@@ -250,6 +257,8 @@ def test_options_are_checked_by_the_kind():
         options(namespace="Not_A_Label")
     with pytest.raises(ValueError, match="mode"):
         options(mode="knative")
+    with pytest.raises(ValueError, match="kserve_deployment_mode"):
+        options(mode="kserve", kserve_deployment_mode="Fast")
     with pytest.raises(ValueError, match="not an option"):
         options(routerport=1)
     caps = KubernetesTarget.capabilities(options(canary_replicas=20))
@@ -1017,3 +1026,148 @@ def test_test_connection_with_a_namespace_per_company_asks_cluster_wide(
     assert info["namespace"] == f"{namespace} (and one per company)"
     with pytest.raises(ValueError, match="50 characters"):
         options(namespace="n" * 51, namespace_per_company=True)
+
+
+def _route_isvc(kube, namespace, target, route):
+    answer = kube.get(
+        f"/apis/serving.kserve.io/v1beta1/namespaces/{namespace}/inferenceservices/"
+        f"{target.service_name(route)}"
+    )
+    return answer.json() if answer.ok else None
+
+
+def test_kserve_serverless_canary_is_kserves_own_split(kube_server, namespace):
+    """kserve mode, Serverless: a route is one InferenceService whose
+    revisions are its colours. A canary comes up without calls, takes its
+    share as ``canaryTrafficPercent``, is promoted by removing it (KServe
+    rolls it out) or rolled back by 0; an idle colour switched back to is
+    its revision again; reconciliation reads the route's InferenceService.
+    KServe's controller is played (tools/kubeserver.py)."""
+    controller = KServeController(kube_server)
+    prometheus = "http://127.0.0.1:1"
+    target = make_target(
+        kube_server, namespace=namespace, mode="kserve",
+        kserve_deployment_mode="Serverless", prometheus_url=prometheus,
+    )  # fmt: skip
+    caps = KubernetesTarget.capabilities(target.options)
+    assert caps.traffic_step == 1 and caps.canary
+    stable = make_plan(model="kn", version="1.0.0")
+    canary = make_plan(
+        model="kn", version="2.0.0", strategy="canary",
+        artifact_uri="s3://models/kn/2/model.onnx",
+    )  # fmt: skip
+    route = stable.route
+
+    def isvc():
+        return _route_isvc(kube_server, namespace, target, route)
+
+    def settled(plan):
+        controller.play(namespace)
+        return _until(lambda: target.verify(plan), lambda s: s.ready or s.failed)
+
+    # the route's first colour: all its calls, no split
+    rendered = target.render(stable)
+    assert [o["kind"] for o in rendered] == [
+        "Secret", "ServiceAccount", "ConfigMap", "InferenceService",
+    ]  # fmt: skip
+    crd = yaml.safe_load(CRD.read_text())
+    jsonschema.validate(
+        rendered[-1], crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    )
+    target.apply(stable)
+    live = isvc()
+    assert live["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == (
+        "Serverless"
+    )
+    assert "canaryTrafficPercent" not in live["spec"]["predictor"]
+    assert not target.verify(stable).ready  # KServe has not answered yet
+    assert (
+        settled(stable).message
+        == f"revision {target.service_name(route)}-predictor-00001 ready"
+    )
+    target.switch_traffic({route: [(stable.key, 100)]})
+
+    # the canary: a new revision with no calls, then its share
+    target.apply(canary)
+    predictor = isvc()["spec"]["predictor"]
+    assert predictor["canaryTrafficPercent"] == 0
+    assert predictor["model"]["storageUri"] == "s3://models/kn/2/model.onnx"
+    assert settled(canary).ready
+    assert target.verify(stable).ready
+    target.switch_traffic({route: [(stable.key, 90), (canary.key, 10)]})
+    assert isvc()["spec"]["predictor"]["canaryTrafficPercent"] == 10
+    controller.play(namespace)
+    traffic = isvc()["status"]["components"]["predictor"]["traffic"]
+    assert sorted(t["percent"] for t in traffic) == [10, 90]
+    # the gates read the canary's revision's pods from Prometheus
+    assert target.revisions.revision(target._at(canary), target._owned(canary)) == (
+        f"{target.service_name(route)}-predictor-00002"
+    )
+
+    # promoted: canaryTrafficPercent removed, KServe rolls it out
+    target.switch_traffic({route: [(canary.key, 100)]})
+    live = isvc()
+    assert "canaryTrafficPercent" not in live["spec"]["predictor"]
+    assert live["metadata"]["annotations"][revisions.STABLE] == canary.key
+    controller.play(namespace)
+    assert isvc()["status"]["components"]["predictor"]["latestRolledoutRevision"] == (
+        f"{target.service_name(route)}-predictor-00002"
+    )
+    # the old colour goes: the route stays, its predictor ConfigMap goes
+    target.delete(stable)
+    assert isvc() is not None
+    assert target.reconcile([canary]).observed[canary.key].drift == "in_sync"
+
+    # a third colour aborted: 0 hands every call back, then it goes
+    third = make_plan(model="kn", version="3.0.0", strategy="canary")
+    target.apply(third)
+    assert settled(third).ready
+    target.switch_traffic({route: [(canary.key, 80), (third.key, 20)]})
+    target.switch_traffic({route: [(canary.key, 100)]})
+    assert isvc()["spec"]["predictor"]["canaryTrafficPercent"] == 0
+    target.delete(third)
+    live = isvc()
+    assert live["metadata"]["annotations"][revisions.LATEST] == ""
+    assert live["metadata"]["annotations"][revisions.STABLE] == canary.key
+    assert settled(canary).ready
+
+    # blue-green: a fourth takes it all, then the route switches back to
+    # the idle colour, which is its revision again
+    fourth = make_plan(model="kn", version="4.0.0", strategy="blue_green")
+    target.apply(fourth)
+    assert settled(fourth).ready
+    target.switch_traffic({route: [(fourth.key, 100)]})
+    assert target.verify(canary).message == (
+        "idle: no revision until it takes the route"
+    )
+    target.switch_traffic({route: [(canary.key, 100)]})
+    live = isvc()
+    assert live["metadata"]["annotations"][revisions.LATEST] == canary.key
+    assert "canaryTrafficPercent" not in live["spec"]["predictor"]
+    assert live["spec"]["predictor"]["model"]["storageUri"] == (
+        "s3://models/kn/2/model.onnx"
+    )
+    # three colours on one route: refused, KServe splits between two
+    with pytest.raises(TargetFailed, match="two revisions"):
+        target.switch_traffic(
+            {route: [(canary.key, 50), (fourth.key, 25), (third.key, 25)]}
+        )
+
+    # reconciliation: the route's InferenceService deleted by hand
+    found = target.reconcile([canary, fourth])
+    assert {o.drift for o in found.observed.values()} == {"in_sync"}
+    kube_server._call(
+        "DELETE",
+        f"/apis/serving.kserve.io/v1beta1/namespaces/{namespace}/inferenceservices/"
+        f"{target.service_name(route)}",
+    )
+    found = target.reconcile([canary, fourth])
+    assert found.observed[canary.key].drift == "missing"
+    assert "is gone" in found.observed[canary.key].detail
+    # Re-apply brings it back with the colour's predictor
+    target.reapply(canary)
+    assert isvc()["metadata"]["annotations"][revisions.LATEST] == canary.key
+    # the last colours go, and the route's InferenceService with them
+    target.delete(fourth)
+    target.delete(canary)
+    assert _until(isvc, lambda found: found is None) is None

@@ -492,6 +492,93 @@ class Kubelet:
         return gone
 
 
+class KServeController:
+    """KServe's controller in its Serverless mode, played for the
+    InferenceServices of a namespace (there is no KServe here): a change of
+    the predictor (``canaryTrafficPercent`` aside) makes a new revision,
+    reported ready; without ``canaryTrafficPercent`` the newest ready
+    revision is rolled out at 100 %, with it the calls are split between the
+    revision rolled out last and the newest (0: all to the former), as
+    KServe's *Canary Rollout Strategy* documents."""
+
+    PATH = "/apis/serving.kserve.io/v1beta1/namespaces/{namespace}/inferenceservices"
+
+    def __init__(self, kube):
+        self.kube = kube
+
+    def play(self, namespace):
+        """One pass: every InferenceService's status brought up to date."""
+        base = self.PATH.format(namespace=namespace)
+        for isvc in self.kube.get(base).json().get("items", []):
+            self._reconcile(base, isvc)
+
+    def _reconcile(self, base, isvc):
+        meta, spec = isvc["metadata"], isvc["spec"]["predictor"]
+        status = isvc.get("status", {})
+        if status.get("observedGeneration") == meta["generation"]:
+            return
+        predictor = dict(status.get("components", {}).get("predictor", {}))
+        template = json.dumps(
+            {k: v for k, v in spec.items() if k != "canaryTrafficPercent"},
+            sort_keys=True,
+        )
+        latest = predictor.get("latestCreatedRevision")
+        if template != predictor.get("template"):
+            number = int(latest.rsplit("-", 1)[1]) + 1 if latest else 1
+            latest = f"{meta['name']}-predictor-{number:05d}"
+        rolled = predictor.get("latestRolledoutRevision")
+        percent = spec.get("canaryTrafficPercent")
+        if percent is None or rolled is None:
+            previous = (
+                rolled
+                if rolled != latest
+                else predictor.get("previousRolledoutRevision")
+            )
+            rolled, traffic = (
+                latest,
+                [{"revisionName": latest, "percent": 100, "latestRevision": True}],
+            )
+        else:
+            previous = predictor.get("previousRolledoutRevision")
+            traffic = [
+                {"revisionName": rolled, "percent": 100 - percent,
+                 "latestRevision": False},
+                {"revisionName": latest, "percent": percent, "latestRevision": True},
+            ]  # fmt: skip
+            traffic = [t for t in traffic if t["percent"]]
+        now = _now()
+        body = {
+            "status": {
+                "observedGeneration": meta["generation"],
+                "url": f"http://{meta['name']}.{meta['namespace']}.example.com",
+                "address": {
+                    "url": f"http://{meta['name']}.{meta['namespace']}"
+                    ".svc.cluster.local"
+                },
+                "conditions": [
+                    {"type": t, "status": "True", "lastTransitionTime": now}
+                    for t in ("IngressReady", "PredictorReady", "Ready")
+                ],
+                "components": {
+                    "predictor": {
+                        "template": template,
+                        "latestCreatedRevision": latest,
+                        "latestReadyRevision": latest,
+                        "latestRolledoutRevision": rolled,
+                        "previousRolledoutRevision": previous or "",
+                        "traffic": traffic,
+                    }
+                },
+            }
+        }
+        self.kube.json(
+            "PATCH",
+            f"{base}/{meta['name']}/status",
+            body,
+            content_type="application/merge-patch+json",
+        )
+
+
 def _ready(pod):
     return any(
         c["type"] == "Ready" and c["status"] == "True"

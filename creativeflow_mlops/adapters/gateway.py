@@ -151,13 +151,19 @@ def render_config(bind, upstreams, maps_dir, socket_path=None, resolvers=False):
     for route, address in sorted(upstreams.items()):
         if not SAFE_NAME.match(route):
             raise GatewayError(f"unsafe route name {route!r}")
-        lines += [
-            f"backend {backend_name(route)}",
+        lines.append(f"backend {backend_name(route)}")
+        if resolvers:
+            # on a cluster, the Service's own name: what KServe's Knative
+            # ingress routes by (a plain Service ignores it)
+            lines.append(
+                f"    http-request set-header Host {address.rsplit(':', 1)[0]}"
+            )
+        lines.append(
             # a name that does not resolve yet leaves the server down,
             # not the gateway
             f"    server s1 {address} init-addr last,libc,none"
-            + (" resolvers system" if resolvers else ""),
-        ]
+            + (" resolvers system" if resolvers else "")
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -9,6 +9,8 @@ from .oci_registry import Reference
 MODES = ("plain", "kserve")
 SOURCES = ("s3", "image")
 GPU_POLICIES = ("refuse", "warn", "off")
+# KServe's names for its modes, before 0.15 and after
+KSERVE_MODES = ("", "RawDeployment", "Standard", "Serverless", "Knative")
 
 
 def _str(help_text, default=""):
@@ -70,7 +72,9 @@ class KubernetesOptions:
     gpu_capacity: str = _str("refuse, warn or off", "refuse")
     kserve_runtime: str = _str("a ServingRuntime name, or empty")
     kserve_deployment_mode: str = _str(
-        "RawDeployment (Standard) or empty", "RawDeployment"
+        "RawDeployment (Standard), Serverless (Knative: KServe's own canary"
+        " split) or empty",
+        "RawDeployment",
     )
     timeout_seconds: int = _int("seconds, from 1 to 120", 10)
     # the invoke-key gateway in front of the routes (adapters.gateway)
@@ -95,6 +99,10 @@ def check(options):
         problems["mode"] = " or ".join(MODES)
     if options.model_source not in SOURCES:
         problems["model_source"] = " or ".join(SOURCES)
+    if options.kserve_deployment_mode not in KSERVE_MODES:
+        problems["kserve_deployment_mode"] = ", ".join(
+            m or "empty" for m in KSERVE_MODES
+        )
     if options.gpu_capacity not in GPU_POLICIES:
         problems["gpu_capacity"] = ", ".join(GPU_POLICIES)
     ways = [

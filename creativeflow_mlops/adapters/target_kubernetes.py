@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 from . import k8s_manifests as manifests
+from . import k8s_revisions as revisions
 from . import k8s_status, modelcar
 from .k8s_client import Cluster, connect
 from .k8s_options import KubernetesOptions, check
@@ -82,6 +83,8 @@ KSERVE_NEEDED = [
 KSERVE_S3_NEEDED = [
     (verb, "", "serviceaccounts") for verb in ("create", "patch", "deletecollection")
 ]
+# KServe's own split: each colour's predictor kept in a ConfigMap of its own
+SERVERLESS_NEEDED = [("list", "", "configmaps"), ("deletecollection", "", "configmaps")]
 # a namespace per company: made by the target, found again by label
 NAMESPACE_NEEDED = [(verb, "", "namespaces") for verb in ("list", "create", "patch")]
 # the GPU capacity check reads every node and every namespace's pods
@@ -94,6 +97,13 @@ PULL_REFUSED = re.compile(
     r"not found|manifest unknown|unauthorized|denied|forbidden|no basic auth",
     re.IGNORECASE,
 )
+
+
+def _routed(obj):
+    """A route's InferenceService (Serverless), not a colour's object."""
+    return obj["kind"] == "InferenceService" and manifests.COLOUR_LABEL not in (
+        obj["metadata"].get("labels", {})
+    )
 
 
 def _own_replicas(workload):
@@ -136,10 +146,14 @@ class KubernetesTarget(Target):
     @classmethod
     def capabilities(cls, options):
         plain = options.mode == "plain"
+        split = 100 // options.canary_replicas if plain else 0
+        if revisions.serverless(options):
+            split = 1  # KServe's canaryTrafficPercent
         return Capabilities(
             formats=("onnx",),
-            # a canary splits a route by replica ratio (plain mode)
-            traffic_step=100 // options.canary_replicas if plain else 0,
+            # a canary splits a route by replica ratio (plain mode), or by
+            # KServe's own split (kserve mode, Serverless)
+            traffic_step=split,
             # the gates read the colour's traffic from Prometheus, or from
             # its Triton pods through the API server (plain mode)
             analysis=plain or bool(options.prometheus_url),
@@ -217,6 +231,13 @@ class KubernetesTarget(Target):
         self.metrics = metrics
         # the companies' namespaces made (namespace_per_company)
         self._made = set()
+        # kserve mode, Serverless: a route is the revisions of one
+        # InferenceService (adapters.k8s_revisions)
+        self.revisions = (
+            revisions.Revisions(options, owner)
+            if revisions.serverless(options)
+            else None
+        )
 
     def _managed(self):
         return manifests.managed(self.owner)
@@ -296,6 +317,10 @@ class KubernetesTarget(Target):
         }
 
     def _workload(self):
+        """What stands for a colour: its Deployment, its InferenceService,
+        or (Serverless) the ConfigMap keeping its predictor."""
+        if self.revisions:
+            return "v1", "ConfigMap"
         if self.options.mode == "kserve":
             group, version, kind, _plural = manifests.KSERVE
             return f"{group}/{version}", kind
@@ -303,16 +328,36 @@ class KubernetesTarget(Target):
 
     def render(self, plan):
         plan = self._owned(plan)
-        try:
-            return manifests.colour_objects(
-                plan,
-                self.options,
-                self._versions(),
-                self._secret_values(),
-                {k: "(secret)" for k in self.pull_credentials},
+        pull = {k: "(secret)" for k in self.pull_credentials}
+        objects = self._colour_objects(plan, self._secret_values(), pull)
+        if self.revisions:
+            # as it is when the colour is the route's first (no cluster read)
+            spec = json.loads(objects[-1]["data"][revisions.SPEC_KEY])
+            objects.append(
+                revisions.route_service(
+                    plan.route,
+                    self.owner,
+                    spec,
+                    self.options,
+                    plan.key,
+                    plan.key,
+                    None,
+                )  # fmt: skip
             )
+        return objects
+
+    def _colour_objects(self, plan, credentials, pull):
+        """The colour's own objects; Serverless: its predictor kept in a
+        ConfigMap instead of an InferenceService of its own."""
+        try:
+            objects = manifests.colour_objects(
+                plan, self.options, self._versions(), credentials, pull
+            )
+            if self.revisions:
+                objects[-1] = revisions.colour_spec(plan, self.options, pull)
         except ValueError as error:
             raise TargetFailed(str(error)) from error
+        return objects
 
     def _secret_values(self):
         # placeholders in what is shown; the real ones only in apply
@@ -413,26 +458,23 @@ class KubernetesTarget(Target):
         objects = self._objects(plan)
         cluster = self._at(plan)
         self._ensure_namespace(cluster)
+        if self.revisions:
+            # the route's InferenceService, both of its writers Odoo's
+            # (apply and switch): forced
+            route = self.revisions.render(cluster, plan, self.pull_credentials)
+            if route:
+                objects.append(route)
         for obj in objects:
-            cluster.apply(obj, dry_run=True, force=force)
+            cluster.apply(obj, dry_run=True, force=force or _routed(obj))
         for obj in objects:
-            cluster.apply(obj, force=force)
+            cluster.apply(obj, force=force or _routed(obj))
         names = ", ".join(f"{o['kind']} {o['metadata']['name']}" for o in objects)
         message = f"applied {names} in {cluster.namespace}"
         return ServeStatus(False, f"{message}; {warning}" if warning else message)
 
     def _objects(self, plan):
         """The colour's objects with their real credentials."""
-        try:
-            return manifests.colour_objects(
-                plan,
-                self.options,
-                self._versions(),
-                self.s3_credentials,
-                self.pull_credentials,
-            )
-        except ValueError as error:
-            raise TargetFailed(str(error)) from error
+        return self._colour_objects(plan, self.s3_credentials, self.pull_credentials)
 
     def reapply(self, plan):
         """Apply again over what someone changed by hand: forced (Odoo's
@@ -531,7 +573,9 @@ class KubernetesTarget(Target):
         if obj is None:
             return ServeStatus(False, f"{kind} {manifests.colour_name(plan)} is gone",
                                failed=True)  # fmt: skip
-        if kind == "Deployment":
+        if self.revisions:
+            status = self.revisions.verify(self._at(plan), plan)
+        elif kind == "Deployment":
             status = k8s_status.deployment_status(obj)
         else:
             status = k8s_status.inference_service_status(obj)
@@ -608,6 +652,11 @@ class KubernetesTarget(Target):
             positive = {key: percent for key, percent in shares if percent > 0}
             colour = next(iter(positive)) if len(positive) == 1 else None
             cluster = self._at_route(route)
+            if self.revisions:
+                # KServe makes the route's Service (its InferenceService's)
+                if positive:
+                    self.revisions.switch(cluster, route, positive)
+                continue
             if len(positive) > 1 and kind == "Deployment":
                 self._split(cluster, route, positive)
             elif kind == "Deployment":
@@ -733,6 +782,9 @@ class KubernetesTarget(Target):
             )
 
     def delete(self, plan):
+        plan = self._owned(plan)
+        if self.revisions:
+            self.revisions.forget(self._at(plan), plan.route, plan.key)
         self._remove(self._at(plan), plan.key)
         if self.root:
             # a build whose push never happened
@@ -742,7 +794,10 @@ class KubernetesTarget(Target):
         """Every object of the colour, in whichever of the target's
         namespaces it is."""
         for namespace in self._namespaces():
-            self._remove(self.cluster.in_namespace(namespace), key)
+            cluster = self.cluster.in_namespace(namespace)
+            if self.revisions:
+                self.revisions.forget_everywhere(cluster, key)
+            self._remove(cluster, key)
 
     def _remove(self, cluster, key):
         """Every object of the colour in ``cluster``'s namespace, by label,
@@ -806,9 +861,15 @@ class KubernetesTarget(Target):
             )
             return total, errors, p95, now
         now = time.time()
-        selector = (
-            f'namespace="{self._at(plan).namespace}",pod=~"{self.object_name(plan)}-.*"'
-        )
+        pods = f"{self.object_name(plan)}-.*"
+        if self.revisions:
+            # the colour's revision's pods, as KServe named them
+            revision = self.revisions.revision(self._at(plan), self._owned(plan))
+            if not revision:
+                raise TargetFailed(f"{plan.key} has no revision noted yet")
+            pods = f"{revision}-deployment-.*"
+        selector = f'namespace="{self._at(plan).namespace}",pod=~"{pods}"'
+
         try:
             total, errors, p95 = self.metrics.window(selector, since["at"], now)
         except PrometheusError as error:
@@ -874,6 +935,13 @@ class KubernetesTarget(Target):
                     everywhere=everywhere,
                 )
             }
+        routes = {}
+        if self.revisions:
+            # Serverless: the routes' InferenceServices, one list
+            routes = {
+                (r["metadata"].get("namespace"), r["metadata"]["name"]): r
+                for r in self.revisions.routes(self.cluster, everywhere)
+            }
         result = Reconciliation()
         for plan in map(self._owned, plans):
             workload = workloads.get(plan.key)
@@ -891,6 +959,9 @@ class KubernetesTarget(Target):
                     "missing",
                     f"HorizontalPodAutoscaler {manifests.colour_name(plan)} is gone",
                 )
+                continue
+            if self.revisions:
+                result.observed[plan.key] = self._route_observed(plan, routes)
                 continue
             result.observed[plan.key] = k8s_status.compare(
                 plan,
@@ -915,6 +986,20 @@ class KubernetesTarget(Target):
         }
         return result
 
+    def _route_observed(self, plan, routes):
+        """Serverless: the colour as its route's InferenceService says."""
+        name = manifests.service_name(plan.route, self.owner)
+        live = routes.get((self._at(plan).namespace, name))
+        if live is None:
+            return Observed("missing", f"InferenceService {name} is gone")
+        changed = k8s_status.foreign_managers(live)
+        for manager, fields_changed in changed.items():
+            return Observed(
+                "drifted",
+                f"{manager} changed {', '.join(fields_changed[:5]) or 'the spec'}",
+            )
+        return Observed("in_sync")
+
     def check(self):
         """The server's version, and every verb the addon needs that the
         credentials may not use, by name (SelfSubjectAccessReview)."""
@@ -930,6 +1015,7 @@ class KubernetesTarget(Target):
         needed = [
             *((*verb, here) for verb in NEEDED),
             *((*verb, here) for verb in (KSERVE_NEEDED if kserve else [])),
+            *((*verb, here) for verb in (SERVERLESS_NEEDED if self.revisions else [])),
             *((*verb, False) for verb in ([] if here else NAMESPACE_NEEDED)),
             *(
                 (*verb, here)

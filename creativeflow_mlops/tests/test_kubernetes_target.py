@@ -9,6 +9,7 @@ import io
 import os
 import time
 import uuid
+from pathlib import Path
 from unittest.mock import patch
 
 from odoo.exceptions import ValidationError
@@ -17,6 +18,7 @@ from odoo.addons.queue_job.exception import RetryableJobError
 from odoo.addons.queue_job.tests.common import trap_jobs
 
 from ..adapters import k8s_manifests as manifests
+from ..adapters import k8s_revisions as revisions
 from ..exceptions import BackendUnavailable, InvalidInput
 from ..lifecycle import PIPELINE_STAGES
 from ..services import artifacts as artifact_service
@@ -98,16 +100,18 @@ class KubernetesCase(MlopsCase):
                     # not ready: the kubelet runs the pods, the controller
                     # reports them ready a moment later
                     deployment = job.recordset.deployment_id
-                    self.kubelet.run(
-                        self.namespace,
-                        f"{manifests.COLOUR_LABEL}=d{deployment.id}",
-                        expect=pods,
-                    )
+                    self._play(deployment, pods)
                     time.sleep(0.1)
             else:
                 self.fail(f"{job.method_name} never finished")
         trap.enqueued_jobs = []
         return deployment
+
+    def _play(self, deployment, pods):
+        """The cluster's part while a run waits: the kubelet's."""
+        self.kubelet.run(
+            self.namespace, f"{manifests.COLOUR_LABEL}=d{deployment.id}", expect=pods
+        )
 
     def _before_apply(self, trap, version, reason):
         """Approve ``version`` for staging on the cluster and run its stages
@@ -481,8 +485,8 @@ class TestKubernetesTarget(KubernetesCase):
         deployment.with_user(self.approver).action_undeploy()
 
 
-class TestKubernetesCanary(KubernetesCase):
-    """Canary on the cluster: the route's pods in the ratio of the shares,
+class KubernetesCanaryCase(KubernetesCase):
+    """A canary's versions through staging and production on the cluster,
     the gates reading a Prometheus HTTP API the test answers for."""
 
     @classmethod
@@ -514,6 +518,10 @@ class TestKubernetesCanary(KubernetesCase):
                 reason="staging", target="cluster"
             )
             self._run_pipeline(trap)
+        deployment = self.env["mlops.deployment"].search(
+            [("version_id", "=", version.id)], order="id desc", limit=1
+        )
+        self.assertEqual(version.state, "staging", deployment.message)
         return version
 
     def _canary(self, *more):
@@ -544,6 +552,11 @@ class TestKubernetesCanary(KubernetesCase):
         with trap_jobs() as trap:
             canary._canary_analyze(canary.config["step"])
             return [j for j in trap.enqueued_jobs if j.method_name == "_canary_analyze"]
+
+
+class TestKubernetesCanary(KubernetesCanaryCase):
+    """Canary on the cluster, plain mode: the route's pods in the ratio of
+    the shares."""
 
     def test_a_canary_steps_by_replica_ratio_and_is_promoted(self):
         self.assertIn("Canary: yes", self.target.capabilities_text)
@@ -633,3 +646,98 @@ class TestKubernetesCanary(KubernetesCase):
         self.assertTrue(
             answer.status_code == 404 or answer.json()["metadata"]["deletionTimestamp"]
         )
+
+
+class TestKServeServerlessCanary(KubernetesCanaryCase):
+    """kserve mode, Serverless: a canary is KServe's own split of the
+    route's InferenceService (``canaryTrafficPercent``), stepped by the same
+    gates; KServe's controller is played (tools/kubeserver.py)."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        import kubeserver  # noqa: PLC0415
+
+        # KServe's CRD as the test run installs it (the plain tests' fixture
+        # may not have run in this process)
+        cls.kube.install_crd(
+            Path(__file__).resolve().parents[2] / "tests/k8s/inferenceservice_crd.yaml"
+        )
+        cls.kserve = kubeserver.KServeController(cls.kube)
+        cls.target.options = {
+            **cls.target.options,
+            "mode": "kserve",
+            "kserve_deployment_mode": "Serverless",
+        }
+
+    def _play(self, deployment, pods):
+        self.kserve.play(self.namespace)
+
+    def _route(self, deployment):
+        client = self.target._get_client()
+        route = serving.plan(deployment).route
+        answer = self.kube.get(
+            f"/apis/serving.kserve.io/v1beta1/namespaces/{self.namespace}/"
+            f"inferenceservices/{client.service_name(route)}"
+        )
+        return answer.json() if answer.ok else None
+
+    def test_a_canary_steps_through_kserves_split_and_is_promoted(self):
+        self.assertIn("Canary: yes", self.target.capabilities_text)
+        stable, canary, _jobs = self._canary()
+        route = self._route(canary)
+        self.assertEqual(route, self._route(stable))
+        annotations = route["metadata"]["annotations"]
+        self.assertEqual(
+            (annotations[revisions.LATEST], annotations[revisions.STABLE]),
+            (f"d{canary.id}", f"d{stable.id}"),
+        )
+        self.assertEqual(route["spec"]["predictor"]["canaryTrafficPercent"], 10)
+        self.prometheus.requests, self.prometheus.errors, self.prometheus.p95 = (
+            200.0, 0.0, 0.04,
+        )  # fmt: skip
+        self._analyze(canary)
+        self.assertEqual(canary.traffic_percent, 50)
+        self.assertEqual(
+            self._route(canary)["spec"]["predictor"]["canaryTrafficPercent"], 50
+        )
+        # the gates asked for the canary's revision's pods
+        revision = self._route(canary)["metadata"]["annotations"][
+            f"{revisions.REVISION}d{canary.id}"
+        ]
+        self.assertIn(f'pod=~"{revision}-deployment-.*"', self.prometheus.queries[-1])
+        self._analyze(canary)
+        self.assertEqual((canary.state, canary.traffic_percent), ("active", 100))
+        route = self._route(canary)
+        # promoted: KServe rolls the canary's revision out at 100 %
+        self.assertNotIn("canaryTrafficPercent", route["spec"]["predictor"])
+        self.assertEqual(
+            route["metadata"]["annotations"][revisions.STABLE], f"d{canary.id}"
+        )
+        self.kserve.play(self.namespace)
+        self.assertEqual(
+            self._route(canary)["status"]["components"]["predictor"][
+                "latestRolledoutRevision"
+            ],
+            revision,
+        )
+
+    def test_a_failing_canary_hands_every_call_back(self):
+        stable, canary, _jobs = self._canary()
+        self.prometheus.requests, self.prometheus.errors, self.prometheus.p95 = (
+            100.0, 30.0, 0.04,
+        )  # fmt: skip
+        self._analyze(canary)
+        self.assertEqual(canary.state, "rolled_back")
+        self.assertEqual((stable.state, stable.traffic_percent), ("active", 100))
+        route = self._route(stable)
+        # every call to the revision rolled out before; the canary forgotten
+        self.assertEqual(route["spec"]["predictor"]["canaryTrafficPercent"], 0)
+        annotations = route["metadata"]["annotations"]
+        self.assertEqual(
+            (annotations[revisions.LATEST], annotations[revisions.STABLE]),
+            ("", f"d{stable.id}"),
+        )
+        self.kserve.play(self.namespace)
+        traffic = self._route(stable)["status"]["components"]["predictor"]["traffic"]
+        self.assertEqual([t["percent"] for t in traffic], [100])
