@@ -264,20 +264,10 @@ class ClusterProgram(model_test.Program):
 
 def _run(world, seed):
     program = ClusterProgram(world, seed)
-    started = time.monotonic()
-    try:
-        seen = program.run(STEPS)
-    finally:
-        program.db.close()
+    seen = model_test.run_program(program, STEPS)
     # the cluster served: the invariants held of something
-    assert program.served, f"cluster seed {seed}: nothing ever served: {seen}"
-    print(
-        f"\ncluster seed {seed}: {STEPS} steps, {sum(seen.values())} actions in "
-        f"{time.monotonic() - started:.0f} s, {len(program.served)} colours served: "
-        + ", ".join(f"{k}->{o} x{n}" for (k, o), n in sorted(seen.items()))
-    )
-    done = {kind for (kind, outcome), _n in seen.items() if outcome in ("202", "204")}
-    assert done, f"seed {seed}: no action was accepted: {seen}"
+    assert program.served, f"{program.name}: nothing ever served: {seen}"
+    print(f"{program.name}: {len(program.served)} colours served")
     # the cluster's actions were exercised, not only refused
     assert any(
         kind in ("delete_by_hand", "scale_by_hand", "reapply")

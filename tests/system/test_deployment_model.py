@@ -681,22 +681,27 @@ class Program:
         return self.seen
 
 
-def _run(world, seed):
-    program = Program(world, seed)
+def run_program(program, steps):
+    """Run ``program`` for ``steps``; {(action, answer): times}."""
     started = time.monotonic()
     try:
-        seen = program.run(STEPS)
+        seen = program.run(steps)
     finally:
         program.db.close()
     # the figures the note quotes: steps, actions and what they answered
     print(
-        f"\nseed {seed}: {STEPS} steps, {sum(seen.values())} actions in "
+        f"\n{program.name}: {steps} steps, {sum(seen.values())} actions in "
         f"{time.monotonic() - started:.0f} s: "
         + ", ".join(f"{k}->{o} x{n}" for (k, o), n in sorted(seen.items()))
     )
     # the program exercised the lifecycle, not only its refusals
     done = {kind for (kind, outcome), _n in seen.items() if outcome in ("202", "204")}
-    assert done, f"seed {seed}: no action was accepted: {seen}"
+    assert done, f"{program.name}: no action was accepted: {seen}"
+    return seen
+
+
+def _run(world, seed):
+    run_program(Program(world, seed), STEPS)
 
 
 @pytest.mark.parametrize("seed", REGRESSION_SEEDS)
