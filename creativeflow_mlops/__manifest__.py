@@ -11,7 +11,7 @@
     "license": "LGPL-3",
     "application": True,
     "uninstall_hook": "uninstall_hook",
-    "depends": ["base", "mail", "web", "analytic", "queue_job"],
+    "depends": ["base", "mail", "web", "analytic", "resource", "queue_job"],
     "external_dependencies": {"python": ["minio", "onnx", "onnxruntime", "numpy"]},
     "data": [
         "security/mlops_security.xml",
@@ -40,6 +40,7 @@
         "views/mlops_experiment_views.xml",
         "views/mlops_deployment_views.xml",
         "views/mlops_slo_views.xml",
+        "views/mlops_deploy_freeze_views.xml",
         "views/mlops_feedback_views.xml",
         "views/mlops_feedback_export_views.xml",
         "views/account_analytic_line_views.xml",

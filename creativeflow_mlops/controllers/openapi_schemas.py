@@ -608,6 +608,17 @@ REASON = {
         "rollback always needs one).",
     }
 }
+OVERRIDE_FREEZE = {
+    "override_freeze": {
+        "type": "string",
+        "pattern": "^[^\\u0000]*\\S[^\\u0000]*$",
+        "maxLength": 10000,
+        "description": "An MLOps Manager's reason to go past a deploy freeze of "
+        "the environment (kept on the approval and the ledger). While a freeze "
+        "holds, the call is refused without it (409, naming the freeze and until "
+        "when), and for anyone but a Manager with it (403).",
+    }
+}
 REPLICAS = {
     "type": "integer",
     "minimum": 1,
@@ -625,6 +636,7 @@ BODIES = {
             "resources": ref("Resources"),
             "target": STRING,
             **REASON,
+            **OVERRIDE_FREEZE,
         },
         "required": ["reason"],
         "additionalProperties": False,
@@ -641,6 +653,7 @@ BODIES = {
             },
             "target": STRING,
             **REASON,
+            **OVERRIDE_FREEZE,
         },
         "required": ["reason"],
         "dependentRequired": {"canary_percent": ["strategy"]},

@@ -472,14 +472,23 @@ class MlopsModelVersion(models.Model):
         return True
 
     def action_approve_staging(
-        self, reason=None, strategy="rolling", target=None, replicas=1, resources=None
+        self,
+        reason=None,
+        strategy="rolling",
+        target=None,
+        replicas=1,
+        resources=None,
+        override_freeze=None,
     ):
         """Approve the deployment of validated versions to staging: each
         gets its staging deployment and pipeline run. ``target`` is a
         deployment target's code (the default target when empty);
         ``resources`` what each model server asks for (GPUs, CPU, memory:
-        ``services.resources``)."""
-        versions = self.with_context(mlops_reason=reason)
+        ``services.resources``); ``override_freeze``: a Manager's reason to
+        go past a deploy freeze (``mlops.deploy.freeze``)."""
+        versions = self.with_context(
+            mlops_reason=reason, mlops_freeze_override=override_freeze
+        )
         target = deploy_service.resolve_target(self.env, target)
         resources = resource_service.parse(resources)
         versions._check_can_approve_staging()
@@ -489,12 +498,20 @@ class MlopsModelVersion(models.Model):
         return True
 
     def action_promote(
-        self, reason=None, strategy="blue_green", canary_percent=None, target=None
+        self,
+        reason=None,
+        strategy="blue_green",
+        canary_percent=None,
+        target=None,
+        override_freeze=None,
     ):
         """Approve the promotion of staging versions to production: the
         production deployment comes up beside the current one and takes the
-        traffic, on the target named (a code), else where staging ran."""
-        versions = self.with_context(mlops_reason=reason)
+        traffic, on the target named (a code), else where staging ran;
+        ``override_freeze`` as for staging."""
+        versions = self.with_context(
+            mlops_reason=reason, mlops_freeze_override=override_freeze
+        )
         target = target and deploy_service.resolve_target(self.env, target)
         if canary_percent is not None and (
             strategy != "canary"
@@ -795,11 +812,23 @@ class MlopsModelVersion(models.Model):
             "data": {"model": self.model_id.name, "version": self.version},
         }
 
+    def _lifecycle_check_transition(self, target):
+        transition = super()._lifecycle_check_transition(target)
+        # a deploy freeze holds approvals back, on every path
+        self.env["mlops.deploy.freeze"]._check_move(self, transition)
+        return transition
+
     def _lifecycle_after_transition(self, transition):
         result = super()._lifecycle_after_transition(transition)
         if transition.target == "production":
             self._deprecate_previous_production()
         return result
+
+    def _approval_values(self, stage):
+        return {
+            **super()._approval_values(stage),
+            **self.env["mlops.deploy.freeze"]._override_values(self, stage),
+        }
 
     def _approval_preferred_approver(self):
         return self.model_id.owner_id

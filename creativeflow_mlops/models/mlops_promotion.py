@@ -44,6 +44,9 @@ class MlopsPromotion(models.Model):
     approved_by_id = fields.Many2one("res.users", readonly=True)
     approved_at = fields.Datetime(readonly=True)
     reason = fields.Text(readonly=True)
+    freeze_override = fields.Text(
+        readonly=True, help="Approved past a deploy freeze: the Manager's reason."
+    )
     live_from = fields.Datetime(required=True, readonly=True)
     live_until = fields.Datetime(readonly=True)
 

@@ -44,6 +44,10 @@ class MlopsVersionApproval(models.Model):
     )
     date = fields.Datetime(default=fields.Datetime.now, required=True, readonly=True)
     reason = fields.Text(readonly=True)
+    freeze_override = fields.Text(
+        readonly=True,
+        help="The Manager's reason for going past a deploy freeze, and the freeze.",
+    )
     deployment_id = fields.Many2one(
         "mlops.deployment",
         readonly=True,

@@ -540,6 +540,7 @@ def record_serving(deployment, kind=None, reason=None, approver=None):
             "approved_by_id": (approver or approval.user_id).id,
             "approved_at": now if approver else approval.date,
             "reason": reason if reason is not None else approval.reason,
+            "freeze_override": approval.freeze_override,
             "live_from": now,
         }
     )

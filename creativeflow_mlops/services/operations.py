@@ -228,6 +228,14 @@ def accepted(version):
     }
 
 
+def _override(params):
+    """A Manager's reason to go past a deploy freeze, or None."""
+    reason = text(params, "override_freeze")
+    if reason is not None and not reason.strip():
+        raise InvalidInput("override_freeze is a reason: more than blanks")
+    return reason
+
+
 def _latest_deployment(version, environment):
     return version.deployment_ids.filtered(
         lambda d: d.environment == environment
@@ -312,7 +320,15 @@ def _target_code(params):
 @operation(
     "versions.deploy",
     status=202,
-    takes=["environment", "strategy", "replicas", "resources", "target", "reason"],
+    takes=[
+        "environment",
+        "strategy",
+        "replicas",
+        "resources",
+        "target",
+        "reason",
+        "override_freeze",
+    ],
 )
 def versions_deploy(env, params):
     if params.get("environment", "staging") != "staging":
@@ -332,6 +348,7 @@ def versions_deploy(env, params):
         replicas=replicas,
         # checked by the action, which every path goes through
         resources=params.get("resources"),
+        override_freeze=_override(params),
     )
     deployment = _latest_deployment(version, "staging")
     return {"deployment_id": deployment.id, "state": deployment.state}
@@ -340,7 +357,7 @@ def versions_deploy(env, params):
 @operation(
     "versions.promote",
     status=202,
-    takes=["strategy", "canary_percent", "target", "reason"],
+    takes=["strategy", "canary_percent", "target", "reason", "override_freeze"],
 )
 def versions_promote(env, params):
     strategy = choice(params, "strategy", ["blue_green", "canary"], "blue_green")
@@ -352,6 +369,7 @@ def versions_promote(env, params):
         strategy=strategy,
         target=target,
         canary_percent=params.get("canary_percent"),
+        override_freeze=_override(params),
     )
     deployment = _latest_deployment(version, "production")
     return {"deployment_id": deployment.id, "state": deployment.state}

@@ -4,6 +4,7 @@ from . import test_api_properties
 from . import test_approvals
 from . import test_ci_callback
 from . import test_dashboard
+from . import test_deploy_freeze
 from . import test_deployments
 from . import test_deployments_api
 from . import test_drift_reports

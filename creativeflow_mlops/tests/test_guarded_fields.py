@@ -30,6 +30,7 @@ CONFIGURATION = {
     "mlops.validation.policy",
     "mlops.model.tag",
     "mlops.slo",
+    "mlops.deploy.freeze",
 }
 # magic columns Odoo sets itself on every model
 PASSWORD = "guarded-fields-pass"

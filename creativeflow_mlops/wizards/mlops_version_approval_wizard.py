@@ -34,14 +34,36 @@ class MlopsVersionApprovalWizard(models.TransientModel):
         "configured step.",
     )
     version_count = fields.Integer(compute="_compute_version_count")
+    freeze_notice = fields.Text(
+        compute="_compute_freeze_notice",
+        help="The deploy freezes holding the environment now.",
+    )
+    override_freeze = fields.Text(
+        string="Go Past the Freeze Because",
+        help="An MLOps Manager's reason to approve while the environment is "
+        "frozen; kept on the approval and the ledger.",
+    )
 
     @api.depends("version_ids")
     def _compute_version_count(self):
         for wizard in self:
             wizard.version_count = len(wizard.version_ids)
 
+    @api.depends("action", "version_ids")
+    def _compute_freeze_notice(self):
+        environment = {"approve_staging": "staging", "promote": "production"}
+        Freeze = self.env["mlops.deploy.freeze"]
+        for wizard in self:
+            held = environment.get(wizard.action)
+            freezes = Freeze
+            for company in wizard.version_ids.company_id if held else ():
+                freezes |= Freeze._in_effect_at(held, company)
+            wizard.freeze_notice = freezes._describe() if freezes else False
+
     def _call(self, versions, method_name):
         kwargs = {"reason": self.reason}
+        if self.override_freeze and self.action in ("approve_staging", "promote"):
+            kwargs["override_freeze"] = self.override_freeze
         if self.action == "promote":
             kwargs["strategy"] = self.strategy
             if self.strategy == "canary" and self.canary_percent:
