@@ -41,6 +41,7 @@
         "views/mlops_deployment_views.xml",
         "views/mlops_slo_views.xml",
         "views/mlops_deploy_freeze_views.xml",
+        "views/mlops_gate_check_views.xml",
         "views/mlops_feedback_views.xml",
         "views/mlops_feedback_export_views.xml",
         "views/account_analytic_line_views.xml",

@@ -74,10 +74,13 @@ def _query():
     return request.httprequest.args.to_dict()
 
 
-def _authenticate():
-    """Run as the owner of the bearer API key, or fail with a JSON 401."""
-    header = request.httprequest.headers.get("Authorization", "")
-    scheme, _sep, token = header.partition(" ")
+def _authenticate(token=None):
+    """Run as the owner of the bearer API key (or of ``token``, a key the
+    route found elsewhere), or fail with a JSON 401."""
+    scheme = "bearer"
+    if token is None:
+        header = request.httprequest.headers.get("Authorization", "")
+        scheme, _sep, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise JsonHTTPError(
             401,
@@ -170,7 +173,8 @@ def api_route(
     """A REST route: JSON errors, nothing committed on error. ``auth``:
     ``bearer`` (an Odoo API key, the caller's rights), ``signature`` (the
     route checks an HMAC signature itself, as the public user) or
-    ``target_key`` (the route checks a target's inference log key itself).
+    ``target_key`` (the route checks a target's inference log key itself)
+    or ``gate`` (an API key, in the header or in Flagger's body).
 
     The rest is what the OpenAPI document says of it: ``summary``,
     ``query`` ((name, schema) pairs), ``headers`` ((name, description)
@@ -180,6 +184,7 @@ def api_route(
     503)."""
     challenge = {
         "bearer": "Bearer",
+        "gate": "Bearer",
         "signature": 'HMAC-SHA256 realm="mlops"',
         "target_key": 'Bearer realm="inference-log"',
     }[auth]
@@ -205,7 +210,7 @@ def api_route(
             type="http",
             # a bearer route runs as no one until its key is checked (Odoo's
             # public user would cost a lookup and a read on every request)
-            auth="none" if auth == "bearer" else "public",
+            auth="none" if auth in ("bearer", "gate") else "public",
             # Odoo makes an auth="none" route's transaction read-only
             readonly=False,
             methods=methods,
@@ -275,6 +280,8 @@ def _retrying(call, auth="bearer"):
         try:
             if auth == "bearer":
                 _authenticate()
+            elif auth == "gate":
+                _authenticate(_gate_key())
             result = call()
             # the writes reach the database here, not after the answer is
             # made: a constraint (say, one open pipeline run per model and
@@ -290,6 +297,17 @@ def _retrying(call, auth="bearer"):
             _logger.info("MLOps API: lost a race (%s), try %s", error.pgcode, attempt)
             time.sleep(random.uniform(0, 0.05 * 2**attempt))
     raise RuntimeError("unreachable")
+
+
+def _gate_key():
+    """A gate's caller's API key: the bearer header, else Flagger's
+    ``metadata.api_key`` (Flagger's webhooks send no header of their own);
+    None: the header's answer (a 401 when there is none)."""
+    if request.httprequest.headers.get("Authorization"):
+        return None
+    metadata = _body().get("metadata")
+    key = metadata.get("api_key") if isinstance(metadata, dict) else None
+    return key if isinstance(key, str) else None
 
 
 # a JSON body's cap: 10,000 upload parts come to about 600 KB

@@ -503,6 +503,20 @@ SCHEMAS = {
             "message": STRING,
         },
     },
+    "GateAnswer": {
+        "type": "object",
+        "required": ["approved", "model", "environment", "version"],
+        "properties": {
+            "approved": {"type": "boolean"},
+            "model": STRING,
+            "environment": {"enum": ["staging", "production"]},
+            "version": STRING,
+            "approved_by": STRING,
+            "approved_at": STAMP,
+            "reason": STRING,
+            "freeze_override": _nullable("string"),
+        },
+    },
 }
 
 JSON_OBJECT = {
@@ -626,7 +640,37 @@ REPLICAS = {
     "description": "Model servers of the deployment. The local target runs one: "
     "any other count is refused there (422) with the reason.",
 }
+GATE_VERSION = {
+    "type": "string",
+    "pattern": "^[^\\u0000]*$",
+    "maxLength": 64,
+    "description": "The version asked about.",
+}
 BODIES = {
+    "gate": {
+        "type": "object",
+        "description": "An Argo Rollouts web metric's body names the version; "
+        "Flagger's webhook payload (name, namespace, phase, checksum, "
+        "metadata) names it in metadata.version. Other fields are kept (name, "
+        "phase) or ignored. Answered 200 when Odoo holds an approved promotion "
+        "of that version for the environment; 403 (no such approval, or no "
+        "version named) or 409 (the environment is frozen) otherwise, with "
+        "approved false and the reason; every answer is kept.",
+        "properties": {
+            "version": GATE_VERSION,
+            "metadata": {
+                "type": "object",
+                "properties": {
+                    "version": GATE_VERSION,
+                    "api_key": {
+                        **STRING,
+                        "description": "The caller's Odoo API key when it sends "
+                        "no Authorization header (Flagger's webhooks send none).",
+                    },
+                },
+            },
+        },
+    },
     "deploy": {
         "type": "object",
         "properties": {

@@ -27,6 +27,7 @@ from . import mlops_pipeline_stage
 from . import mlops_pipeline_delivery
 from . import mlops_promotion
 from . import mlops_deploy_freeze
+from . import mlops_gate_check
 from . import mlops_invoke_key
 from . import mlops_feedback
 from . import mlops_feedback_export

@@ -11,6 +11,7 @@ from . import test_drift_reports
 from . import test_events
 from . import test_experiments
 from . import test_feedback_export
+from . import test_gates
 from . import test_costs
 from . import test_guarded_fields
 from . import test_inference_log

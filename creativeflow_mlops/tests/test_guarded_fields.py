@@ -170,6 +170,9 @@ class TestNoPathAroundTheServices(HttpCase):
                 "live_from": "2026-01-01 00:00:00",
             }
         )
+        env["mlops.gate.check"].create(
+            {"model_id": model.id, "environment": "production", "version": "1"}
+        )
         env["mlops.feedback"].create({"version_id": version.id, "rating": 3})
         env["mlops.feedback.export"].create({"model_id": model.id})
         account = model._cost_analytic_account()

@@ -1,0 +1,112 @@
+"""Odoo as the gate the cluster obeys: ``POST /gates/<model>/<environment>``
+answers whether Odoo holds an approved promotion of the version the caller
+names (docs/gitops/README.md). Flagger's ``confirm-rollout`` and
+``confirm-promotion`` webhooks go on only on a 2xx; an Argo Rollouts
+``web`` metric reads ``approved``. The caller authenticates with an API
+key (a user of its own, who may read the model); every answer is kept
+(``mlops.gate.check``), the refusals too."""
+
+from odoo import fields
+
+from .operations import text
+
+# a version is approved for an environment while it is in one of these
+# states, with an approval of that stage
+APPROVED = {
+    "staging": ("staging_pending", "staging"),
+    "production": ("production_pending", "production"),
+}
+STAGES = {"staging": ("staging",), "production": ("production", "rollback")}
+
+
+def version_named(body):
+    """The version the caller names: ``version`` (an Argo Rollouts ``web``
+    metric's body), or Flagger's ``metadata.version``."""
+    version = body.get("version")
+    metadata = body.get("metadata")
+    if version is None and isinstance(metadata, dict):
+        version = metadata.get("version")
+    return text({"version": version}, "version", limit=64)
+
+
+def decide(env, model, environment, body):
+    """``(status, answer)`` of a gate check, kept as an ``mlops.gate.check``."""
+    name = version_named(body)
+    version = model.version_ids.filtered(lambda v: v.version == name)[:1]
+    approval = env["mlops.version.approval"]
+    if not name:
+        status, code, reason = (
+            403,
+            "not_approved",
+            "Name the version: 'version' in the body, or in Flagger's metadata.",
+        )
+    elif not version:
+        status, code, reason = (
+            403,
+            "not_approved",
+            f"{model.name} has no version {name}.",
+        )
+    elif version.state not in APPROVED[environment]:
+        status, code, reason = (
+            403,
+            "not_approved",
+            f"{version.display_name} is "
+            f"{version._lifecycle_state_label(version.state)}: no approved "
+            f"{environment} promotion of it.",
+        )
+    else:
+        approval = version.approval_ids.filtered(
+            lambda a: a.decision == "approved" and a.stage in STAGES[environment]
+        ).sorted("id")[-1:]
+        freezes = env["mlops.deploy.freeze"]._in_effect_at(
+            environment, model.company_id
+        )
+        if not approval:
+            status, code, reason = (
+                403,
+                "not_approved",
+                f"{version.display_name} has no {environment} approval.",
+            )
+        elif freezes and not approval.freeze_override:
+            status, code, reason = (
+                409,
+                "frozen",
+                f"{environment.capitalize()} is frozen: {freezes._describe()}.",
+            )
+        else:
+            status, code, reason = 200, "", ""
+    line = env["mlops.promotion"].sudo()._current(model, environment)
+    env["mlops.gate.check"].sudo().create(
+        {
+            "model_id": model.id,
+            "environment": environment,
+            "version": name or False,
+            "version_id": version.id,
+            "caller_id": env.user.id,
+            "phase": _short(body.get("phase")),
+            "source": _short(body.get("name")),
+            "approved": status == 200,
+            "status": status,
+            "reason": reason or False,
+            "promotion_id": line.id,
+        }
+    )
+    answer = {
+        "approved": status == 200,
+        "model": model.name,
+        "environment": environment,
+        "version": name,
+    }
+    if status != 200:
+        return status, {**answer, "error": {"code": code, "message": reason}}
+    return status, {
+        **answer,
+        "approved_by": approval.user_id.name,
+        "approved_at": fields.Datetime.to_string(approval.date),
+        "reason": approval.reason or "",
+        "freeze_override": approval.freeze_override or None,
+    }
+
+
+def _short(value):
+    return value[:256] if isinstance(value, str) else False
