@@ -29,6 +29,7 @@ class MlopsGatesApi(http.Controller):
     )
     def gates_check(self, model, environment, **_params):
         body = _body()
+        gates.check_body(body)
         if environment not in dict(ENVIRONMENTS):
             raise NotFound(f"No environment {environment!r}: staging or production.")
         found = request.env["mlops.model"].search(

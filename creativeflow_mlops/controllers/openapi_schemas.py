@@ -651,13 +651,17 @@ BODIES = {
         "type": "object",
         "description": "An Argo Rollouts web metric's body names the version; "
         "Flagger's webhook payload (name, namespace, phase, checksum, "
-        "metadata) names it in metadata.version. Other fields are kept (name, "
-        "phase) or ignored. Answered 200 when Odoo holds an approved promotion "
-        "of that version for the environment; 403 (no such approval, or no "
-        "version named) or 409 (the environment is frozen) otherwise, with "
-        "approved false and the reason; every answer is kept.",
+        "metadata, an object of strings) names it in metadata.version; name "
+        "and phase are kept with the answer. Answered 200 when Odoo holds an "
+        "approved promotion of that version for the environment; 403 (no such "
+        "approval, or no version named) or 409 (the environment is frozen) "
+        "otherwise, with approved false and the reason; every answer is kept.",
         "properties": {
             "version": GATE_VERSION,
+            "name": STRING,
+            "namespace": STRING,
+            "phase": STRING,
+            "checksum": STRING,
             "metadata": {
                 "type": "object",
                 "properties": {
@@ -668,8 +672,10 @@ BODIES = {
                         "no Authorization header (Flagger's webhooks send none).",
                     },
                 },
+                "additionalProperties": STRING,
             },
         },
+        "additionalProperties": False,
     },
     "deploy": {
         "type": "object",

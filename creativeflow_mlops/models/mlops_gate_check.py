@@ -22,7 +22,9 @@ class MlopsGateCheck(models.Model):
     )
     company_id = fields.Many2one(related="model_id.company_id", store=True)
     environment = fields.Selection(ENVIRONMENTS, required=True, readonly=True)
-    version = fields.Char(readonly=True, help="The version the caller named.")
+    version = fields.Char(
+        string="Version Asked", readonly=True, help="The version the caller named."
+    )
     version_id = fields.Many2one(
         "mlops.model.version", readonly=True, ondelete="set null"
     )

@@ -8,6 +8,7 @@ key (a user of its own, who may read the model); every answer is kept
 
 from odoo import fields
 
+from ..exceptions import InvalidInput
 from .operations import text
 
 # a version is approved for an environment while it is in one of these
@@ -17,6 +18,32 @@ APPROVED = {
     "production": ("production_pending", "production"),
 }
 STAGES = {"staging": ("staging",), "production": ("production", "rollback")}
+
+
+# what Flagger's webhooks send (name, namespace, phase, checksum, metadata)
+# and a web metric's body (version): all strings, metadata's values too
+FIELDS = ("version", "name", "namespace", "phase", "checksum")
+
+
+def check_body(body):
+    """Refuse (422) what neither Flagger nor the documented web metric
+    sends: another field, a value that is not a string."""
+    unknown = sorted(set(body) - {*FIELDS, "metadata"})
+    problems = {field: "unknown field" for field in unknown}
+    for field in FIELDS:
+        if field in body and not isinstance(body[field], str):
+            problems[field] = "a string"
+    metadata = body.get("metadata", {})
+    if not isinstance(metadata, dict) or not all(
+        isinstance(value, str) for value in metadata.values()
+    ):
+        problems["metadata"] = "an object of strings"
+    if problems:
+        error = InvalidInput(
+            "; ".join(f"{field}: {problem}" for field, problem in problems.items())
+        )
+        error.details = problems
+        raise error
 
 
 def version_named(body):

@@ -176,5 +176,13 @@ class TestGates(MlopsCase, HttpCase):
             answer = self._post(path, body, auth)
             self.assertEqual(answer.status_code, 403, answer.text)
             self.assertIs(answer.json()["approved"], False)
-        self.assertEqual(self._post(path, {"version": 3}, auth).status_code, 422)
+        # what neither Flagger nor the web metric sends: 422, nothing kept
+        for body in (
+            {"version": 3},
+            {"metadata": {"version": 3}},
+            {"metadata": "2.0.0"},
+            {"verison": "2.0.0"},
+        ):
+            answer = self._post(path, body, auth)
+            self.assertEqual(answer.status_code, 422, body)
         self.assertEqual(len(self._checks()), before + 2)
