@@ -158,6 +158,9 @@ def _operation(route, method, path_params):
     }
     if route["auth"] in ("signature", "target_key"):
         operation["security"] = [{SECURITY[route["auth"]]: []}]
+    elif route["auth"] == "gate":
+        # an API key, or a signature with the gate secret
+        operation["security"] = [{"bearer": []}, {"signature": []}]
     body = route["body"]
     if body == "multipart":
         operation["requestBody"] = {
@@ -260,7 +263,8 @@ def document(base_url, upload_bytes=None):
                     "in": "header",
                     "name": "X-MLOps-Signature",
                     "description": "sha256=<hex HMAC-SHA256 of '<X-MLOps-Timestamp>."
-                    "<raw body>'> with the pipeline run's secret.",
+                    "<raw body>'> with the pipeline run's secret (/ci/callback) or "
+                    "the gate secret, MLOPS_GATE_SECRET (/gates).",
                 },
                 "inferenceLogKey": {
                     "type": "http",

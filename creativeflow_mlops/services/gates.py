@@ -3,13 +3,25 @@ answers whether Odoo holds an approved promotion of the version the caller
 names (docs/gitops/README.md). Flagger's ``confirm-rollout`` and
 ``confirm-promotion`` webhooks go on only on a 2xx; an Argo Rollouts
 ``web`` metric reads ``approved``. The caller authenticates with an API
-key (a user of its own, who may read the model); every answer is kept
+key (a user of its own, who may read the model), or signs the request with
+the gate secret (``verify_signature``); every answer is kept
 (``mlops.gate.check``), the refusals too."""
 
-from odoo import fields
+import hmac
+import os
+from datetime import UTC, datetime
 
-from ..exceptions import InvalidInput
+from odoo import fields, tools
+
+from ..adapters.ci import callback_signature
+from ..exceptions import InvalidInput, Unauthorized
 from .operations import text
+
+# the gate secret: MLOPS_GATE_SECRET, or mlops_gate_secret in Odoo's
+# configuration file
+SECRET_VARIABLE = "MLOPS_GATE_SECRET"
+# a signature older or newer than this is refused
+WINDOW_SECONDS = 300
 
 # a version is approved for an environment while it is in one of these
 # states, with an approval of that stage
@@ -23,6 +35,37 @@ STAGES = {"staging": ("staging",), "production": ("production", "rollback")}
 # what Flagger's webhooks send (name, namespace, phase, checksum, metadata)
 # and a web metric's body (version): all strings, metadata's values too
 FIELDS = ("version", "name", "namespace", "phase", "checksum")
+
+
+def verify_signature(timestamp, signature, body, now=None):
+    """Raise ``Unauthorized`` unless ``body`` is signed with the gate
+    secret, as ``/ci/callback`` reports are with their run's:
+    ``X-MLOps-Signature: sha256=<hex HMAC-SHA256 of "<X-MLOps-Timestamp>.<raw
+    body>">``, within five minutes. A signed request asked again answers
+    the same (a gate check changes nothing), so a replay gains nothing."""
+    secret = os.environ.get(SECRET_VARIABLE) or tools.config.get("mlops_gate_secret")
+    if not secret:
+        raise Unauthorized(
+            "No gate secret is set (MLOPS_GATE_SECRET): send an API key instead."
+        )
+    try:
+        sent = int(timestamp or "")
+    except ValueError:
+        raise Unauthorized(
+            "X-MLOps-Timestamp is the time of sending, in unix seconds."
+        ) from None
+    now = now if now is not None else datetime.now(UTC).timestamp()
+    if abs(now - sent) > WINDOW_SECONDS:
+        raise Unauthorized(
+            f"The request was signed {int(now - sent)} seconds from now; older or "
+            f"newer than {WINDOW_SECONDS} seconds is refused."
+        )
+    expected = callback_signature(secret, str(sent), body)
+    if not hmac.compare_digest(expected, (signature or "").strip()):
+        raise Unauthorized(
+            "The signature does not match: sign '<timestamp>.<raw body>' with the "
+            "gate secret (HMAC-SHA256), as 'X-MLOps-Signature: sha256=<hex>'."
+        )
 
 
 def check_body(body):

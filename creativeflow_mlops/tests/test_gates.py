@@ -5,15 +5,20 @@ and an Argo Rollouts web metric ask it: the request shapes are built from
 the examples in docs/gitops (the Canary's webhooks, the AnalysisTemplate's
 web provider), as those tools would send them."""
 
+import json
+import os
 import re
+import time
 from datetime import timedelta
 from pathlib import Path
+from unittest.mock import patch
 
 import yaml
 
 from odoo import fields
 from odoo.tests import HttpCase, new_test_user, tagged
 
+from ..adapters.ci import callback_signature
 from ..lifecycle import USER
 from .common import MlopsCase
 
@@ -186,3 +191,41 @@ class TestGates(MlopsCase, HttpCase):
             answer = self._post(path, body, auth)
             self.assertEqual(answer.status_code, 422, body)
         self.assertEqual(len(self._checks()), before + 2)
+
+    def test_a_request_signed_with_the_gate_secret(self):
+        """HMAC instead of a key: the gate secret from the environment, the
+        signature of /ci/callback's shape, five minutes' window."""
+        self._version_in("production", version="2.0.0")
+        path = f"{API}/gates/sentiment/production"
+        raw = json.dumps({"version": "2.0.0"}).encode()
+
+        def signed(secret, sent=None, tamper=b""):
+            sent = str(int(sent if sent is not None else time.time()))
+            return self.opener.post(
+                f"{self.base_url()}{path}",
+                data=raw + tamper,
+                headers={
+                    "Content-Type": "application/json",
+                    "X-MLOps-Timestamp": sent,
+                    "X-MLOps-Signature": callback_signature(secret, sent, raw),
+                },
+                timeout=30,
+            )
+
+        before = len(self._checks())
+        with patch.dict(os.environ, {"MLOPS_GATE_SECRET": ""}):
+            answer = signed("s3cret")
+            self.assertEqual(answer.status_code, 401)
+            self.assertIn("No gate secret", answer.json()["error"]["message"])
+        with patch.dict(os.environ, {"MLOPS_GATE_SECRET": "s3cret"}):
+            answer = signed("s3cret")
+            self.assertEqual(answer.status_code, 200, answer.text)
+            self.assertIs(answer.json()["approved"], True)
+            self.assertEqual(self._checks()[-1].caller_id.id, 1)
+            for refused in (
+                signed("other"),
+                signed("s3cret", sent=time.time() - 600),
+                signed("s3cret", tamper=b" "),
+            ):
+                self.assertEqual(refused.status_code, 401, refused.text)
+        self.assertEqual(len(self._checks()), before + 1)
