@@ -90,7 +90,12 @@ def _named(base, owner):
 
 
 def colour_name(plan):
-    return _named(f"mlops-{plan.key}", plan.labels.get("owner", ""))
+    return colour_key_name(plan.key, plan.labels.get("owner", ""))
+
+
+def colour_key_name(key, owner=""):
+    """``colour_name`` of the colour ``key`` when only its key is known."""
+    return _named(f"mlops-{key}", owner)
 
 
 def route_label(route):

@@ -120,15 +120,11 @@ class Revisions:
     def _live(self, cluster, route):
         return cluster.get(API_VERSION, KIND, self._name(route))
 
-    def _predictor(self, cluster, plan_or_key):
-        """A colour's kept predictor (by plan or colour key), or None."""
-        if isinstance(plan_or_key, str):
-            name = manifests.colour_name(
-                _Keyed(plan_or_key, {"owner": self.owner} if self.owner else {})
-            )
-        else:
-            name = spec_name(plan_or_key)
-        kept = cluster.get("v1", "ConfigMap", name)
+    def _predictor(self, cluster, key):
+        """The kept predictor of the colour ``key``, or None."""
+        kept = cluster.get(
+            "v1", "ConfigMap", manifests.colour_key_name(key, self.owner)
+        )
         if not kept:
             return None
         return json.loads(kept["data"][SPEC_KEY])
@@ -202,7 +198,7 @@ class Revisions:
             rolled = predictor.get("latestRolledoutRevision", "")
             return ServeStatus(bool(rolled), f"revision {rolled or '?'} serving")
         # an idle colour: KServe keeps no revision of it; a switch puts it back
-        if self._predictor(cluster, plan) is None:
+        if self._predictor(cluster, plan.key) is None:
             return ServeStatus(
                 False, f"ConfigMap {spec_name(plan)} is gone", failed=True
             )
@@ -316,11 +312,3 @@ class Revisions:
             self._set(cluster, live, None, latest)
             return
         cluster.delete(API_VERSION, KIND, live["metadata"]["name"])
-
-
-class _Keyed:
-    """What ``manifests.colour_name`` reads of a plan: its key and labels."""
-
-    def __init__(self, key, labels):
-        self.key = key
-        self.labels = labels

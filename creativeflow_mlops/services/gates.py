@@ -102,7 +102,9 @@ def version_named(body):
 def decide(env, model, environment, body):
     """``(status, answer)`` of a gate check, kept as an ``mlops.gate.check``."""
     name = version_named(body)
-    version = model.version_ids.filtered(lambda v: v.version == name)[:1]
+    version = env["mlops.model.version"].search(
+        [("model_id", "=", model.id), ("version", "=", name or "")], limit=1
+    )
     approval = env["mlops.version.approval"]
     if not name:
         status, code, reason = (
