@@ -182,14 +182,24 @@ def _up(harness, plan):
     assert status.ready, status.message
 
 
+# the fewest options each kind takes
+MINIMAL_OPTIONS = {
+    "kubernetes": {"server_url": "https://k", "public_url": "https://m"},
+    "gitops": {
+        "repository": "https://git.example.com/ops.git",
+        "public_url": "https://m",
+        "cluster": {
+            "registry": "r.example.com/mlops",
+            "base_image": "r.example.com/b:1",
+        },
+    },
+}
+
+
 def test_every_kind_declares_consistent_capabilities():
     for kind, cls in kinds().items():
         assert cls.kind == kind and cls.label
-        options = (
-            cls.parse_options({"server_url": "https://k", "public_url": "https://m"})
-            if kind == "kubernetes"
-            else cls.parse_options({})
-        )
+        options = cls.parse_options(MINIMAL_OPTIONS.get(kind, {}))
         caps = cls.capabilities(options)
         assert caps.formats, kind
         assert caps.max_replicas >= 1

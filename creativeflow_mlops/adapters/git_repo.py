@@ -13,12 +13,19 @@ without ever forcing. Plain Python: no Odoo.
   and pushed once more; never forced.
 - Writing a folder that already holds exactly those files commits nothing
   and returns the commit that holds them: a job run twice pushes once.
+- One operation at a time per clone, whichever process or thread asks (a
+  lock file, ``flock``), waiting at most the timeout.
 """
 
 import base64
+import contextlib
+import fcntl
+import functools
 import os
 import shutil
 import subprocess
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -60,6 +67,37 @@ class GitAuthFailed(GitFailed):
 
 class GitRejected(GitFailed):
     """A push refused even after a rebase, or a rebase in conflict."""
+
+
+def exclusive(method):
+    """``method`` holding the clone's lock."""
+
+    @functools.wraps(method)
+    def locked(self, *args, **kwargs):
+        if getattr(self._held, "value", False):
+            return method(self, *args, **kwargs)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        with open(self.workdir / "lock", "w") as handle:
+            deadline = time.monotonic() + self.timeout
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise GitUnavailable(
+                            f"the clone stayed busy for {self.timeout} seconds"
+                        ) from None
+                    time.sleep(0.05)
+            self._held.value = True
+            try:
+                return method(self, *args, **kwargs)
+            finally:
+                self._held.value = False
+                with contextlib.suppress(OSError):
+                    fcntl.flock(handle, fcntl.LOCK_UN)
+
+    return locked
 
 
 @dataclass(frozen=True)
@@ -107,6 +145,7 @@ class Repository:
         self.author = author
         self.timeout = timeout
         self.pushes = 0  # pushes tried, for the logs and the tests
+        self._held = threading.local()
 
     # ------------------------------------------------------------------
     # git itself
@@ -185,6 +224,7 @@ class Repository:
             raise GitFailed(f"{self.url} has no branch {self.branch}")
         return line[0]
 
+    @exclusive
     def sync(self):
         """The clone at the remote branch's head (cloned the first time,
         fetched after: the history is read once)."""
@@ -222,6 +262,7 @@ class Repository:
     def head(self, ref="HEAD"):
         return self._git("rev-parse", ref).stdout.strip()
 
+    @exclusive
     def read(self, path, ref=None):
         """A file's text at ``ref`` (the remote branch), or None."""
         done = self._git(
@@ -235,6 +276,7 @@ class Repository:
         line = done.stdout.split()
         return line[0] if line else None
 
+    @exclusive
     def log(self, path, limit=20):
         """[(sha, subject)] of the commits that touched ``path``, newest
         first."""
@@ -247,6 +289,7 @@ class Repository:
     # Writing
     # ------------------------------------------------------------------
 
+    @exclusive
     def write_folder(self, folder, files, message, branch=None):
         """``folder`` holding exactly ``files`` ({name: text}) on ``branch``
         (default: the repository's branch; another one starts from it and
@@ -263,6 +306,7 @@ class Repository:
             branch, lambda: self._replace(folder, files), message
         )
 
+    @exclusive
     def revert(self, sha, message, branch=None):
         """A commit undoing ``sha`` on ``branch`` (git revert, with
         ``message``); ``GitRejected`` when later commits conflict."""
@@ -270,7 +314,10 @@ class Repository:
         self.sync()
 
         def change():
-            done = self._git("revert", "--no-commit", sha, check=False)
+            parents = self._git("rev-list", "--parents", "-n", "1", sha).stdout.split()
+            # a merge commit (a pull request merged): undo it against main
+            mainline = ["-m", "1"] if len(parents) > 2 else []
+            done = self._git("revert", "--no-commit", *mainline, sha, check=False)
             if done.returncode:
                 conflicts = self._conflicts()
                 self._git("revert", "--abort", check=False)
@@ -281,6 +328,7 @@ class Repository:
 
         return self._commit_and_push(branch, change, message)
 
+    @exclusive
     def delete_branch(self, branch):
         """Remove ``branch`` from the remote (a change closed unmerged)."""
         if branch == self.branch:

@@ -23,6 +23,11 @@ What a client does, for a ``ServePlan`` (one colour of one deployment):
 - ``fetch_artifact``/``build_image``/``push_image``: the stages before
   ``apply``; raise ``StageNotRun`` with the reason to skip;
 - ``apply(plan)``: submit the colour and return (no waiting for a rollout);
+- ``commit(plan, approval)`` and ``open_change(plan, approval, committed)``:
+  the stages of the kinds whose ``stages`` name them (``gitops``): the
+  colour written to a repository (``Committed``), and the pull or merge
+  request that asks a reviewer (``ChangeOpened``; ``StageNotRun`` where no
+  review is asked); ``close_change`` takes one away;
 - ``verify(plan)``: its status now (``ServeStatus``); the pipeline polls it
   until ready or its deadline;
 - ``switch_traffic(routes)``: the whole routing table of the target at
@@ -53,7 +58,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from .router import route_path
 
-# the stages of an internal pipeline run, in order (docs/reference/lifecycle.md)
+# the stages of an internal pipeline run, in order (docs/reference/lifecycle.md);
+# a kind may run others (``Target.stages``)
 STAGES = (
     "fetch_artifact",
     "build_image",
@@ -62,6 +68,9 @@ STAGES = (
     "verify",
     "switch_traffic",
 )
+# the stages after which a run may wait for a person (a review): the stages
+# after them are queued once it stops waiting
+PAUSES = ("open_change",)
 # every model format the product knows of, for the kinds that serve any
 ANY_FORMAT = (
     "onnx",
@@ -200,6 +209,41 @@ class MetricsWindow:
 
 
 @dataclass(frozen=True)
+class Approval:
+    """Why a colour is deployed, for the kinds that write it down (a
+    commit's message, a pull request's description)."""
+
+    kind: str = "promotion"  # promotion or rollback
+    approved_by: str = ""
+    approved_at: str = ""
+    reason: str = ""
+    validation: str = ""  # the version's checks, summed up
+    ledger: str = ""  # the ledger line the deployment makes
+    # rollback: the commit that brought what is rolled back
+    revert: str = ""
+
+
+@dataclass(frozen=True)
+class Committed:
+    """A colour written to a repository: the commit, its branch, whether a
+    change (pull or merge request) must be opened for it, the image it
+    deploys, and the stage's log."""
+
+    sha: str
+    branch: str
+    review: bool
+    image: str = ""
+    log: str = ""
+
+
+@dataclass(frozen=True)
+class ChangeOpened:
+    number: int
+    url: str
+    log: str = ""
+
+
+@dataclass(frozen=True)
 class TargetContext:
     """What Odoo tells a kind about where it runs: a folder of its own on
     this machine, and the server configuration's defaults."""
@@ -214,6 +258,8 @@ class Target(abc.ABC):
     kind = None
     label = None
     secrets = ()
+    # the stages of its runs, in order
+    stages = STAGES
 
     @dataclass
     class Options:
@@ -305,6 +351,18 @@ class Target(abc.ABC):
 
     @abc.abstractmethod
     def apply(self, plan): ...
+
+    def commit(self, plan, approval):
+        """Write the colour where the kind keeps it (``Committed``)."""
+        raise StageNotRun(f"the {self.kind} target keeps no repository")
+
+    def open_change(self, plan, approval, committed):
+        """Ask for a review of ``committed`` (``ChangeOpened``)."""
+        raise StageNotRun(f"the {self.kind} target asks for no review")
+
+    def close_change(self, number, branch):
+        """Take an open change away (a run failed or cancelled)."""
+        return None
 
     def reapply(self, plan):
         """Apply again over what was changed on the target by hand."""
