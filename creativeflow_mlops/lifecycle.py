@@ -128,6 +128,8 @@ DEPLOYMENT_CREATE_STATES = {"requested": APPROVER}
 PIPELINE_STATES = [
     ("queued", "Queued"),
     ("running", "Running"),
+    # a pull or merge request awaits review (gitops targets)
+    ("waiting", "Waiting for Review"),
     ("succeeded", "Succeeded"),
     ("failed", "Failed"),
     ("cancelled", "Cancelled"),
@@ -142,8 +144,15 @@ PIPELINE_TRANSITIONS = tuple(
         ("running", "succeeded", "Succeed"),
         ("running", "failed", "Fail"),
         ("running", "cancelled", "Cancel"),
+        ("running", "waiting", "Wait for Review"),
+        ("waiting", "running", "Resume"),
+        ("waiting", "failed", "Fail"),
+        ("waiting", "cancelled", "Cancel"),
     )
 )
+
+# a run not finished: one per model and environment at a time
+PIPELINE_OPEN_STATES = ("queued", "running", "waiting")
 
 PIPELINE_CREATE_STATES = {"queued": SYSTEM}
 
@@ -176,6 +185,11 @@ PIPELINE_STAGES = [
     ("fetch_artifact", "Fetch Artifact"),
     ("build_image", "Build Image"),
     ("push_image", "Push Image"),
+    # gitops targets: the colour committed, the pull or merge request opened
+    # (production), its merge awaited
+    ("commit", "Commit"),
+    ("open_change", "Open Pull Request"),
+    ("await_merge", "Await Merge"),
     ("apply", "Apply"),
     ("verify", "Verify"),
     ("switch_traffic", "Switch Traffic"),

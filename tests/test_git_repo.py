@@ -70,7 +70,7 @@ def test_write_folder_commits_and_pushes_the_files(server, tmp_path):
         _remote_file(server, "gitops", "staging/sentiment/manifests/deployment.yaml")
         is None
     )
-    assert repo.read("staging/sentiment/config.yaml") == "image: y\n"
+    assert repo.read_text("staging/sentiment/config.yaml") == "image: y\n"
 
 
 def test_the_same_files_twice_push_once(server, tmp_path):
@@ -196,3 +196,17 @@ def test_the_token_is_in_no_file_of_the_clone(server, tmp_path):
     for path in (tmp_path / "odoo").rglob("*"):
         if path.is_file():
             assert server.password.encode() not in path.read_bytes(), path
+
+
+def test_a_clone_follows_the_repository_to_its_new_address(server, tmp_path):
+    """The target's repository moved (another server, another name): the
+    clone kept on disk fetches from the address given now."""
+    first = server.create("before")
+    _repo(server, first, tmp_path).write_folder("staging/m", {"a": "1\n"}, "One")
+    moved = server.create("after")
+    commit = _repo(server, moved, tmp_path).write_folder(
+        "staging/m", {"a": "2\n"}, "Two"
+    )
+    assert _remote_log(server, "after")[0] == [commit.sha, "Two"]
+    assert _remote_file(server, "after", "staging/m/a") == "2\n"
+    assert _remote_log(server, "before")[0][1] == "One"

@@ -140,8 +140,19 @@ def test_options_are_checked(git, oci_registry):
             _options(url, oci_registry, **values)
     options = _options(url, oci_registry, provider="github", project="acme/ops")
     assert GitOpsTarget.required_secrets(options) == ("token", "hook_secret")
+    # no cluster to watch: Argo CD's reports, with the hook secret, verify
     ssh = _options("git@github.com:acme/ops.git", oci_registry)
-    assert GitOpsTarget.required_secrets(ssh) == ("ssh_key",)
+    assert GitOpsTarget.required_secrets(ssh) == ("ssh_key", "hook_secret")
+    watched = _options(
+        "git@github.com:acme/ops.git",
+        oci_registry,
+        cluster={
+            "server_url": "https://k",
+            "registry": "r.example.com/m",
+            "base_image": "r.example.com/base/busybox:1",
+        },
+    )
+    assert GitOpsTarget.required_secrets(watched) == ("ssh_key", "cluster_token")
 
 
 def test_staging_is_committed_to_main_with_its_config(git, oci_registry, tmp_path):
@@ -459,3 +470,43 @@ def test_gitlab_hooks_are_verified():
         git_hosting.parse_gitlab(dict(headers, **{"x-gitlab-token": "x"}), body, SECRET)
     with pytest.raises(git_hosting.HookRefused, match="not JSON"):
         git_hosting.parse_gitlab(headers, b"{", SECRET)
+
+
+def _argocd_report(**values):
+    body = {
+        "application": "mlops-production-mlp",
+        "path": "production/mlp",
+        "revision": "a" * 40,
+        "sync": "Synced",
+        "health": "Healthy",
+        "images": ["nvcr.io/nvidia/tritonserver:25.01-py3", "r/m@sha256:" + "1" * 64],
+        "sent_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        **values,
+    }
+    return json.dumps(body).encode()
+
+
+def test_argocd_reports_are_checked():
+    headers = {"x-mlops-token": SECRET}
+    report = git_hosting.parse_argocd(headers, _argocd_report(), SECRET)
+    assert (report.path, report.health, report.sync) == (
+        "production/mlp",
+        "Healthy",
+        "Synced",
+    )
+    assert "r/m@sha256:" + "1" * 64 in report.images
+    with pytest.raises(git_hosting.HookRefused, match="X-MLOps-Token"):
+        git_hosting.parse_argocd({"x-mlops-token": "nope"}, _argocd_report(), SECRET)
+    with pytest.raises(git_hosting.HookRefused, match="no hook secret"):
+        git_hosting.parse_argocd(headers, _argocd_report(), "")
+    stale = (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    with pytest.raises(git_hosting.HookRefused, match="stale"):
+        git_hosting.parse_argocd(headers, _argocd_report(sent_at=stale), SECRET)
+    for values, problem in (
+        ({"images": "r/m"}, "images"),
+        ({"images": [1]}, "images"),
+        ({"path": ""}, "path"),
+        ({"health": None}, "health"),
+    ):
+        with pytest.raises(git_hosting.HookMalformed, match=problem):
+            git_hosting.parse_argocd(headers, _argocd_report(**values), SECRET)

@@ -25,6 +25,13 @@ GitLab's ``Merge Request Hook`` carrying the secret token in
 ``X-Gitlab-Token``, named by ``X-Gitlab-Event-UUID``. Both give a
 ``ChangeEvent``: merged, closed unmerged, or something else (ignored).
 A hook whose event happened more than ``MAX_AGE`` ago is stale.
+
+Argo CD's report (``parse_argocd``): what docs/gitops/argocd-notifications.yaml
+makes Argo CD Notifications' webhook service send once an Application has
+synced a revision: its source path, revision, sync and health status, the
+images it runs, and when it sent it. Argo CD signs nothing: the hook's
+secret travels in ``X-MLOps-Token`` (compared in constant time), and a
+report sent more than ``MAX_AGE`` ago is stale.
 """
 
 import abc
@@ -58,6 +65,10 @@ class HostingRefused(HostingError):
 
 class HookRefused(Exception):
     """A hook that is not what it claims: forged, malformed or stale."""
+
+
+class HookMalformed(HookRefused):
+    """A hook with the right secret whose body lacks what it must say."""
 
 
 @dataclass(frozen=True)
@@ -359,3 +370,41 @@ def _number(value):
 
 
 PARSERS = {"github": parse_github, "gitlab": parse_gitlab}
+
+
+@dataclass(frozen=True)
+class SyncReport:
+    """Argo CD's word on an Application: the folder it syncs (``path``),
+    at ``revision``, ``sync`` (Synced, OutOfSync) and ``health`` (Healthy,
+    Progressing, Degraded...) status, and the images it runs."""
+
+    application: str
+    path: str
+    revision: str
+    sync: str
+    health: str
+    images: tuple
+    at: datetime
+
+
+def parse_argocd(headers, body, secret, now=None):
+    """Argo CD Notifications' report as a ``SyncReport``, or
+    ``HookRefused``."""
+    if not secret:
+        raise HookRefused("no hook secret is set for this target")
+    given = headers.get("x-mlops-token", "")
+    if not hmac.compare_digest(given.encode(), secret.encode()):
+        raise HookRefused("X-MLOps-Token is not the hook's secret")
+    payload = _json(body)
+    at = _when(payload.get("sent_at"))
+    _fresh(at, now or datetime.now(UTC))
+    images = payload.get("images")
+    if not isinstance(images, list) or not all(isinstance(i, str) for i in images):
+        raise HookMalformed("images: a list of image references")
+    values = {}
+    for name in ("application", "path", "revision", "sync", "health"):
+        value = payload.get(name)
+        if not isinstance(value, str) or not value:
+            raise HookMalformed(f"{name}: missing, or not a string")
+        values[name] = value
+    return SyncReport(**values, images=tuple(images), at=at)

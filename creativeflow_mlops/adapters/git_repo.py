@@ -227,7 +227,8 @@ class Repository:
     @exclusive
     def sync(self):
         """The clone at the remote branch's head (cloned the first time,
-        fetched after: the history is read once)."""
+        fetched after: the history is read once; the remote's address is
+        the one given now, should the target's repository have moved)."""
         if not (self._clone / ".git").is_dir():
             shutil.rmtree(self._clone, ignore_errors=True)
             self._git(
@@ -242,6 +243,7 @@ class Repository:
                 cwd=self.workdir,
             )
         else:
+            self._git("remote", "set-url", "origin", self.url)
             self._fetch(self.branch)
         self._git("checkout", "--quiet", "--force", "-B", self.branch, self._remote())
         self._git("clean", "--quiet", "-fdx")
@@ -263,7 +265,7 @@ class Repository:
         return self._git("rev-parse", ref).stdout.strip()
 
     @exclusive
-    def read(self, path, ref=None):
+    def read_text(self, path, ref=None):
         """A file's text at ``ref`` (the remote branch), or None."""
         done = self._git(
             "show", f"{ref or self._remote()}:{safe_path(path)}", check=False

@@ -213,9 +213,12 @@ class GitOpsTarget(Target):
     @classmethod
     def required_secrets(cls, options):
         names = ["ssh_key" if _ssh(options.repository) else "token"]
+        cluster = cluster_options(options.cluster)
         if options.provider:
             names += ["token", "hook_secret"]
-        if cluster_options(options.cluster).server_url:
+        if not watches(cluster):
+            names.append("hook_secret")  # Argo CD's reports are how it verifies
+        if cluster.server_url:
             names.append("cluster_token")
         return tuple(dict.fromkeys(names))
 
@@ -342,8 +345,10 @@ class GitOpsTarget(Target):
         return {"folder": self.folder(plan), "files": self.files(plan)}
 
     def committed_config(self, plan):
-        """The folder's ``config.yaml`` on the branch now, or None."""
-        text = self._git(self.repository.read, f"{self.folder(plan)}/{CONFIG}")
+        """The folder's ``config.yaml`` on the branch now (fetched: a
+        reviewer may have merged since), or None."""
+        self._git(self.repository.sync)
+        text = self._git(self.repository.read_text, f"{self.folder(plan)}/{CONFIG}")
         try:
             config = yaml.safe_load(text) if text else None
         except yaml.YAMLError:
@@ -415,7 +420,8 @@ class GitOpsTarget(Target):
     def open_change(self, plan, approval, committed):
         if not committed.review:
             raise StageNotRun(
-                f"committed to {committed.branch} directly: no review asked"
+                f"committed to {committed.branch or self.options.branch} directly: "
+                "no review asked"
             )
         title = f"Promote {plan.model_name} {plan.version} to {plan.environment}"
         body = "\n\n".join(

@@ -6,6 +6,7 @@ from . import ci_api
 from . import inference_log_api
 from . import experiments_api
 from . import gates_api
+from . import gitops_api
 from . import rpc_api
 from . import openapi
 from . import pwa

@@ -503,6 +503,16 @@ SCHEMAS = {
             "message": STRING,
         },
     },
+    "ChangeHookAnswer": {
+        "type": "object",
+        "required": ["changed", "message"],
+        "properties": {
+            "run_id": INTEGER,
+            "state": STRING,
+            "changed": {"type": "boolean"},
+            "message": STRING,
+        },
+    },
     "GateAnswer": {
         "type": "object",
         "required": ["approved", "model", "environment", "version"],
@@ -889,6 +899,13 @@ BODIES = {
             "message": STRING,
         },
         # other fields are ignored, and kept as they came
+        "propertyNames": NO_NUL,
+        "additionalProperties": ref("JsonValue"),
+    },
+    # GitHub's pull_request event or GitLab's Merge Request Hook, as they
+    # send it (docs/gitops/README.md)
+    "change_hook": {
+        "type": "object",
         "propertyNames": NO_NUL,
         "additionalProperties": ref("JsonValue"),
     },

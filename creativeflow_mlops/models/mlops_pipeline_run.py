@@ -1,18 +1,20 @@
 # Copyright 2026 CreativeFlow
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
 from odoo import api, fields, models
+from odoo.tools import SQL
 
 from odoo.addons.queue_job.delay import chain
 
+from ..adapters.targets import PAUSES, STAGES
 from ..lifecycle import (
     PIPELINE_CREATE_STATES,
+    PIPELINE_OPEN_STATES,
     PIPELINE_PROVIDERS,
-    PIPELINE_STAGES,
     PIPELINE_STATES,
     PIPELINE_TRANSITIONS,
 )
 from ..services import deployment as service
-from ..services import jobs, pipeline
+from ..services import gitops, jobs, pipeline
 
 MAX_TRIES = 5
 
@@ -20,8 +22,10 @@ MAX_TRIES = 5
 class MlopsPipelineRun(models.Model):
     """The CI/CD run that brings a deployment up: its stages, each with its
     state and log; one run per model and environment at a time. The
-    ``internal`` provider runs the stages as queued jobs on
-    ``root.mlops.deploy``, one after the other (a chain); the others
+    ``internal`` provider runs the stages its target's kind names as queued
+    jobs on ``root.mlops.deploy``, one after the other (a chain; a run that
+    waits for a review, ``waiting``, has the stages after the pull request
+    queued once it is merged, ``services.gitops``); the others
     (``gitlab``, ``github``, ``webhook``: the target's CI provider) are
     triggered by one job and report their stages through ``POST
     /ci/callback``, signed with the run's own secret
@@ -71,6 +75,14 @@ class MlopsPipelineRun(models.Model):
     external_url = fields.Char(string="Pipeline URL", readonly=True, copy=False)
     image = fields.Char(readonly=True, copy=False, help="As the pipeline built it.")
     # with the database secret, derives the secret the pipeline signs with
+    # gitops: the commit, and the pull or merge request under review
+    change_commit = fields.Char(string="Commit", readonly=True, copy=False)
+    change_branch = fields.Char(string="Branch", readonly=True, copy=False)
+    change_number = fields.Integer(
+        string="Pull Request", readonly=True, copy=False, index=True
+    )
+    change_url = fields.Char(string="Pull Request URL", readonly=True, copy=False)
+    waiting_since = fields.Datetime(readonly=True, copy=False)
     callback_nonce = fields.Char(
         readonly=True,
         copy=False,
@@ -79,11 +91,25 @@ class MlopsPipelineRun(models.Model):
     )
 
     def init(self):
-        # one run per model and environment at a time
-        self.env.cr.execute(
-            "CREATE UNIQUE INDEX IF NOT EXISTS mlops_pipeline_run_one_open "
-            "ON mlops_pipeline_run (model_id, environment) "
-            "WHERE state IN ('queued', 'running')"
+        # one run per model and environment at a time; made anew when the
+        # open states it covers are not today's (they grew with waiting)
+        cr = self.env.cr
+        cr.execute(
+            "SELECT indexdef FROM pg_indexes WHERE indexname = %s",
+            (service.ONE_OPEN_RUN,),
+        )
+        found = cr.fetchone()
+        if found and all(f"'{state}'" in found[0] for state in PIPELINE_OPEN_STATES):
+            return
+        cr.execute(
+            SQL(
+                "DROP INDEX IF EXISTS %(index)s; "
+                "CREATE UNIQUE INDEX %(index)s "
+                "ON mlops_pipeline_run (model_id, environment) "
+                "WHERE state IN %(states)s",
+                index=SQL.identifier(service.ONE_OPEN_RUN),
+                states=tuple(PIPELINE_OPEN_STATES),
+            )
         )
 
     @api.depends("deployment_id")
@@ -101,9 +127,16 @@ class MlopsPipelineRun(models.Model):
         for run in runs:
             run.stage_ids = [
                 fields.Command.create({"name": name, "sequence": number})
-                for number, (name, _label) in enumerate(PIPELINE_STAGES)
+                for number, name in enumerate(run._stage_names())
             ]
         return runs
+
+    def _stage_names(self):
+        """The stages of its runs: its target kind's (an external
+        pipeline's are the internal ones)."""
+        if self.provider != "internal":
+            return STAGES
+        return self.deployment_id.target_id._kind_class().stages
 
     # ------------------------------------------------------------------
     # Jobs
@@ -124,8 +157,10 @@ class MlopsPipelineRun(models.Model):
         }
 
     def _enqueue(self):
-        """Queue the stages, each after the one before; an external run's
-        one job triggers its pipeline."""
+        """Queue the pending stages, each after the one before, up to a
+        stage after which the run may wait for a review (``PAUSES``: the
+        rest is queued when that stage ends and the run does not wait); an
+        external run's one job triggers its pipeline."""
         for run in jobs.as_platform(self):
             if run.provider != "internal":
                 run.with_delay(
@@ -134,6 +169,14 @@ class MlopsPipelineRun(models.Model):
                     max_retries=MAX_TRIES,
                     description=self.env._("Trigger %s", run.display_name),
                 )._trigger()
+                continue
+            pending = run.stage_ids.sorted("sequence").filtered(
+                lambda s: s.state == "pending"
+            )
+            upto = pending.filtered(lambda s: s.name in PAUSES)[:1]
+            if upto:
+                pending = pending.filtered(lambda s, u=upto: s.sequence <= u.sequence)
+            if not pending:
                 continue
             chain(
                 *(
@@ -147,7 +190,7 @@ class MlopsPipelineRun(models.Model):
                             run=run.display_name,
                         ),
                     )._run_stage(stage.name)
-                    for stage in run.stage_ids.sorted("sequence")
+                    for stage in pending
                 )
             ).delay()
 
@@ -159,6 +202,7 @@ class MlopsPipelineRun(models.Model):
     @api.model
     def _cron_expire(self):
         pipeline.expire(self.env)
+        gitops.expire_reviews(self.env)
 
     def _run_stage(self, stage_name):
         """Queued job: one stage (services.deployment.run_stage)."""

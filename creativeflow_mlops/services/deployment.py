@@ -18,7 +18,10 @@ builds one), ``apply`` (submit the new colour and return), ``verify`` (its
 status as the target reports it, asked again until ready or the rollout
 deadline), ``switch_traffic`` (the route takes the new colour; for
 ``rolling`` the colour it replaces is then removed, for ``blue_green`` it
-stays ``inactive_bluegreen``, ready to switch back).
+stays ``inactive_bluegreen``, ready to switch back). A kind that keeps its
+deployments in a repository runs ``commit`` instead of ``apply``, then
+``open_change`` (a pull request, where a review is asked: the run waits,
+``services.gitops`` hears the merge) and ``await_merge``.
 """
 
 import logging
@@ -29,9 +32,15 @@ from odoo import fields
 
 from odoo.addons.queue_job.exception import RetryableJobError
 
-from ..adapters.targets import StageNotRun, TargetFailed, TargetUnavailable
+from ..adapters.targets import (
+    PAUSES,
+    StageNotRun,
+    TargetFailed,
+    TargetUnavailable,
+)
 from ..exceptions import BackendUnavailable, Conflict, InvalidInput, NotFound
-from . import artifacts, errors, jobs, serving, settings
+from ..lifecycle import PIPELINE_OPEN_STATES
+from . import artifacts, errors, jobs, repository_stages, serving, settings
 from . import resources as resource_service
 from .serving import SERVING, plan, publish_keys, publish_routes
 
@@ -113,7 +122,7 @@ def check_request(
             [
                 ("model_id", "=", version.model_id.id),
                 ("environment", "=", environment),
-                ("state", "in", ("queued", "running")),
+                ("state", "in", PIPELINE_OPEN_STATES),
             ]
         )
     )
@@ -360,6 +369,8 @@ def run_stage(run, stage_name):
     stage._finish(state, log)
     if stage == run.stage_ids.sorted("sequence")[-1:]:
         succeed(run)
+    elif stage_name in PAUSES and run.state != "waiting":
+        run._enqueue()  # nothing to wait for: the stages after it
     return f"{stage_name} {state}"
 
 
@@ -448,7 +459,11 @@ def _verify(deployment):
     if status.failed:
         raise StageFailed(f"{status.message}\n{status.log}".strip())
     run = deployment.run_ids[:1]
-    applied = run.stage_ids.filtered(lambda s: s.name == "apply").finished_at
+    # since the stage before it ended (apply, or a merge)
+    before = run.stage_ids.filtered(
+        lambda s: s.name != "verify" and s.finished_at and s.state != "skipped"
+    )
+    applied = max(before.mapped("finished_at"), default=None)
     timeout = settings.get(deployment.env, "rollout_timeout_seconds")
     if applied and (fields.Datetime.now() - applied).total_seconds() > timeout:
         raise StageFailed(
@@ -508,6 +523,9 @@ STAGES = {
     "fetch_artifact": _fetch_artifact,
     "build_image": _build_image,
     "push_image": _push_image,
+    "commit": repository_stages.commit,
+    "open_change": repository_stages.open_change,
+    "await_merge": repository_stages.await_merge,
     "apply": _apply,
     "verify": _verify,
     "switch_traffic": _switch_traffic,
@@ -646,12 +664,13 @@ def succeed(run):
     )
 
 
-def fail(run, reason):
-    """The run failed: so did the deployment; the new colour goes, the
-    version returns to where it was before its approval, and the approver
-    is told."""
+def fail(run, reason, change_closed=False):
+    """The run failed: so did the deployment; the new colour goes (and its
+    pull request, unless ``change_closed`` by its reviewer), the version
+    returns to where it was before its approval, and the approver is
+    told."""
     env = run.env
-    _close(run, "failed", reason)
+    _close(run, "failed", reason, change_closed)
     deployment = run.deployment_id
     if deployment.state in ("requested", "deploying", "rolling_out_canary"):
         deployment.write({"state": "failed", "message": reason})
@@ -668,14 +687,36 @@ def fail(run, reason):
     tell_approver(deployment, message)
 
 
-def _close(run, state, reason):
+def _close(run, state, reason, change_closed=False):
     run.write({"state": state, "finished_at": fields.Datetime.now(), "message": reason})
     why = {
         "failed": run.env._("an earlier stage failed"),
         "cancelled": run.env._("the run was cancelled"),
     }[state]
-    for stage in run.stage_ids.filtered(lambda s: s.state == "pending"):
-        stage._finish("skipped", why)
+    for stage in run.stage_ids.filtered(lambda s: s.state in ("pending", "running")):
+        stage._finish(
+            "failed" if stage.state == "running" and state == "failed" else "skipped",
+            why,
+        )
+    if run.change_branch:
+        _withdraw_change(run, 0 if change_closed else run.change_number)
+
+
+def _withdraw_change(run, number):
+    """The run's pull request closed (``number``, unless its reviewer
+    closed it) and its branch removed; a failure to is logged, not
+    raised: the run is closed either way."""
+    try:
+        run.deployment_id.target_id._get_client().close_change(
+            number, run.change_branch
+        )
+    except Exception:  # noqa: BLE001 - the run is closed either way
+        _logger.exception("withdrawing the change of %s", run.display_name)
+        return
+    run.message_post(
+        body=run.env._("Its pull request was withdrawn: %s", run.change_url or ""),
+        subtype_xmlid="mail.mt_note",
+    )
 
 
 def _return_version(deployment):
@@ -691,11 +732,11 @@ def undeploy(deployments, reason):
     approving returns where it was; then what they run leaves the router
     and their ledger lines end (``serving.undeploy``)."""
     deployments = jobs.as_platform(deployments)
-    runs = deployments.run_ids.filtered(lambda r: r.state in ("queued", "running"))
+    runs = deployments.run_ids.filtered(lambda r: r.state in PIPELINE_OPEN_STATES)
     if runs:
         jobs.lock(runs)
         jobs.lock(deployments)
-        for run in runs.filtered(lambda r: r.state in ("queued", "running")):
+        for run in runs.filtered(lambda r: r.state in PIPELINE_OPEN_STATES):
             _close(run, "cancelled", reason)
             _return_version(run.deployment_id)
             run.deployment_id.message_post(

@@ -43,7 +43,7 @@ DROPPED = "creativeflow_mlops.event_dropped_through"
 
 
 def event_type(resource, state):
-    if resource == "pipeline_run" and state != "queued":
+    if resource == "pipeline_run" and state not in ("queued", "waiting"):
         return "pipeline_run.finished" if state in FINISHED else "pipeline_run.started"
     return f"{resource}.{state}"
 

@@ -24,8 +24,8 @@ from datetime import UTC, datetime, timedelta
 from odoo import fields
 
 from ..adapters.ci import CIRefused, TriggerRequest, callback_signature
+from ..adapters.targets import STAGES
 from ..exceptions import InvalidInput, Unauthorized
-from ..lifecycle import PIPELINE_STAGES
 from . import deployment as deployments
 from . import errors, jobs, settings
 from . import resources as resource_service
@@ -36,7 +36,8 @@ MAX_CALLBACK_BYTES = 64 * 1024
 REPORTED = ("running", "succeeded", "failed", "skipped")
 # a stage's state moves forward only
 RANK = {"pending": 0, "running": 1, "succeeded": 2, "failed": 2, "skipped": 2}
-STAGE_NAMES = [name for name, _label in PIPELINE_STAGES]
+# an external pipeline's stages
+STAGE_NAMES = list(STAGES)
 MAX_URL = 2048
 MAX_TEXT = 4000
 

@@ -118,6 +118,15 @@ def deployment(record, full=False):
                 "external_id": run.external_id or None,
                 "external_url": run.external_url or None,
                 "image": run.image or None,
+                # gitops: the commit, and the pull request under review
+                "change": {
+                    "commit": run.change_commit or None,
+                    "branch": run.change_branch or None,
+                    "number": run.change_number or None,
+                    "url": run.change_url or None,
+                }
+                if run.change_commit
+                else None,
                 "stages": [
                     {
                         "name": stage.name,

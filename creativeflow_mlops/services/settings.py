@@ -48,6 +48,8 @@ SETTINGS = {
         Setting("rollout_timeout_seconds", int, 900),
         # an external pipeline that says nothing this long fails its run
         Setting("pipeline_timeout_minutes", int, 60),
+        # a pull or merge request not merged this long fails its run (gitops)
+        Setting("review_deadline_hours", int, 72),
         # the event log (GET /events, the bus, webhooks) keeps this many days
         Setting("event_retention_days", int, 30),
         # outbound webhooks: private and loopback targets refused unless

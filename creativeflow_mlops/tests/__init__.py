@@ -3,6 +3,7 @@ from . import test_api_keys
 from . import test_api_properties
 from . import test_approvals
 from . import test_ci_callback
+from . import test_costs
 from . import test_dashboard
 from . import test_deploy_freeze
 from . import test_deployments
@@ -12,7 +13,8 @@ from . import test_events
 from . import test_experiments
 from . import test_feedback_export
 from . import test_gates
-from . import test_costs
+from . import test_gitops_hooks
+from . import test_gitops_target
 from . import test_guarded_fields
 from . import test_inference_log
 from . import test_kubernetes_target
