@@ -15,13 +15,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import devstack
+import gitserver
 import kubeserver
+import ociregistry
 import pytest
 import systemstack
 import testservers
 
 WATCHDOG_XMLID = "creativeflow_mlops.ir_cron_validation_watchdog"
 CI_TOKEN = "sys-trigger-token"  # noqa: S105 (a test's token)
+GITOPS_HOOK_SECRET = "sys-gitops-hook-secret"  # noqa: S105 (a test's secret)
 
 
 class Stack:
@@ -59,6 +62,11 @@ class Stack:
                 # its pods' S3 init container reads the stack's bucket
                 "MLOPS_TARGET_CLUSTER_S3_ACCESS_KEY": testservers.ACCESS_KEY,
                 "MLOPS_TARGET_CLUSTER_S3_SECRET_KEY": testservers.SECRET_KEY,
+                # the gitops target of code "sysgit" (test_gitops.py)
+                "MLOPS_TARGET_SYSGIT_TOKEN": gitserver.PASSWORD,
+                "MLOPS_TARGET_SYSGIT_HOOK_SECRET": GITOPS_HOOK_SECRET,
+                "MLOPS_TARGET_SYSGIT_REGISTRY_USERNAME": ociregistry.USERNAME,
+                "MLOPS_TARGET_SYSGIT_REGISTRY_PASSWORD": ociregistry.PASSWORD,
                 # the CI provider of code "syslab" (test_ci_callback.py)
                 "MLOPS_CI_SYSLAB_TOKEN": CI_TOKEN,
                 # a cron set due now (set_cron) wakes Odoo's cron thread at
