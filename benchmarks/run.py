@@ -27,6 +27,11 @@
                               reconciliation pass over 500 deployments, a
                               100 MiB ModelCar pushed against a plain blob
                               upload (benchmarks/k8s.py)
+    benchmarks/run gitops     the gitops target on a local git server:
+                              approval to commit pushed and to pull request
+                              opened (p50, p95) through Odoo, against the
+                              adapter alone; 100 promotions in a row on one
+                              repository (benchmarks/gitops.py)
     benchmarks/run monitor    drift on 100,000 rows x 50 features against
                               Evidently's DataDriftPreset; the inference
                               log's cost at 20 connections; its ingestion
@@ -435,6 +440,12 @@ def _bench_k8s():
     bench_k8s()
 
 
+def _bench_gitops():
+    from gitops import bench_gitops
+
+    bench_gitops()
+
+
 def _bench_monitor():
     from monitor import bench_monitor
 
@@ -456,6 +467,7 @@ BENCHMARKS = {
     "serve": _bench_serve,
     "abuse": _bench_abuse,
     "k8s": _bench_k8s,
+    "gitops": _bench_gitops,
     "monitor": _bench_monitor,
 }
 
