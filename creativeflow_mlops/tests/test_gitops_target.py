@@ -324,6 +324,24 @@ class TestGitopsTarget(MlopsCase):
         self._git("update-ref", "refs/heads/main", run.change_commit)
         return run.change_commit
 
+    def _staging(self, version, reason, target="gitops", on_retry=None):
+        """The Approver approves staging on ``target``; its stages run."""
+        with trap_jobs() as trap:
+            version.with_user(self.approver).action_approve_staging(
+                reason=reason, target=target
+            )
+            self._run_stages(trap, "staging", on_retry=on_retry)
+        return version.deployment_ids.filtered(lambda d: d.environment == "staging")
+
+    def _production(self, version, reason, strategy="rolling"):
+        """The Approver promotes; its stages run until the review."""
+        with trap_jobs() as trap:
+            version.with_user(self.approver).action_promote(
+                reason=reason, strategy=strategy, target="gitops"
+            )
+            self._run_stages(trap, "production")
+        return version.deployment_ids.filtered(lambda d: d.environment == "production")
+
     def _pr_opened(self, number):
         self.github.answer(
             201, {"number": number, "html_url": f"https://github.com/x/pull/{number}"}
@@ -333,12 +351,7 @@ class TestGitopsTarget(MlopsCase):
 
     def test_staging_lands_on_main_and_production_waits_for_the_merge(self):
         version = self._validated("1.0.0")
-        with trap_jobs() as trap:
-            version.with_user(self.approver).action_approve_staging(
-                reason="first model", target="gitops"
-            )
-            self._run_stages(trap, "staging")
-        staging = version.deployment_ids
+        staging = self._staging(version, "first model")
         self.assertEqual(staging.state, "active", staging.message)
         self.assertEqual(version.state, "staging")
         stages = {s.name: s for s in staging.run_ids.stage_ids}
@@ -363,14 +376,7 @@ class TestGitopsTarget(MlopsCase):
         self._pr_opened(41)
         before = len(self.github.requests)
         main = self._git("rev-parse", "main")
-        with trap_jobs() as trap:
-            version.with_user(self.approver).action_promote(
-                reason="better F1", strategy="rolling", target="gitops"
-            )
-            self._run_stages(trap, "production")
-        production = version.deployment_ids.filtered(
-            lambda d: d.environment == "production"
-        )
+        production = self._production(version, "better F1")
         run = production.run_ids
         self.assertEqual(run.state, "waiting", run.message)
         self.assertEqual(run.change_number, 41)
@@ -432,21 +438,9 @@ class TestGitopsTarget(MlopsCase):
 
     def test_a_pull_request_closed_unmerged_fails_the_run_cleanly(self):
         version = self._validated("2.0.0")
-        with trap_jobs() as trap:
-            version.with_user(self.approver).action_approve_staging(
-                reason="staging", target="gitops"
-            )
-            self._run_stages(trap, "staging")
-        staging = version.deployment_ids
+        staging = self._staging(version, "staging")
         self._pr_opened(52)
-        with trap_jobs() as trap:
-            version.with_user(self.approver).action_promote(
-                reason="try prod", strategy="rolling", target="gitops"
-            )
-            self._run_stages(trap, "production")
-        run = version.deployment_ids.filtered(
-            lambda d: d.environment == "production"
-        ).run_ids
+        run = self._production(version, "try prod").run_ids
         branch = run.change_branch
         requests_before = len(self.github.requests)
         headers, body = self._hook(run, merged=False)
@@ -462,19 +456,9 @@ class TestGitopsTarget(MlopsCase):
 
     def test_the_review_deadline_withdraws_the_change(self):
         version = self._validated("3.0.0")
-        with trap_jobs() as trap:
-            version.with_user(self.approver).action_approve_staging(
-                reason="staging", target="gitops"
-            )
-            self._run_stages(trap, "staging")
-            self._pr_opened(63)
-            version.with_user(self.approver).action_promote(
-                reason="prod", strategy="rolling", target="gitops"
-            )
-            self._run_stages(trap, "production")
-        run = version.deployment_ids.filtered(
-            lambda d: d.environment == "production"
-        ).run_ids
+        self._staging(version, "staging")
+        self._pr_opened(63)
+        run = self._production(version, "prod").run_ids
         self.assertEqual(run.state, "waiting")
         run.sudo().write({"waiting_since": fields.Datetime.now() - timedelta(days=4)})
         self.env["mlops.pipeline.run"]._cron_expire()
@@ -489,21 +473,10 @@ class TestGitopsTarget(MlopsCase):
     def _to_production(self, version_number, change_number):
         """A version validated, on staging, then merged to production."""
         version = self._validated(version_number)
-        with trap_jobs() as trap:
-            version.with_user(self.approver).action_approve_staging(
-                reason=f"staging {version_number}", target="gitops"
-            )
-            self._run_stages(trap, "staging")
+        self._staging(version, f"staging {version_number}")
         self._pr_opened(change_number)
-        with trap_jobs() as trap:
-            version.with_user(self.approver).action_promote(
-                reason=f"production {version_number}",
-                strategy="blue_green",
-                target="gitops",
-            )
-            self._run_stages(trap, "production")
-        production = version.deployment_ids.filtered(
-            lambda d: d.environment == "production"
+        production = self._production(
+            version, f"production {version_number}", "blue_green"
         )
         headers, body = self._hook(production.run_ids)
         with trap_jobs() as trap:
@@ -577,12 +550,7 @@ class TestGitopsTarget(MlopsCase):
             with self.assertRaises(Conflict):  # the same report again
                 gitops.hear_report(self.unwatched, headers, body)
 
-        with trap_jobs() as trap:
-            version.with_user(self.approver).action_approve_staging(
-                reason="argo", target="argo"
-            )
-            self._run_stages(trap, "staging", on_retry=argo_cd)
-        staging = version.deployment_ids
+        staging = self._staging(version, "argo", target="argo", on_retry=argo_cd)
         self.assertEqual(staging.state, "active", staging.message)
         self.assertEqual(version.state, "staging")
         self.assertTrue(heard[0]["changed"], heard)
@@ -605,12 +573,7 @@ class TestGitopsTarget(MlopsCase):
                     self.unwatched, *self._argocd_report("staging", health="Degraded")
                 )
 
-        with trap_jobs() as trap:
-            version.with_user(self.approver).action_approve_staging(
-                reason="argo", target="argo"
-            )
-            self._run_stages(trap, "staging", on_retry=argo_cd)
-        staging = version.deployment_ids
+        staging = self._staging(version, "argo", target="argo", on_retry=argo_cd)
         self.assertEqual(staging.state, "failed")
         self.assertIn("Degraded", staging.message)
         self.assertEqual(version.state, "validated")
