@@ -18,6 +18,7 @@ import pytest
 import testservers
 import yaml
 from kubeserver import Kubelet
+from test_image_signing import _keys
 
 from odoo.addons.creativeflow_mlops.adapters import git_hosting
 from odoo.addons.creativeflow_mlops.adapters.target_gitops import GitOpsTarget
@@ -510,3 +511,60 @@ def test_argocd_reports_are_checked():
     ):
         with pytest.raises(git_hosting.HookMalformed, match=problem):
             git_hosting.parse_argocd(headers, _argocd_report(**values), SECRET)
+
+
+def test_images_are_signed_and_one_that_does_not_verify_is_never_committed(
+    git, oci_registry, tmp_path
+):
+    url = git.create(f"signed{next(_numbers)}")
+    name = url.rsplit("/", 1)[1][: -len(".git")]
+    private, public = _keys()
+    _private, stranger = _keys()
+    options = _options(url, oci_registry)
+    cluster = {**options.cluster, "verify_signatures": True}
+    assert GitOpsTarget.required_secrets(
+        _options(url, oci_registry, cluster=cluster)
+    ) == ("token", "hook_secret", "signing_public_key")
+
+    def target(name, **secrets):
+        return GitOpsTarget.build(
+            TargetContext(str(tmp_path / name), owner="gitopstest"),
+            _options(url, oci_registry, cluster=cluster),
+            {
+                "token": git.password,
+                "registry_username": oci_registry.username,
+                "registry_password": oci_registry.password,
+                **secrets,
+            },
+        )
+
+    def pushed(target, plan):
+        model = tmp_path / "model.onnx"
+        model.write_bytes(b"a signed model " + plan.key.encode())
+        plan = dataclasses.replace(
+            plan, artifact_sha256=hashlib.sha256(model.read_bytes()).hexdigest()
+        )
+        target.build_image(plan, lambda: contextlib.nullcontext(str(model)))
+        image, log = target.push_image(plan)
+        return dataclasses.replace(plan, image=image), log
+
+    signing = target("signing", signing_key=private, signing_public_key=public)
+    plan, log = pushed(signing, _plan())
+    assert "signed sha256-" in log and ".sig" in log
+    assert "SBOM sha256-" in log and ".sbom" in log
+    committed = signing.commit(plan, APPROVAL)
+    assert f"signature of {plan.image.rpartition('@')[2]} verified" in committed.log
+    head = _show(git, name, "staging/mlp/config.yaml")
+
+    # verified with another key: refused, nothing committed
+    with pytest.raises(TargetFailed, match="no signature of .* verifies"):
+        target("stranger", signing_public_key=stranger).commit(
+            dataclasses.replace(plan, key="d999", version="9.9.9"), APPROVAL
+        )
+    # an image pushed unsigned (no signing key): refused
+    unsigned = target("unsigned", signing_public_key=public)
+    plan, log = pushed(unsigned, _plan())
+    assert "signed" not in log and "SBOM" in log
+    with pytest.raises(TargetFailed, match="is not signed"):
+        unsigned.commit(plan, APPROVAL)
+    assert _show(git, name, "staging/mlp/config.yaml") == head

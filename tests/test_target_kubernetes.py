@@ -23,6 +23,7 @@ from kubeserver import (
     TritonMetrics,
     host_address,
 )
+from test_image_signing import _keys
 
 from odoo.addons.creativeflow_mlops.adapters import k8s_manifests as manifests
 from odoo.addons.creativeflow_mlops.adapters import k8s_revisions as revisions
@@ -854,6 +855,29 @@ def test_a_modelcar_is_built_pushed_and_served_by_digest(
     )
     with pytest.raises(TargetFailed, match="UNAUTHORIZED"):
         refused.push_image(plan)
+    # verify_signatures: this image was pushed unsigned, so apply refuses it
+    # before anything reaches the cluster
+    _private, public = _keys()
+    strict = KubernetesTarget.build(
+        TargetContext(str(tmp_path), owner="modelcar"),
+        dataclasses.replace(target.options, verify_signatures=True),
+        {
+            "token": kube_server.admin_token,
+            "registry_username": oci_registry.username,
+            "registry_password": oci_registry.password,
+            "signing_public_key": public,
+        },
+    )
+    unsigned = dataclasses.replace(served, key="d7001")
+    with pytest.raises(TargetFailed, match="is not signed"):
+        strict.apply(unsigned)
+    assert (
+        kube_server.get(
+            f"/apis/apps/v1/namespaces/{namespace}/deployments/"
+            f"{target.object_name(unsigned)}"
+        ).status_code
+        == 404
+    )
 
 
 def test_kserve_mode_reads_the_inference_service_status(kube_server, namespace):

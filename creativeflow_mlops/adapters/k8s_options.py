@@ -56,6 +56,11 @@ class KubernetesOptions:
         "the ModelCar base (a shell with ln and sleep) on the same registry"
     )
     registry_insecure: bool = _bool("true for a plain-http registry", False)
+    verify_signatures: bool = _bool(
+        "refuse to deploy an image whose cosign signature does not verify with"
+        " the secret signing_public_key (model_source image)",
+        False,
+    )
     image_pull_secret: str = _str(
         "a dockerconfigjson Secret of the namespace the pods pull ModelCar images"
         " with (empty: one made per deployment from the registry credentials)"
@@ -116,6 +121,8 @@ def check(options):
         )
     if options.model_source == "image":
         problems.update(check_registry(options))
+    elif options.verify_signatures:
+        problems["verify_signatures"] = "only images are signed: model_source image"
     if options.s3_endpoint and not options.s3_endpoint.startswith(
         ("http://", "https://")
     ):

@@ -42,7 +42,7 @@ from .git_repo import (
 from .k8s_client import Cluster, connect
 from .k8s_options import KubernetesOptions
 from .k8s_options import check as check_cluster
-from .target_kubernetes import KubernetesTarget
+from .target_kubernetes import KubernetesTarget, signer_of
 from .targets import (
     Capabilities,
     ChangeOpened,
@@ -163,6 +163,8 @@ class GitOpsTarget(Target):
         "registry_username",
         "registry_password",
         "cluster_token",
+        "signing_key",
+        "signing_public_key",
     )
     stages = (
         "fetch_artifact",
@@ -220,6 +222,8 @@ class GitOpsTarget(Target):
             names.append("hook_secret")  # Argo CD's reports are how it verifies
         if cluster.server_url:
             names.append("cluster_token")
+        if cluster.verify_signatures:
+            names.append("signing_public_key")
         return tuple(dict.fromkeys(names))
 
     @classmethod
@@ -254,7 +258,12 @@ class GitOpsTarget(Target):
             timeout=max(60, cluster.timeout_seconds),
         )
         objects = _Manifests(
-            api, cluster, owner=context.owner, registry=registry, root=context.root
+            api,
+            cluster,
+            owner=context.owner,
+            registry=registry,
+            root=context.root,
+            signer=signer_of(cluster, registry, secrets),
         )
         repository = Repository(
             options.repository,
@@ -396,6 +405,8 @@ class GitOpsTarget(Target):
                 log=f"reverted {approval.revert[:12]} in {done.sha[:12]} on "
                 f"{done.branch}: {folder} holds {config.get('version', '?')} again",
             )
+        # an image the options require signed is never committed unsigned
+        signed = self.objects.check_signature(plan)
         branch = self.change_branch(plan) if review else self.options.branch
         done = self._git(
             self.repository.write_folder,
@@ -414,7 +425,8 @@ class GitOpsTarget(Target):
             done.branch,
             review,
             image=plan.image,
-            log=f"{folder} committed in {done.sha[:12]} on {done.branch} ({pushed})",
+            log=f"{folder} committed in {done.sha[:12]} on {done.branch} ({pushed})"
+            + (f"; {signed}" if signed else ""),
         )
 
     def open_change(self, plan, approval, committed):

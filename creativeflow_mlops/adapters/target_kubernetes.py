@@ -28,9 +28,9 @@ import shutil
 import time
 from pathlib import Path
 
+from . import image_signing, k8s_status, modelcar
 from . import k8s_manifests as manifests
 from . import k8s_revisions as revisions
-from . import k8s_status, modelcar
 from .k8s_client import Cluster, connect
 from .k8s_options import KubernetesOptions, check
 from .oci_registry import Reference, Registry, RegistryRefused, RegistryUnavailable
@@ -126,6 +126,10 @@ class KubernetesTarget(Target):
         "registry_username",
         "registry_password",
         "prometheus_token",
+        # a PEM ECDSA key the pushed images are signed with, and the public
+        # key deployed images must verify with (verify_signatures)
+        "signing_key",
+        "signing_public_key",
     )
 
     Options = KubernetesOptions
@@ -141,6 +145,8 @@ class KubernetesTarget(Target):
         names = ["token"] if options.server_url else []
         if options.model_source == "s3":
             names += ["s3_access_key", "s3_secret_key"]
+        if options.verify_signatures:
+            names.append("signing_public_key")
         return tuple(names)
 
     @classmethod
@@ -208,6 +214,7 @@ class KubernetesTarget(Target):
             registry=registry,
             root=context.root,
             metrics=metrics,
+            signer=signer_of(options, registry, secrets),
         )
 
     def __init__(
@@ -220,6 +227,7 @@ class KubernetesTarget(Target):
         registry=None,
         root="",
         metrics=None,
+        signer=None,
     ):
         self.cluster = cluster
         self.options = options
@@ -229,6 +237,7 @@ class KubernetesTarget(Target):
         self.registry = registry
         self.root = Path(root) if root else None
         self.metrics = metrics
+        self.signer = signer
         # the companies' namespaces made (namespace_per_company)
         self._made = set()
         # kserve mode, Serverless: a route is the revisions of one
@@ -439,7 +448,25 @@ class KubernetesTarget(Target):
             raise TargetFailed(str(error)) from error
         # in the registry now: the build's copy of the artifact goes
         shutil.rmtree(folder, ignore_errors=True)
-        return pushed.image, f"pushed {pushed.image} ({pushed.summary()})"
+        log = f"pushed {pushed.image} ({pushed.summary()})"
+        if self.signer:
+            with _registry_errors():
+                log += "; " + self.signer.pushed(
+                    pushed.image,
+                    plan.model_name,
+                    plan.version,
+                    plan.artifact_sha256,
+                    self.options.base_image,
+                )
+        return pushed.image, log
+
+    def check_signature(self, plan):
+        """The log of the image's signature verified ("" when the options
+        ask none); ``TargetFailed`` when it does not verify."""
+        if not self.signer:
+            return ""
+        with _registry_errors():
+            return self.signer.check(plan.image)
 
     def apply(self, plan, force=False, capacity=True):
         """Dry run of every object, then apply them all; returns without
@@ -454,6 +481,7 @@ class KubernetesTarget(Target):
                 f"one is not there ({plan.artifact_uri.split(':', 1)[0]} store): "
                 "store artifacts on an S3 backend, or build ModelCar images"
             )
+        signed = self.check_signature(plan)
         warning = self.check_capacity(plan) if capacity else ""
         objects = self._objects(plan)
         cluster = self._at(plan)
@@ -469,8 +497,12 @@ class KubernetesTarget(Target):
         for obj in objects:
             cluster.apply(obj, force=force or _routed(obj))
         names = ", ".join(f"{o['kind']} {o['metadata']['name']}" for o in objects)
-        message = f"applied {names} in {cluster.namespace}"
-        return ServeStatus(False, f"{message}; {warning}" if warning else message)
+        message = "; ".join(
+            part
+            for part in (f"applied {names} in {cluster.namespace}", signed, warning)
+            if part
+        )
+        return ServeStatus(False, message)
 
     def _objects(self, plan):
         """The colour's objects with their real credentials."""
@@ -1053,3 +1085,27 @@ class KubernetesTarget(Target):
             raise TargetFailed(f"Kubernetes {version}: " + "; ".join(problems))
         info["access"] = f"all {len(needed)} verbs allowed"
         return info
+
+
+def signer_of(options, registry, secrets):
+    """The ``image_signing.Signer`` of a target building images, or None."""
+    if options.model_source != "image" or registry is None:
+        return None
+    return image_signing.Signer(
+        registry,
+        private_key=secrets.get("signing_key") or "",
+        public_key=secrets.get("signing_public_key") or "",
+        required=options.verify_signatures,
+    )
+
+
+@contextlib.contextmanager
+def _registry_errors():
+    """A registry out of reach is worth trying again; a signature that
+    does not verify, or a registry that says no, fails the stage."""
+    try:
+        yield
+    except RegistryUnavailable as error:
+        raise TargetUnavailable(str(error)) from error
+    except (RegistryRefused, image_signing.SignatureInvalid) as error:
+        raise TargetFailed(str(error)) from error
