@@ -442,6 +442,7 @@ class TestGitopsTarget(MlopsCase):
         self._pr_opened(52)
         run = self._production(version, "try prod").run_ids
         branch = run.change_branch
+        self.assertTrue(self._git("for-each-ref", f"refs/heads/{branch}"))
         requests_before = len(self.github.requests)
         headers, body = self._hook(run, merged=False)
         gitops.hear(self.target, "github", headers, body)
@@ -452,7 +453,7 @@ class TestGitopsTarget(MlopsCase):
         self.assertEqual(staging.state, "active")  # staging stays
         # closed by its reviewer: not closed again, but its branch is gone
         self.assertEqual(len(self.github.requests), requests_before)
-        self.assertFalse(self._git("ls-remote", ".", f"refs/heads/{branch}"))
+        self.assertFalse(self._git("for-each-ref", f"refs/heads/{branch}"))
 
     def test_the_review_deadline_withdraws_the_change(self):
         version = self._validated("3.0.0")

@@ -25,6 +25,8 @@ import testservers
 WATCHDOG_XMLID = "creativeflow_mlops.ir_cron_validation_watchdog"
 CI_TOKEN = "sys-trigger-token"  # noqa: S105 (a test's token)
 GITOPS_HOOK_SECRET = "sys-gitops-hook-secret"  # noqa: S105 (a test's secret)
+# the bare repository of the target sysgit on its git server
+REPOSITORY = "sys-ops"
 
 
 class Stack:
@@ -253,6 +255,49 @@ def invoke(stack):
     stack.admin.call("mlops.invoke.key.wizard", "action_generate", [wizard])
     (shown,) = stack.admin.call("mlops.invoke.key.wizard", "read", [wizard], ["key"])
     return {"Authorization": f"Bearer {shown['key']}"}
+
+
+@pytest.fixture(scope="module")
+def gitops(stack, tmp_path_factory):
+    """The gitops target ``sysgit`` (test_gitops.py, test_gitops_model.py):
+    (its git server, the recording server standing for GitHub)."""
+    from odoo.addons.creativeflow_mlops.adapters import (  # noqa: PLC0415
+        oci_registry,  # the addon's path is set once the tests run
+    )
+
+    work = tmp_path_factory.mktemp("gitops")
+    with (
+        gitserver.GitServer(work / "git") as git,
+        ociregistry.OciRegistry(work / "registry") as oci,
+        testservers.RecordingServer() as github,
+    ):
+        base = oci.push_base(
+            oci_registry.Registry(oci.host, oci.username, oci.password, insecure=True)
+        )
+        stack.admin.call(
+            "mlops.deployment.target",
+            "create",
+            {
+                "name": "GitOps",
+                "code": "sysgit",
+                "kind": "gitops",
+                "options": {
+                    "repository": git.create(REPOSITORY),
+                    "git_username": git.username,
+                    "provider": "github",
+                    "project": "acme/ops",
+                    "api_url": github.url,
+                    "public_url": "https://models.example.com",
+                    "cluster": {
+                        "namespace": "mlops",
+                        "registry": f"{oci.host}/mlops",
+                        "base_image": base,
+                        "registry_insecure": True,
+                    },
+                },
+            },
+        )
+        yield git, github
 
 
 @pytest.fixture

@@ -14,19 +14,13 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-import gitserver
-import ociregistry
-import pytest
 import requests
 import samples
-import testservers
 import yaml
 from test_backend_buttons import shoot_as_admin
 from test_deployments import _wait
 
-from odoo.addons.creativeflow_mlops.adapters.oci_registry import Registry
-
-from conftest import GITOPS_HOOK_SECRET
+from conftest import GITOPS_HOOK_SECRET, REPOSITORY
 
 APPROVER = "creativeflow_mlops.group_mlops_approver"
 PUBLIC = "https://models.example.com"
@@ -36,47 +30,8 @@ NOTIFICATIONS = (
     / "gitops"
     / "argocd-notifications.yaml"
 )
-REPOSITORY = "sys-ops"
 TARGETS = "/odoo/action-creativeflow_mlops.mlops_deployment_target_action"
 RUNS = "/odoo/action-creativeflow_mlops.mlops_pipeline_run_action"
-
-
-@pytest.fixture(scope="module")
-def gitops(stack, tmp_path_factory):
-    """The target ``sysgit``: its repository, registry and GitHub."""
-    work = tmp_path_factory.mktemp("gitops")
-    with (
-        gitserver.GitServer(work / "git") as git,
-        ociregistry.OciRegistry(work / "registry") as oci,
-        testservers.RecordingServer() as github,
-    ):
-        base = oci.push_base(
-            Registry(oci.host, oci.username, oci.password, insecure=True)
-        )
-        stack.admin.call(
-            "mlops.deployment.target",
-            "create",
-            {
-                "name": "GitOps",
-                "code": "sysgit",
-                "kind": "gitops",
-                "options": {
-                    "repository": git.create(REPOSITORY),
-                    "git_username": git.username,
-                    "provider": "github",
-                    "project": "acme/ops",
-                    "api_url": github.url,
-                    "public_url": PUBLIC,
-                    "cluster": {
-                        "namespace": "mlops",
-                        "registry": f"{oci.host}/mlops",
-                        "base_image": base,
-                        "registry_insecure": True,
-                    },
-                },
-            },
-        )
-        yield git, github
 
 
 def _git(git, *args):
