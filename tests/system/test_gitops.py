@@ -53,6 +53,33 @@ def _hook(stack, provider, body, headers):
     )
 
 
+def _github_hook(change, number, merged, by="reviewer", secret=GITOPS_HOOK_SECRET):
+    """GitHub's ``pull_request`` delivery closing ``change`` (the run's
+    ``change``: commit and branch), merged or not, signed with ``secret``:
+    (body, headers)."""
+    body = json.dumps(
+        {
+            "action": "closed",
+            "number": number,
+            "pull_request": {
+                "number": number,
+                "merged": merged,
+                "closed_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "merge_commit_sha": change["commit"] if merged else None,
+                "head": {"ref": change["branch"], "sha": change["commit"]},
+                "merged_by": {"login": by},
+            },
+            "repository": {"full_name": "acme/ops"},
+        }
+    ).encode()
+    return body, {
+        "X-GitHub-Event": "pull_request",
+        "X-GitHub-Delivery": str(uuid.uuid4()),
+        "X-Hub-Signature-256": "sha256="
+        + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest(),
+    }
+
+
 def _argocd(git, environment, model, images):
     """What the notification template renders for the Application of
     ``<environment>/<model>``, synced from main."""
@@ -177,30 +204,7 @@ def test_staging_on_main_then_production_through_a_reviewed_pull_request(
 
     # the reviewer merges; GitHub's signed hook tells Odoo; a replay is refused
     _git(git, "update-ref", "refs/heads/main", run["change"]["commit"])
-    body = json.dumps(
-        {
-            "action": "closed",
-            "number": 12,
-            "pull_request": {
-                "number": 12,
-                "merged": True,
-                "closed_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "merge_commit_sha": run["change"]["commit"],
-                "head": {
-                    "ref": run["change"]["branch"],
-                    "sha": run["change"]["commit"],
-                },
-                "merged_by": {"login": "platform-reviewer"},
-            },
-            "repository": {"full_name": "acme/ops"},
-        }
-    ).encode()
-    signed = {
-        "X-GitHub-Event": "pull_request",
-        "X-GitHub-Delivery": str(uuid.uuid4()),
-        "X-Hub-Signature-256": "sha256="
-        + hmac.new(GITOPS_HOOK_SECRET.encode(), body, hashlib.sha256).hexdigest(),
-    }
+    body, signed = _github_hook(run["change"], 12, merged=True, by="platform-reviewer")
     answer = _hook(stack, "github", body, signed)
     assert answer.status_code == 200, answer.text
     assert answer.json()["changed"] is True, answer.json()

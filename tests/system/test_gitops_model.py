@@ -18,20 +18,16 @@ is checked again.
 the machine's); seeds that found a defect go to ``REGRESSION_SEEDS``.
 """
 
-import hashlib
-import hmac
-import json
 import os
 import random
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 
 import pytest
 import samples
 from test_deployments import _wait
-from test_gitops import _argocd, _git, _hook
+from test_gitops import _argocd, _git, _github_hook, _hook
 
 from conftest import GITOPS_HOOK_SECRET
 
@@ -122,27 +118,7 @@ class Episode:
     def _github(self, merged, secret=GITOPS_HOOK_SECRET):
         if merged:
             _git(self.git, "update-ref", "refs/heads/main", self.change["commit"])
-        body = json.dumps(
-            {
-                "action": "closed",
-                "number": self.number,
-                "pull_request": {
-                    "number": self.number,
-                    "merged": merged,
-                    "closed_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                    "merge_commit_sha": self.change["commit"] if merged else None,
-                    "head": {"ref": self.change["branch"]},
-                    "merged_by": {"login": "reviewer"},
-                },
-                "repository": {"full_name": "acme/ops"},
-            }
-        ).encode()
-        headers = {
-            "X-GitHub-Event": "pull_request",
-            "X-GitHub-Delivery": str(uuid.uuid4()),
-            "X-Hub-Signature-256": "sha256="
-            + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest(),
-        }
+        body, headers = _github_hook(self.change, self.number, merged, secret=secret)
         return "github", body, headers
 
     def act(self, action):
