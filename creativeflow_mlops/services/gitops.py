@@ -31,6 +31,7 @@ from ..adapters import git_hosting
 from ..exceptions import Conflict, InvalidInput, NotFound, Unauthorized
 from . import deployment as deployments
 from . import jobs, settings
+from .operations import text
 from .serving import plan
 
 MAX_HOOK_BYTES = git_hosting.MAX_HOOK_BYTES
@@ -38,6 +39,7 @@ MAX_HOOK_BYTES = git_hosting.MAX_HOOK_BYTES
 
 def find_target(env, code):
     """The gitops target a hook names, as the platform."""
+    code = text({"target": code}, "target", limit=128)  # NUL: a 400, not a 500
     target = (
         env["mlops.deployment.target"]
         .sudo()

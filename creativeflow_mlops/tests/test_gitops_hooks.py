@@ -105,6 +105,7 @@ class TestGitopsHookRoute(MlopsCase, HttpCase):
                 401,
             ),
             ("/gitops/nope/hooks/github", *self._github(), 404),
+            ("/gitops/n%00pe/hooks/github", *self._github(), 400),
             ("/gitops/hooks/hooks/bitbucket", *self._github(), 404),
             ("/gitops/hooks/hooks/gitlab", *self._github(), 404),
             (
